@@ -1,0 +1,57 @@
+"""Options shared by several commands, as small decorators, and click parameter types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..profiles import PROFILES, parse_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Size(click.ParamType):
+    """A byte size: ``200MB``, ``150MiB`` or plain bytes."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def profile_options(fn: F) -> F:
+    """``--profile`` and the limit overrides, passed on as ``profile`` and ``limits``."""
+    options = [
+        click.option("--profile", type=click.Choice(sorted(PROFILES)), default="openai",
+                     show_default=True, help="Provider whose rules and limits apply."),
+        click.option("--max-requests", type=click.IntRange(min=1), default=None,
+                     help="Override the profile's request limit."),
+        click.option("--max-bytes", type=Size(), default=None,
+                     help="Override the byte limit (200MB, 150MiB or bytes)."),
+        click.option("--max-embedding-inputs", type=click.IntRange(min=1), default=None,
+                     help="Override the embedding-input limit."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def limits(max_requests: int | None, max_bytes: int | None,
+           max_embedding_inputs: int | None) -> dict[str, int]:
+    """The limit overrides that were given, as keyword arguments for the library."""
+    given = {"max_requests": max_requests, "max_bytes": max_bytes,
+             "max_embedding_inputs": max_embedding_inputs}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    """``--format`` with the given renderers (the first is the default)."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0],
+                        show_default=True, help="Output format.")

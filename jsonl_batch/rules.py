@@ -1,0 +1,264 @@
+"""The rules: one small function per check, registered with the codes it can emit.
+
+Line rules look at one parsed request (a dict) and return findings ``(code, message, param)``
+or ``None``; the engine adds the line number. File rules keep state across lines
+(``FileRules``): duplicates, the batch endpoint and model, and the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .profiles import EMBEDDINGS_URL, ENDPOINTS, Profile
+from .schemas import body_schema, describe
+
+Finding = tuple[str, str, "str | None"]
+"""``(code, message, param)``: a problem before the engine gives it a line."""
+
+ENVELOPE = ("custom_id", "method", "url", "body")
+
+
+class Context:
+    """What line rules need to know about the run: the profile, compiled once."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.endpoints = frozenset(profile.endpoints)
+        self.custom_id_re = profile.custom_id_re
+
+
+LineCheck = Callable[[dict[str, Any], Context], "Iterable[Finding] | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    codes: tuple[str, ...]
+    check: LineCheck
+
+
+LINE_RULES: list[Rule] = []
+
+
+def line_rule(*codes: str) -> Callable[[LineCheck], LineCheck]:
+    """Register a line rule under the codes it can emit."""
+
+    def register(check: LineCheck) -> LineCheck:
+        LINE_RULES.append(Rule(codes, check))
+        return check
+
+    return register
+
+
+def active_rules(ignore: Collection[str] = ()) -> list[LineCheck]:
+    """The line checks to run: all of them, minus rules whose every code is ignored."""
+    return [r.check for r in LINE_RULES if not set(r.codes) <= set(ignore)]
+
+
+@line_rule("missing_required_parameter")
+def required_fields(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    missing = [f for f in ENVELOPE if f not in req]
+    if not missing:
+        return None
+    return [
+        ("missing_required_parameter", f"Missing required parameter: '{f}'.", f) for f in missing
+    ]
+
+
+@line_rule("invalid_type")
+def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    found: list[Finding] = []
+    for field, wanted, word in (("custom_id", str, "a string"), ("url", str, "a string"),
+                                ("body", dict, "an object")):
+        value = req.get(field)
+        if value is not None and type(value) is not wanted:
+            found.append(("invalid_type", f"{field} must be {word}, found {describe(value)}.",
+                          field))
+    return found or None
+
+
+@line_rule("invalid_method")
+def method(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    value = req.get("method", "POST")
+    if value == "POST":
+        return None
+    hint = " (upper case)" if isinstance(value, str) and value.upper() == "POST" else ""
+    return [("invalid_method", f"The method must be POST{hint}, found {describe(value)}.",
+             "method")]
+
+
+@line_rule("unsupported_endpoint")
+def endpoint(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    url = req.get("url")
+    if type(url) is not str or url in ctx.endpoints:
+        return None
+    path = "/v1/" + url.split("/v1/", 1)[1] if "/v1/" in url else None
+    hint = (
+        f" Use the path only: {path!r}." if path in ctx.endpoints and path != url
+        else f" Use one of: {', '.join(ctx.profile.endpoints)}."
+    )
+    return [("unsupported_endpoint",
+             f"The url {url!r} is not a batch endpoint of the {ctx.profile.name} profile.{hint}",
+             "url")]
+
+
+@line_rule("streaming_unsupported")
+def streaming(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    body = req.get("body")
+    if type(body) is not dict or body.get("stream") is not True:
+        return None
+    known = ENDPOINTS.get(req.get("url"))  # type: ignore[arg-type]
+    name = f"{known.name}: " if known else ""
+    return [("streaming_unsupported",
+             f"{name}Streaming is not supported in the Batch API; remove \"stream\": true.",
+             "body.stream")]
+
+
+@line_rule("invalid_request", "invalid_body")
+def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    """Required body parameters (the server fails the whole file) and the rest of the
+    endpoint's schema (the server fails only this request, with HTTP 400)."""
+    body = req.get("body")
+    if type(body) is not dict:
+        return None
+    url = req.get("url")
+    schema = body_schema(url) if url in ctx.endpoints else None
+    required = schema.required if schema else ("model",)
+    missing = [f for f in required if body.get(f) is None]
+    found: list[Finding] = [
+        ("invalid_request", f"{f.capitalize()} parameter is required.", f"body.{f}")
+        for f in missing
+    ]
+    if schema and not schema.is_valid(body):
+        skip = {f"body.{f}" for f in missing}
+        found += [("invalid_body", message, param) for param, message in schema.failures(body)
+                  if param not in skip]
+    return found or None
+
+
+@line_rule("unknown_parameter")
+def unknown_keys(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    if len(req) <= len(ENVELOPE) and all(k in ENVELOPE for k in req):
+        return None
+    return [
+        ("unknown_parameter",
+         f"Unknown top-level key {key!r}; the Batch API reads only custom_id, method, url "
+         "and body.", key)
+        for key in req if key not in ENVELOPE
+    ] or None
+
+
+@line_rule("nonportable_custom_id")
+def portable_custom_id(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    custom_id = req.get("custom_id")
+    if type(custom_id) is not str or ctx.custom_id_re.fullmatch(custom_id):
+        return None
+    return [("nonportable_custom_id",
+             f"custom_id {describe(custom_id)} is not 1-64 letters, digits, '_' or '-'; "
+             "OpenAI accepts it, other providers reject it.", "custom_id")]
+
+
+Facts = tuple["str | None", "str | None", "str | None", int]
+"""What file rules need from a request: ``(custom_id, url, model, embedding_inputs)``."""
+
+
+def facts(req: dict[str, Any], ctx: Context) -> Facts:
+    """Extract a request's facts; ``url`` only when it is an endpoint of the profile."""
+    custom_id = req.get("custom_id")
+    url = req.get("url")
+    body = req.get("body")
+    model = None
+    inputs = 0
+    if type(body) is dict:
+        model = body.get("model")
+        if url == EMBEDDINGS_URL:
+            inputs = count_inputs(body.get("input"))
+    return (
+        custom_id if type(custom_id) is str else None,
+        url if url in ctx.endpoints else None,
+        model if type(model) is str else None,
+        inputs,
+    )
+
+
+def count_inputs(value: Any) -> int:
+    """Embedding inputs in one request: a string or a token array counts 1, a list its length."""
+    if isinstance(value, list):
+        if value and all(type(v) is int for v in value):
+            return 1
+        return len(value)
+    return 0 if value is None else 1
+
+
+class FileRules:
+    """Rules across lines: duplicate custom_ids, one endpoint, one model, and the limits."""
+
+    codes = ("duplicate_custom_id", "invalid_url", "mismatched_model", "empty_file",
+             "too_many_tasks", "file_too_large", "too_many_embedding_inputs")
+
+    def __init__(self, profile: Profile, endpoint: str | None = None,
+                 model: str | None = None) -> None:
+        self.profile = profile
+        self.endpoint = endpoint
+        self.model = model
+        self.endpoint_line: int | None = None
+        self.model_line: int | None = None
+        self.first_use: dict[str, int] = {}
+        self.requests = 0
+        self.embedding_inputs = 0
+
+    def feed(self, line: int, facts: Facts) -> list[Finding] | None:
+        """Take one request's facts; return what they break across the file."""
+        custom_id, url, model, inputs = facts
+        self.requests += 1
+        self.embedding_inputs += inputs
+        found: list[Finding] | None = None
+        if custom_id is not None:
+            first = self.first_use.setdefault(custom_id, line)
+            if first != line:
+                found = [("duplicate_custom_id",
+                          f"custom_id {custom_id!r} is already used on line {first}; "
+                          "custom_ids must be unique in a file.", "custom_id")]
+        if url is not None:
+            if self.endpoint is None:
+                self.endpoint, self.endpoint_line = url, line
+            elif url != self.endpoint:
+                found = (found or []) + [("invalid_url", (
+                    f"The URL provided for this request does not match the batch endpoint: "
+                    f"found {url!r}, the batch endpoint is {self.endpoint!r}"
+                    f"{self._since(self.endpoint_line)}."), "url")]
+        if model is not None:
+            if self.model is None:
+                self.model, self.model_line = model, line
+            elif model != self.model:
+                label = self.profile.model_label
+                found = (found or []) + [("mismatched_model", (
+                    f"Every line must use the same {label}: found {model!r}, the file's "
+                    f"{label} is {self.model!r}{self._since(self.model_line)}."), "body.model")]
+        return found
+
+    @staticmethod
+    def _since(line: int | None) -> str:
+        return f" (from line {line})" if line else " (given)"
+
+    def finish(self, size: int) -> list[Finding]:
+        """File-level findings once every line has been fed; ``size`` is the file's bytes."""
+        p = self.profile
+        found: list[Finding] = []
+        if self.requests == 0:
+            found.append(("empty_file", "The file contains no requests.", None))
+        if p.max_requests is not None and self.requests > p.max_requests:
+            found.append(("too_many_tasks", (
+                f"The file has {self.requests:,} requests; the limit is {p.max_requests:,} "
+                "per batch. Split it (jsonl-batch split)."), None))
+        if p.max_bytes is not None and size > p.max_bytes:
+            found.append(("file_too_large", (
+                f"The file is {size:,} bytes; the limit is {p.max_bytes:,} bytes. "
+                "Split it (jsonl-batch split)."), None))
+        limit = p.max_embedding_inputs
+        if limit is not None and self.embedding_inputs > limit:
+            found.append(("too_many_embedding_inputs", (
+                f"The file has {self.embedding_inputs:,} embedding inputs; the limit is "
+                f"{limit:,} per batch. Split it (jsonl-batch split)."), None))
+        return found
