@@ -47,36 +47,68 @@ class Code:
 CATALOGUE: dict[str, Code] = {
     c.code: c
     for c in (
-        Code("invalid_json_line", "The line is not parseable JSON: includes a blank line, a "
-             "byte-order mark, invalid UTF-8 and nesting deeper than 1024 levels."),
-        Code("invalid_type", "The line is JSON but not an object (param null), or a top-level "
-             "field has the wrong type (`custom_id`, `url` not a string, `body` not an object)."),
-        Code("missing_required_parameter", "`custom_id`, `method`, `url` or `body` is absent "
-             "(param names it)."),
-        Code("duplicate_custom_id", "The custom_id was already used; reported on the later line, "
-             "the message names the first."),
+        Code(
+            "invalid_json_line",
+            "The line is not parseable JSON: includes a blank line, a "
+            "byte-order mark, invalid UTF-8 and nesting deeper than 1024 levels.",
+        ),
+        Code(
+            "invalid_type",
+            "The line is JSON but not an object (param null), or a top-level "
+            "field has the wrong type (`custom_id`, `url` not a string, `body` not an object).",
+        ),
+        Code(
+            "missing_required_parameter",
+            "`custom_id`, `method`, `url` or `body` is absent (param names it).",
+        ),
+        Code(
+            "duplicate_custom_id",
+            "The custom_id was already used; reported on the later line, "
+            "the message names the first.",
+        ),
         Code("invalid_method", "`method` is not `POST`."),
         Code("unsupported_endpoint", "`url` is not a batch endpoint of the profile."),
-        Code("invalid_url", "`url` differs from the batch endpoint (the first valid line's url, "
-             "or `--endpoint`)."),
-        Code("mismatched_model", "`body.model` differs from the file's model (the first seen, "
-             "or `--model`)."),
+        Code(
+            "invalid_url",
+            "`url` differs from the batch endpoint (the first valid line's url, or `--endpoint`).",
+        ),
+        Code(
+            "mismatched_model",
+            "`body.model` differs from the file's model (the first seen, or `--model`).",
+        ),
         Code("streaming_unsupported", "`body.stream` is true."),
-        Code("invalid_request", "The body lacks a parameter its endpoint requires: `model`; "
-             "`messages` (chat), `input` (embeddings, moderations, responses), `prompt` "
-             "(completions, images, videos). The server rejects the whole file."),
-        Code("invalid_body", "The body fails its endpoint's JSON Schema (a wrong type, an "
-             "unknown role, a value out of range); the server would accept the file and fail "
-             "this request with HTTP 400. param is the path, e.g. `body.messages[1].role`."),
+        Code(
+            "invalid_request",
+            "The body lacks a parameter its endpoint requires: `model`; "
+            "`messages` (chat), `input` (embeddings, moderations, responses), `prompt` "
+            "(completions, images, videos). The server rejects the whole file.",
+        ),
+        Code(
+            "invalid_body",
+            "The body fails its endpoint's JSON Schema (a wrong type, an "
+            "unknown role, a value out of range); the server would accept the file and fail "
+            "this request with HTTP 400. param is the path, e.g. `body.messages[1].role`.",
+        ),
         Code("empty_file", "The file contains no requests.", file_level=True),
         Code("too_many_tasks", "More requests than the profile allows.", file_level=True),
         Code("file_too_large", "More bytes than the profile allows.", file_level=True),
-        Code("too_many_embedding_inputs", "More embedding inputs than the profile allows (a "
-             "string or a token array counts 1, an array of them its length).", file_level=True),
-        Code("unknown_parameter", "A top-level key other than custom_id, method, url, body.",
-             severity="warning"),
-        Code("nonportable_custom_id", "The custom_id is not `^[A-Za-z0-9_-]{1,64}$`; other "
-             "providers (Anthropic, Together) reject it.", severity="warning"),
+        Code(
+            "too_many_embedding_inputs",
+            "More embedding inputs than the profile allows (a "
+            "string or a token array counts 1, an array of them its length).",
+            file_level=True,
+        ),
+        Code(
+            "unknown_parameter",
+            "A top-level key other than custom_id, method, url, body.",
+            severity="warning",
+        ),
+        Code(
+            "nonportable_custom_id",
+            "The custom_id is not `^[A-Za-z0-9_-]{1,64}$`; other "
+            "providers (Anthropic, Together) reject it.",
+            severity="warning",
+        ),
     )
 }
 

@@ -59,9 +59,7 @@ class Profile:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown profile setting(s): {', '.join(unknown)}")
-        return dataclasses.replace(
-            self, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def custom_id_re(self) -> re.Pattern[str]:

@@ -141,7 +141,7 @@ def chunk_bounds(path: str | os.PathLike[str], size: int, chunks: int) -> list[i
 
 
 def parse_line(raw: bytes) -> tuple[Any, str | None]:
-    """Parse one raw line with orjson: ``(value, None)``, or ``(None, reason)`` when it is not JSON."""
+    """Parse one raw line: ``(value, None)``, or ``(None, reason)`` when it is not JSON."""
     try:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:

@@ -8,7 +8,7 @@ or ``None``; the engine adds the line number. File rules keep state across lines
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .profiles import EMBEDDINGS_URL, ENDPOINTS, Profile
@@ -27,6 +27,36 @@ class Context:
         self.profile = profile
         self.endpoints = frozenset(profile.endpoints)
         self.custom_id_re = profile.custom_id_re
+
+
+def clean_line_schema(url: str, ctx: Context) -> dict[str, Any]:
+    """A schema that a line of endpoint ``url`` passes exactly when no line rule finds
+    anything in it: the fast path checks this in one jsonschema-rs call and runs the rules
+    (for their messages) only on lines that fail it. A test holds the two equal."""
+    body = dict(body_schema(url).schema)
+    defs = body.pop("$defs", {})  # its "#/$defs/..." refs resolve against our root
+    return {
+        "$defs": defs,
+        "type": "object",
+        "required": list(ENVELOPE),
+        "additionalProperties": False,
+        "properties": {
+            "custom_id": {"type": "string", "pattern": f"^(?:{ctx.profile.portable_custom_id})$"},
+            "method": {"const": "POST"},
+            "url": {"const": url},
+            "body": {
+                "allOf": [
+                    body,
+                    {"properties": {"stream": {"not": {"const": True}}}},
+                    {
+                        "properties": {
+                            f: {"not": {"type": "null"}} for f in body_schema(url).required
+                        }
+                    },
+                ],
+            },
+        },
+    }
 
 
 LineCheck = Callable[[dict[str, Any], Context], "Iterable[Finding] | None"]
@@ -69,12 +99,14 @@ def required_fields(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
 @line_rule("invalid_type")
 def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     found: list[Finding] = []
-    for field, wanted, word in (("custom_id", str, "a string"), ("url", str, "a string"),
-                                ("body", dict, "an object")):
-        value = req.get(field)
+    for name, wanted, word in (
+        ("custom_id", str, "a string"),
+        ("url", str, "a string"),
+        ("body", dict, "an object"),
+    ):
+        value = req.get(name)
         if value is not None and type(value) is not wanted:
-            found.append(("invalid_type", f"{field} must be {word}, found {describe(value)}.",
-                          field))
+            found.append(("invalid_type", f"{name} must be {word}, found {describe(value)}.", name))
     return found or None
 
 
@@ -84,8 +116,9 @@ def method(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     if value == "POST":
         return None
     hint = " (upper case)" if isinstance(value, str) and value.upper() == "POST" else ""
-    return [("invalid_method", f"The method must be POST{hint}, found {describe(value)}.",
-             "method")]
+    return [
+        ("invalid_method", f"The method must be POST{hint}, found {describe(value)}.", "method")
+    ]
 
 
 @line_rule("unsupported_endpoint")
@@ -95,12 +128,17 @@ def endpoint(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
         return None
     path = "/v1/" + url.split("/v1/", 1)[1] if "/v1/" in url else None
     hint = (
-        f" Use the path only: {path!r}." if path in ctx.endpoints and path != url
+        f" Use the path only: {path!r}."
+        if path in ctx.endpoints and path != url
         else f" Use one of: {', '.join(ctx.profile.endpoints)}."
     )
-    return [("unsupported_endpoint",
-             f"The url {url!r} is not a batch endpoint of the {ctx.profile.name} profile.{hint}",
-             "url")]
+    return [
+        (
+            "unsupported_endpoint",
+            f"The url {url!r} is not a batch endpoint of the {ctx.profile.name} profile.{hint}",
+            "url",
+        )
+    ]
 
 
 @line_rule("streaming_unsupported")
@@ -110,9 +148,13 @@ def streaming(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
         return None
     known = ENDPOINTS.get(req.get("url"))  # type: ignore[arg-type]
     name = f"{known.name}: " if known else ""
-    return [("streaming_unsupported",
-             f"{name}Streaming is not supported in the Batch API; remove \"stream\": true.",
-             "body.stream")]
+    return [
+        (
+            "streaming_unsupported",
+            f'{name}Streaming is not supported in the Batch API; remove "stream": true.',
+            "body.stream",
+        )
+    ]
 
 
 @line_rule("invalid_request", "invalid_body")
@@ -132,8 +174,11 @@ def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | No
     ]
     if schema and not schema.is_valid(body):
         skip = {f"body.{f}" for f in missing}
-        found += [("invalid_body", message, param) for param, message in schema.failures(body)
-                  if param not in skip]
+        found += [
+            ("invalid_body", message, param)
+            for param, message in schema.failures(body)
+            if param not in skip
+        ]
     return found or None
 
 
@@ -142,10 +187,14 @@ def unknown_keys(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     if len(req) <= len(ENVELOPE) and all(k in ENVELOPE for k in req):
         return None
     return [
-        ("unknown_parameter",
-         f"Unknown top-level key {key!r}; the Batch API reads only custom_id, method, url "
-         "and body.", key)
-        for key in req if key not in ENVELOPE
+        (
+            "unknown_parameter",
+            f"Unknown top-level key {key!r}; the Batch API reads only custom_id, method, url "
+            "and body.",
+            key,
+        )
+        for key in req
+        if key not in ENVELOPE
     ] or None
 
 
@@ -154,9 +203,14 @@ def portable_custom_id(req: dict[str, Any], ctx: Context) -> list[Finding] | Non
     custom_id = req.get("custom_id")
     if type(custom_id) is not str or ctx.custom_id_re.fullmatch(custom_id):
         return None
-    return [("nonportable_custom_id",
-             f"custom_id {describe(custom_id)} is not 1-64 letters, digits, '_' or '-'; "
-             "OpenAI accepts it, other providers reject it.", "custom_id")]
+    return [
+        (
+            "nonportable_custom_id",
+            f"custom_id {describe(custom_id)} is not 1-64 letters, digits, '_' or '-'; "
+            "OpenAI accepts it, other providers reject it.",
+            "custom_id",
+        )
+    ]
 
 
 Facts = tuple["str | None", "str | None", "str | None", int]
@@ -191,14 +245,40 @@ def count_inputs(value: Any) -> int:
     return 0 if value is None else 1
 
 
+@dataclass(slots=True)
+class Chunk:
+    """What the line checks found in a run of lines, compact enough to cross processes.
+
+    Line numbers here are relative to the chunk (from 1); the engine adds the base.
+    """
+
+    lines: int = 0
+    requests: int = 0
+    embedding_inputs: int = 0
+    custom_ids: list[str | None] = field(default_factory=list)
+    """One per line: its custom_id, or ``None``."""
+    targets: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    """``(line, url, model)`` wherever the pair changes: a run lasts until the next entry."""
+    findings: list[tuple[int, list[Finding]]] = field(default_factory=list)
+    """Line-rule findings, by line."""
+
+
 class FileRules:
     """Rules across lines: duplicate custom_ids, one endpoint, one model, and the limits."""
 
-    codes = ("duplicate_custom_id", "invalid_url", "mismatched_model", "empty_file",
-             "too_many_tasks", "file_too_large", "too_many_embedding_inputs")
+    codes = (
+        "duplicate_custom_id",
+        "invalid_url",
+        "mismatched_model",
+        "empty_file",
+        "too_many_tasks",
+        "file_too_large",
+        "too_many_embedding_inputs",
+    )
 
-    def __init__(self, profile: Profile, endpoint: str | None = None,
-                 model: str | None = None) -> None:
+    def __init__(
+        self, profile: Profile, endpoint: str | None = None, model: str | None = None
+    ) -> None:
         self.profile = profile
         self.endpoint = endpoint
         self.model = model
@@ -208,35 +288,78 @@ class FileRules:
         self.requests = 0
         self.embedding_inputs = 0
 
-    def feed(self, line: int, facts: Facts) -> list[Finding] | None:
-        """Take one request's facts; return what they break across the file."""
-        custom_id, url, model, inputs = facts
-        self.requests += 1
-        self.embedding_inputs += inputs
-        found: list[Finding] | None = None
-        if custom_id is not None:
-            first = self.first_use.setdefault(custom_id, line)
-            if first != line:
-                found = [("duplicate_custom_id",
-                          f"custom_id {custom_id!r} is already used on line {first}; "
-                          "custom_ids must be unique in a file.", "custom_id")]
-        if url is not None:
-            if self.endpoint is None:
-                self.endpoint, self.endpoint_line = url, line
-            elif url != self.endpoint:
-                found = (found or []) + [("invalid_url", (
-                    f"The URL provided for this request does not match the batch endpoint: "
-                    f"found {url!r}, the batch endpoint is {self.endpoint!r}"
-                    f"{self._since(self.endpoint_line)}."), "url")]
-        if model is not None:
-            if self.model is None:
-                self.model, self.model_line = model, line
-            elif model != self.model:
-                label = self.profile.model_label
-                found = (found or []) + [("mismatched_model", (
-                    f"Every line must use the same {label}: found {model!r}, the file's "
-                    f"{label} is {self.model!r}{self._since(self.model_line)}."), "body.model")]
+    def feed(self, base: int, chunk: Chunk) -> list[tuple[int, Finding]]:
+        """Take a chunk that starts after line ``base``; return ``(line, finding)`` pairs for
+        what it breaks across the file, in line order."""
+        self.requests += chunk.requests
+        self.embedding_inputs += chunk.embedding_inputs
+        found: list[tuple[int, Finding]] = []
+        ids = chunk.custom_ids
+        if not self._add_unique(base, ids):
+            for line, custom_id in enumerate(ids, base + 1):
+                if custom_id is not None and (f := self.duplicate(line, custom_id)):
+                    found.append((line, f))
+        stops = [t[0] for t in chunk.targets[1:]] + [chunk.lines + 1]
+        for (start, url, model), stop in zip(chunk.targets, stops, strict=True):
+            for line in range(base + start, base + stop):
+                wrong_url = url is not None and self.other_url(line, url)
+                wrong_model = model is not None and self.other_model(line, model)
+                if not (wrong_url or wrong_model):
+                    break  # the rest of the run has the same url and model
+                found += [(line, f) for f in (wrong_url, wrong_model) if f]
+        found.sort(key=lambda pair: pair[0])  # stable: duplicate, url, model within a line
         return found
+
+    def _add_unique(self, base: int, ids: list[str | None]) -> bool:
+        """Record every custom_id at once when none repeats; ``False`` if one might.
+        (Set operations in C: this runs in the main process while workers check lines.)"""
+        unique = set(ids)
+        nones = ids.count(None)
+        if len(unique) != len(ids) - nones + (1 if nones else 0):
+            return False
+        unique.discard(None)
+        if not self.first_use.keys().isdisjoint(unique):
+            return False
+        self.first_use.update(zip(ids, range(base + 1, base + 1 + len(ids)), strict=True))
+        self.first_use.pop(None, None)  # type: ignore[call-overload]
+        return True
+
+    def duplicate(self, line: int, custom_id: str) -> Finding | None:
+        first = self.first_use.setdefault(custom_id, line)
+        if first == line:
+            return None
+        return (
+            "duplicate_custom_id",
+            f"custom_id {custom_id!r} is already used on line {first}; "
+            "custom_ids must be unique in a file.",
+            "custom_id",
+        )
+
+    def other_url(self, line: int, url: str) -> Finding | None:
+        if self.endpoint is None:
+            self.endpoint, self.endpoint_line = url, line
+        if url == self.endpoint:
+            return None
+        return (
+            "invalid_url",
+            "The URL provided for this request does not match the batch endpoint: "
+            f"found {url!r}, the batch endpoint is {self.endpoint!r}"
+            f"{self._since(self.endpoint_line)}.",
+            "url",
+        )
+
+    def other_model(self, line: int, model: str) -> Finding | None:
+        if self.model is None:
+            self.model, self.model_line = model, line
+        if model == self.model:
+            return None
+        label = self.profile.model_label
+        return (
+            "mismatched_model",
+            f"Every line must use the same {label}: found {model!r}, the file's "
+            f"{label} is {self.model!r}{self._since(self.model_line)}.",
+            "body.model",
+        )
 
     @staticmethod
     def _since(line: int | None) -> str:
@@ -249,16 +372,37 @@ class FileRules:
         if self.requests == 0:
             found.append(("empty_file", "The file contains no requests.", None))
         if p.max_requests is not None and self.requests > p.max_requests:
-            found.append(("too_many_tasks", (
-                f"The file has {self.requests:,} requests; the limit is {p.max_requests:,} "
-                "per batch. Split it (jsonl-batch split)."), None))
+            found.append(
+                (
+                    "too_many_tasks",
+                    (
+                        f"The file has {self.requests:,} requests; the limit is {p.max_requests:,} "
+                        "per batch. Split it (jsonl-batch split)."
+                    ),
+                    None,
+                )
+            )
         if p.max_bytes is not None and size > p.max_bytes:
-            found.append(("file_too_large", (
-                f"The file is {size:,} bytes; the limit is {p.max_bytes:,} bytes. "
-                "Split it (jsonl-batch split)."), None))
+            found.append(
+                (
+                    "file_too_large",
+                    (
+                        f"The file is {size:,} bytes; the limit is {p.max_bytes:,} bytes. "
+                        "Split it (jsonl-batch split)."
+                    ),
+                    None,
+                )
+            )
         limit = p.max_embedding_inputs
         if limit is not None and self.embedding_inputs > limit:
-            found.append(("too_many_embedding_inputs", (
-                f"The file has {self.embedding_inputs:,} embedding inputs; the limit is "
-                f"{limit:,} per batch. Split it (jsonl-batch split)."), None))
+            found.append(
+                (
+                    "too_many_embedding_inputs",
+                    (
+                        f"The file has {self.embedding_inputs:,} embedding inputs; the limit is "
+                        f"{limit:,} per batch. Split it (jsonl-batch split)."
+                    ),
+                    None,
+                )
+            )
         return found

@@ -27,7 +27,8 @@ def resource(kind: str) -> Traversable:
 def schema_names() -> list[str]:
     """Names of every shipped schema (file names without ``.json``)."""
     return sorted(
-        p.name.removesuffix(".json") for p in resource("schemas").iterdir()
+        p.name.removesuffix(".json")
+        for p in resource("schemas").iterdir()
         if p.name.endswith(".json")
     )
 
@@ -123,9 +124,10 @@ def deepest(error: jsonschema_rs.ValidationError) -> jsonschema_rs.ValidationErr
     while error.kind.name == "anyOf":
         depth = len(error.instance_path)
         inner = [
-            e for branch in error.kind.as_dict()["context"] for e in branch
-            if len(e.instance_path) > depth
-            or e.kind.name not in ("type", "anyOf", "enum", "const")
+            e
+            for branch in error.kind.as_dict()["context"]
+            for e in branch
+            if len(e.instance_path) > depth or e.kind.name not in ("type", "anyOf", "enum", "const")
         ]
         if not inner:
             return error
@@ -145,8 +147,14 @@ def expected_types(error: jsonschema_rs.ValidationError) -> str:
     return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
 
 
-_TYPE_WORDS = {"object": "an object", "array": "an array", "integer": "an integer",
-               "string": "a string", "number": "a number", "boolean": "a boolean"}
+_TYPE_WORDS = {
+    "object": "an object",
+    "array": "an array",
+    "integer": "an integer",
+    "string": "a string",
+    "number": "a number",
+    "boolean": "a boolean",
+}
 
 
 def describe(value: Any, limit: int = 60) -> str:

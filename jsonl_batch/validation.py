@@ -11,11 +11,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from heapq import merge
+from itertools import islice, pairwise
 from typing import Any
 
+import jsonschema_rs
+from orjson import JSONDecodeError, loads
+
 from .problems import CATALOGUE, Problem, Report, Stats, problem
-from .profiles import Profile, get_profile
+from .profiles import EMBEDDINGS_URL, Profile, get_profile
 from .reading import (
     BUFFER_SIZE,
     LineReader,
@@ -23,36 +28,71 @@ from .reading import (
     Source,
     chunk_bounds,
     describe_os_error,
+    explain_invalid,
     open_source,
-    parse_line,
     source_name,
 )
-from .rules import Context, Facts, FileRules, Finding, active_rules, facts
+from .rules import (
+    Chunk,
+    Context,
+    Facts,
+    FileRules,
+    Finding,
+    active_rules,
+    clean_line_schema,
+    count_inputs,
+    facts,
+)
 
 PARALLEL_MIN_BYTES = 16 << 20
 """Files at least this big are checked by worker processes (when there are cores to use)."""
 CHUNK_BYTES = 8 << 20
 
-Record = tuple[int, "Facts | None", "list[Finding] | None"]
-"""One checked line: ``(line_no, facts, findings)``; facts are ``None`` for a non-request."""
+BLOCK_LINES = 4096
+"""Lines per chunk when checking in-process (problems come out a block at a time)."""
 
 
 class LineChecker:
-    """The per-line half of validation: parse once, run the line rules, extract facts."""
+    """The per-line half of validation: parse once, check, extract the facts.
+
+    A line that passes its endpoint's clean-line schema (one jsonschema-rs call) has no
+    line problems; only the others go through the rules, which say what is wrong.
+    """
 
     def __init__(self, profile: Profile, ignore: Collection[str] = ()) -> None:
-        self.ctx = Context(profile)
+        self.ctx = ctx = Context(profile)
         self.rules = active_rules(ignore)
+        self.clean = {
+            url: jsonschema_rs.validator_for(clean_line_schema(url, ctx)).is_valid
+            for url in profile.endpoints
+        }
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
-        req, reason = parse_line(raw)
-        if reason is not None:
-            return None, [("invalid_json_line", reason, None)]
+        """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
+        try:
+            req = loads(raw)
+        except JSONDecodeError as exc:
+            return None, [("invalid_json_line", explain_invalid(raw, exc), None)]
+        return self.check_request(req)
+
+    def check_request(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
+        """Check one parsed line."""
         if type(req) is not dict:
             kind = "an array" if type(req) is list else "a scalar value"
-            return None, [("invalid_type",
-                           f"This line is {kind}, not a JSON object; each line must be one "
-                           "request object.", None)]
+            return None, [
+                (
+                    "invalid_type",
+                    f"This line is {kind}, not a JSON object; each line must be one "
+                    "request object.",
+                    None,
+                )
+            ]
+        url = req.get("url")
+        clean = self.clean.get(url) if type(url) is str else None
+        if clean is not None and clean(req):
+            body = req["body"]
+            inputs = count_inputs(body.get("input")) if url == EMBEDDINGS_URL else 0
+            return (req["custom_id"], url, body["model"], inputs), None
         ctx = self.ctx
         found: list[Finding] | None = None
         for rule in self.rules:
@@ -61,10 +101,34 @@ class LineChecker:
                 found = [*found, *out] if found else list(out)
         return facts(req, ctx), found
 
-    def check_lines(self, lines: LineReader) -> Iterator[Record]:
-        for line_no, _offset, raw in lines:
-            f, found = self.check(raw)
-            yield line_no, f, found
+    def check_lines(self, lines: Iterable[tuple[int, int, bytes]]) -> Chunk:
+        """Check every line of ``lines`` into one ``Chunk`` (the hot loop: kept flat)."""
+        chunk = Chunk()
+        ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
+        check, check_request = self.check, self.check_request
+        n = requests = inputs = 0
+        last: tuple[str | None, str | None] | None = None
+        for _line_no, _offset, raw in lines:
+            n += 1
+            try:
+                line_facts, found = check_request(loads(raw))
+            except JSONDecodeError:
+                line_facts, found = check(raw)  # only to explain the failure
+            if found:
+                findings.append((n, found))
+            if line_facts is None:
+                ids.append(None)
+                target: tuple[str | None, str | None] = (None, None)
+            else:
+                ids.append(line_facts[0])
+                requests += 1
+                inputs += line_facts[3]
+                target = line_facts[1], line_facts[2]
+            if target != last:
+                targets.append((n, *target))
+                last = target
+        chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
+        return chunk
 
 
 class Validation:
@@ -108,18 +172,18 @@ class Validation:
         stats = self.stats = Stats()
         rules = FileRules(self.profile, self.endpoint, self.model)
         emit = self._emit
+        base = 0
         with open_source(self.source) as handle:
-            size, records = self._records(handle)
-            for line_no, line_facts, found in records:
-                stats.lines = line_no
-                if found:
-                    yield from emit(line_no, found)
-                if line_facts is not None:
-                    cross = rules.feed(line_no, line_facts)
-                    if cross:
-                        yield from emit(line_no, cross)
+            size, chunks = self._chunks(handle)
+            for chunk in chunks:
+                own = [(base + rel, f) for rel, found in chunk.findings for f in found]
+                cross = rules.feed(base, chunk)
+                for line, finding in merge(own, cross, key=lambda pair: pair[0]):
+                    yield from emit(line, [finding])
+                base += chunk.lines
             if size is None:
-                size = records.offset  # type: ignore[attr-defined]
+                size = chunks.offset  # type: ignore[attr-defined]
+        stats.lines = base
         stats.bytes = size
         stats.requests = rules.requests
         stats.endpoint = rules.endpoint
@@ -135,18 +199,15 @@ class Validation:
             counts[code] = counts.get(code, 0) + 1
             yield problem(code, line, message, param)
 
-    def _records(self, handle: Any) -> tuple[int | None, Any]:
-        """``(size, records)``: size is ``None`` for a stream (known once it is read)."""
+    def _chunks(self, handle: Any) -> tuple[int | None, Any]:
+        """``(size, chunks)``: size is ``None`` for a stream (known once it is read)."""
         path = self.source if isinstance(self.source, (str, os.PathLike)) else None
         size = _regular_size(handle) if path is not None and path != "-" else None
         workers = self._worker_count(size)
+        checker = LineChecker(self.profile, self.ignore)
         if path is not None and size is not None and workers > 1:
-            return size, _parallel_records(
-                os.fspath(path), size, workers, self.profile, self.ignore
-            )
-        reader = LineReader(handle)
-        records = _Sequential(LineChecker(self.profile, self.ignore), reader)
-        return size, records
+            return size, _parallel_chunks(os.fspath(path), size, workers, checker)
+        return size, _SequentialChunks(checker, LineReader(handle))
 
     def _worker_count(self, size: int | None) -> int:
         if size is None or size < PARALLEL_MIN_BYTES:
@@ -159,15 +220,20 @@ class Validation:
         return min(cores or 1, 8)
 
 
-class _Sequential:
-    """In-process records, with the byte count of a stream once it is consumed."""
+class _SequentialChunks:
+    """Chunks checked in-process, a block of lines at a time; ``offset`` is the bytes read."""
 
     def __init__(self, checker: LineChecker, reader: LineReader) -> None:
         self.checker = checker
         self.reader = reader
 
-    def __iter__(self) -> Iterator[Record]:
-        return self.checker.check_lines(self.reader)
+    def __iter__(self) -> Iterator[Chunk]:
+        lines = iter(self.reader)
+        while True:
+            chunk = self.checker.check_lines(islice(lines, BLOCK_LINES))
+            if not chunk.lines:
+                return
+            yield chunk
 
     @property
     def offset(self) -> int:
@@ -183,46 +249,40 @@ def _regular_size(handle: Any) -> int | None:
 
 
 _worker_checker: LineChecker | None = None
+"""Set in the parent just before forking, so workers inherit it compiled."""
 
 
-def _init_worker(profile: Profile, ignore: frozenset[str]) -> None:
-    global _worker_checker
-    _worker_checker = LineChecker(profile, ignore)
-
-
-def _check_chunk(task: tuple[str, int, int]) -> tuple[int, list[Record]]:
-    """Check the lines starting in ``[start, end)``; line numbers are relative (from 1)."""
+def _check_range(task: tuple[str, int, int]) -> Chunk:
+    """Check the lines that start in ``[start, end)`` of a file."""
     path, start, end = task
     assert _worker_checker is not None
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
-        reader = LineReader(handle, start=start, end=end)
-        records = list(_worker_checker.check_lines(reader))
-    return len(records), records
+        return _worker_checker.check_lines(LineReader(handle, start=start, end=end))
 
 
-def _parallel_records(
-    path: str, size: int, workers: int, profile: Profile, ignore: frozenset[str]
-) -> Iterator[Record]:
+def _parallel_chunks(path: str, size: int, workers: int, checker: LineChecker) -> Iterator[Chunk]:
     chunks = max(2 * workers, min(256, -(-size // CHUNK_BYTES)))
     try:
         bounds = chunk_bounds(path, size, chunks)
     except OSError as exc:
         raise ReadError(describe_os_error(path, exc)) from None
-    tasks = [(path, a, b) for a, b in zip(bounds, bounds[1:])]
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(profile, ignore)) as pool:
-        base = 0
+    tasks = [(path, a, b) for a, b in pairwise(bounds)]
+    global _worker_checker
+    _worker_checker = checker
+    try:
+        pool = multiprocessing.get_context("fork").Pool(workers)
+    finally:
+        _worker_checker = None
+    with pool:
         try:
-            for count, records in pool.imap(_check_chunk, tasks):
-                for rel, line_facts, found in records:
-                    yield base + rel, line_facts, found
-                base += count
+            yield from pool.imap(_check_range, tasks)
         except OSError as exc:
             raise ReadError(describe_os_error(path, exc)) from None
 
 
-def iter_problems(source: Source, profile: str | Profile = "openai", **options: Any
-                  ) -> Iterator[Problem]:
+def iter_problems(
+    source: Source, profile: str | Profile = "openai", **options: Any
+) -> Iterator[Problem]:
     """Yield every problem in a JSONL batch file, lazily, in line order (file-level last).
 
     Options are those of ``Validation``. Raises ``ReadError`` if the file cannot be read.

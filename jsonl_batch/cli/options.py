@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from ..output import OutputExists, WriteError
 from ..profiles import PROFILES, parse_size
+from ..reading import ReadError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """A usage or I/O problem: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+def library_errors(fn: F) -> F:
+    """Turn the library's "cannot run at all" exceptions into one-line errors (exit 2)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ReadError, WriteError, OutputExists) as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Size(click.ParamType):
@@ -29,29 +53,56 @@ class Size(click.ParamType):
 def profile_options(fn: F) -> F:
     """``--profile`` and the limit overrides, passed on as ``profile`` and ``limits``."""
     options = [
-        click.option("--profile", type=click.Choice(sorted(PROFILES)), default="openai",
-                     show_default=True, help="Provider whose rules and limits apply."),
-        click.option("--max-requests", type=click.IntRange(min=1), default=None,
-                     help="Override the profile's request limit."),
-        click.option("--max-bytes", type=Size(), default=None,
-                     help="Override the byte limit (200MB, 150MiB or bytes)."),
-        click.option("--max-embedding-inputs", type=click.IntRange(min=1), default=None,
-                     help="Override the embedding-input limit."),
+        click.option(
+            "--profile",
+            type=click.Choice(sorted(PROFILES)),
+            default="openai",
+            show_default=True,
+            help="Provider whose rules and limits apply.",
+        ),
+        click.option(
+            "--max-requests",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Override the profile's request limit.",
+        ),
+        click.option(
+            "--max-bytes",
+            type=Size(),
+            default=None,
+            help="Override the byte limit (200MB, 150MiB or bytes).",
+        ),
+        click.option(
+            "--max-embedding-inputs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Override the embedding-input limit.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def limits(max_requests: int | None, max_bytes: int | None,
-           max_embedding_inputs: int | None) -> dict[str, int]:
+def limits(
+    max_requests: int | None, max_bytes: int | None, max_embedding_inputs: int | None
+) -> dict[str, int]:
     """The limit overrides that were given, as keyword arguments for the library."""
-    given = {"max_requests": max_requests, "max_bytes": max_bytes,
-             "max_embedding_inputs": max_embedding_inputs}
+    given = {
+        "max_requests": max_requests,
+        "max_bytes": max_bytes,
+        "max_embedding_inputs": max_embedding_inputs,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
     """``--format`` with the given renderers (the first is the default)."""
-    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0],
-                        show_default=True, help="Output format.")
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )

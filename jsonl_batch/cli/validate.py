@@ -7,7 +7,7 @@ import click
 from ..problems import CATALOGUE
 from ..render import report_json, report_text
 from ..validation import validate_file
-from .options import format_option, limits, profile_options
+from .options import format_option, library_errors, limits, profile_options
 
 
 @click.command()
@@ -15,17 +15,41 @@ from .options import format_option, limits, profile_options
 @profile_options
 @click.option("--endpoint", help="The batch endpoint (default: the first valid line's url).")
 @click.option("--model", help="The batch's model (default: the first line's body.model).")
-@click.option("--max-problems", type=click.IntRange(min=0), default=100, show_default=True,
-              help="List at most N line problems per file (0: all); counts stay exact.")
-@click.option("--ignore", multiple=True, type=click.Choice(sorted(CATALOGUE)), metavar="CODE",
-              help="Do not check or report this code (repeatable).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes for large files (default: one per core).")
+@click.option(
+    "--max-problems",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="List at most N line problems per file (0: all); counts stay exact.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    type=click.Choice(sorted(CATALOGUE)),
+    metavar="CODE",
+    help="Do not check or report this code (repeatable).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for large files (default: one per core).",
+)
 @format_option("text", "json")
-def validate(files: tuple[str, ...], profile: str, max_requests: int | None,
-             max_bytes: int | None, max_embedding_inputs: int | None, endpoint: str | None,
-             model: str | None, max_problems: int, ignore: tuple[str, ...], jobs: int | None,
-             fmt: str) -> None:
+@library_errors
+def validate(
+    files: tuple[str, ...],
+    profile: str,
+    max_requests: int | None,
+    max_bytes: int | None,
+    max_embedding_inputs: int | None,
+    endpoint: str | None,
+    model: str | None,
+    max_problems: int,
+    ignore: tuple[str, ...],
+    jobs: int | None,
+    fmt: str,
+) -> None:
     """Check batch input FILES (``-`` for stdin) for everything the Batch API would reject.
 
     Every problem is reported with its line, code, field and message. Exit status: 0 valid
@@ -38,14 +62,16 @@ def validate(files: tuple[str, ...], profile: str, max_requests: int | None,
     render = report_json if fmt == "json" else report_text
     status = 0
     for path in files:
-        try:
-            report = validate_file(
-                path, profile, max_problems=max_problems or None, endpoint=endpoint,
-                model=model, ignore=ignore, workers=jobs,
-                **limits(max_requests, max_bytes, max_embedding_inputs),
-            )
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+        report = validate_file(
+            path,
+            profile,
+            max_problems=max_problems or None,
+            endpoint=endpoint,
+            model=model,
+            ignore=ignore,
+            workers=jobs,
+            **limits(max_requests, max_bytes, max_embedding_inputs),
+        )
         if report.error:
             status = 2
             if fmt == "text":
