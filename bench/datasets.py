@@ -8,10 +8,29 @@ from pathlib import Path
 import orjson
 
 DATA = Path(__file__).resolve().parent / "data"
-WORDS = (
-    "batch request model token answer question summary document context assistant "
-    "system user review classify translate extract reason step value result data"
-).split()
+WORDS = [
+    "batch",
+    "request",
+    "model",
+    "token",
+    "answer",
+    "question",
+    "summary",
+    "document",
+    "context",
+    "assistant",
+    "system",
+    "user",
+    "review",
+    "classify",
+    "translate",
+    "extract",
+    "reason",
+    "step",
+    "value",
+    "result",
+    "data",
+]
 
 
 def _text(rng: random.Random, chars: int) -> str:
@@ -62,3 +81,65 @@ def large_chat() -> Path:
 def small_chat() -> Path:
     """~25 MB, 50,000 lines (short lines)."""
     return chat_file("chat-25mb.jsonl", 50_000, 330)
+
+
+def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> Path:
+    """A chat-completions output file answering ``request-1..N`` in shuffled order."""
+    path = DATA / name
+    if path.exists():
+        return path
+    DATA.mkdir(exist_ok=True)
+    rng = random.Random(seed)
+    order = list(range(1, requests + 1))
+    rng.shuffle(order)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for i in order:
+            prompt, completion = rng.randint(40, 120), rng.randint(60, 250)
+            body = {
+                "id": f"chatcmpl-{rng.getrandbits(64):x}",
+                "object": "chat.completion",
+                "created": 1711475054 + i,
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": _text(rng, answer_chars),
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": 0,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
+                },
+                "service_tier": "default",
+                "system_fingerprint": "fp_0ba0d124f1",
+            }
+            line = {
+                "id": f"batch_req_{rng.getrandbits(64):x}",
+                "custom_id": f"request-{i}",
+                "response": {"status_code": 200, "request_id": f"req_{i:x}", "body": body},
+                "error": None,
+            }
+            out.write(orjson.dumps(line) + b"\n")
+    tmp.rename(path)
+    return path
+
+
+def small_chat_output() -> Path:
+    """~56 MB, 50,000 results for ``small_chat()``'s requests, in shuffled order."""
+    return chat_output("chat-25mb.output.jsonl", 50_000, 400)

@@ -20,9 +20,9 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import datasets  # noqa: E402
+import datasets
 
-from jsonl_batch import validate_file  # noqa: E402
+from jsonl_batch import validate_file
 
 BUFFER = 1 << 20
 

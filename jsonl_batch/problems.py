@@ -113,6 +113,15 @@ CATALOGUE: dict[str, Code] = {
 }
 
 
+def code_table() -> str:
+    """The README's table of problem codes, generated from the catalogue."""
+    rows = ["| code | severity | scope | meaning |", "|---|---|---|---|"]
+    for c in CATALOGUE.values():
+        scope = "file (line null)" if c.file_level else "line"
+        rows.append(f"| `{c.code}` | {c.severity} | {scope} | {c.meaning} |")
+    return "\n".join(rows)
+
+
 def problem(code: str, line: int | None, message: str, param: str | None = None) -> Problem:
     """Make a problem with the severity its code has in the catalogue."""
     return Problem(code, line, message, param, CATALOGUE[code].severity)

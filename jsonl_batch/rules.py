@@ -105,7 +105,7 @@ def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
         ("body", dict, "an object"),
     ):
         value = req.get(name)
-        if value is not None and type(value) is not wanted:
+        if name in req and type(value) is not wanted:
             found.append(("invalid_type", f"{name} must be {word}, found {describe(value)}.", name))
     return found or None
 
@@ -146,7 +146,8 @@ def streaming(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     body = req.get("body")
     if type(body) is not dict or body.get("stream") is not True:
         return None
-    known = ENDPOINTS.get(req.get("url"))  # type: ignore[arg-type]
+    url = req.get("url")
+    known = ENDPOINTS.get(url) if type(url) is str else None
     name = f"{known.name}: " if known else ""
     return [
         (
@@ -165,7 +166,7 @@ def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | No
     if type(body) is not dict:
         return None
     url = req.get("url")
-    schema = body_schema(url) if url in ctx.endpoints else None
+    schema = body_schema(url) if type(url) is str and url in ctx.endpoints else None
     required = schema.required if schema else ("model",)
     missing = [f for f in required if body.get(f) is None]
     found: list[Finding] = [
@@ -230,7 +231,7 @@ def facts(req: dict[str, Any], ctx: Context) -> Facts:
             inputs = count_inputs(body.get("input"))
     return (
         custom_id if type(custom_id) is str else None,
-        url if url in ctx.endpoints else None,
+        url if type(url) is str and url in ctx.endpoints else None,
         model if type(model) is str else None,
         inputs,
     )
@@ -299,8 +300,9 @@ class FileRules:
             for line, custom_id in enumerate(ids, base + 1):
                 if custom_id is not None and (f := self.duplicate(line, custom_id)):
                     found.append((line, f))
-        stops = [t[0] for t in chunk.targets[1:]] + [chunk.lines + 1]
-        for (start, url, model), stop in zip(chunk.targets, stops, strict=True):
+        targets = chunk.targets
+        stops = [t[0] for t in targets[1:]] + [chunk.lines + 1] if targets else []
+        for (start, url, model), stop in zip(targets, stops, strict=True):
             for line in range(base + start, base + stop):
                 wrong_url = url is not None and self.other_url(line, url)
                 wrong_model = model is not None and self.other_model(line, model)

@@ -61,7 +61,7 @@ class BodySchema:
         for error in self.validator.iter_errors(body):
             if error.kind.name == "required" and not error.instance_path:
                 continue
-            yield explain(error)
+            yield explain(error, body)
 
 
 @cache
@@ -70,15 +70,27 @@ def body_schema(url: str) -> BodySchema:
     return BodySchema(load_schema(ENDPOINTS[url].schema))
 
 
-def param_path(path: list[str | int] | tuple[str | int, ...], root: str = "body") -> str:
-    """``["messages", 1, "role"]`` -> ``body.messages[1].role``."""
-    out = root
+def param_path(
+    path: list[str | int] | tuple[str | int, ...], instance: Any = None, root: str = "body"
+) -> str:
+    """``["messages", 1, "role"]`` -> ``body.messages[1].role``.
+
+    Walks ``instance`` alongside, because jsonschema-rs gives number-like object keys
+    (``logit_bias`` token ids) as integers: a key of an object is always ``.key``.
+    """
+    out, node = root, instance
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(node, dict) or (node is None and not isinstance(part, int)):
+            out += f".{part}"
+            node = node.get(str(part)) if isinstance(node, dict) else None
+        else:
+            out += f"[{part}]"
+            fits = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            node = node[part] if fits else None
     return out
 
 
-def explain(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+def explain(error: jsonschema_rs.ValidationError, body: Any = None) -> tuple[str, str]:
     """A schema failure as ``(param, message)``: the path, what was expected, what was found."""
     error = deepest(error)
     kind = error.kind
@@ -86,9 +98,9 @@ def explain(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
     name = kind.name
     if name == "required":
         missing = kind.as_dict()["property"]
-        param = param_path([*path, missing])
+        param = param_path([*path, missing], body)
         return param, f"Missing required parameter {param}."
-    param = param_path(path)
+    param = param_path(path, body)
     found = describe(error.instance)
     if name == "type":
         return param, f"{param} must be {expected_types(error)}, found {found}."

@@ -50,7 +50,7 @@ def validate(
     jobs: int | None,
     fmt: str,
 ) -> None:
-    """Check batch input FILES (``-`` for stdin) for everything the Batch API would reject.
+    """Check batch input FILES ("-" for stdin) for everything the Batch API would reject.
 
     Every problem is reported with its line, code, field and message. Exit status: 0 valid
     (warnings allowed), 1 problems found, 2 usage or I/O error.

@@ -1,0 +1,191 @@
+"""``jsonl-batch validate`` through click's CliRunner: output, formats, exit codes, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from helpers import DATA, ROOT, request
+
+from jsonl_batch import validate_file
+from jsonl_batch.cli import main
+
+SAMPLES = ROOT / "samples"
+
+
+def run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_valid_sample_exits_0() -> None:
+    result = run("validate", str(SAMPLES / "chat.jsonl"))
+    assert result.exit_code == 0
+    assert "valid" in result.output and "4 requests" in result.output
+
+
+def test_invalid_sample_exits_1_and_groups_problems() -> None:
+    result = run("validate", str(SAMPLES / "invalid.jsonl"))
+    assert result.exit_code == 1
+    assert "INVALID" in result.output
+    assert "duplicate_custom_id (error, 1):" in result.output
+    assert "line 2 [custom_id]: custom_id 'request-1' is already used on line 1" in result.output
+
+
+@pytest.mark.parametrize("name", ["chat.jsonl", "invalid.jsonl", "embeddings.jsonl"])
+def test_json_output_equals_library_report(name: str) -> None:
+    path = str(SAMPLES / name)
+    result = run("validate", path, "--format", "json")
+    assert orjson.loads(result.output) == validate_file(path).to_dict()
+
+
+def test_json_one_object_per_file() -> None:
+    files = [str(SAMPLES / n) for n in ("chat.jsonl", "invalid.jsonl")]
+    result = run("validate", *files, "--format", "json")
+    rows = [orjson.loads(line) for line in result.output.splitlines()]
+    assert [(r["file"], r["valid"]) for r in rows] == [(files[0], True), (files[1], False)]
+    assert result.exit_code == 1
+
+
+def test_stdin() -> None:
+    data = (SAMPLES / "chat.jsonl").read_bytes()
+    result = run("validate", "-", "--format", "json", input=data)
+    report = orjson.loads(result.output)
+    assert result.exit_code == 0 and report["file"] == "<stdin>"
+    assert report["stats"]["bytes"] == len(data)
+
+
+def test_options_reach_the_library(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(request(f"r{i}")) + b"\n" for i in range(3)))
+    result = run(
+        "validate",
+        str(path),
+        "--max-requests",
+        "2",
+        "--max-bytes",
+        "1KiB",
+        "--model",
+        "gpt-4o",
+        "--format",
+        "json",
+    )
+    counts = orjson.loads(result.output)["stats"]["counts"]
+    assert counts == {"mismatched_model": 3, "too_many_tasks": 1}
+    result = run(
+        "validate",
+        str(path),
+        "--endpoint",
+        "/v1/responses",
+        "--ignore",
+        "invalid_url",
+        "--profile",
+        "azure",
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_max_problems_caps_the_list_not_the_counts(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"\n" * 30)
+    report = orjson.loads(
+        run("validate", str(path), "--max-problems", "5", "--format", "json").output
+    )
+    assert len(report["problems"]) == 6  # 5 lines + the file-level empty_file
+    assert report["stats"]["counts"] == {"invalid_json_line": 30, "empty_file": 1}
+    text = run("validate", str(path), "--max-problems", "5").output
+    assert "... and 25 more" in text
+    everything = orjson.loads(
+        run("validate", str(path), "--max-problems", "0", "--format", "json").output
+    )
+    assert len(everything["problems"]) == 31
+
+
+def test_warnings_do_not_fail(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(orjson.dumps(request("has space")) + b"\n")
+    result = run("validate", str(path))
+    assert result.exit_code == 0
+    assert "valid (1 warning)" in result.output and "nonportable_custom_id" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate", "missing.jsonl"], "missing.jsonl: no such file"),
+        (["validate", str(DATA)], "is a directory"),
+    ],
+)
+def test_io_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_permission_denied(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    path = tmp_path / "secret.jsonl"
+    path.write_bytes(b"{}\n")
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "secret.jsonl: permission denied" in result.output
+
+
+def test_io_error_in_json_mode_is_a_report() -> None:
+    result = CliRunner().invoke(main, ["validate", "missing.jsonl", "--format", "json"])
+    assert result.exit_code == 2
+    report = orjson.loads(result.output)
+    assert report["valid"] is False and "no such file" in report["error"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate"],
+        ["validate", "x.jsonl", "--profile", "nope"],
+        ["validate", "x.jsonl", "--max-bytes", "12 parsecs"],
+        ["validate", "x.jsonl", "--ignore", "not_a_code"],
+        ["validate", str(SAMPLES / "chat.jsonl"), "--endpoint", "/v1/nope"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "jsonl_batch", "validate", str(SAMPLES / "chat.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "valid" in done.stdout
+
+
+def test_samples_and_schema_commands() -> None:
+    assert "chat.jsonl" in run("samples").output.split()
+    assert run("samples", "chat.jsonl").output.encode() == (SAMPLES / "chat.jsonl").read_bytes()
+    assert orjson.loads(run("schema", "embeddings").output)["required"] == ["model", "input"]
+    assert CliRunner().invoke(main, ["samples", "nope"]).exit_code == 2
+
+
+def test_every_command_has_help_and_an_example() -> None:
+    for name, command in main.commands.items():
+        assert command.help, name
+        if not hasattr(command, "commands"):
+            assert "Example" in command.help, name

@@ -1,0 +1,200 @@
+"""Each rule on its own: the findings it returns for a request, and silence for a good one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from helpers import request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import get_profile
+from jsonl_batch.rules import (
+    LINE_RULES,
+    Chunk,
+    Context,
+    FileRules,
+    body_against_schema,
+    clean_line_schema,
+    count_inputs,
+    endpoint,
+    field_types,
+    method,
+    portable_custom_id,
+    required_fields,
+    streaming,
+    unknown_keys,
+)
+
+CTX = Context(get_profile())
+
+
+def codes(found: Any) -> list[tuple[str, str | None]]:
+    return [(code, param) for code, _message, param in found or []]
+
+
+def without(field: str) -> dict[str, Any]:
+    req = request()
+    del req[field]
+    return req
+
+
+@pytest.mark.parametrize(
+    ("rule", "req", "expected"),
+    [
+        (required_fields, request(), []),
+        (required_fields, without("custom_id"), [("missing_required_parameter", "custom_id")]),
+        (
+            required_fields,
+            {},
+            [("missing_required_parameter", f) for f in ("custom_id", "method", "url", "body")],
+        ),
+        (field_types, request(), []),
+        (field_types, {**request(), "custom_id": 7}, [("invalid_type", "custom_id")]),
+        (field_types, {**request(), "custom_id": None}, [("invalid_type", "custom_id")]),
+        (field_types, {**request(), "body": []}, [("invalid_type", "body")]),
+        (field_types, {**request(), "url": 1}, [("invalid_type", "url")]),
+        (method, request(), []),
+        (method, without("method"), []),
+        (method, {**request(), "method": "post"}, [("invalid_method", "method")]),
+        (endpoint, request(), []),
+        (endpoint, request(url="/v1/chat"), [("unsupported_endpoint", "url")]),
+        (streaming, request(stream=False), []),
+        (streaming, request(stream=True), [("streaming_unsupported", "body.stream")]),
+        (body_against_schema, request(), []),
+        (body_against_schema, request(model=None), [("invalid_request", "body.model")]),
+        (body_against_schema, request(n=0), [("invalid_body", "body.n")]),
+        (
+            body_against_schema,
+            request(url="/v1/nope", model=None),
+            [("invalid_request", "body.model")],
+        ),
+        (unknown_keys, request(), []),
+        (
+            unknown_keys,
+            {**request(), "id": 1, "x": 2},
+            [("unknown_parameter", "id"), ("unknown_parameter", "x")],
+        ),
+        (portable_custom_id, request("ok_id-1"), []),
+        (portable_custom_id, request("a/b"), [("nonportable_custom_id", "custom_id")]),
+    ],
+)
+def test_rule(rule: Any, req: dict[str, Any], expected: list[Any]) -> None:
+    assert codes(rule(req, CTX)) == expected
+
+
+def test_messages_name_the_value_found() -> None:
+    [(_, message, _)] = method({**request(), "method": "post"}, CTX)
+    assert "POST" in message and '"post"' in message and "upper case" in message
+    [(_, message, _)] = endpoint(request(url="https://api.openai.com/v1/embeddings"), CTX)
+    assert "'/v1/embeddings'" in message
+    body = request(messages=[{"role": "robot", "content": "x"}])
+    [(_, message, param)] = body_against_schema(body, CTX)
+    assert param == "body.messages[0].role" and '"robot"' in message and '"user"' in message
+
+
+def test_every_code_has_one_rule() -> None:
+    line_codes = [c for r in LINE_RULES for c in r.codes]
+    assert len(line_codes) == len(set(line_codes))
+    assert not set(line_codes) & set(FileRules.codes)
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [("a", 1), (["a", "b"], 2), ([1, 2, 3], 1), ([[1], [2, 3]], 2), ([], 0), (None, 0)],
+)
+def test_count_inputs(value: Any, count: int) -> None:
+    assert count_inputs(value) == count
+
+
+def chunk_of(*rows: tuple[str | None, str | None, str | None, int]) -> Chunk:
+    chunk = Chunk()
+    last = None
+    for n, (cid, url, model, inputs) in enumerate(rows, 1):
+        chunk.lines, chunk.requests = n, chunk.requests + 1
+        chunk.embedding_inputs += inputs
+        chunk.custom_ids.append(cid)
+        if (url, model) != last:
+            chunk.targets.append((n, url, model))
+            last = (url, model)
+    return chunk
+
+
+def test_file_rules_across_chunks() -> None:
+    rules = FileRules(get_profile())
+    chat = "/v1/chat/completions"
+    first = rules.feed(0, chunk_of(("a", chat, "m", 0), ("b", chat, "m", 0)))
+    second = rules.feed(2, chunk_of(("a", chat, "m", 0), ("c", "/v1/embeddings", "x", 3)))
+    assert first == []
+    assert [(line, code) for line, (code, _, _) in second] == [
+        (3, "duplicate_custom_id"),
+        (4, "invalid_url"),
+        (4, "mismatched_model"),
+    ]
+    assert "line 1" in second[0][1][1]
+    assert (rules.requests, rules.embedding_inputs) == (4, 3)
+    assert [code for code, _, _ in rules.finish(10)] == []
+
+
+def test_file_rules_limits() -> None:
+    rules = FileRules(get_profile(max_requests=1, max_bytes=5, max_embedding_inputs=2))
+    rules.feed(0, chunk_of(("a", None, None, 2), ("b", None, None, 1)))
+    assert [code for code, _, _ in rules.finish(6)] == [
+        "too_many_tasks",
+        "file_too_large",
+        "too_many_embedding_inputs",
+    ]
+    assert [code for code, _, _ in FileRules(get_profile()).finish(0)] == ["empty_file"]
+
+
+# The fast path: a line passes the clean-line schema exactly when no line rule fires.
+
+CLEAN = {url: jsonschema_rs.validator_for(clean_line_schema(url, CTX)) for url in CTX.endpoints}
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-3, 3) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+roles = st.sampled_from(["user", "system", "assistant", "tool", "robot", "developer"])
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": roles}, optional={"content": values | st.text(max_size=5), "tool_call_id": values}
+    ),
+    max_size=3,
+)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["gpt-4o-mini", None, 5]),
+        "messages": messages,
+        "input": values,
+        "prompt": values,
+        "stream": values,
+        "temperature": values,
+        "n": values,
+        "extra": values,
+    },
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "custom_id": st.sampled_from(["r-1", "has space", None, 3]),
+        "method": st.sampled_from(["POST", "post", None]),
+        "url": st.sampled_from([*CTX.endpoints, "/v1/nope", None]),
+        "body": bodies | values,
+        "extra": values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests)
+def test_clean_schema_agrees_with_rules(req: dict[str, Any]) -> None:
+    url = req.get("url")
+    clean = type(url) is str and url in CLEAN and CLEAN[url].is_valid(req)
+    findings = [f for rule in LINE_RULES for f in (rule.check(req, CTX) or [])]
+    assert clean == (not findings), findings
