@@ -87,24 +87,26 @@ class LineReader:
         self.offset = start
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
-        handle, end = self.handle, self.end
-        if self.start:
-            handle.seek(self.start)
-        offset = self.start
+        handle, start = self.handle, self.start
+        end = self.end if self.end is not None else float("inf")
+        if start:
+            handle.seek(start)
+        offset = start
         line_no = self.first_line
         try:
             for line in handle:
-                if end is not None and offset >= end:
+                if offset >= end:
                     break
                 size = len(line)
-                if line[-1:] == b"\n":
-                    line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+                if line.endswith(b"\n"):
+                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
                 yield line_no, offset, line
                 offset += size
-                self.offset = offset
                 line_no += 1
         except OSError as exc:
             raise ReadError(describe_os_error(source_name(handle), exc)) from None
+        finally:
+            self.offset = offset
 
 
 def iter_lines(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from heapq import merge
 from itertools import islice, pairwise
 from typing import Any
@@ -62,10 +62,7 @@ class LineChecker:
     def __init__(self, profile: Profile, ignore: Collection[str] = ()) -> None:
         self.ctx = ctx = Context(profile)
         self.rules = active_rules(ignore)
-        self.clean = {
-            url: jsonschema_rs.validator_for(clean_line_schema(url, ctx)).is_valid
-            for url in profile.endpoints
-        }
+        self.clean = _CleanValidators(ctx)
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
         """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
@@ -88,7 +85,7 @@ class LineChecker:
                 )
             ]
         url = req.get("url")
-        clean = self.clean.get(url) if type(url) is str else None
+        clean = self.clean[url] if type(url) is str else None
         if clean is not None and clean(req):
             body = req["body"]
             inputs = count_inputs(body.get("input")) if url == EMBEDDINGS_URL else 0
@@ -129,6 +126,21 @@ class LineChecker:
                 last = target
         chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
         return chunk
+
+
+class _CleanValidators(dict[str, Callable[[Any], bool]]):
+    """url -> compiled clean-line check, compiled on first use (a file has one endpoint)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def __missing__(self, url: str) -> Callable[[Any], bool] | None:
+        if url not in self.ctx.endpoints:
+            return None
+        check = jsonschema_rs.validator_for(clean_line_schema(url, self.ctx)).is_valid
+        self[url] = check
+        return check
 
 
 class Validation:
