@@ -66,56 +66,53 @@ class LineChecker:
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
         """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
-        try:
-            req = loads(raw)
-        except JSONDecodeError as exc:
-            return None, [("invalid_json_line", explain_invalid(raw, exc), None)]
-        return self.check_request(req)
+        chunk = self.check_lines([raw])
+        found = chunk.findings[0][1] if chunk.findings else None
+        if not chunk.requests:
+            return None, found
+        _, url, model = chunk.targets[0]
+        return (chunk.custom_ids[0], url, model, chunk.embedding_inputs), found
 
-    def check_request(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
-        """Check one parsed line."""
-        if type(req) is not dict:
-            kind = "an array" if type(req) is list else "a scalar value"
-            return None, [
-                (
-                    "invalid_type",
-                    f"This line is {kind}, not a JSON object; each line must be one "
-                    "request object.",
-                    None,
-                )
-            ]
-        url = req.get("url")
-        clean = self.clean[url] if type(url) is str else None
-        if clean is not None and clean(req):
-            body = req["body"]
-            inputs = count_inputs(body.get("input")) if url == EMBEDDINGS_URL else 0
-            return (req["custom_id"], url, body["model"], inputs), None
-        ctx = self.ctx
-        found: list[Finding] | None = None
-        for rule in self.rules:
-            out = rule(req, ctx)
-            if out:
-                found = [*found, *out] if found else list(out)
-        return facts(req, ctx), found
+    def check_lines(self, lines: Iterable[bytes]) -> Chunk:
+        """Check raw lines (their endings may be kept) into one ``Chunk``.
 
-    def check_lines(self, lines: Iterable[tuple[int, int, bytes]]) -> Chunk:
-        """Check every line of ``lines`` into one ``Chunk`` (the hot loop: kept flat)."""
+        The hot loop, kept flat: a clean line costs one parse and one schema call; the rest
+        go through ``explain``.
+        """
         chunk = Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
-        check, check_request = self.check, self.check_request
+        clean_for, explain = self.clean, self.explain
         n = requests = inputs = 0
         last: tuple[str | None, str | None] | None = None
-        for _line_no, _offset, raw in lines:
+        for raw in lines:
             n += 1
             try:
-                line_facts, found = check_request(loads(raw))
-            except JSONDecodeError:
-                line_facts, found = check(raw)  # only to explain the failure
+                req = loads(raw)
+            except JSONDecodeError as exc:
+                line_facts: Facts | None = None
+                found: list[Finding] | None = [
+                    ("invalid_json_line", explain_invalid(raw, exc), None)
+                ]
+            else:
+                url = req.get("url") if type(req) is dict else None
+                clean = clean_for[url] if type(url) is str else None
+                if clean is not None and clean(req):
+                    body = req["body"]
+                    ids.append(req["custom_id"])
+                    requests += 1
+                    if url == EMBEDDINGS_URL:
+                        inputs += count_inputs(body.get("input"))
+                    target = url, body["model"]
+                    if target != last:
+                        targets.append((n, *target))
+                        last = target
+                    continue
+                line_facts, found = explain(req)
             if found:
                 findings.append((n, found))
             if line_facts is None:
                 ids.append(None)
-                target: tuple[str | None, str | None] = (None, None)
+                target = (None, None)
             else:
                 ids.append(line_facts[0])
                 requests += 1
@@ -126,6 +123,20 @@ class LineChecker:
                 last = target
         chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
         return chunk
+
+    def explain(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
+        """Run every line rule on a parsed line that is not clean: its facts and findings."""
+        if type(req) is not dict:
+            kind = "an array" if type(req) is list else "a scalar value"
+            message = f"This line is {kind}, not a JSON object; each line must be one request."
+            return None, [("invalid_type", message, None)]
+        ctx = self.ctx
+        found: list[Finding] | None = None
+        for rule in self.rules:
+            out = rule(req, ctx)
+            if out:
+                found = [*found, *out] if found else list(out)
+        return facts(req, ctx), found
 
 
 class _CleanValidators(dict[str, Callable[[Any], bool]]):
@@ -240,7 +251,7 @@ class _SequentialChunks:
         self.reader = reader
 
     def __iter__(self) -> Iterator[Chunk]:
-        lines = iter(self.reader)
+        lines = self.reader.raw()
         while True:
             chunk = self.checker.check_lines(islice(lines, BLOCK_LINES))
             if not chunk.lines:
@@ -269,7 +280,7 @@ def _check_range(task: tuple[str, int, int]) -> Chunk:
     path, start, end = task
     assert _worker_checker is not None
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
-        return _worker_checker.check_lines(LineReader(handle, start=start, end=end))
+        return _worker_checker.check_lines(LineReader(handle, start=start, end=end).raw())
 
 
 def _parallel_chunks(path: str, size: int, workers: int, checker: LineChecker) -> Iterator[Chunk]:
