@@ -8,39 +8,26 @@ from pathlib import Path
 import orjson
 
 DATA = Path(__file__).resolve().parent / "data"
-WORDS = [
-    "batch",
-    "request",
-    "model",
-    "token",
-    "answer",
-    "question",
-    "summary",
-    "document",
-    "context",
-    "assistant",
-    "system",
-    "user",
-    "review",
-    "classify",
-    "translate",
-    "extract",
-    "reason",
-    "step",
-    "value",
-    "result",
-    "data",
-]
+WORDS = (
+    "the batch request model token answer question summary document context assistant review "
+    "classify translate extract reason step value result data customer order invoice date "
+    "price total shipping address product rating comment café naïve Zürich résumé 東京 "
+    "données straße 😀 #42 3.14 2026-11-23 e-mail"
+).split()
 
 
 def _text(rng: random.Random, chars: int) -> str:
+    """Prose-like text: sentences, quotes, paragraphs and a little non-ASCII, as prompts have."""
     out: list[str] = []
     size = 0
     while size < chars:
-        word = rng.choice(WORDS)
-        out.append(word)
-        size += len(word) + 1
-    return " ".join(out)
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14)))
+        if rng.random() < 0.2:
+            sentence = f'"{sentence}"'
+        sentence = sentence[0].upper() + sentence[1:] + rng.choice(".?!:")
+        out.append(sentence + ("\n\n" if rng.random() < 0.15 else " "))
+        size += len(sentence) + 1
+    return "".join(out).strip()
 
 
 def chat_file(name: str, lines: int, user_chars: int, seed: int = 1) -> Path:
@@ -75,12 +62,12 @@ def chat_file(name: str, lines: int, user_chars: int, seed: int = 1) -> Path:
 
 def large_chat() -> Path:
     """~200 MB, 50,000 lines (long lines)."""
-    return chat_file("chat-200mb.jsonl", 50_000, 3_880)
+    return chat_file("chat-200mb.jsonl", 50_000, 3_600)
 
 
 def small_chat() -> Path:
     """~25 MB, 50,000 lines (short lines)."""
-    return chat_file("chat-25mb.jsonl", 50_000, 330)
+    return chat_file("chat-25mb.jsonl", 50_000, 230)
 
 
 def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> Path:
