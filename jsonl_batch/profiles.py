@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Profile:
     portable_custom_id: str = r"[A-Za-z0-9_-]{1,64}"
     """custom_ids outside this pattern get a warning: other providers reject them."""
 
-    def replace(self, **overrides: object) -> Profile:
+    def replace(self, **overrides: Any) -> Profile:
         """A copy with the given fields replaced; ``None`` values are ignored."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
@@ -84,7 +85,7 @@ AZURE = Profile(
 PROFILES: dict[str, Profile] = {p.name: p for p in (OPENAI, AZURE)}
 
 
-def get_profile(profile: str | Profile = "openai", **overrides: object) -> Profile:
+def get_profile(profile: str | Profile = "openai", **overrides: Any) -> Profile:
     """Look up a profile by name (or take one) and apply limit overrides."""
     if isinstance(profile, str):
         try:

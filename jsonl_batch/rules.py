@@ -322,7 +322,8 @@ class FileRules:
         unique.discard(None)
         if not self.first_use.keys().isdisjoint(unique):
             return False
-        self.first_use.update(zip(ids, range(base + 1, base + 1 + len(ids)), strict=True))
+        lines = range(base + 1, base + 1 + len(ids))
+        self.first_use.update(zip(ids, lines, strict=True))  # type: ignore[arg-type]
         self.first_use.pop(None, None)  # type: ignore[call-overload]
         return True
 
