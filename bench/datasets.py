@@ -8,12 +8,51 @@ from pathlib import Path
 import orjson
 
 DATA = Path(__file__).resolve().parent / "data"
-WORDS = (
-    "the batch request model token answer question summary document context assistant review "
-    "classify translate extract reason step value result data customer order invoice date "
-    "price total shipping address product rating comment café naïve Zürich résumé 東京 "
-    "données straße 😀 #42 3.14 2026-11-23 e-mail"
-).split()
+WORDS = [
+    "the",
+    "batch",
+    "request",
+    "model",
+    "token",
+    "answer",
+    "question",
+    "summary",
+    "document",
+    "context",
+    "assistant",
+    "review",
+    "classify",
+    "translate",
+    "extract",
+    "reason",
+    "step",
+    "value",
+    "result",
+    "data",
+    "customer",
+    "order",
+    "invoice",
+    "date",
+    "price",
+    "total",
+    "shipping",
+    "address",
+    "product",
+    "rating",
+    "comment",
+    "café",
+    "naïve",
+    "Zürich",
+    "résumé",
+    "東京",
+    "données",
+    "straße",
+    "😀",
+    "#42",
+    "3.14",
+    "2026-11-23",
+    "e-mail",
+]
 
 
 def _text(rng: random.Random, chars: int) -> str:
@@ -129,4 +168,4 @@ def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> P
 
 def small_chat_output() -> Path:
     """~56 MB, 50,000 results for ``small_chat()``'s requests, in shuffled order."""
-    return chat_output("chat-25mb.output.jsonl", 50_000, 400)
+    return chat_output("chat-25mb.output.jsonl", 50_000, 350)

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from helpers import jsonl
 
+pytest_plugins = ["fake_openai"]  # the fake OpenAI server: the ``fake`` fixture
+
 
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[..., Path]:

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
+from .batches import batches
+from .build import build
+from .join import join_command
 from .resources import samples, schema
+from .retry import retry_command
+from .split import split
+from .stats import stats
 from .validate import validate
 
 
@@ -44,7 +50,13 @@ def main() -> None:
 
 
 main.add_command(validate)
+main.add_command(build)
+main.add_command(split)
 main.add_command(samples)
 main.add_command(schema)
+main.add_command(batches)
+main.add_command(join_command)
+main.add_command(retry_command)
+main.add_command(stats)
 
 __all__ = ["main"]

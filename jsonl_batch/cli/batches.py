@@ -1,0 +1,430 @@
+"""``jsonl-batch batches``: list, get, cancel, create, wait for, download and run batches.
+
+Each command is a thin layer over one function of ``jsonl_batch.api``; the ``openai`` SDK
+is only imported when a command runs (``pip install 'jsonl-batch[api]'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from .. import api
+from ..profiles import PROFILES
+from ..render import report_text
+from ..render_batches import (
+    Progress,
+    batch_text,
+    batches_table,
+    download_text,
+    final_text,
+    join_line,
+    status_line,
+    to_json,
+    to_jsonl,
+)
+from .options import CliError, format_option, library_errors
+
+__all__ = ["batches"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The client options of every ``batches`` command."""
+
+    profile: str
+    base_url: str | None
+    max_retries: int | None
+    request_timeout: float | None
+
+    def client(self) -> Any:
+        return api.make_client(
+            self.profile,
+            base_url=self.base_url,
+            max_retries=self.max_retries,
+            timeout=self.request_timeout,
+        )
+
+
+def api_options(fn: F) -> F:
+    """``--profile``, ``--base-url``, ``--max-retries``, ``--request-timeout`` -> ``settings``."""
+
+    @click.option(
+        "--profile",
+        type=click.Choice(sorted(PROFILES)),
+        default="openai",
+        show_default=True,
+        help="openai: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID. "
+        "azure: AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION, AZURE_OPENAI_API_KEY.",
+    )
+    @click.option("--base-url", metavar="URL", help="API base URL (overrides OPENAI_BASE_URL).")
+    @click.option(
+        "--max-retries",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Retries of a failed request (default: the SDK's, 2).",
+    )
+    @click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="SECONDS",
+        help="Timeout of each request (default: the SDK's).",
+    )
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        profile: str,
+        base_url: str | None,
+        max_retries: int | None,
+        request_timeout: float | None,
+        **kwargs: Any,
+    ) -> Any:
+        settings = ApiSettings(profile, base_url, max_retries, request_timeout)
+        return fn(*args, settings=settings, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def api_errors(fn: F) -> F:
+    """API failures -> one-line errors (exit 2); an invalid file -> its problems (exit 1)."""
+
+    @functools.wraps(fn)
+    @library_errors
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except api.ApiError as exc:
+            raise CliError(str(exc)) from None
+        except api.InvalidBatchFile as exc:
+            click.echo(f"Error: {exc}", err=True)
+            click.echo(report_text(exc.report), err=True)
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def batch_command(name: str) -> Callable[[F], click.Command]:
+    """A ``batches`` subcommand with the client options and error handling."""
+
+    def decorate(fn: F) -> click.Command:
+        return batches.command(name)(api_options(api_errors(fn)))
+
+    return decorate
+
+
+@click.group()
+def batches() -> None:
+    """Manage batches through the API (needs: pip install 'jsonl-batch[api]').
+
+    Authentication and endpoints come from the environment, as for the openai SDK:
+    OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID (or, with
+    --profile azure, AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION, AZURE_OPENAI_API_KEY).
+    """
+
+
+@batch_command("list")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Batches per page."
+)
+@click.option("--after", metavar="ID", help="Start after this batch (the next-page cursor).")
+@click.option("--all", "all_", is_flag=True, help="Every batch, page after page.")
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice(api.STATUSES),
+    help="Only batches in this status (repeatable; filtered after fetching).",
+)
+@format_option("table", "json", "jsonl")
+def list_(
+    settings: ApiSettings,
+    limit: int,
+    after: str | None,
+    all_: bool,
+    status: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """List the organization's batches, newest first: one page, or every batch with --all.
+
+    Example:
+
+        jsonl-batch batches list --limit 50 --status in_progress
+    """
+    page = api.list_batches(settings.client(), limit=limit, after=after, all=all_, status=status)
+    if fmt == "json":
+        click.echo(to_json(page.to_dict()))
+        return
+    if fmt == "jsonl":
+        if page.data:
+            click.echo(to_jsonl(page.data))
+    else:
+        click.echo(batches_table(page.data))
+    if page.next_after:
+        hint = f"next page: jsonl-batch batches list --after {page.next_after}"
+        click.echo(hint, err=fmt == "jsonl")
+
+
+@batch_command("get")
+@click.argument("batch_id")
+@format_option("table", "json", "jsonl")
+def get(settings: ApiSettings, batch_id: str, fmt: str) -> None:
+    """Show every field of one batch: times readable, errors listed.
+
+    Example:
+
+        jsonl-batch batches get batch_abc123
+    """
+    batch = api.get_batch(settings.client(), batch_id)
+    render = {"table": batch_text, "json": to_json, "jsonl": lambda b: to_jsonl([b])}[fmt]
+    click.echo(render(batch))
+
+
+@batch_command("cancel")
+@click.argument("batch_id")
+@format_option("table", "json")
+def cancel(settings: ApiSettings, batch_id: str, fmt: str) -> None:
+    """Cancel a batch; prints its new status (cancelling).
+
+    Example:
+
+        jsonl-batch batches cancel batch_abc123
+    """
+    batch = api.cancel_batch(settings.client(), batch_id)
+    click.echo(to_json(batch) if fmt == "json" else status_line(batch))
+
+
+def parse_metadata(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """``key=value`` pairs -> a dict (a key given twice is an error)."""
+    metadata: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not key=value", ctx, param)
+        if key in metadata:
+            raise click.BadParameter(f"key {key!r} given twice", ctx, param)
+        metadata[key] = value
+    return metadata
+
+
+def create_options(fn: F) -> F:
+    """The options of ``create`` (also used by ``run``)."""
+    for option in reversed(
+        [
+            click.argument("file", type=click.Path(dir_okay=False)),
+            click.option(
+                "--endpoint",
+                default="auto",
+                show_default=True,
+                help="The batch endpoint (auto: the file's).",
+            ),
+            click.option(
+                "--window", default="24h", show_default=True, help="The completion window."
+            ),
+            click.option(
+                "--metadata",
+                multiple=True,
+                metavar="KEY=VALUE",
+                callback=parse_metadata,
+                help="Metadata to attach (repeatable; 16 pairs, 64/512 chars).",
+            ),
+            click.option(
+                "--no-validate", is_flag=True, help="Upload without validating the file first."
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def create_args(
+    settings: ApiSettings, endpoint: str, window: str, metadata: dict[str, str], no_validate: bool
+) -> dict[str, Any]:
+    """The options of ``create`` as keyword arguments of ``api.create_batch``."""
+    return {
+        "endpoint": None if endpoint == "auto" else endpoint,
+        "window": window,
+        "metadata": metadata,
+        "validate": not no_validate,
+        "profile": settings.profile,
+    }
+
+
+def created_text(file: str, created: api.Created) -> str:
+    """What ``create`` did: warnings found, the upload, the new batch."""
+    out = []
+    if created.report and created.report.stats.counts:
+        out.append(report_text(created.report))
+    batch = created.batch
+    out.append(
+        f"uploaded {file} as {created.file['id']}; created {batch['id']} ({batch['status']})"
+    )
+    return "\n".join(out)
+
+
+@batch_command("create")
+@create_options
+@format_option("text", "json")
+def create(
+    settings: ApiSettings,
+    file: str,
+    endpoint: str,
+    window: str,
+    metadata: dict[str, str],
+    no_validate: bool,
+    fmt: str,
+) -> None:
+    """Validate FILE, upload it and create a batch; prints the batch id.
+
+    An invalid file is refused (its problems are shown, exit 1) unless --no-validate.
+
+    Example:
+
+        jsonl-batch batches create requests.jsonl --metadata job=nightly
+    """
+    options = create_args(settings, endpoint, window, metadata, no_validate)
+    created = api.create_batch(settings.client(), file, **options)
+    click.echo(created_text(file, created), err=True)
+    click.echo(to_json(created.batch) if fmt == "json" else created.batch["id"])
+
+
+def wait_options(fn: F) -> F:
+    """The options of ``wait`` (also used by ``run``)."""
+    fn = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help="Give up after this long (exit 2).",
+    )(fn)
+    return click.option(
+        "--interval",
+        type=click.FloatRange(min=0),
+        default=5.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="First pause between polls; it grows up to 60s.",
+    )(fn)
+
+
+def _wait(client: Any, batch_id: str, interval: float, timeout: float | None) -> dict[str, Any]:
+    progress = Progress(sys.stderr, tty=sys.stderr.isatty())
+    try:
+        return api.wait_for_batch(
+            client, batch_id, interval=interval, timeout=timeout, on_poll=progress
+        )
+    finally:
+        progress.close()
+
+
+@batch_command("wait")
+@click.argument("batch_id")
+@wait_options
+@format_option("text", "json")
+def wait(
+    settings: ApiSettings, batch_id: str, interval: float, timeout: float | None, fmt: str
+) -> None:
+    """Poll a batch until it finishes, showing its progress.
+
+    Exit status: 0 completed, 1 failed, expired or cancelled (its errors are shown), 2 on an
+    API error or --timeout.
+
+    Example:
+
+        jsonl-batch batches wait batch_abc123 --timeout 3600
+    """
+    batch = _wait(settings.client(), batch_id, interval, timeout)
+    click.echo(to_json(batch) if fmt == "json" else final_text(batch))
+    raise SystemExit(0 if batch["status"] == "completed" else 1)
+
+
+@batch_command("download")
+@click.argument("batch_id")
+@click.option(
+    "-o",
+    "--output-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the result files.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing result files.")
+@format_option("text", "json")
+def download(settings: ApiSettings, batch_id: str, output_dir: str, force: bool, fmt: str) -> None:
+    """Download a batch's output and error files: <id>.output.jsonl, <id>.errors.jsonl.
+
+    Example:
+
+        jsonl-batch batches download batch_abc123 -o results/
+    """
+    result = api.download_results(settings.client(), batch_id, output_dir, force=force)
+    if fmt == "json":
+        paths = {"output": result.output, "errors": result.errors}
+        data = {k: str(v) if v else None for k, v in paths.items()}
+        click.echo(
+            to_json({"batch_id": result.batch["id"], "status": result.batch["status"], **data})
+        )
+    else:
+        click.echo(download_text(result))
+
+
+@batch_command("run")
+@create_options
+@click.option(
+    "-o",
+    "--output-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the result files and table.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing result files and table.")
+@wait_options
+def run(
+    settings: ApiSettings,
+    file: str,
+    endpoint: str,
+    window: str,
+    metadata: dict[str, str],
+    no_validate: bool,
+    output_dir: str,
+    force: bool,
+    interval: float,
+    timeout: float | None,
+) -> None:
+    """Create a batch from FILE, wait for it, download its results and join them to FILE.
+
+    Writes <id>.output.jsonl, <id>.errors.jsonl and <id>.parquet (one row per request) into
+    the output folder. Exit status: 0 when every request succeeded, 1 when the batch did not
+    complete or some requests failed or are missing, 2 on an API or I/O error.
+
+    Example:
+
+        jsonl-batch batches run requests.jsonl -o results/
+    """
+    progress = Progress(sys.stderr, tty=sys.stderr.isatty())
+    try:
+        done = api.run_batch(
+            settings.client(),
+            file,
+            output_dir,
+            force=force,
+            on_created=lambda c: click.echo(created_text(file, c), err=True),
+            wait={"interval": interval, "timeout": timeout, "on_poll": progress},
+            **create_args(settings, endpoint, window, metadata, no_validate),
+        )
+    finally:
+        progress.close()
+    click.echo(final_text(done.batch, hint=False))
+    click.echo(download_text(done.download))
+    click.echo(join_line(done.table, done.summary))
+    ok = done.batch["status"] == "completed" and done.summary.complete
+    raise SystemExit(0 if ok else 1)

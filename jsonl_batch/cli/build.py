@@ -1,0 +1,150 @@
+"""``jsonl-batch build``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import click
+
+from ..building import BuildError
+from ..manifests import Manifest, manifest_json, manifest_text
+from ..profiles import ENDPOINTS
+from ..rows import build_file, load_template, parse_params
+from .options import format_option, library_errors, limits, profile_options
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal and the size is known."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            if total is None:
+                return
+            self.bar = click.progressbar(length=total, label="building", file=self.stream)
+            self.bar.render_progress()
+        self.bar.update(max(0, done - self.shown))
+        self.shown = max(done, self.shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+
+
+@click.command()
+@click.argument("source", type=click.Path(dir_okay=True, allow_dash=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="The batch file to write (default: standard output).",
+)
+@click.option(
+    "--endpoint",
+    type=click.Choice(list(ENDPOINTS)),
+    default="/v1/chat/completions",
+    show_default=True,
+    help="The batch endpoint.",
+)
+@click.option("--model", help="body.model of every request (unless the template sets it).")
+@click.option("--prompt-column", metavar="COLUMN", help="The column that holds the prompt.")
+@click.option("--system", help="A system message (chat) or instructions (responses).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An extra body parameter, typed as JSON when it parses (repeatable; a.b=1 nests).",
+)
+@click.option(
+    "--template",
+    type=click.Path(dir_okay=False),
+    help="A JSON body with {{column}} placeholders, instead of --prompt-column/--system.",
+)
+@click.option("--id-column", metavar="COLUMN", help="The column of custom_ids (else request-N).")
+@click.option(
+    "--input-format",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+    help="The input's format (default: from its extension).",
+)
+@click.option("--split", is_flag=True, help="Always write parts and a manifest.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@profile_options
+@format_option("text", "json")
+@library_errors
+def build(
+    source: str,
+    output: str,
+    endpoint: str,
+    model: str | None,
+    prompt_column: str | None,
+    system: str | None,
+    params: tuple[str, ...],
+    template: str | None,
+    id_column: str | None,
+    input_format: str | None,
+    split: bool,
+    force: bool,
+    profile: str,
+    max_requests: int | None,
+    max_bytes: int | None,
+    max_embedding_inputs: int | None,
+    fmt: str,
+) -> None:
+    """Build a valid batch file from the rows of SOURCE (CSV, TSV, JSONL, Parquet; - for stdin).
+
+    Each row becomes one request, checked against the same rules as validate. When a limit
+    is hit (or with --split), the output becomes parts (NAME.part-001.jsonl, ...) and
+    NAME.manifest.json. Exit status: 0 written, 1 bad data (nothing written), 2 usage or I/O
+    error.
+
+    Example:
+
+        jsonl-batch build questions.csv -o batch.jsonl --model gpt-4o-mini
+        --prompt-column question --system "Answer briefly." --param temperature=0
+    """
+    if template is None and model is None:
+        raise click.UsageError("give --model (or a --template that sets the model)")
+    terminal = _terminal()
+    progress = Progress(terminal) if terminal is not None else None
+    to_stdout = output == "-"
+    try:
+        manifest = build_file(
+            source,
+            sys.stdout.buffer if to_stdout else output,
+            endpoint,
+            model=model,
+            prompt_column=prompt_column,
+            system=system,
+            params=parse_params(params),
+            template=load_template(template) if template else None,
+            id_column=id_column,
+            input_format=input_format,
+            profile=profile,
+            split=split,
+            force=force,
+            progress=progress,
+            **limits(max_requests, max_bytes, max_embedding_inputs),
+        )
+    except BuildError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    if not to_stdout:
+        click.echo(_render(manifest, fmt))
+
+
+def _terminal() -> TextIO | None:
+    """Standard error, if it is a terminal (where a progress bar helps)."""
+    return sys.stderr if sys.stderr.isatty() else None
+
+
+def _render(manifest: Manifest, fmt: str) -> str:
+    return manifest_json(manifest) if fmt == "json" else manifest_text(manifest)

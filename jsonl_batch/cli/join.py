@@ -1,0 +1,170 @@
+"""``jsonl-batch join``: results back to their requests, as one table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import click
+import orjson
+
+from ..joining import JoinSummary, join
+from ..output import check_writable
+from ..tables import FORMATS, table_format, write_table
+from .options import library_errors
+
+SHOWN_PER_KIND = 5
+RESULT_FLAGS = ("--results", "-r")
+
+
+class ResultsCommand(click.Command):
+    """A command whose ``--results`` takes several files: ``--results out.jsonl err.jsonl``.
+
+    Click options take one value each, so the words after ``--results`` (up to the next
+    option) are each given their own ``--results`` before parsing.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        greedy = False
+        for arg in args:
+            if arg == "--":
+                greedy = False
+            elif arg in RESULT_FLAGS:
+                greedy = True
+                out.append(arg)
+                continue
+            elif greedy and (arg == "-" or not arg.startswith("-")):
+                if out[-1] not in RESULT_FLAGS:
+                    out.append(RESULT_FLAGS[0])
+            else:
+                greedy = False
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+def results_option(fn: Any) -> Any:
+    """``--results FILE...``: output and error files, any mix, in any order (repeatable)."""
+    return click.option(
+        *RESULT_FLAGS,
+        "results",
+        multiple=True,
+        required=True,
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="Output and error files of the batch (one or more, any mix, any order).",
+    )(fn)
+
+
+@click.command("join", cls=ResultsCommand)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@results_option
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Table to write."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Table format (default: from the output's extension, else parquet).",
+)
+@click.option("--include-bodies", is_flag=True, help="Add request_body and response_body (JSON).")
+@click.option("--include-tool-calls", is_flag=True, help="Add tool_calls (JSON).")
+@click.option("--include-embeddings", is_flag=True, help="Add embedding (list of float32).")
+@click.option(
+    "--summary-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the summary.",
+)
+@click.option(
+    "--max-anomalies",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="List at most N anomalies of each kind (0: all); counts stay exact.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+@library_errors
+def join_command(
+    inputs: tuple[str, ...],
+    results: tuple[str, ...],
+    output: str,
+    fmt: str | None,
+    include_bodies: bool,
+    include_tool_calls: bool,
+    include_embeddings: bool,
+    summary_format: str,
+    max_anomalies: int,
+    force: bool,
+) -> None:
+    """Join batch results to their INPUTS: one row per request, in input order.
+
+    INPUTS are the request files in order (e.g. split's parts) or a split manifest. Result
+    lines are matched by custom_id and classified by their own error and status code.
+    Requests in no result file are `missing`. Exit status: 0 every request succeeded, 1 some
+    failed or are missing, 2 usage or I/O error.
+
+    Example:
+
+    \b
+        jsonl-batch join requests.jsonl --results output.jsonl errors.jsonl -o results.parquet
+    """
+    fmt = table_format(output, fmt)
+    check_writable(output, force)
+    result = join(
+        list(inputs),
+        list(results),
+        include_bodies=include_bodies,
+        include_tool_calls=include_tool_calls,
+        include_embeddings=include_embeddings,
+        max_anomalies=max_anomalies or None,
+    )
+    summary = result.summary
+    write_table(result.table, output, fmt=fmt, summary=summary.to_dict(), force=force)
+    if summary_format == "json":
+        data = {**summary.to_dict(), "output": output, "format": fmt}
+        click.echo(orjson.dumps(data).decode())
+    else:
+        click.echo(summary_text(summary))
+        click.echo(f"wrote {output} ({fmt}, {summary.requests:,} rows)")
+    raise SystemExit(0 if summary.complete else 1)
+
+
+def summary_text(s: JoinSummary) -> str:
+    """The join summary for people: counts, error codes, tokens, then anomalies by kind."""
+    out = [
+        f"{_plural(s.requests, 'request')}: {s.succeeded:,} succeeded, {s.failed:,} failed, "
+        f"{s.missing:,} missing"
+    ]
+    if s.error_codes:
+        codes = ", ".join(f"{code} {n:,}" for code, n in s.error_codes.items())
+        out.append(f"  failed by error code: {codes}")
+    if s.total_tokens or s.prompt_tokens:
+        out.append(
+            f"  tokens: {s.prompt_tokens:,} prompt, {s.completion_tokens:,} completion, "
+            f"{s.total_tokens:,} total"
+        )
+    counts = {"orphan": s.orphans, "duplicate": s.duplicates, "invalid_line": s.invalid_lines}
+    shown: Counter[str] = Counter()
+    labels = {
+        "orphan": "result lines answering no request",
+        "duplicate": "result lines not kept (custom_id answered twice)",
+        "invalid_line": "lines that are not results",
+    }
+    for kind, total in counts.items():
+        if not total:
+            continue
+        out.append(f"  {labels[kind]} ({total:,}):")
+        for a in s.anomalies:
+            if a.kind == kind and shown[kind] < SHOWN_PER_KIND:
+                shown[kind] += 1
+                out.append(f"    {a.file} line {a.line}: {a.message}")
+        if total > shown[kind]:
+            out.append(f"    ... and {total - shown[kind]:,} more")
+    return "\n".join(out)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"

@@ -1,0 +1,88 @@
+"""``jsonl-batch retry``: a file to re-submit what did not succeed."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from ..manifests import manifest_text
+from ..render import report_text
+from ..retrying import SELECTIONS, RetryResult, write_retry
+from .join import ResultsCommand, results_option
+from .options import format_option, library_errors, limits, profile_options
+
+
+@click.command("retry", cls=ResultsCommand)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@results_option
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Retry file to write."
+)
+@click.option(
+    "--only",
+    type=click.Choice(SELECTIONS[1:]),
+    default=None,
+    help="failed, missing, or retryable (missing, expired, cancelled, timeouts, 408/429/5xx; "
+    "not 4xx errors). Default: every request that did not succeed.",
+)
+@profile_options
+@click.option("--force", is_flag=True, help="Overwrite the output (and parts) if they exist.")
+@format_option("text", "json")
+@library_errors
+def retry_command(
+    inputs: tuple[str, ...],
+    results: tuple[str, ...],
+    output: str,
+    only: str | None,
+    profile: str,
+    max_requests: int | None,
+    max_bytes: int | None,
+    max_embedding_inputs: int | None,
+    force: bool,
+    fmt: str,
+) -> None:
+    """Write the request lines of INPUTS that did not succeed, byte-identical, to a new file.
+
+    The retry file is validated; over the profile's limits, it is also split into parts with
+    a manifest, as `split` does. Exit status: 0 written and valid (or nothing to retry),
+    1 the retry file has problems, 2 usage or I/O error.
+
+    Example:
+
+    \b
+        jsonl-batch retry requests.jsonl --results output.jsonl errors.jsonl -o retry.jsonl
+    """
+    result = write_retry(
+        list(inputs),
+        list(results),
+        output,
+        only=only or "all",
+        profile=profile,
+        force=force,
+        **limits(max_requests, max_bytes, max_embedding_inputs),
+    )
+    click.echo(orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result))
+    raise SystemExit(0 if result.ok else 1)
+
+
+def retry_text(r: RetryResult) -> str:
+    """The retry result for people: what was selected and why, then the file's verdict."""
+    skipped = f"{r.succeeded:,} succeeded"
+    if r.not_selected:
+        skipped += f", {r.not_selected:,} not selected"
+    if r.output is None:
+        return f"nothing to retry ({skipped})"
+    reasons = ", ".join(f"{why} {n:,}" for why, n in r.reasons.items())
+    out = [
+        f"{r.output}: {r.requests:,} request{'s' if r.requests != 1 else ''} to retry "
+        f"({r.bytes:,} bytes): {reasons}; {skipped}"
+    ]
+    if r.split is not None and r.split.manifest is not None:
+        out.append("over the limits, so split (upload the parts):")
+        out.append(manifest_text(r.split.manifest, r.split.folder))
+    elif r.split is not None:
+        out.append("over the limits, and could not be split:")
+        out.append(report_text(r.split.report))
+    elif r.report is not None:
+        out.append(report_text(r.report))
+    return "\n".join(out)

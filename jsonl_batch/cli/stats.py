@@ -1,0 +1,80 @@
+"""``jsonl-batch stats``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from ..pricing import PriceError, load_prices
+from ..render_stats import stats_json, stats_text
+from ..stats import Progress, file_stats
+from ..tokens import TokensUnavailable
+from .options import CliError, format_option, library_errors
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
+@click.option(
+    "--prices",
+    "prices_file",
+    type=click.Path(dir_okay=False),
+    help="A price table (JSON, the shape of the packaged data/prices.json) to use instead.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for large files (default: one per core).",
+)
+@format_option("text", "json")
+@library_errors
+def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt: str) -> None:
+    """Estimate the input tokens, output ceiling and batch cost of FILES ("-" for stdin).
+
+    Tokens are counted with tiktoken (the encoding chosen from body.model) the way OpenAI's
+    cookbook does: message overhead, text parts, images, tool definitions. The output
+    ceiling sums max_tokens / max_completion_tokens / max_output_tokens. Costs use the
+    packaged price table (or --prices) at batch prices; a model without a price gets tokens
+    only. Everything is an estimate. Needs: pip install 'jsonl-batch[tokens]'. Exit status:
+    0 done, 2 usage or I/O error.
+
+    Example:
+
+        jsonl-batch stats requests.jsonl --format json
+    """
+    try:
+        prices = load_prices(prices_file)
+        with _progress_bar(files) as progress:
+            result = file_stats(*files, prices=prices, workers=jobs, progress=progress)
+    except (PriceError, TokensUnavailable) as exc:
+        raise CliError(str(exc)) from None
+    failed = [f for f in result.files if f.error]
+    if fmt == "text":
+        for found in failed:
+            click.echo(f"Error: {found.file}: {found.error}", err=True)
+    click.echo(stats_json(result) if fmt == "json" else stats_text(result))
+    raise SystemExit(2 if failed else 0)
+
+
+@contextmanager
+def _progress_bar(files: tuple[str, ...]) -> Iterator[Progress | None]:
+    """A progress bar over the files' bytes on stderr, only when stderr is a terminal."""
+    total = sum(_size(f) for f in files)
+    if not sys.stderr.isatty() or not total:
+        yield None
+        return
+    with click.progressbar(length=total, label="Counting tokens", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _size(path: str) -> int:
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0

@@ -1,0 +1,500 @@
+"""Reading batch result files (outputs and errors alike) into one Arrow row per result line.
+
+A result line is classified by its own ``error`` and ``response.status_code``, never by the
+file it came from: ``succeeded`` when ``error`` is null and the status is 2xx, ``failed``
+otherwise. Only the fields the join table needs are kept, so memory follows the number of
+results, not the size of their bodies.
+
+Two readers give the same rows. The fast one is pyarrow's multi-threaded JSON reader on an
+explicit, projected schema; it takes a file only if every line is a clean result line of
+the shapes it knows. Anything else (a line that is not JSON, a blank line, a field of an
+unexpected type, ``content`` given as an array of parts, the options that keep bodies,
+tool calls or vectors, a stream) goes line by line through ``LineReader`` and orjson, which
+names the file and line of every line it cannot use. (Vectors go line by line on purpose:
+orjson and ``array("f")`` read floats about twice as fast as pyarrow's JSON reader.)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from array import array
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from .reading import BOM, BUFFER_SIZE, LineReader, Source, explain_invalid, open_source, source_name
+from .tables import COLUMN
+
+FIELDS = (
+    "custom_id",
+    "batch_request_id",
+    "status_code",
+    "request_id",
+    "error_code",
+    "error_message",
+    "model",
+    "content",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
+"""The join columns a result line fills, in ``extract``'s order; then ``ok`` and extras."""
+EXTRAS = {
+    "include_bodies": "response_body",
+    "include_tool_calls": "tool_calls",
+    "include_embeddings": "embedding",
+}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Something in the result files that did not become a row: where it is and why."""
+
+    kind: str
+    """``invalid_line`` (not a result line), ``orphan`` (custom_id in no input) or
+    ``duplicate`` (a custom_id answered again; this line was not kept)."""
+    file: str
+    line: int
+    custom_id: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "line": self.line,
+            "custom_id": self.custom_id,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ResultFile:
+    """One result file read: a row per usable result line (``line`` says where) and the rest."""
+
+    name: str
+    lines: int = 0
+    table: pa.Table | None = None
+    invalid: list[Anomaly] = field(default_factory=list)
+
+
+def result_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
+    """The per-line schema: ``FIELDS`` typed as in the join table, ``ok``, ``line``, extras."""
+    names = (*FIELDS, *(column for option, column in EXTRAS.items() if option in extras))
+    fields = [pa.field(n, COLUMN[n].type) for n in names]
+    fields[len(FIELDS) : len(FIELDS)] = [pa.field("ok", pa.bool_()), pa.field("line", pa.int64())]
+    return pa.schema(fields)
+
+
+def read_results(source: Source, extras: tuple[str, ...] = ()) -> ResultFile:
+    """Read one output or error file. Raises ``ReadError`` if it cannot be read at all."""
+    fast = None
+    if not extras and isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
+        fast = _read_fast(os.fspath(source))
+    return fast if fast is not None else _read_slow(source, extras)
+
+
+# -- the reference reader: one line at a time ---------------------------------------------
+
+
+def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
+    name = source_name(source)
+    out = ResultFile(name)
+    rows: list[tuple[Any, ...]] = []
+    flags = tuple(e in extras for e in EXTRAS)
+    loads = orjson.loads
+    found: tuple[Any, ...] | str
+    with open_source(source) as handle:
+        for line_no, _offset, raw in LineReader(handle):
+            out.lines = line_no
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError as exc:
+                obj, found = None, explain_invalid(raw, exc)
+            else:
+                found = extract(obj, *flags)
+            if type(found) is str:
+                custom_id = obj.get("custom_id") if type(obj) is dict else None
+                custom_id = custom_id if type(custom_id) is str else None
+                out.invalid.append(Anomaly("invalid_line", name, line_no, custom_id, found))
+            else:
+                rows.append((*found[:13], line_no, *found[13:]))
+    schema = result_schema(extras)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    out.table = pa.Table.from_arrays(
+        [
+            _vector_column(col) if f.name == "embedding" else pa.array(col, f.type)
+            for col, f in zip(columns, schema, strict=True)
+        ],
+        schema=schema,
+    )
+    return out
+
+
+def extract(
+    obj: Any, bodies: bool = False, tools: bool = False, embeddings: bool = False
+) -> tuple[Any, ...] | str:
+    """One parsed result line: the values of ``FIELDS`` + ``ok`` (+ the extras asked for), or
+    a sentence saying why it is not a result line."""
+    if type(obj) is not dict:
+        return "This line is not a JSON object, so it is not a batch result line."
+    custom_id = obj.get("custom_id")
+    if type(custom_id) is not str:
+        return "This line has no string 'custom_id', so it answers no request."
+    error, response = obj.get("error"), obj.get("response")
+    if error is not None and type(error) is not dict:
+        return "This line's 'error' is neither an object nor null."
+    if response is not None and type(response) is not dict:
+        return "This line's 'response' is neither an object nor null."
+    status = _status(response.get("status_code")) if response else None
+    if error is None and status is None:
+        return (
+            "This line has neither an 'error' nor a 'response' with an integer 'status_code'; "
+            "is it a batch result line?"
+        )
+    body = response.get("body") if response else None
+    body = body if type(body) is dict else {}
+    ok = error is None and status is not None and 200 <= status < 300
+    code = message = None
+    if not ok:
+        berr = body.get("error")
+        berr = berr if type(berr) is dict else {}
+        err = error or {}
+        code = _first(
+            _str(err.get("code")),
+            _str(berr.get("code")),
+            _str(berr.get("type")),
+            None if status is None else f"http_{status}",
+            "unknown",
+        )
+        message = _first(_str(err.get("message")), _str(berr.get("message")))
+    content, finish, tool_calls = _answer(body)
+    usage = body.get("usage")
+    usage = usage if type(usage) is dict else {}
+    row: tuple[Any, ...] = (
+        custom_id,
+        _str(obj.get("id")),
+        status,
+        _str(response.get("request_id")) if response else None,
+        code,
+        message,
+        _str(body.get("model")),
+        content,
+        finish,
+        _first(_int(usage.get("prompt_tokens")), _int(usage.get("input_tokens"))),
+        _first(_int(usage.get("completion_tokens")), _int(usage.get("output_tokens"))),
+        _int(usage.get("total_tokens")),
+        ok,
+    )
+    if bodies:
+        row += (orjson.dumps(body).decode() if response and "body" in response else None,)
+    if tools:
+        row += (orjson.dumps(tool_calls).decode() if tool_calls else None,)
+    if embeddings:
+        row += (_vectors(body.get("data")),)
+    return row
+
+
+def _answer(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any] | None]:
+    """``(content, finish_reason, tool_calls)`` of a chat, completions or responses body."""
+    output = body.get("output")
+    if type(output) is list:  # responses
+        details = body.get("incomplete_details")
+        reason = _str(details.get("reason")) if type(details) is dict else None
+        calls = [i for i in output if type(i) is dict and i.get("type") == "function_call"]
+        return output_text(output), _first(reason, _str(body.get("status"))), calls
+    choices = body.get("choices")
+    if type(choices) is not list or not choices or type(choices[0]) is not dict:
+        return None, None, None
+    first = choices[0]
+    finish = _str(first.get("finish_reason"))
+    message = first.get("message")
+    if type(message) is not dict:
+        return _str(first.get("text")), finish, None
+    tool_calls = message.get("tool_calls")
+    tools = tool_calls if type(tool_calls) is list else None
+    return _text(message.get("content")), finish, tools
+
+
+def output_text(output: list[Any]) -> str | None:
+    """A responses body's text: its ``output_text`` parts of ``message`` items, joined."""
+    parts = [
+        part["text"]
+        for item in output
+        if type(item) is dict
+        and item.get("type") == "message"
+        and type(item.get("content")) is list
+        for part in item["content"]
+        if type(part) is dict
+        and part.get("type") == "output_text"
+        and type(part.get("text")) is str
+    ]
+    return "".join(parts) if parts else None
+
+
+def _text(content: Any) -> str | None:
+    """Chat message content: a string, or the text of an array of parts, joined."""
+    if type(content) is str:
+        return content
+    if type(content) is list:
+        parts = [p["text"] for p in content if type(p) is dict and type(p.get("text")) is str]
+        return "".join(parts) if parts else None
+    return None
+
+
+def _vectors(data: Any) -> array[float] | None:
+    """An embeddings body's vectors, in input order, concatenated (base64 ones decoded), as
+    float32; ``None`` when it has none (or a vector holds something else than numbers)."""
+    if type(data) is not list:
+        return None
+    items = [d for d in data if type(d) is dict and d.get("embedding") is not None]
+    items.sort(key=lambda d: d["index"] if type(d.get("index")) is int else 0)
+    out = array("f")
+    try:
+        for item in items:
+            vector = item["embedding"]
+            if type(vector) is str:
+                floats = array("f", base64.b64decode(vector, validate=True))
+                if sys.byteorder == "big":
+                    floats.byteswap()
+                out.extend(floats)
+            else:
+                out.extend(array("f", vector))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out if items else None
+
+
+def _vector_column(vectors: Sequence[array[float] | None]) -> pa.Array:
+    """A ``list<float32>`` column from float32 arrays, without a Python float per value."""
+    offsets, valid, size = [0], [], 0
+    for v in vectors:
+        size += 0 if v is None else len(v)
+        offsets.append(size)
+        valid.append(v is not None)
+    flat = b"".join(v.tobytes() for v in vectors if v is not None)
+    values = pa.Array.from_buffers(pa.float32(), size, [None, pa.py_buffer(flat)])
+    mask = pc.invert(pa.array(valid, pa.bool_()))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+def _first(*values: Any) -> Any:
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int and -(2**63) <= value < 2**63 else None
+
+
+def _status(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value < 1000 else None
+
+
+# -- the fast reader: pyarrow on a projected schema ---------------------------------------
+
+_USAGE = pa.struct(
+    [(n, pa.int64()) for n in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    + [(n, pa.int64()) for n in ("input_tokens", "output_tokens")]
+)
+_ERROR = pa.struct([("code", pa.string()), ("message", pa.string()), ("type", pa.string())])
+_CHOICE = pa.struct(
+    [
+        ("message", pa.struct([("content", pa.string())])),
+        ("text", pa.string()),
+        ("finish_reason", pa.string()),
+    ]
+)
+_PART = pa.struct([("type", pa.string()), ("text", pa.string())])
+_ITEM = pa.struct([("type", pa.string()), ("content", pa.list_(_PART))])
+_BODY = pa.struct(
+    [
+        ("model", pa.string()),
+        ("choices", pa.list_(_CHOICE)),
+        ("output", pa.list_(_ITEM)),
+        ("status", pa.string()),
+        ("incomplete_details", pa.struct([("reason", pa.string())])),
+        ("usage", _USAGE),
+        ("error", _ERROR),
+    ]
+)
+_RESPONSE = pa.struct([("status_code", pa.int64()), ("request_id", pa.string()), ("body", _BODY)])
+_SCHEMA = pa.schema(
+    [("id", pa.string()), ("custom_id", pa.string()), ("response", _RESPONSE), ("error", _ERROR)]
+)
+
+
+def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
+    """The fields of ``schema`` of every line, read by pyarrow: a row per line, or ``None``.
+
+    Streams 1 MiB blocks (memory follows the projected fields, not the file). ``None`` when
+    pyarrow cannot read the file on that schema (bad JSON, a field of another type) or would
+    read it differently from ``LineReader`` (a BOM, blank lines, two objects on a line).
+    """
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(BOM)) == BOM:
+                return None
+        with ThreadPoolExecutor(1) as pool:  # counting overlaps parsing (GIL released)
+            lines = pool.submit(count_lines, path)
+            reader = pj.open_json(path, read_options=_READ, parse_options=options)
+            table = reader.read_all()
+            count = lines.result()
+    except (OSError, pa.ArrowException, ValueError):
+        return None  # the line reader explains (or raises ReadError)
+    return table if table.num_rows == count else None
+
+
+_READ = pj.ReadOptions(block_size=1 << 20)
+
+
+def _read_fast(path: str) -> ResultFile | None:
+    """The file's rows via pyarrow, or ``None`` when it needs the line-by-line reader."""
+    raw = read_projected(path, _SCHEMA)
+    columns = None if raw is None else _columns(raw)
+    if columns is None:
+        return None
+    schema = result_schema()
+    table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+    return ResultFile(path, table.num_rows, table)
+
+
+def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
+    """``result_schema()``'s columns computed from the projected table (``extract``'s rules)."""
+    get = _getter(raw)
+    custom_id, error, status = get("custom_id"), get("error"), get("response", "status_code")
+    has_error = error.is_valid()
+    if custom_id.null_count or not pc.all(pc.or_(has_error, status.is_valid())).as_py():
+        return None  # lines that are not result lines: the line reader says which and why
+    if (
+        status.null_count < len(status)
+        and not 0 <= pc.min(status).as_py() <= pc.max(status).as_py() < 1000
+    ):
+        return None
+    ok = pc.fill_null(
+        pc.and_kleene(
+            pc.invert(has_error),
+            pc.and_(pc.greater_equal(status, 200), pc.less(status, 300)),
+        ),
+        False,
+    )
+    http = pc.binary_join_element_wise("http_", pc.cast(status, pa.string()), "")
+    failed_code = pc.coalesce(
+        get("error", "code"),
+        get("response", "body", "error", "code"),
+        get("response", "body", "error", "type"),
+        http,
+        pa.scalar("unknown"),
+    )
+    failed_message = pc.coalesce(
+        get("error", "message"), get("response", "body", "error", "message")
+    )
+    null_text = pa.scalar(None, pa.string())
+    content, finish = _content(raw, get)
+    usage = ("response", "body", "usage")
+    return {
+        "custom_id": custom_id,
+        "batch_request_id": get("id"),
+        "status_code": pc.cast(status, pa.int32()),
+        "request_id": get("response", "request_id"),
+        "error_code": pc.if_else(ok, null_text, failed_code),
+        "error_message": pc.if_else(ok, null_text, failed_message),
+        "model": get("response", "body", "model"),
+        "content": content,
+        "finish_reason": finish,
+        "prompt_tokens": pc.coalesce(get(*usage, "prompt_tokens"), get(*usage, "input_tokens")),
+        "completion_tokens": pc.coalesce(
+            get(*usage, "completion_tokens"), get(*usage, "output_tokens")
+        ),
+        "total_tokens": get(*usage, "total_tokens"),
+        "ok": ok,
+        "line": pc.cumulative_sum(pa.repeat(pa.scalar(1), raw.num_rows)),
+    }
+
+
+def _content(raw: pa.Table, get: Callable[..., pa.Array]) -> tuple[pa.Array, pa.Array]:
+    choices = get("response", "body", "choices")
+    if pc.min(pc.list_value_length(choices)).as_py() == 0:  # list_element fails on []
+        empty = pc.equal(pc.list_value_length(choices), 0)
+        choices = pc.if_else(empty, pa.scalar(None, choices.type), choices)
+    first = pc.list_element(choices, 0)
+    message, text = pc.struct_field(first, "message"), pc.struct_field(first, "text")
+    content = pc.struct_field(message, "content")
+    if text.null_count < len(text):  # completions bodies (copying all text costs time)
+        content = pc.if_else(message.is_valid(), content, text)
+    finish = pc.struct_field(first, "finish_reason")
+    output = get("response", "body", "output")
+    if output.null_count == len(output):
+        return content, finish
+    is_responses = output.is_valid()
+    content = pc.if_else(is_responses, output_texts(output.combine_chunks()), content)
+    reason = pc.coalesce(
+        get("response", "body", "incomplete_details", "reason"),
+        get("response", "body", "status"),
+    )
+    return content, pc.if_else(is_responses, reason, finish)
+
+
+def output_texts(output: pa.ListArray) -> pa.Array:
+    """``output_text`` for a column of responses ``output`` lists, without leaving Arrow."""
+    items = pc.list_flatten(output)
+    parts = pc.struct_field(items, "content")
+    values = pc.list_flatten(parts)
+    rows = pc.list_parent_indices(output).take(pc.list_parent_indices(parts))
+    is_message = pc.equal(pc.struct_field(items, "type"), "message")
+    text = pc.struct_field(values, "text")
+    keep = pc.and_(
+        pc.and_(
+            pc.fill_null(is_message, False).take(pc.list_parent_indices(parts)), text.is_valid()
+        ),
+        pc.fill_null(pc.equal(pc.struct_field(values, "type"), "output_text"), False),
+    )
+    rows, text = rows.filter(keep), text.filter(keep)
+    found = pc.value_counts(rows)
+    where = pc.index_in(_arange(len(output)), value_set=found.field("values"))
+    per_row = pc.fill_null(found.field("counts").take(where), 0)
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(per_row)])
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), "")
+    return pc.if_else(pc.greater(per_row, 0), pc.cast(joined, pa.string()), None)
+
+
+def _arange(n: int) -> pa.Array:
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1), n)), 1)
+
+
+def _getter(raw: pa.Table) -> Callable[..., pa.Array]:
+    """``get("response", "body", "model")``: a nested field as one array, nulls propagated."""
+
+    def get(column: str, *path: str) -> pa.ChunkedArray:
+        arr = raw.column(column)
+        for name in path:
+            arr = pc.struct_field(arr, name)
+        return arr
+
+    return get
+
+
+def count_lines(path: str | os.PathLike[str]) -> int:
+    """Lines in a file as ``LineReader`` counts them (a last line needs no newline)."""
+    count, last = 0, b"\n"
+    with open(path, "rb", buffering=0) as handle:
+        for block in iter(lambda: handle.read(BUFFER_SIZE), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")

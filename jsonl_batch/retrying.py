@@ -1,0 +1,174 @@
+"""Retry files: the original request lines, byte for byte, of the requests that did not succeed.
+
+``write_retry(inputs, results, output)`` joins (``joining.join``), selects the requests to
+retry, copies their lines from the inputs unchanged (in input order) and validates the file.
+If it is over the profile's limits it is split like ``split`` does (``splitting.split_file``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .joining import expand_inputs, join
+from .output import atomic_output, check_writable
+from .problems import Report
+from .profiles import Profile, get_profile
+from .reading import LineReader, Source, open_source, source_name
+from .splitting import LIMIT_CODES, SplitResult, split_file
+from .validation import validate_file
+
+SELECTIONS = ("all", "failed", "missing", "retryable")
+"""``all``: every request that did not succeed; ``retryable``: missing ones and failures that
+may succeed unchanged (``RETRYABLE_CODES``, HTTP 408, 429 and 5xx), not 4xx validation errors."""
+RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "request_timeout"})
+
+
+@dataclass
+class RetryResult:
+    """What ``write_retry`` did. ``output`` is ``None`` when there was nothing to retry."""
+
+    output: str | None
+    requests: int = 0
+    bytes: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    """Selected requests per reason: ``missing`` or the failure's ``error_code``."""
+    succeeded: int = 0
+    not_selected: int = 0
+    """Requests that did not succeed but were left out by ``only``."""
+    report: Report | None = None
+    """The validation of the retry file (limits included)."""
+    split: SplitResult | None = None
+    """Set when the file was over the limits and was split into parts."""
+
+    @property
+    def ok(self) -> bool:
+        """True when there was nothing to retry, or the retry file (or its parts) can be sent."""
+        if self.output is None:
+            return True
+        if self.split is not None:
+            return self.split.written
+        return self.report is not None and self.report.valid
+
+    def to_dict(self) -> dict[str, Any]:
+        split = self.split
+        return {
+            "output": self.output,
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "reasons": dict(self.reasons),
+            "succeeded": self.succeeded,
+            "not_selected": self.not_selected,
+            "valid": self.ok,
+            "report": self.report.to_dict() if self.report else None,
+            "manifest": split.manifest.to_dict() if split and split.manifest else None,
+        }
+
+
+def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
+    """Which rows of a join table to retry (``only`` is one of ``SELECTIONS``)."""
+    if only not in SELECTIONS:
+        raise ValueError(f"unknown selection {only!r} (choose from {', '.join(SELECTIONS)})")
+    status = table.column("status")
+    missing = pc.equal(status, "missing")
+    failed = pc.equal(status, "failed")
+    if only == "all":
+        return pc.or_(missing, failed)
+    if only == "missing":
+        return missing
+    if only == "failed":
+        return failed
+    code = table.column("status_code")
+    retryable = pc.or_kleene(
+        pc.is_in(table.column("error_code"), value_set=pa.array(sorted(RETRYABLE_CODES))),
+        pc.or_kleene(
+            pc.is_in(code, value_set=pa.array([408, 429], pa.int32())),
+            pc.greater_equal(code, 500),
+        ),
+    )
+    return pc.or_(missing, pc.and_(failed, pc.fill_null(retryable, False)))
+
+
+def write_retry(
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    output: str | os.PathLike[str],
+    *,
+    only: str = "all",
+    profile: str | Profile = "openai",
+    force: bool = False,
+    **limits: int | None,
+) -> RetryResult:
+    """Write the request lines to retry to ``output``, validated, split if over the limits.
+
+    Lines are copied byte-identical in input order (a last line without a newline gets one).
+    Nothing is written when every selected request succeeded. Raises ``ReadError``,
+    ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot run.
+    """
+    profile = get_profile(profile, **limits)
+    sources = expand_inputs(inputs)
+    if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
+        raise ValueError("retry reads its inputs twice: give files, not standard input")
+    check_writable(output, force)
+    table = join(sources, results).table
+    mask = retry_mask(table, only)
+    chosen = table.filter(mask)
+    statuses = Counter(table.column("status").to_pylist())
+    result = RetryResult(None, succeeded=statuses["succeeded"])
+    result.not_selected = table.num_rows - statuses["succeeded"] - chosen.num_rows
+    if not chosen.num_rows:
+        return result
+    reasons = pc.coalesce(chosen.column("error_code"), chosen.column("status"))
+    result.reasons = dict(sorted(Counter(reasons.to_pylist()).items()))
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for name, line in zip(
+        chosen.column("input_file").to_pylist(), chosen.column("line").to_pylist(), strict=True
+    ):
+        wanted[name].add(line)
+    with atomic_output(output, force=force) as out:
+        for source in sources:
+            lines = wanted.get(source_name(source))
+            if lines:
+                result.bytes += copy_lines(source, lines, out)
+    result.output = os.fspath(output)
+    result.requests = chosen.num_rows
+    result.report = validate_file(output, profile)
+    if any(p.code in LIMIT_CODES for p in result.report.problems):
+        folder = Path(output).parent
+        result.split = split_file(output, folder, profile, force=force)
+    return result
+
+
+def copy_lines(source: Source, lines: set[int], out: IO[bytes]) -> int:
+    """Copy the given lines (1-based) of ``source`` to ``out`` as they are; return the bytes.
+
+    A line's bytes run from its offset to the next line's, ending included; only a last line
+    without a newline gets one, so that the lines stay apart.
+    """
+    written = 0
+    with open_source(source) as handle:
+        reader = LineReader(handle)
+        pending: tuple[int, bytes] | None = None
+        for line_no, offset, raw in reader:
+            if pending is not None:
+                written += _write_line(out, *pending, offset)
+                pending = None
+            if line_no in lines:
+                pending = (offset, raw)
+        if pending is not None:
+            written += _write_line(out, *pending, reader.offset)
+    return written
+
+
+def _write_line(out: IO[bytes], start: int, raw: bytes, end: int) -> int:
+    ending = {2: b"\r\n", 1: b"\n"}.get(end - start - len(raw), b"\n")
+    out.write(raw)
+    out.write(ending)
+    return len(raw) + len(ending)

@@ -1,0 +1,313 @@
+"""Estimated input tokens of batch requests, counted with tiktoken, offline.
+
+The public API, small enough for a per-request hot loop::
+
+    counter = TokenCounter()           # one per run (per process): it caches encodings
+    counter.count(url, body)           # -> int, the estimated input tokens of one request
+    output_ceiling(url, body)          # -> int | None, the requested output token ceiling
+
+``count`` never raises for a malformed body (what it cannot read counts 0); the first call
+that needs an encoding raises ``TokensUnavailable`` (with the fix) if tiktoken or the encoding
+file is missing. What is counted, per endpoint:
+
+- chat: the cookbook's ``num_tokens_from_messages`` (3 per message, its values, +1 for a name,
+  3 to prime the reply), text parts, images (``image_tokens``), tool calls; tool and function
+  definitions as the cookbook's ``num_tokens_for_tools``; a JSON schema as its JSON text;
+- responses: ``instructions`` and ``input`` (a string is one user message, items count like
+  messages), function tools and the ``text.format`` schema, as for chat;
+- embeddings and completions: the input/prompt (strings, token arrays), no overhead;
+- moderations: the input's text and images; other endpoints: ``body.prompt``.
+
+The encoding follows the model (``encodings.encoding_name``: o200k_base, or cl100k_base for
+gpt-4, gpt-3.5 and embeddings); its file comes with the ``bpe-openai`` package, so nothing is
+downloaded. Audio and file parts are not counted (``uncounted_parts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeGuard
+
+import orjson
+
+from .encodings import TokensUnavailable, base_model, encoding_name, get_encoding
+from .image_tokens import data_url_size, image_tokens, size_matters
+from .profiles import EMBEDDINGS_URL
+
+__all__ = ["TokenCounter", "TokensUnavailable", "encoding_name", "output_ceiling"]
+
+TEXT_CACHE_CHARS = 4 << 20
+"""Texts whose counts are remembered (repeated system prompts), in total characters."""
+
+# The cookbook's constants for tool definitions (func_init is 10 on cl100k models).
+FUNC_INIT, FUNC_INIT_CL100K, PROP_INIT, PROP_KEY, ENUM_INIT, ENUM_ITEM, FUNC_END = (
+    7, 10, 3, 3, -3, 3, 12
+)  # fmt: skip
+_NOT_TEXT = frozenset({"type", "detail", "data", "file_data", "file_id"})
+_IMAGE_PARTS = frozenset({"image_url", "input_image"})
+_OPAQUE_PARTS = frozenset({"input_audio", "audio", "file", "input_file"})
+
+
+def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
+    """Most output tokens the request asks for (``None``: no limit given; 0: no output).
+
+    Chat: ``max_completion_tokens`` or ``max_tokens``, times ``n``; responses:
+    ``max_output_tokens``; completions: ``max_tokens`` (default 16) times ``n``/``best_of``
+    times the number of prompts.
+    """
+    if url in (EMBEDDINGS_URL, "/v1/moderations"):
+        return 0
+    copies = _int(body.get("n")) or 1
+    if url == "/v1/chat/completions":
+        limit = _int(body.get("max_completion_tokens")) or _int(body.get("max_tokens"))
+    elif url == "/v1/responses":
+        limit, copies = _int(body.get("max_output_tokens")), 1
+    elif url == "/v1/completions":
+        limit = _int(body.get("max_tokens", 16))
+        prompt = body.get("prompt")
+        prompts = len(prompt) if _is_prompt_list(prompt) else 1
+        copies = max(copies, _int(body.get("best_of")) or 1) * prompts
+    else:
+        return None
+    return None if limit is None else limit * copies
+
+
+class TokenCounter:
+    """Counts estimated input tokens of requests; see the module docstring.
+
+    ``images`` and ``unsized_images`` (estimated as ``image_tokens.UNSIZED``) and
+    ``uncounted_parts`` (audio, files) add up over every call, for reports.
+    """
+
+    def __init__(self) -> None:
+        self.images = self.unsized_images = self.uncounted_parts = 0
+        self._models: dict[tuple[Any, str], _Model] = {}
+        self._texts: dict[str, Callable[[str], int]] = {}
+
+    def count(self, url: str, body: Mapping[str, Any]) -> int:
+        """Estimated input tokens of one request to ``url`` with this ``body``."""
+        model = body.get("model")
+        found = self._models.get((model if type(model) is str else None, url))
+        if found is None:
+            found = self._model(model if type(model) is str else None, url)
+        return _COUNTERS.get(url, TokenCounter._other)(self, found, body)
+
+    def text(self, text: str, model: str | None = None) -> int:
+        """Tokens of a plain string in a model's encoding."""
+        found = self._models.get((model, ""))
+        return (found or self._model(model, "")).text(text)
+
+    def _model(self, model: str | None, url: str) -> _Model:
+        name = encoding_name(model, url)
+        text = self._texts.get(name)
+        if text is None:
+            text = self._texts[name] = _text_counter(get_encoding(name))
+        found = self._models[model, url] = _Model(base_model(model), name, text)
+        return found
+
+    def _chat(self, m: _Model, body: Mapping[str, Any]) -> int:
+        n = 3  # every reply is primed with <|start|>assistant<|message|>
+        messages = body.get("messages")
+        if type(messages) is list:
+            count = self._message
+            for message in messages:
+                n += count(m, message)
+        tools, functions, fmt = (
+            body.get("tools"),
+            body.get("functions"),
+            body.get("response_format"),
+        )
+        if tools or functions:
+            n += self._tools(m, tools, functions)
+        if type(fmt) is dict:
+            n += self._schema(m, fmt.get("json_schema"))
+        return n
+
+    def _responses(self, m: _Model, body: Mapping[str, Any]) -> int:
+        n = 3
+        instructions, items = body.get("instructions"), body.get("input")
+        if type(instructions) is str:
+            n += self._message(m, {"role": "developer", "content": instructions})
+        if type(items) is str:
+            n += self._message(m, {"role": "user", "content": items})
+        elif type(items) is list:
+            n += sum(self._message(m, item) for item in items)
+        n += self._tools(m, body.get("tools"), None)
+        fmt = body.get("text")
+        return n + self._schema(m, fmt.get("format") if type(fmt) is dict else None)
+
+    def _embeddings(self, m: _Model, body: Mapping[str, Any]) -> int:
+        return self._prompt(m, body.get("input"))
+
+    def _completions(self, m: _Model, body: Mapping[str, Any]) -> int:
+        suffix = body.get("suffix")
+        return self._prompt(m, body.get("prompt")) + (m.text(suffix) if type(suffix) is str else 0)
+
+    def _moderations(self, m: _Model, body: Mapping[str, Any]) -> int:
+        return self._value(m, body.get("input"))
+
+    def _other(self, m: _Model, body: Mapping[str, Any]) -> int:
+        prompt = body.get("prompt")
+        return m.text(prompt) if type(prompt) is str else 0
+
+    def _message(self, m: _Model, message: Any) -> int:
+        if type(message) is not dict:
+            return 3 + self._value(m, message)
+        n = 4 if "name" in message else 3
+        text = m.text
+        for key, value in message.items():
+            if type(value) is str:
+                if key != "type":
+                    n += text(value)
+            elif value is not None:
+                n += self._value(m, value)
+        return n
+
+    def _value(self, m: _Model, value: Any) -> int:
+        """Text tokens in a value of any shape; list items may be content parts."""
+        if type(value) is str:
+            return m.text(value)
+        if type(value) is list:
+            return sum(self._part(m, part) for part in value)
+        if type(value) is dict:
+            return sum(self._value(m, v) for k, v in value.items() if k not in _NOT_TEXT)
+        return 0
+
+    def _part(self, m: _Model, part: Any) -> int:
+        if type(part) is dict:
+            kind = part.get("type")
+            if kind in _IMAGE_PARTS:
+                return self._image(m, part)
+            if kind in _OPAQUE_PARTS:
+                self.uncounted_parts += 1
+                return 0
+        return self._value(m, part)
+
+    def _image(self, m: _Model, part: dict[str, Any]) -> int:
+        ref: Any = part.get("image_url")
+        detail = part.get("detail")
+        if type(ref) is dict:
+            detail = ref.get("detail")
+            ref = ref.get("url")
+        size = data_url_size(ref) if type(ref) is str else None
+        detail = detail if type(detail) is str else None
+        self.images += 1
+        self.unsized_images += size is None and size_matters(m.family, detail)
+        return image_tokens(m.family, size, detail)
+
+    def _prompt(self, m: _Model, value: Any) -> int:
+        """A prompt or embeddings input: a string, strings, a token array or token arrays."""
+        if type(value) is str:
+            return m.text(value)
+        if type(value) is not list:
+            return 0
+        n = 0
+        for item in value:
+            if type(item) is str:
+                n += m.text(item)
+            elif type(item) is list:
+                n += len(item)
+            elif type(item) is int:
+                n += 1
+        return n
+
+    def _tools(self, m: _Model, tools: Any, functions: Any) -> int:
+        defs = [t.get("function", t) for t in tools if _is_function(t)] if _list(tools) else []
+        if type(functions) is list:
+            defs += [f for f in functions if type(f) is dict]
+        if not defs:
+            return 0
+        n = FUNC_END
+        init = FUNC_INIT_CL100K if m.encoding == "cl100k_base" else FUNC_INIT
+        for fn in defs:
+            if type(fn) is not dict:
+                continue
+            n += init + m.text(f"{fn.get('name', '')}:{_str(fn.get('description'))}")
+            params = fn.get("parameters")
+            props = params.get("properties") if type(params) is dict else None
+            if type(props) is dict and props:
+                n += PROP_INIT + self._properties(m, props)
+        return n
+
+    def _properties(self, m: _Model, props: dict[str, Any]) -> int:
+        n = 0
+        for key, schema in props.items():
+            n += PROP_KEY
+            if type(schema) is not dict:
+                continue
+            enum = schema.get("enum")
+            if type(enum) is list:
+                n += ENUM_INIT + sum(ENUM_ITEM + m.text(str(item)) for item in enum)
+            kind = schema.get("type", "")
+            n += m.text(f"{key}:{kind}:{_str(schema.get('description'))}")
+            items = schema.get("items")
+            nested = schema.get("properties") or (type(items) is dict and items.get("properties"))
+            if type(nested) is dict and nested:  # the cookbook stops at the top level
+                n += PROP_INIT + self._properties(m, nested)
+        return n
+
+    def _schema(self, m: _Model, fmt: Any) -> int:
+        schema = fmt.get("schema") if type(fmt) is dict else None
+        return m.text(orjson.dumps(schema).decode()) if schema is not None else 0
+
+
+_COUNTERS: dict[str, Callable[[TokenCounter, Any, Mapping[str, Any]], int]] = {
+    "/v1/chat/completions": TokenCounter._chat,
+    "/v1/responses": TokenCounter._responses,
+    EMBEDDINGS_URL: TokenCounter._embeddings,
+    "/v1/completions": TokenCounter._completions,
+    "/v1/moderations": TokenCounter._moderations,
+}
+
+
+class _Model:
+    """What counting needs about one model: its family name, encoding and text counter."""
+
+    __slots__ = ("encoding", "family", "text")
+
+    def __init__(self, family: str, encoding: str, text: Callable[[str], int]) -> None:
+        self.family, self.encoding, self.text = family, encoding, text
+
+
+def _text_counter(encoding: Any) -> Callable[[str], int]:
+    """``len(encoding.encode_ordinary(text))``, remembered for recent texts (special-token
+    strings in user text are counted as text, as the API does)."""
+    encode = encoding.encode_ordinary
+    cache: dict[str, int] = {}
+    cached = 0
+
+    def count(text: str) -> int:
+        nonlocal cached
+        n = cache.get(text)
+        if n is None:
+            n = len(encode(text))
+            cached += len(text)
+            if cached > TEXT_CACHE_CHARS:
+                cache.clear()
+                cached = len(text)
+            cache[text] = n
+        return n
+
+    return count
+
+
+def _list(value: Any) -> bool:
+    return type(value) is list
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _str(value: Any) -> str:
+    """A description as the cookbook formats it: one trailing period removed."""
+    return value.removesuffix(".") if type(value) is str else ""
+
+
+def _is_function(tool: Any) -> bool:
+    return type(tool) is dict and tool.get("type", "function") == "function"
+
+
+def _is_prompt_list(prompt: Any) -> TypeGuard[list[Any]]:
+    """Several prompts: a list of strings or of token arrays (not one token array)."""
+    return type(prompt) is list and bool(prompt) and type(prompt[0]) in (str, list)

@@ -1,0 +1,323 @@
+"""A stateful stand-in for the OpenAI Files and Batches APIs, served on 127.0.0.1.
+
+It answers the real SDK with the shapes of ``../shared/reference/examples/``: ``/v1/files``
+(upload, content) and ``/v1/batches`` (create, list with ``after``/``limit``/``has_more``/
+``first_id``/``last_id``, retrieve, cancel). Each retrieve moves a batch one step along its
+plan (``validating`` -> ... -> a terminal status), so tests never wait on a clock. Azure's
+routes (``/openai/...`` with an ``api-key`` header) are served too.
+
+Use it through the ``fake`` fixture (``conftest.py`` loads this module as a plugin): it sets
+``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` and resets the state for every test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver.httpserver import HTTPServerBase
+from werkzeug import Request, Response
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "examples"
+KEY = "sk-test-0123456789abcdefSECRET"
+T0 = 1711471533
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+PLANS = {
+    "completed": ["validating", "in_progress", "finalizing", "completed"],
+    "failed": ["validating", "failed"],
+    "expired": ["validating", "in_progress", "expired"],
+    "cancelled": ["validating", "in_progress", "in_progress", "in_progress"],
+}
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+STAMP = {
+    "in_progress": "in_progress_at",
+    "finalizing": "finalizing_at",
+    "completed": "completed_at",
+    "failed": "failed_at",
+    "expired": "expired_at",
+    "cancelling": "cancelling_at",
+    "cancelled": "cancelled_at",
+}
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def example(name: str) -> Any:
+    """A payload from the shared reference examples."""
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def _error(status: int, message: str, code: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None}}
+    body["error"]["code"] = code
+    # A tiny server-directed delay keeps the SDK's real retries fast in tests.
+    return Response(
+        json.dumps(body), status, {"retry-after-ms": "1"}, content_type="application/json"
+    )
+
+
+def _json(obj: Any) -> Response:
+    return Response(json.dumps(obj), 200, content_type="application/json")
+
+
+class FakeOpenAI(HTTPServerBase):
+    """The fake server. Tests steer it with ``plan``, ``fail_ids``, ``faults``, ``delay``."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1", 0, threaded=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every file, batch and request; back to the defaults."""
+        self.key = KEY
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}  # oldest first; listed newest first
+        self.steps: dict[str, list[str]] = {}
+        self.plan = "completed"
+        self.fail_ids: set[str] = set()
+        self.faults: list[tuple[str, int, str]] = []  # (path regex, status, message), one-shot
+        self.delay = 0.0
+        self.calls: list[tuple[str, str]] = []
+        self.requests: list[Request] = []
+        self.uploads: list[tuple[str, bytes]] = []
+        self.created: list[dict[str, Any]] = []
+
+    @property
+    def base_url(self) -> str:
+        return self.url_for("/v1")
+
+    # -- steering ---------------------------------------------------------------------------
+
+    def fault(self, path: str, status: int, message: str = "boom", times: int = 1) -> None:
+        """Answer the next ``times`` requests whose path matches ``path`` with an error."""
+        self.faults.extend([(path, status, message)] * times)
+
+    def seed(self, n: int) -> list[str]:
+        """Add ``n`` finished batches (created one second apart); return their ids, newest first."""
+        for _ in range(n):
+            batch = copy.deepcopy(example("list_batches_response.json")["data"][0])
+            batch["id"] = f"batch_{len(self.batches):04d}"
+            batch["created_at"] = T0 + len(self.batches)
+            batch["metadata"] = {"n": str(len(self.batches))}
+            self.batches[batch["id"]] = batch
+        return list(reversed(self.batches))
+
+    def add(self, status: str, **fields: Any) -> dict[str, Any]:
+        """Add one batch in ``status`` (fields override the example's); return it."""
+        batch = copy.deepcopy(example("batch_all_fields.json"))
+        batch.update(id=f"batch_{len(self.batches):04d}", status=status, **fields)
+        self.batches[batch["id"]] = batch
+        return batch
+
+    # -- the HTTP side ----------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        response = self._answer(request)
+        if self.delay:  # after the answer is chosen: a late reply changes no state
+            time.sleep(self.delay)
+        return response
+
+    def _answer(self, request: Request) -> Response:
+        path = re.sub(r"^/(v1|openai)", "", request.path)
+        self.calls.append((request.method, path))
+        self.requests.append(request)
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        given = given or request.headers.get("api-key", "")
+        if given != self.key:
+            return _error(401, f"Incorrect API key provided: {given[:3]}****{given[-4:]}.")
+        for i, (pattern, status, message) in enumerate(self.faults):
+            if re.fullmatch(pattern, path):
+                del self.faults[i]
+                return _error(status, message)
+        for method, pattern, handler in self.routes:
+            match = re.fullmatch(pattern, path)
+            if match and request.method == method:
+                return handler(self, request, *match.groups())
+        return _error(404, f"Invalid URL ({request.method} {request.path})")
+
+    def upload(self, request: Request) -> Response:
+        upload = request.files["file"]
+        data = upload.read()
+        file_id = f"file-{len(self.files):04d}"
+        self.uploads.append((request.form["purpose"], data))
+        self.files[file_id] = {"data": data, "purpose": request.form["purpose"]}
+        return _json(
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": T0,
+                "filename": upload.filename,
+                "purpose": request.form["purpose"],
+                "status": "processed",
+            }
+        )
+
+    def content(self, request: Request, file_id: str) -> Response:
+        if file_id not in self.files:
+            return _error(404, f"No such File object: {file_id}")
+        return Response(self.files[file_id]["data"], 200, content_type="application/octet-stream")
+
+    def create(self, request: Request) -> Response:
+        params = request.get_json()
+        self.created.append(params)
+        if params["input_file_id"] not in self.files:
+            return _error(400, f"Invalid input_file_id: {params['input_file_id']}")
+        batch = copy.deepcopy(example("create_batch_response.json"))
+        lines = self.files[params["input_file_id"]]["data"].splitlines()
+        batch.update(
+            id=f"batch_{len(self.batches):04d}",
+            endpoint=params["endpoint"],
+            input_file_id=params["input_file_id"],
+            completion_window=params["completion_window"],
+            metadata=params.get("metadata"),
+            model=json.loads(lines[0]).get("body", {}).get("model"),
+            created_at=T0 + len(self.batches),
+        )
+        self.batches[batch["id"]] = batch
+        self.steps[batch["id"]] = PLANS[self.plan][1:]
+        return _json(batch)
+
+    def page(self, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+        """The list object ``GET /v1/batches`` answers: newest first, after ``after``."""
+        ids = list(reversed(self.batches))
+        start = ids.index(after) + 1 if after in ids else 0
+        page = ids[start : start + limit]
+        return {
+            "object": "list",
+            "data": [self.batches[i] for i in page],
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+            "has_more": start + limit < len(ids),
+        }
+
+    def list_batches(self, request: Request) -> Response:
+        limit = int(request.args.get("limit", 20))
+        if not 1 <= limit <= 100:
+            return _error(400, "limit must be between 1 and 100")
+        return _json(self.page(limit, request.args.get("after")))
+
+    def retrieve(self, request: Request, batch_id: str) -> Response:
+        if batch_id not in self.batches:
+            return _error(404, f"No batch found with id '{batch_id}'.")
+        steps = self.steps.get(batch_id)
+        if steps:
+            self._advance(self.batches[batch_id], steps.pop(0))
+        return _json(self.batches[batch_id])
+
+    def cancel(self, request: Request, batch_id: str) -> Response:
+        if batch_id not in self.batches:
+            return _error(404, f"No batch found with id '{batch_id}'.")
+        batch = self.batches[batch_id]
+        if batch["status"] in TERMINAL:
+            return _error(409, f"Cannot cancel a batch with status '{batch['status']}'.")
+        self._advance(batch, "cancelling")
+        self.steps[batch_id] = ["cancelled"]
+        return _json(batch)
+
+    routes = (
+        ("POST", r"/files", upload),
+        ("GET", r"/files/([^/]+)/content", content),
+        ("POST", r"/batches", create),
+        ("GET", r"/batches", list_batches),
+        ("GET", r"/batches/([^/]+)", retrieve),
+        ("POST", r"/batches/([^/]+)/cancel", cancel),
+    )
+
+    # -- status progression -----------------------------------------------------------------
+
+    def _advance(self, batch: dict[str, Any], status: str) -> None:
+        batch["status"] = status
+        if status in STAMP:
+            batch[STAMP[status]] = batch["created_at"] + 60 * (1 + list(STAMP).index(status))
+        lines = self.files[batch["input_file_id"]]["data"].splitlines()
+        ids = [json.loads(line)["custom_id"] for line in lines]
+        counts = batch["request_counts"]
+        counts["total"] = counts["total"] or len(ids)
+        if status == "in_progress":
+            counts["completed"] = len(ids) // 2
+        if status == "failed":
+            batch["errors"] = example("batch_all_fields.json")["errors"]
+        elif status in {"completed", "expired", "cancelled"}:
+            done = ids if status == "completed" else ids[: len(ids) // 2]
+            self._results(batch, ids, done, status)
+
+    def _results(self, batch: dict[str, Any], ids: list[str], done: list[str], status: str) -> None:
+        ok = [self._output_line(c) for c in done if c not in self.fail_ids]
+        bad = [self._error_line(c, None) for c in done if c in self.fail_ids]
+        bad += [self._error_line(c, f"batch_{status}") for c in ids if c not in done]
+        counts = batch["request_counts"]
+        counts["completed"], counts["failed"] = len(ok), len(bad)
+        for kind, lines in (("output_file_id", ok), ("error_file_id", bad)):
+            if lines:
+                file_id = f"file-{len(self.files):04d}"
+                data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+                self.files[file_id] = {"data": data, "purpose": "batch_output"}
+                batch[kind] = file_id
+            else:
+                batch[kind] = None
+
+    @staticmethod
+    def _output_line(custom_id: str) -> dict[str, Any]:
+        line = json.loads((EXAMPLES / "output_line.jsonl").read_text())
+        line["custom_id"] = custom_id
+        line["response"]["body"]["choices"][0]["message"]["content"] = f"answer to {custom_id}"
+        return line
+
+    @staticmethod
+    def _error_line(custom_id: str, code: str | None) -> dict[str, Any]:
+        http, other = (
+            json.loads(x) for x in (EXAMPLES / "error_lines.jsonl").read_text().split("\n")[:2]
+        )
+        line = other if code else http
+        line["custom_id"] = custom_id
+        if code:
+            line["error"]["code"] = code
+        return line
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeOpenAI]:
+    """One fake server for the whole session (stopping a server takes up to half a second)."""
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "OPENAI_ADMIN_KEY",
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_AD_TOKEN",
+)
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """The fake server, reset, with the environment pointing the SDK at it."""
+    fake_server.reset()
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
+    return fake_server

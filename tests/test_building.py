@@ -1,0 +1,312 @@
+"""``BatchWriter``: every rule enforced while writing, rotation into valid parts, manifests,
+atomic outputs; and the property that whatever it accepts validates."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import BatchWriter, BuildError, validate_file
+from jsonl_batch.building import value_at
+from jsonl_batch.output import OutputExists
+
+CHAT = "/v1/chat/completions"
+EMBED = "/v1/embeddings"
+
+
+def chat(text: str = "Hi", **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_writes_valid_lines_with_generated_ids(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with BatchWriter(out, CHAT, model="gpt-4o-mini") as writer:
+        assert writer.add(chat("a")) == "request-1"
+        assert writer.add(chat("b"), custom_id="mine") == "mine"
+        assert writer.add(chat("c")) == "request-3"
+    assert [line["custom_id"] for line in lines(out)] == ["request-1", "mine", "request-3"]
+    first = lines(out)[0]
+    assert list(first) == ["custom_id", "method", "url", "body"]
+    assert list(first["body"]) == ["model", "messages"]  # the model comes first
+    assert validate_file(out).valid
+    manifest = writer.manifest
+    assert manifest is not None and manifest.requests == 3 and files(tmp_path) == ["out.jsonl"]
+    part = manifest.parts[0]
+    assert part.path == "out.jsonl" and part.bytes == out.stat().st_size
+    assert part.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert (part.first_custom_id, part.last_custom_id) == ("request-1", "request-3")
+
+
+def test_model_in_the_body_is_kept(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT) as writer:
+        writer.add({"model": "gpt-4o", **chat()})
+        with pytest.raises(BuildError) as err:
+            writer.add({"model": "gpt-4o-mini", **chat()})
+    assert err.value.code == "mismatched_model" and err.value.value == "gpt-4o-mini"
+    assert "'gpt-4o' (from line 1)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "custom_id", "code", "param", "value"),
+    [
+        (chat(stream=True), None, "streaming_unsupported", "body.stream", True),
+        (
+            {"messages": [{"role": "robot", "content": "x"}]},
+            None,
+            "invalid_body",
+            "body.messages[0].role",
+            "robot",
+        ),
+        (chat(temperature=3), None, "invalid_body", "body.temperature", 3),
+        ({"temperature": 1}, None, "invalid_request", "body.messages", None),
+        ({"model": "gpt-4o", **chat()}, None, "mismatched_model", "body.model", "gpt-4o"),
+        (chat(), 5, "invalid_type", "custom_id", 5),
+        (chat(), "first", "duplicate_custom_id", "custom_id", "first"),
+        ("not a body", None, "invalid_type", "body", None),
+        (chat(x={1, 2}), None, "invalid_body", "body", None),
+    ],
+)
+def test_each_rule_raises_and_leaves_the_file_consistent(
+    tmp_path: Path, body: Any, custom_id: Any, code: str, param: str, value: Any
+) -> None:
+    out = tmp_path / "out.jsonl"
+    with BatchWriter(out, CHAT, model="gpt-4o-mini") as writer:
+        writer.add(chat(), custom_id="first")
+        with pytest.raises(BuildError) as err:
+            writer.add(body, custom_id)
+        writer.add(chat("after"))
+    assert (err.value.code, err.value.param, err.value.value) == (code, param, value)
+    assert f"({code})" in str(err.value)
+    assert isinstance(err.value, ValueError)
+    assert [line["custom_id"] for line in lines(out)] == ["first", "request-2"]
+    assert validate_file(out).valid
+
+
+def test_duplicate_names_the_first_request(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m") as writer:
+        writer.add(chat(), "a")
+        writer.add(chat(), "b")
+        with pytest.raises(BuildError, match="already used by request 2") as err:
+            writer.add(chat(), "b")
+    assert err.value.first == 2
+
+
+def test_generated_id_that_is_taken_is_a_duplicate(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m") as writer:
+        writer.add(chat(), "request-2")
+        with pytest.raises(BuildError, match="duplicate_custom_id"):
+            writer.add(chat())
+
+
+def test_warnings_do_not_stop_the_writer(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with BatchWriter(out, CHAT, model="m") as writer:
+        writer.add(chat(), "has space")
+    report = validate_file(out)
+    assert report.valid and report.flatten() == [[1, "nonportable_custom_id"]]
+
+
+@pytest.mark.parametrize(
+    ("limits", "body", "code"),
+    [
+        ({"max_requests": 1}, chat(), "too_many_tasks"),
+        ({"max_bytes": 250}, chat(), "file_too_large"),
+    ],
+)
+def test_limits_without_rotation_raise(
+    tmp_path: Path, limits: dict[str, int], body: Any, code: str
+) -> None:
+    out = tmp_path / "o.jsonl"
+    with BatchWriter(out, CHAT, model="m", **limits) as writer:
+        writer.add(chat())
+        with pytest.raises(BuildError) as err:
+            writer.add(body)
+    assert err.value.code == code
+    assert len(lines(out)) == 1 and validate_file(out, **limits).valid
+
+
+def test_embedding_input_limit(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with BatchWriter(out, EMBED, model="e", max_embedding_inputs=3) as writer:
+        writer.add({"input": ["a", "b"]})
+        with pytest.raises(BuildError, match="too_many_embedding_inputs"):
+            writer.add({"input": ["c", "d"]})
+        writer.add({"input": "c"})
+        with pytest.raises(BuildError, match="alone") as err:
+            writer.add({"input": ["a", "b", "c", "d"]})
+    assert err.value.value == 4
+    assert validate_file(out, max_embedding_inputs=3).valid
+
+
+def test_a_request_larger_than_the_limit_fails_even_with_rotation(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate=True, max_bytes=200) as w:
+        w.add(chat())
+        with pytest.raises(BuildError, match="file_too_large") as err:
+            w.add(chat("x" * 300))
+    assert "more than the limit of 200 bytes" in str(err.value)
+
+
+def test_rotation_writes_valid_parts_and_a_manifest(tmp_path: Path) -> None:
+    limits = {"max_requests": 3, "max_bytes": 400, "max_embedding_inputs": 4}
+    with BatchWriter(tmp_path / "emb.jsonl", EMBED, model="e", rotate=True, **limits) as writer:
+        for i in range(10):
+            writer.add({"input": ["x"] * (i % 3 + 1)})
+    manifest = writer.manifest
+    assert manifest is not None
+    names = [p.path for p in manifest.parts]
+    assert names == [f"emb.part-{i:03d}.jsonl" for i in range(1, len(names) + 1)]
+    assert files(tmp_path) == sorted([*names, "emb.manifest.json"])
+    seen = []
+    for part in manifest.parts:
+        path = tmp_path / part.path
+        assert validate_file(path, **limits).valid
+        assert part.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert part.requests == len(lines(path)) and part.bytes == path.stat().st_size
+        seen += [line["custom_id"] for line in lines(path)]
+    assert seen == [f"request-{i}" for i in range(1, 11)]
+    on_disk = orjson.loads((tmp_path / "emb.manifest.json").read_bytes())
+    assert on_disk == manifest.to_dict() and on_disk["requests"] == 10
+    assert manifest.path == str(tmp_path / "emb.manifest.json")
+
+
+def test_auto_rotation_keeps_one_file_when_it_fits(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate="auto") as writer:
+        writer.add(chat())
+    assert files(tmp_path) == ["o.jsonl"] and writer.manifest.parts[0].path == "o.jsonl"
+    with BatchWriter(tmp_path / "p.jsonl", CHAT, model="m", rotate="auto", max_requests=1) as w:
+        w.add(chat())
+        w.add(chat())
+    assert files(tmp_path) == [
+        "o.jsonl",
+        "p.manifest.json",
+        "p.part-001.jsonl",
+        "p.part-002.jsonl",
+    ]
+
+
+def test_failure_inside_the_block_leaves_nothing(tmp_path: Path) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate=True, max_requests=1) as w,
+    ):
+        w.add(chat())
+        w.add(chat())
+        raise RuntimeError("boom")
+    assert files(tmp_path) == []
+
+
+def test_nothing_added_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="empty_file"), BatchWriter(tmp_path / "o.jsonl", CHAT):
+        pass
+    assert files(tmp_path) == []
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    (tmp_path / "o.jsonl").write_text("old")
+    with pytest.raises(OutputExists):
+        BatchWriter(tmp_path / "o.jsonl", CHAT)
+    (tmp_path / "p.part-007.jsonl").write_text("old")
+    with pytest.raises(OutputExists, match=r"p\.part-007"):
+        BatchWriter(tmp_path / "p.jsonl", CHAT, rotate=True)
+    (tmp_path / "q.manifest.json").write_text("old")
+    with pytest.raises(OutputExists):
+        BatchWriter(tmp_path / "q.jsonl", CHAT, rotate="auto")
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", force=True) as writer:
+        writer.add(chat())
+    assert validate_file(tmp_path / "o.jsonl").valid
+
+
+def test_stream_target(tmp_path: Path) -> None:
+    stream = BytesIO()
+    with BatchWriter(stream, CHAT, model="m") as writer:
+        writer.add(chat())
+    assert orjson.loads(stream.getvalue())["custom_id"] == "request-1"
+    with pytest.raises(ValueError, match="stream"):
+        BatchWriter(BytesIO(), CHAT, rotate=True)
+
+
+def test_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an endpoint of the azure profile"):
+        BatchWriter(tmp_path / "o.jsonl", EMBED, profile="azure")
+    with pytest.raises(ValueError, match="max_requests must be at least 1"):
+        BatchWriter(tmp_path / "o.jsonl", CHAT, max_requests=0)
+    writer = BatchWriter(tmp_path / "o.jsonl", CHAT, model="m")
+    writer.add(chat())
+    writer.close()
+    assert writer.close() is writer.manifest
+    with pytest.raises(ValueError, match="closed"):
+        writer.add(chat())
+
+
+def test_azure_wording(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="dep-a", profile="azure") as writer:
+        with pytest.raises(BuildError, match="same deployment"):
+            writer.add({"model": "dep-b", **chat()})
+        writer.add(chat())
+
+
+def test_value_at() -> None:
+    line = {"custom_id": "a", "body": {"messages": [{"role": "x"}]}}
+    assert value_at(line, "body.messages[0].role") == "x"
+    assert value_at(line, "custom_id") == "a"
+    assert value_at(line, "body.nope[3]") is None
+    assert value_at(line, None) is None
+
+
+bodies = st.fixed_dictionaries(
+    {"messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "bot"])}))},
+    optional={
+        "model": st.sampled_from(["m", "other"]),
+        "temperature": st.floats(-1, 3, allow_nan=False),
+        "stream": st.booleans(),
+        "n": st.integers(-2, 5),
+    },
+).map(lambda b: {**b, "messages": [{**m, "content": "hi"} for m in b["messages"]]})
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.tuples(bodies, st.sampled_from([None, "a", "b", "c d"])), max_size=12),
+    st.integers(1, 4),
+    st.integers(300, 900),
+)
+def test_whatever_the_writer_accepts_validates(
+    tmp_path: Path, adds: list[tuple[dict[str, Any], str | None]], max_requests: int, max_bytes: int
+) -> None:
+    folder = tmp_path / str(hash((repr(adds), max_requests, max_bytes)))
+    folder.mkdir()
+    limits = {"max_requests": max_requests, "max_bytes": max_bytes}
+    accepted = []
+    writer = BatchWriter(folder / "o.jsonl", CHAT, model="m", rotate=True, **limits)
+    for body, custom_id in adds:
+        with contextlib.suppress(BuildError):
+            accepted.append(writer.add(body, custom_id))
+    if not accepted:
+        with pytest.raises(BuildError):
+            writer.close()
+        return
+    manifest = writer.close()
+    seen = []
+    for part in manifest.parts:
+        report = validate_file(folder / part.path, **limits)
+        assert report.valid, report.problems
+        seen += [line["custom_id"] for line in lines(folder / part.path)]
+    assert seen == accepted

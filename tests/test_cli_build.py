@@ -1,0 +1,266 @@
+"""``jsonl-batch build`` through click's CliRunner: every option, every error path, exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import validate_file
+from jsonl_batch.cli import main
+from jsonl_batch.cli.build import Progress
+
+build_module = importlib.import_module("jsonl_batch.cli.build")  # `cli.build` is the command
+QUICK = ("--model", "m", "--prompt-column", "text")
+CSV = 'id,text\n1,What is 2+2?\n2,"Say ""hi""\nplease"\n3,Name a colour\n'
+
+
+def run(*args: str, input: bytes | str | None = None) -> Result:
+    result = CliRunner().invoke(main, ["build", *args], input=input)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "q.csv"
+    path.write_text(CSV)
+    return path
+
+
+def bodies(data: bytes) -> list[dict]:
+    return [orjson.loads(line)["body"] for line in data.splitlines()]
+
+
+def test_quick_chat_to_stdout(csv: Path) -> None:
+    result = run(
+        str(csv),
+        "--model",
+        "gpt-4o-mini",
+        "--prompt-column",
+        "text",
+        "--system",
+        "Be brief.",
+        "--param",
+        "temperature=0",
+        "--param",
+        "response_format.type=json_object",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [orjson.loads(line) for line in result.stdout_bytes.splitlines()]
+    assert [line["custom_id"] for line in lines] == ["request-1", "request-2", "request-3"]
+    assert lines[1]["body"] == {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": 'Say "hi"\nplease'},
+        ],
+        "temperature": 0,
+        "response_format": {"type": "json_object"},
+    }
+    assert result.stderr == ""
+
+
+def test_to_a_file_with_ids(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    result = run(str(csv), "-o", str(out), "--model", "m", "--prompt-column", "text")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("3 requests -> 1 part\n  batch.jsonl  3 requests")
+    run(str(csv), "-o", str(out), "--model", "m", "--prompt-column", "text", "--id-column", "id")
+    result = run(
+        *(str(csv), "-o", str(out), "--model", "m", "--prompt-column", "text"),
+        *("--id-column", "id", "--force", "--format", "json"),
+    )
+    assert result.exit_code == 0
+    manifest = orjson.loads(result.stdout)
+    assert manifest["parts"][0]["first_custom_id"] == "1" and manifest["manifest"] is None
+    assert validate_file(out).valid
+
+
+def test_limits_make_parts_and_split_forces_them(csv: Path, tmp_path: Path) -> None:
+    args = ("--model", "m", "--prompt-column", "text")
+    result = run(str(csv), "-o", str(tmp_path / "a.jsonl"), *args, "--max-requests", "2")
+    assert "a.part-001.jsonl  2 requests" in result.stdout and "a.manifest.json" in result.stdout
+    result = run(str(csv), "-o", str(tmp_path / "b.jsonl"), *args, "--split")
+    assert result.exit_code == 0 and (tmp_path / "b.part-001.jsonl").exists()
+    assert (tmp_path / "b.manifest.json").exists() and not (tmp_path / "b.jsonl").exists()
+    result = run(str(csv), *args, "--split")
+    assert result.exit_code == 2 and "--split needs an output file" in result.output
+    result = run(str(csv), "-o", str(tmp_path / "c.jsonl"), *args, "--max-bytes", "100B")
+    assert result.exit_code == 1 and "row 1" in result.output and "file_too_large" in result.output
+
+
+def test_template(tmp_path: Path) -> None:
+    template = tmp_path / "body.json"
+    template.write_text('{"model": "e", "input": "{{text}}", "dimensions": "{{dims}}"}')
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(b'{"text": "a \\"quote\\"", "dims": 256}\n')
+    result = run(str(source), "--endpoint", "/v1/embeddings", "--template", str(template))
+    assert result.exit_code == 0, result.output
+    assert bodies(result.stdout_bytes) == [{"model": "e", "input": 'a "quote"', "dimensions": 256}]
+    template.write_text("{")
+    result = run(str(source), "--endpoint", "/v1/embeddings", "--template", str(template))
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+    result = run(str(source), "--template", str(template), "--prompt-column", "text")
+    assert result.exit_code == 2
+
+
+def test_formats_and_stdin(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"t": ["a", "b"]}), tmp_path / "q.parquet")
+    result = run(str(tmp_path / "q.parquet"), "--model", "m", "--prompt-column", "t")
+    assert len(bodies(result.stdout_bytes)) == 2
+    (tmp_path / "q.tsv").write_text("t\tx\na\t1\n")
+    result = run(str(tmp_path / "q.tsv"), "--model", "m", "--prompt-column", "t")
+    assert bodies(result.stdout_bytes)[0]["messages"][0]["content"] == "a"
+    result = run(
+        *("-", "--input-format", "jsonl", "--endpoint", "/v1/responses"),
+        *("--model", "m", "--prompt-column", "t", "--system", "French."),
+        input=b'{"t": "Hello"}\n',
+    )
+    assert bodies(result.stdout_bytes) == [
+        {"model": "m", "input": "Hello", "instructions": "French."}
+    ]
+    result = run("-", "--model", "m", "--prompt-column", "t", input=b"")
+    assert result.exit_code == 2 and "--input-format" in result.output
+    result = run(
+        "-", "--input-format", "csv", "--model", "m", "--prompt-column", "t", input="t\nx\n"
+    )
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "args", "message"),
+    [
+        (CSV, ("--prompt-column", "nope"), "column 'nope': There is no such column in"),
+        ("t\nx\n", ("--prompt-column", "t", "--id-column", "id"), "column 'id'"),
+        ('{"t": null}\n', ("--prompt-column", "t"), "row 1, column 't': The value is null"),
+        (
+            '{"t": "a", "i": 1}\n{"t": "b", "i": 1}\n',
+            ("--prompt-column", "t", "--id-column", "i"),
+            "row 2, column 'i': custom_id '1' is already used by row 1",
+        ),
+        (
+            '{"t": "a"}\n',
+            ("--prompt-column", "t", "--param", "temperature=9"),
+            "row 1: body.temperature must be at most 2, found integer 9. (invalid_body)",
+        ),
+        ("", ("--prompt-column", "t"), "has no rows; nothing was written. (empty_file)"),
+        ('{"t": "a"}\nnot json\n', ("--prompt-column", "t"), "row 2: This line is not parseable"),
+        ("a,b\n1,2,3\n", ("--prompt-column", "a"), "not readable as CSV"),
+    ],
+)
+def test_bad_data_exits_1_and_writes_nothing(
+    tmp_path: Path, data: str, args: tuple[str, ...], message: str
+) -> None:
+    suffix = ".jsonl" if data.startswith("{") or data == "" else ".csv"
+    source = tmp_path / f"in{suffix}"
+    source.write_text(data)
+    out = tmp_path / "out.jsonl"
+    result = run(str(source), "-o", str(out), "--model", "m", *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--prompt-column", "text"), "give --model"),
+        (("--model", "m"), "--prompt-column"),
+        ((*QUICK, "--param", "oops"), "key=value"),
+        (
+            (*QUICK, "--endpoint", "/v1/embeddings", "--system", "x"),
+            "--system applies",
+        ),
+        (
+            (*QUICK, "--endpoint", "/v1/embeddings", "--profile", "azure"),
+            "not an endpoint of the azure profile",
+        ),
+        ((*QUICK, "--endpoint", "/v2/x"), "Invalid value"),
+        ((*QUICK, "--max-bytes", "lots"), "invalid size"),
+        ((*QUICK, "--input-format", "xml"), "Invalid value"),
+    ],
+)
+def test_usage_errors_exit_2(csv: Path, args: tuple[str, ...], message: str) -> None:
+    result = run(str(csv), *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_io_errors_exit_2(csv: Path, tmp_path: Path) -> None:
+    args = ("--model", "m", "--prompt-column", "text")
+    result = run(str(tmp_path / "missing.csv"), *args)
+    assert result.exit_code == 2 and "missing.csv: no such file" in result.output
+    result = run(str(csv), "-o", str(csv), *args)
+    assert result.exit_code == 2 and "already exists; use --force" in result.output
+    result = run(str(csv), "-o", str(tmp_path / "no" / "dir.jsonl"), *args)
+    assert result.exit_code == 2 and "cannot write here" in result.output
+    result = run(str(tmp_path), "--input-format", "csv", *args)
+    assert result.exit_code == 2 and "is a directory" in result.output
+
+
+def test_progress_bar_on_a_terminal(csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(build_module, "_terminal", lambda: terminal)
+    result = run(str(csv), "--model", "m", "--prompt-column", "text")
+    assert result.exit_code == 0
+    assert "building" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+def test_progress_without_a_total() -> None:
+    progress = Progress(io.StringIO())
+    progress(10, None)
+    assert progress.bar is None
+    progress.close()
+
+
+def test_help_has_an_example() -> None:
+    result = CliRunner().invoke(main, ["build", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output and "--template" in result.output
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.binary(max_size=200)
+    | st.lists(
+        st.dictionaries(
+            st.sampled_from(["t", "id", "x"]),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text(max_size=5)
+            | st.lists(st.integers()),
+        ),
+        max_size=5,
+    ).map(lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()),  # big ints too
+    st.sampled_from(["jsonl", "csv", "parquet"]),
+    st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/responses"]),
+)
+def test_no_traceback_on_any_input(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, fmt: str, endpoint: str
+) -> None:
+    folder = tmp_path_factory.mktemp("any")
+    source = folder / f"in.{fmt}"
+    source.write_bytes(data)
+    args = ("--endpoint", endpoint, "--id-column", "id", "-o", str(folder / "o.jsonl"))
+    result = run(str(source), *QUICK[:3], "t", *args, "--force")
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "internal error" not in result.output
+    if result.exit_code == 0:
+        assert validate_file(folder / "o.jsonl").valid

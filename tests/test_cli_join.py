@@ -1,0 +1,156 @@
+"""``jsonl-batch join`` and ``jsonl-batch retry`` through click: exit codes, output, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from helpers import DATA, jsonl, request
+
+from jsonl_batch import join, read_summary
+from jsonl_batch.cli import main
+
+J = DATA / "join"
+CHAT = [str(J / "chat.input.jsonl"), "--results", str(J / "chat.output.jsonl")]
+CHAT += [str(J / "chat.errors.jsonl")]
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_join_writes_parquet_prints_summary_exit_1(tmp_path: Path) -> None:
+    target = tmp_path / "results.parquet"
+    result = run("join", *CHAT, "-o", str(target))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("9 requests: 4 succeeded, 4 failed, 1 missing\n")
+    assert "rate_limit_exceeded 1" in result.output
+    assert "chat.output.jsonl line 5: custom_id 'chat-404' is in no input file" in result.output
+    assert f"wrote {target} (parquet, 9 rows)" in result.output
+    assert pq.read_table(target).num_rows == 9
+    assert read_summary(target)["failed"] == 4
+
+
+def test_join_exit_0_when_every_request_succeeded(tmp_path: Path) -> None:
+    inp = str(J / "completions.input.jsonl")
+    out = str(J / "completions.output.jsonl")
+    result = run("join", inp, "-r", out, "-o", str(tmp_path / "r.csv"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.csv").read_text().startswith('"custom_id","input_file"')
+
+
+def test_join_json_summary_equals_the_library(tmp_path: Path) -> None:
+    target = tmp_path / "r.jsonl"
+    result = run("join", *CHAT, "-o", str(target), "--summary-format", "json")
+    data = orjson.loads(result.output)
+    library = join([J / "chat.input.jsonl"], [J / "chat.output.jsonl", J / "chat.errors.jsonl"])
+    expected = orjson.loads(orjson.dumps(library.summary.to_dict()))
+    assert {k: v for k, v in data.items() if k not in ("output", "format")} == expected
+    assert data["format"] == "jsonl"
+
+
+def test_join_format_option_overrides_extension(tmp_path: Path) -> None:
+    target = tmp_path / "r.data"
+    result = run("join", *CHAT, "-o", str(target), "--format", "csv")
+    assert "(csv, 9 rows)" in result.output
+    assert target.read_text().startswith('"custom_id"')
+
+
+def test_join_repeated_results_flags_and_options(tmp_path: Path) -> None:
+    args = [str(J / "embeddings.input.jsonl"), "-r", str(J / "embeddings.output.jsonl")]
+    target = tmp_path / "e.parquet"
+    result = run("join", *args, "--include-embeddings", "--include-bodies", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert "embedding" in pq.read_schema(target).names
+    assert "request_body" in pq.read_schema(target).names
+
+
+def test_join_refuses_to_overwrite_before_working(tmp_path: Path) -> None:
+    target = tmp_path / "r.parquet"
+    target.write_bytes(b"keep")
+    result = run("join", *CHAT, "-o", str(target))
+    assert result.exit_code == 2
+    assert "already exists; use --force" in result.output
+    assert target.read_bytes() == b"keep"
+    assert run("join", *CHAT, "-o", str(target), "--force").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope.jsonl", "-r", "x.jsonl"], "nope.jsonl: no such file"),
+        ([str(J / "chat.input.jsonl"), "-r", "missing.jsonl"], "missing.jsonl: no such file"),
+        ([str(J / "chat.output.jsonl"), "-r", str(J / "chat.errors.jsonl")], "is it a result line"),
+        ([str(J / "malformed.output.jsonl"), "-r", str(J / "chat.errors.jsonl")], "line 1"),
+    ],
+)
+def test_join_errors_exit_2_in_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run("join", *args, "-o", str(tmp_path / "r.parquet"))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_join_needs_results(tmp_path: Path) -> None:
+    result = run("join", str(J / "chat.input.jsonl"), "-o", str(tmp_path / "r.parquet"))
+    assert result.exit_code == 2
+    assert "--results" in result.output
+
+
+def test_join_malformed_result_file_names_file_and_line(tmp_path: Path) -> None:
+    args = [str(J / "chat.input.jsonl"), "-r", str(J / "malformed.output.jsonl")]
+    result = run("join", *args, "-o", str(tmp_path / "r.parquet"))
+    assert result.exit_code == 1
+    assert "lines that are not results (5):" in result.output
+    assert "malformed.output.jsonl line 3: This line is blank" in result.output
+
+
+def test_retry_writes_the_lines_and_validates(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    result = run("retry", *CHAT, "-o", str(target), "--only", "retryable")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith(f"{target}: 4 requests to retry")
+    assert "not selected" in first
+    assert f"{target}: valid" in result.output
+    assert len(target.read_bytes().splitlines()) == 4
+
+
+def test_retry_json_and_split(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    result = run("retry", *CHAT, "-o", str(target), "--max-requests", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.output)
+    assert data["requests"] == 5
+    assert len(data["manifest"]["parts"]) == 3
+    text = run("retry", *CHAT, "-o", str(target), "--max-requests", "2", "--force")
+    assert "over the limits, so split" in text.output
+
+
+def test_retry_nothing_to_do(tmp_path: Path) -> None:
+    inp = str(J / "completions.input.jsonl")
+    out = str(J / "completions.output.jsonl")
+    result = run("retry", inp, "-r", out, "-o", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 0
+    assert result.output.strip() == "nothing to retry (2 succeeded)"
+
+
+def test_retry_exit_1_when_the_retry_file_has_problems(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(request("a", temperature="hot")))
+    result = run(
+        "retry", str(inp), "-r", str(J / "chat.errors.jsonl"), "-o", str(tmp_path / "r.jsonl")
+    )
+    assert result.exit_code == 1
+    assert "INVALID" in result.output
+
+
+def test_commands_have_help_with_an_example() -> None:
+    for name in ("join", "retry"):
+        result = run(name, "--help")
+        assert result.exit_code == 0
+        assert f"jsonl-batch {name} requests.jsonl --results output.jsonl" in result.output

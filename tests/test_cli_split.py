@@ -1,0 +1,208 @@
+"""``jsonl-batch split`` through click's CliRunner: every option, every error path, exit codes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+from helpers import jsonl, request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import split_file, validate_file
+from jsonl_batch.cli import main
+
+
+def run(*args: str) -> Result:
+    result = CliRunner().invoke(main, ["split", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def embedding(custom_id: str, inputs: Any, model: str = "e") -> dict[str, Any]:
+    body = {"model": model, "input": inputs}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(jsonl(*(request(f"r{i}") for i in range(1, 6))))
+    return path
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_split_text(big: Path, tmp_path: Path) -> None:
+    result = run(str(big), "--max-requests", "2", "-o", str(tmp_path / "parts"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{big}: 5 requests -> 3 parts in {tmp_path / 'parts'}"
+    assert lines[1].startswith("  big.part-001-of-003.jsonl  2 requests, ")
+    assert lines[1].endswith("r1 .. r2") and lines[-1] == "  big.manifest.json"
+    assert names(tmp_path / "parts") == [
+        "big.manifest.json",
+        "big.part-001-of-003.jsonl",
+        "big.part-002-of-003.jsonl",
+        "big.part-003-of-003.jsonl",
+    ]
+
+
+def test_split_json_equals_the_manifest(big: Path, tmp_path: Path) -> None:
+    result = run(str(big), "--max-bytes", "0.3KB", "--format", "json")
+    assert result.exit_code == 0
+    printed = orjson.loads(result.stdout)
+    written = orjson.loads((tmp_path / "big.manifest.json").read_bytes())
+    assert printed.pop("manifest") == str(tmp_path / "big.manifest.json")
+    assert printed == written and len(written["parts"]) == 3
+    assert all(p["bytes"] <= 300 for p in written["parts"])
+
+
+def test_parts_by_and_limits(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        jsonl(request("r1"), embedding("e1", ["a", "b"]), request("r2", model="x"))
+        + jsonl(embedding("e2", ["c", "d"]), request("r3"))
+    )
+    result = run(str(path), "--format", "json")
+    assert result.exit_code == 1 and orjson.loads(result.stdout)["valid"] is False
+    result = run(str(path), "--by", "model", "--max-embedding-inputs", "3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    parts = orjson.loads(result.stdout)["parts"]
+    assert [(p["model"], p["requests"]) for p in parts] == [
+        ("gpt-4o-mini", 2),
+        ("e", 1),
+        ("e", 1),
+        ("x", 1),
+    ]
+    result = run(str(path), "--by", "endpoint", "--force")
+    assert result.exit_code == 1 and "mismatched_model" in result.stdout
+    result = run(str(path), "--by", "endpoint", "--skip-invalid", "--force")
+    assert result.exit_code == 0 and "mixed.rejected.jsonl  1 invalid line," in result.stdout
+
+
+def test_balanced_parts(big: Path) -> None:
+    result = run(str(big), "--parts", "2", "--format", "json")
+    assert [p["requests"] for p in orjson.loads(result.stdout)["parts"]] == [3, 2]
+
+
+def test_invalid_input_is_reported_like_validate(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(jsonl(request("r1"), request("r1")) + b"\n")
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert "INVALID (2 errors)" in result.stdout
+    assert "line 2 [custom_id]: custom_id 'r1' is already used on line 1" in result.stdout
+    assert "Nothing was written" in result.stderr
+    assert names(tmp_path) == ["bad.jsonl"]
+    result = run(str(path), "--format", "json", "--max-problems", "1")
+    library = split_file(path, max_problems=1).report.to_dict()
+    assert orjson.loads(result.stdout) == library and len(library["problems"]) == 1
+    assert result.stderr == ""
+
+
+def test_skip_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(jsonl(request("r1"), request("r1"), request("r2")))
+    result = run(str(path), "--skip-invalid", "--jobs", "1")
+    assert result.exit_code == 0
+    assert "bad.rejected.jsonl  1 invalid line," in result.stdout
+    assert "duplicate_custom_id" in result.stderr  # why they were rejected
+    assert (tmp_path / "bad.rejected.jsonl").read_bytes() == jsonl(request("r1"))
+    assert validate_file(tmp_path / "bad.part-001-of-001.jsonl").valid
+
+
+def test_profile(tmp_path: Path) -> None:
+    path = tmp_path / "emb.jsonl"
+    path.write_bytes(jsonl(embedding("e1", "x")))
+    result = run(str(path), "--profile", "azure")
+    assert result.exit_code == 1 and "unsupported_endpoint" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--parts", "2", "--by", "model"), "cannot be combined"),
+        (("--parts", "9"), "cannot make 9 parts from 5"),
+        (("--parts", "2", "--max-requests", "2"), "do not fit in 2 parts"),
+        (("--parts", "0"), "Invalid value"),
+        (("--max-bytes", "big"), "invalid size"),
+        (("--by", "colour"), "Invalid value"),
+    ],
+)
+def test_usage_errors_exit_2(big: Path, args: tuple[str, ...], message: str) -> None:
+    result = run(str(big), *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_io_errors_exit_2(big: Path, tmp_path: Path) -> None:
+    result = run(str(tmp_path / "missing.jsonl"))
+    assert result.exit_code == 2 and "missing.jsonl: no such file" in result.output
+    result = run(str(tmp_path))
+    assert result.exit_code == 2 and "is a directory" in result.output
+    assert run(str(big)).exit_code == 0
+    result = run(str(big))
+    assert result.exit_code == 2 and "already exists; use --force" in result.output
+    result = run(str(big), "--max-requests", "1")
+    assert result.exit_code == 2 and "left from an earlier split" in result.output
+    assert run(str(big), "--max-requests", "1", "--force").exit_code == 0
+    assert len([n for n in names(tmp_path) if ".part-" in n]) == 5
+    (tmp_path / "file").write_text("")
+    result = run(str(big), "-o", str(tmp_path / "file"))
+    assert result.exit_code == 2
+
+
+def test_help_has_an_example() -> None:
+    result = CliRunner().invoke(main, ["split", "--help"])
+    assert (
+        result.exit_code == 0 and "Example:" in result.output and "--skip-invalid" in result.output
+    )
+
+
+json_lines = st.lists(
+    st.sampled_from(
+        [
+            jsonl(request("r1")),
+            jsonl(request("r2", model="other")),
+            jsonl(embedding("e1", ["a", "b"])),
+            jsonl(request("r1", stream=True)),
+            b"\n",
+            b"\xef\xbb\xbf{}\n",
+            b"[1]\r\n",
+            b'{"custom_id": 5}',
+            b"\xff\xfe\n",
+        ]
+    ),
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    json_lines | st.binary(max_size=200).map(lambda b: [b]),
+    st.sampled_from([(), ("--by", "model"), ("--by", "endpoint"), ("--parts", "2")]),
+    st.booleans(),
+)
+def test_no_traceback_on_any_input(
+    tmp_path_factory: pytest.TempPathFactory,
+    chunks: list[bytes],
+    options: tuple[str, ...],
+    skip: bool,
+) -> None:
+    folder = tmp_path_factory.mktemp("any")
+    path = folder / "in.jsonl"
+    path.write_bytes(b"".join(chunks))
+    args = [str(path), "--max-requests", "1", *options] + (["--skip-invalid"] if skip else [])
+    for fmt in ("text", "json"):
+        result = run(*args, "--format", fmt, "--force")
+        assert result.exit_code in (0, 1, 2), result.output
+        assert "internal error" not in result.output

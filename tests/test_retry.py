@@ -1,0 +1,162 @@
+"""retry: the original lines, byte for byte, of the requests that did not succeed."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import DATA, jsonl, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import join
+from jsonl_batch.retrying import retry_mask, write_retry
+
+J = DATA / "join"
+CHAT_IN = J / "chat.input.jsonl"
+CHAT_OUT = [J / "chat.output.jsonl", J / "chat.errors.jsonl"]
+
+
+def lines_of(path: Path, numbers: list[int]) -> bytes:
+    lines = path.read_bytes().splitlines(keepends=True)
+    return b"".join(lines[n - 1] for n in numbers)
+
+
+@pytest.mark.parametrize(
+    ("only", "lines"),
+    [
+        ("all", [4, 5, 6, 7, 8]),
+        ("failed", [4, 5, 6, 7]),
+        ("missing", [8]),
+        ("retryable", [5, 6, 7, 8]),  # not chat-4, a 400
+    ],
+)
+def test_selection_copies_input_lines(only: str, lines: list[int], tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    result = write_retry([CHAT_IN], CHAT_OUT, target, only=only)
+    assert target.read_bytes() == lines_of(CHAT_IN, lines)
+    assert result.requests == len(lines)
+    assert result.bytes == target.stat().st_size
+    assert result.succeeded == 4
+    assert result.not_selected == 5 - len(lines)
+    assert result.report is not None and result.report.valid
+    assert result.ok and result.split is None
+
+
+def test_reasons() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = write_retry([CHAT_IN], CHAT_OUT, Path(tmp) / "r.jsonl")
+    assert result.reasons == {
+        "batch_expired": 1,
+        "integer_below_min_value": 1,
+        "missing": 1,
+        "rate_limit_exceeded": 1,
+        "server_error": 1,
+    }
+
+
+def test_multi_part_crlf_lines_stay_byte_identical(tmp_path: Path) -> None:
+    manifest = J / "parts" / "requests.manifest.json"
+    outputs = [J / "parts" / "output.jsonl"]  # mp-4 (line 1 of part 2) and mp-3 missing
+    target = tmp_path / "retry.jsonl"
+    write_retry([manifest], outputs, target)
+    part1 = (J / "parts" / "requests.part-001-of-002.jsonl").read_bytes().splitlines(True)
+    part2 = (J / "parts" / "requests.part-002-of-002.jsonl").read_bytes().splitlines(True)
+    assert target.read_bytes() == part1[2] + part2[0]
+    assert part2[0].endswith(b"\r\n")
+
+
+def test_last_line_without_newline_gets_one(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(request("a")) + orjson.dumps(request("b")))
+    target = tmp_path / "retry.jsonl"
+    write_retry([inp], [], target)
+    assert target.read_bytes() == jsonl(request("a"), request("b"))
+
+
+def test_nothing_to_retry_writes_nothing(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(request("a")))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(jsonl({"custom_id": "a", "response": {"status_code": 200, "body": {}}}))
+    result = write_retry([inp], [out], tmp_path / "retry.jsonl")
+    assert result.output is None and result.ok
+    assert not (tmp_path / "retry.jsonl").exists()
+
+
+def test_over_the_limits_it_is_split(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    result = write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2)
+    assert result.split is not None and result.split.manifest is not None
+    assert [p.requests for p in result.split.manifest.parts] == [2, 2, 1]
+    parts = sorted(tmp_path.glob("retry.part-*.jsonl"))
+    assert b"".join(p.read_bytes() for p in parts) == target.read_bytes()
+    assert (tmp_path / "retry.manifest.json").exists()
+    assert result.ok
+    assert result.to_dict()["manifest"]["requests"] == 5
+
+
+def test_standard_input_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="standard input"):
+        write_retry(["-"], CHAT_OUT, tmp_path / "r.jsonl")
+
+
+def test_unknown_selection() -> None:
+    table = join([CHAT_IN], CHAT_OUT).table
+    with pytest.raises(ValueError, match="unknown selection"):
+        retry_mask(table, "everything")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=25),
+    answers=st.dictionaries(
+        st.integers(0, 24), st.sampled_from(["ok", "400", "429", "503", "expired"])
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_retry_selects_exactly_the_requests_that_did_not_succeed(
+    n: int, answers: dict[int, str], seed: int
+) -> None:
+    ids = [f"id-{i}" for i in range(n)]
+    lines = []
+    for i, outcome in answers.items():
+        if i >= n:
+            continue
+        if outcome == "expired":
+            lines.append(
+                {"custom_id": ids[i], "response": None, "error": {"code": "batch_expired"}}
+            )
+        else:
+            status = 200 if outcome == "ok" else int(outcome)
+            lines.append({"custom_id": ids[i], "response": {"status_code": status, "body": {}}})
+    random.Random(seed).shuffle(lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = Path(tmp) / "in.jsonl"
+        inp.write_bytes(jsonl(*(request(c) for c in ids)))
+        out = Path(tmp) / "out.jsonl"
+        out.write_bytes(jsonl(*lines))
+        retry = {}
+        for only in ("all", "retryable"):
+            target = Path(tmp) / f"{only}.jsonl"
+            write_retry([inp], [out], target, only=only)
+            data = target.read_bytes() if target.exists() else b""
+            retry[only] = [orjson.loads(x)["custom_id"] for x in data.splitlines()]
+    outcome = {ids[i]: answers.get(i, "missing") for i in range(n)}
+    assert retry["all"] == [c for c in ids if outcome[c] != "ok"]
+    assert retry["retryable"] == [c for c in ids if outcome[c] not in ("ok", "400")]
+
+
+def test_retry_file_of_a_failed_bad_request_reports_its_problem(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(request("a", temperature="hot"), request("b")))
+    out = tmp_path / "out.jsonl"
+    bad = {"error": {"message": "Invalid type for 'temperature'", "code": "invalid_type"}}
+    out.write_bytes(jsonl({"custom_id": "a", "response": {"status_code": 400, "body": bad}}))
+    result = write_retry([inp], [out], tmp_path / "retry.jsonl", only="failed")
+    assert result.report is not None and not result.report.valid
+    assert not result.ok
+    assert result.to_dict()["valid"] is False

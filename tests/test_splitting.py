@@ -1,0 +1,327 @@
+"""``split_file``: byte-exact parts within every limit, balanced parts, groups, rejects,
+manifests, refusals; and the property over random files and limits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from helpers import jsonl, request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import SplitError, split_file, validate_file
+from jsonl_batch.output import OutputExists
+from jsonl_batch.reading import ReadError
+
+
+def embedding(custom_id: str, inputs: Any, model: str = "e") -> dict[str, Any]:
+    body = {"model": model, "input": inputs}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}
+
+
+def chat_file(n: int, ending: bytes = b"\n", final: bool = True, prefix: str = "r") -> bytes:
+    data = ending.join(orjson.dumps(request(f"{prefix}{i}")) for i in range(1, n + 1))
+    return data + ending if final else data
+
+
+def part_paths(result: Any) -> list[Path]:
+    return [result.folder / p.path for p in result.manifest.parts]
+
+
+def test_parts_concatenate_to_the_input(tmp_path: Path) -> None:
+    data = chat_file(3, b"\r\n") + chat_file(4, final=False, prefix="s")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, tmp_path / "out", max_requests=2)
+    assert result.written and result.report.valid
+    names = [p.name for p in part_paths(result)]
+    assert names == [f"in.part-00{i}-of-004.jsonl" for i in range(1, 5)]
+    assert b"".join(p.read_bytes() for p in part_paths(result)) == data
+    assert part_paths(result)[-1].read_bytes().endswith(b"}")  # no final newline, as given
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([*names, "in.manifest.json"])
+
+
+def test_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(5))
+    result = split_file(path, max_requests=2)
+    manifest = result.manifest
+    assert result.folder == tmp_path
+    on_disk = orjson.loads((tmp_path / "in.manifest.json").read_bytes())
+    assert on_disk == manifest.to_dict()
+    assert on_disk["input"] == str(path) and on_disk["lines"] == 5
+    assert on_disk["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert on_disk["limits"]["max_requests"] == 2 and on_disk["requests"] == 5
+    assert on_disk["rejected"] is None
+    parts = on_disk["parts"]
+    assert [p["line_ranges"] for p in parts] == [[[1, 2]], [[3, 4]], [[5, 5]]]
+    assert [(p["first_custom_id"], p["last_custom_id"]) for p in parts] == [
+        ("r1", "r2"),
+        ("r3", "r4"),
+        ("r5", "r5"),
+    ]
+    for p in parts:
+        content = (tmp_path / p["path"]).read_bytes()
+        assert p["sha256"] == hashlib.sha256(content).hexdigest()
+        assert p["bytes"] == len(content) and p["requests"] == p["lines"]
+        assert (p["endpoint"], p["model"]) == ("/v1/chat/completions", "gpt-4o-mini")
+
+
+def test_each_limit_is_respected(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(*(embedding(f"e{i}", ["a"] * (i % 4 + 1)) for i in range(30))))
+    limits = {"max_requests": 7, "max_bytes": 700, "max_embedding_inputs": 9}
+    result = split_file(path, tmp_path / "out", **limits)
+    for part, file in zip(result.manifest.parts, part_paths(result), strict=True):
+        assert validate_file(file, **limits).valid
+        assert part.requests <= 7 and part.bytes <= 700 and part.embedding_inputs <= 9
+    assert sum(p.embedding_inputs for p in result.manifest.parts) == sum(
+        i % 4 + 1 for i in range(30)
+    )
+
+
+def test_balanced_parts(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(10))
+    result = split_file(path, parts=3)
+    assert [p.requests for p in result.manifest.parts] == [4, 3, 3]
+    assert [p.path for p in result.manifest.parts][-1] == "in.part-003-of-003.jsonl"
+    assert split_file(path, tmp_path / "one", parts=1).manifest.parts[0].requests == 10
+
+
+def test_balanced_parts_that_cannot_fit(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(10))
+    with pytest.raises(SplitError, match="do not fit in 2 parts"):
+        split_file(path, parts=2, max_requests=4)
+    with pytest.raises(SplitError, match="cannot make 11 parts from 10"):
+        split_file(path, parts=11)
+    assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
+def test_by_model_groups(tmp_path: Path) -> None:
+    lines = [request(f"r{i}", model="a" if i % 3 else "b") for i in range(1, 10)]
+    lines.insert(4, embedding("e1", "x"))
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(*lines))
+    assert not validate_file(path).valid
+    result = split_file(path, tmp_path / "out", by="model", max_requests=3)
+    parts = result.manifest.parts
+    assert [(p.endpoint, p.model, p.requests) for p in parts] == [
+        ("/v1/chat/completions", "a", 3),
+        ("/v1/chat/completions", "a", 3),
+        ("/v1/chat/completions", "b", 3),
+        ("/v1/embeddings", "e", 1),
+    ]
+    assert parts[2].line_ranges == [(3, 3), (7, 7), (10, 10)]
+    seen = []
+    for file in part_paths(result):
+        assert validate_file(file, max_requests=3).valid
+        seen += file.read_bytes().splitlines(keepends=True)
+    assert sorted(seen) == sorted(path.read_bytes().splitlines(keepends=True))
+
+
+def test_by_endpoint_still_needs_one_model_per_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        jsonl(request("r1"), embedding("e1", "x"), request("r2", model="o"), embedding("e2", "y"))
+    )
+    result = split_file(path, by="endpoint")
+    assert not result.written
+    assert result.report.flatten(["line", "code"]) == [[3, "mismatched_model"]]
+    result = split_file(path, by="endpoint", skip_invalid=True)
+    assert [(p.endpoint, p.requests) for p in result.manifest.parts] == [
+        ("/v1/chat/completions", 1),
+        ("/v1/embeddings", 2),
+    ]
+    assert result.manifest.rejected.line_ranges == [(3, 3)]
+
+
+def test_invalid_input_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(3) + b"\n" + jsonl(request("r1"), request("r9", model="x")))
+    result = split_file(path, max_requests=1)
+    assert not result.written and not result.report.valid
+    assert result.report.flatten(["line", "code"]) == [
+        [4, "invalid_json_line"],
+        [5, "duplicate_custom_id"],
+        [6, "mismatched_model"],
+    ]
+    assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
+def test_limits_are_not_problems_but_other_file_problems_are(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"")
+    assert split_file(path).report.flatten() == [[None, "empty_file"]]
+    assert not split_file(path, skip_invalid=True).written
+    path.write_bytes(b"\n")
+    assert not split_file(path, skip_invalid=True).written  # nothing valid to split
+    assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
+def test_skip_invalid_puts_every_line_somewhere(tmp_path: Path) -> None:
+    data = chat_file(2) + b"not json\r\n" + jsonl(request("r1"), request("r3")) + b"\n"
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, skip_invalid=True, max_requests=2)
+    manifest = result.manifest
+    assert result.written and not result.report.valid
+    rejected = tmp_path / "in.rejected.jsonl"
+    assert rejected.read_bytes() == b"not json\r\n" + jsonl(request("r1")) + b"\n"
+    assert manifest.rejected.line_ranges == [(3, 4), (6, 6)]
+    assert (manifest.rejected.lines, manifest.rejected.requests) == (3, 0)
+    assert manifest.rejected.sha256 == hashlib.sha256(rejected.read_bytes()).hexdigest()
+    assert [p.line_ranges for p in manifest.parts] == [[(1, 2)], [(5, 5)]]
+    assert orjson.loads((tmp_path / "in.manifest.json").read_bytes())["rejected"]["lines"] == 3
+
+
+def test_a_line_larger_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(request("r1"), request("r2", user="x" * 500), request("r3")))
+    result = split_file(path, max_bytes=300)
+    assert not result.written
+    assert result.report.flatten(["line", "code"]) == [[2, "file_too_large"]]
+    assert "alone has 6" in result.report.problems[0].message
+    result = split_file(path, max_bytes=300, skip_invalid=True)
+    assert [p.line_ranges for p in result.manifest.parts] == [[(1, 1), (3, 3)]]
+    assert result.manifest.rejected.line_ranges == [(2, 2)]
+    path.write_bytes(jsonl(embedding("e1", ["a", "b", "c"])))
+    result = split_file(path, max_embedding_inputs=2)
+    assert result.report.flatten(["line", "code", "param"]) == [
+        [1, "too_many_embedding_inputs", "body.input"]
+    ]
+
+
+def test_problem_listing_is_capped(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"x\n" * 5 + chat_file(1))
+    assert len(split_file(path, max_problems=2).report.problems) == 2
+    result = split_file(path, max_problems=2, skip_invalid=True)
+    assert len(result.report.problems) == 2 and result.report.stats.counts == {
+        "invalid_json_line": 5
+    }
+
+
+def test_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(4))
+    split_file(path, max_requests=2)
+    with pytest.raises(OutputExists, match=r"in\.part-001-of-002\.jsonl already exists"):
+        split_file(path, max_requests=2)
+    with pytest.raises(OutputExists, match="left from an earlier split"):
+        split_file(path, max_requests=1)
+    assert sorted(os.listdir(tmp_path)) == [
+        "in.jsonl",
+        "in.manifest.json",
+        "in.part-001-of-002.jsonl",
+        "in.part-002-of-002.jsonl",
+    ]
+    split_file(path, max_requests=1, force=True)  # replaces the earlier split, stale parts too
+    assert sorted(os.listdir(tmp_path)) == [
+        "in.jsonl",
+        "in.manifest.json",
+        *[f"in.part-00{i}-of-004.jsonl" for i in range(1, 5)],
+    ]
+
+
+def test_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(ReadError, match="no such file"):
+        split_file(tmp_path / "missing.jsonl")
+    with pytest.raises(ReadError, match="is a directory"):
+        split_file(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ReadError, match="not a regular file"):
+        split_file(tmp_path / "fifo")
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(1))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        split_file(path, parts=2, by="model")
+    with pytest.raises(ValueError, match="by must be"):
+        split_file(path, by="colour")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        split_file(path, parts=0)
+
+
+def test_output_folder_is_created_and_unwritable_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(2))
+    result = split_file(path, tmp_path / "a" / "b")
+    assert result.manifest.parts[0].path == "in.part-001-of-001.jsonl"
+    (tmp_path / "file").write_text("")
+    with pytest.raises((OSError, ValueError, OutputExists)):
+        split_file(path, tmp_path / "file")
+
+
+random_line = st.builds(
+    lambda i, text, model, inputs: (
+        embedding(f"c{i}", ["w"] * inputs, model)
+        if inputs
+        else request(f"c{i}", model=model, messages=[{"role": "user", "content": text}])
+    ),
+    st.integers(),
+    st.text(max_size=120),
+    st.sampled_from(["a", "b"]),
+    st.integers(0, 3),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(random_line, min_size=1, max_size=25, unique_by=lambda r: r["custom_id"]),
+    st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=25, max_size=25),
+    st.booleans(),
+    st.sampled_from([None, "model", "endpoint"]),
+    st.integers(1, 6),
+    st.integers(700, 3000),
+    st.integers(3, 8),
+)
+def test_property_parts_are_valid_and_hold_every_line_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[dict[str, Any]],
+    endings: list[bytes],
+    final: bool,
+    by: str | None,
+    max_requests: int,
+    max_bytes: int,
+    max_inputs: int,
+) -> None:
+    if by is None:  # one endpoint and model, or the file would be invalid
+        lines = [request(r["custom_id"]) for r in lines]
+    elif by == "endpoint":
+        lines = [
+            embedding(r["custom_id"], r["body"]["input"]) if "input" in r["body"] else r
+            for r in lines
+        ]
+        lines = [{**r, "body": {**r["body"], "model": "m"}} for r in lines]
+    raw = [orjson.dumps(r) + e for r, e in zip(lines, endings, strict=False)]
+    if not final:
+        raw[-1] = raw[-1].rstrip(b"\r\n")
+    data = b"".join(raw)
+    folder = tmp_path_factory.mktemp("split")
+    path = folder / "in.jsonl"
+    path.write_bytes(data)
+    limits = {"max_requests": max_requests, "max_bytes": max_bytes}
+    limits["max_embedding_inputs"] = max_inputs
+    result = split_file(path, folder / "out", by=by, **limits)  # type: ignore[arg-type]
+    assert result.written, result.report.problems
+    got: list[tuple[int, bytes]] = []
+    for part, file in zip(result.manifest.parts, part_paths(result), strict=True):
+        assert validate_file(file, **limits).valid
+        assert part.requests <= max_requests and part.bytes <= max_bytes
+        numbers = [n for first, last in part.line_ranges for n in range(first, last + 1)]
+        assert numbers == sorted(numbers)
+        got += zip(numbers, file.read_bytes().splitlines(keepends=True), strict=True)
+    assert sorted(got) == list(enumerate(raw, 1))
+    if by is None:
+        assert b"".join(p.read_bytes() for p in part_paths(result)) == data

@@ -1,0 +1,431 @@
+"""Token counts: fixed strings and message lists with known counts, each endpoint's shape,
+images, the output ceiling, and the offline encoding files."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from typing import Any
+
+import pytest
+
+from jsonl_batch import encodings
+from jsonl_batch.image_tokens import data_url_size, image_tokens
+from jsonl_batch.tokens import (
+    TokenCounter,
+    TokensUnavailable,
+    encoding_name,
+    get_encoding,
+    output_ceiling,
+)
+
+CHAT = "/v1/chat/completions"
+QUESTION = "What is in this image?"  # 6 tokens in both encodings
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    return TokenCounter()
+
+
+# The OpenAI cookbook's "How to count tokens with tiktoken" examples; the two message-list
+# counts are the API's own prompt_tokens printed in the cookbook.
+@pytest.mark.parametrize(
+    ("text", "o200k", "cl100k"),
+    [
+        ("tiktoken is great!", 6, 6),
+        ("antidisestablishmentarianism", 6, 6),
+        ("2 + 2 = 4", 7, 7),
+        ("お誕生日おめでとう", 8, 9),
+        ("Hello, world!", 4, 4),
+        ("<|endoftext|>", 7, 7),  # a special token's text in user input counts as text
+        ("", 0, 0),
+    ],
+)
+def test_fixed_strings(counter: TokenCounter, text: str, o200k: int, cl100k: int) -> None:
+    assert counter.text(text, "gpt-4o") == o200k
+    assert counter.text(text, "gpt-4") == cl100k
+
+
+JARGON = [
+    {
+        "role": "system",
+        "content": "You are a helpful, pattern-following assistant that translates corporate "
+        "jargon into plain English.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "New synergies will help drive top-line growth.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Things working well together will increase revenue.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "Let's circle back when we have more bandwidth to touch base on opportunities "
+        "for increased leverage.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Let's talk later when we're less busy about how to do better.",
+    },
+    {
+        "role": "user",
+        "content": "This late pivot means we don't have time to boil the ocean for the client "
+        "deliverable.",
+    },
+]
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "description": "Get the current weather in a given location",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "location": {
+                        "type": "string",
+                        "description": "The city and state, e.g. San Francisco, CA",
+                    },
+                    "unit": {
+                        "type": "string",
+                        "description": "The unit of temperature to return",
+                        "enum": ["celsius", "fahrenheit"],
+                    },
+                },
+                "required": ["location"],
+            },
+        },
+    }
+]
+WEATHER = [
+    {
+        "role": "system",
+        "content": "You are a helpful assistant that can answer to questions about the weather.",
+    },
+    {"role": "user", "content": "What's the weather like in San Francisco?"},
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "messages", "with_tools"),
+    [
+        ("gpt-4o", 124, 101),
+        ("gpt-4o-mini-2024-07-18", 124, 101),
+        ("gpt-4", 129, 105),
+        ("gpt-4-0613", 129, 105),
+        ("gpt-3.5-turbo", 129, 105),
+    ],
+)
+def test_cookbook_message_lists(
+    counter: TokenCounter, model: str, messages: int, with_tools: int
+) -> None:
+    assert counter.count(CHAT, {"model": model, "messages": JARGON}) == messages
+    body = {"model": model, "messages": WEATHER, "tools": WEATHER_TOOLS}
+    assert counter.count(CHAT, body) == with_tools
+
+
+def test_legacy_functions_count_like_tools(counter: TokenCounter) -> None:
+    functions = [t["function"] for t in WEATHER_TOOLS]
+    body = {"model": "gpt-4o", "messages": WEATHER, "functions": functions}
+    assert counter.count(CHAT, body) == 101
+
+
+def chat(*messages: dict[str, Any], model: str = "gpt-4o", **body: Any) -> dict[str, Any]:
+    return {"model": model, "messages": list(messages), **body}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # 3 per message + "user" (1) + the text (6) + 3 to prime the reply
+        (chat({"role": "user", "content": QUESTION}), 13),
+        # text parts count like text; a low-detail image is 85 tokens for gpt-4o
+        (
+            chat(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": QUESTION},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "https://example.com/a.png", "detail": "low"},
+                        },
+                    ],
+                }
+            ),
+            98,
+        ),
+        # tool calls: their id, function name and arguments; content null counts nothing
+        (
+            chat(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                        }
+                    ],
+                }
+            ),
+            18,
+        ),
+        # a JSON schema response format counts as its JSON text
+        (
+            chat(
+                {"role": "user", "content": QUESTION},
+                response_format={"type": "json_schema", "json_schema": {"schema": {}}},
+            ),
+            14,
+        ),
+    ],
+)
+def test_chat_shapes(counter: TokenCounter, body: dict[str, Any], expected: int) -> None:
+    assert counter.count(CHAT, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "expected"),
+    [
+        # a string input is one user message, as in chat
+        ("/v1/responses", {"model": "gpt-4o", "input": QUESTION}, 13),
+        (
+            "/v1/responses",
+            {
+                "model": "gpt-4o",
+                "input": [
+                    {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": QUESTION}],
+                    }
+                ],
+            },
+            13,
+        ),
+        # instructions: one more message ("developer" is 1 token, the text 5)
+        (
+            "/v1/responses",
+            {"model": "gpt-4o", "instructions": "Answer in one word.", "input": QUESTION},
+            22,
+        ),
+        # responses tools are flat: the same 101 as chat's nested ones
+        (
+            "/v1/responses",
+            {"model": "gpt-4o", "input": WEATHER, "tools": [WEATHER_TOOLS[0]["function"]]},
+            101,
+        ),
+        # embeddings: strings, token arrays; no overhead
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "2 + 2 = 4"}, 7),
+        (
+            "/v1/embeddings",
+            {"model": "text-embedding-3-small", "input": ["tiktoken is great!", "2 + 2 = 4"]},
+            13,
+        ),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": [1, 2, 3]}, 3),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": [[1, 2, 3], [4, 5]]}, 5),
+        # completions: the prompt and the suffix
+        (
+            "/v1/completions",
+            {"model": "davinci-002", "prompt": "2 + 2 = 4", "suffix": "tiktoken is great!"},
+            13,
+        ),
+        ("/v1/completions", {"model": "davinci-002", "prompt": ["2 + 2 = 4", [1, 2]]}, 9),
+        ("/v1/moderations", {"model": "omni-moderation-latest", "input": ["2 + 2 = 4"]}, 7),
+        ("/v1/images/generations", {"model": "gpt-image-1", "prompt": "2 + 2 = 4"}, 7),
+    ],
+)
+def test_endpoint_shapes(
+    counter: TokenCounter, url: str, body: dict[str, Any], expected: int
+) -> None:
+    assert counter.count(url, body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"model": 3, "messages": "hi"},
+        {"model": "gpt-4o", "messages": [None, 3, "x", {"role": 1, "content": [None, {}]}]},
+        {"model": "gpt-4o", "messages": [], "tools": [3, {"type": "function"}], "functions": {}},
+        {"model": "gpt-4o", "messages": [], "tools": [{"function": {"parameters": []}}]},
+        {"model": ["gpt-4o"], "messages": [{"role": "user", "content": {"deep": [[["x"]]]}}]},
+    ],
+)
+def test_malformed_bodies_never_raise(counter: TokenCounter, body: dict[str, Any]) -> None:
+    assert counter.count(CHAT, body) >= 3
+
+
+def test_audio_and_files_are_not_counted_but_tallied() -> None:
+    counter = TokenCounter()
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA" * 1000, "format": "wav"}}
+    body = chat({"role": "user", "content": [audio, {"type": "file", "file": {"file_id": "f"}}]})
+    assert counter.count(CHAT, body) == 7
+    assert counter.uncounted_parts == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "url", "expected"),
+    [
+        ("gpt-4o", CHAT, "o200k_base"),
+        ("gpt-4o-mini-2024-07-18", CHAT, "o200k_base"),
+        ("gpt-4.1-nano", CHAT, "o200k_base"),
+        ("gpt-4.5-preview", CHAT, "o200k_base"),
+        ("gpt-5-mini", "/v1/responses", "o200k_base"),
+        ("o3-mini", CHAT, "o200k_base"),
+        ("ft:gpt-4o-mini-2024-07-18:acme::abc123", CHAT, "o200k_base"),
+        ("my-azure-deployment", CHAT, "o200k_base"),
+        (None, CHAT, "o200k_base"),
+        ("gpt-4", CHAT, "cl100k_base"),
+        ("gpt-4-turbo-2024-04-09", CHAT, "cl100k_base"),
+        ("gpt-3.5-turbo-0125", CHAT, "cl100k_base"),
+        ("gpt-35-turbo", CHAT, "cl100k_base"),
+        ("ft:gpt-3.5-turbo-0125:acme::x", CHAT, "cl100k_base"),
+        ("davinci-002", "/v1/completions", "cl100k_base"),
+        ("text-embedding-3-large", "/v1/embeddings", "cl100k_base"),
+        ("my-embedding-deployment", "/v1/embeddings", "cl100k_base"),
+    ],
+)
+def test_encoding_names(model: str | None, url: str, expected: str) -> None:
+    assert encoding_name(model, url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "expected"),
+    [
+        (CHAT, {"max_tokens": 100}, 100),
+        (CHAT, {"max_completion_tokens": 50, "max_tokens": 100, "n": 3}, 150),
+        (CHAT, {}, None),
+        (CHAT, {"max_tokens": True}, None),
+        ("/v1/responses", {"max_output_tokens": 64, "n": 9}, 64),
+        ("/v1/responses", {}, None),
+        ("/v1/completions", {"prompt": "x"}, 16),
+        ("/v1/completions", {"prompt": ["a", "b"], "max_tokens": 10, "n": 2, "best_of": 3}, 60),
+        ("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 10}, 10),
+        ("/v1/embeddings", {"input": "x"}, 0),
+        ("/v1/moderations", {"input": "x"}, 0),
+        ("/v1/images/generations", {"prompt": "x"}, None),
+    ],
+)
+def test_output_ceiling(url: str, body: dict[str, Any], expected: int | None) -> None:
+    assert output_ceiling(url, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "detail", "expected"),
+    [
+        # the vision guide's examples
+        ("gpt-4o", (1024, 1024), "high", 765),
+        ("gpt-4o", (2048, 4096), None, 1105),
+        ("gpt-4o", (4096, 8192), "low", 85),
+        ("gpt-4o", (128, 64), "auto", 255),  # small images are not scaled up
+        ("gpt-4.1", (2049, 513), None, 1445),  # scaled sizes round to whole pixels
+        ("gpt-4.1", (2050, 513), None, 765),
+        ("gpt-4o-mini", (1024, 1024), None, 2833 + 4 * 5667),
+        ("gpt-4o-mini", None, "low", 2833),
+        ("o3", (512, 512), None, 75 + 150),
+        ("gpt-5", (512, 512), None, 70 + 140),
+        ("gpt-4.1-mini", (1024, 1024), None, 1659),  # 1024 patches x 1.62, rounded up
+        ("gpt-4.1-nano", (1800, 2400), "low", 3572),  # 1452 patches (the guide's) x 2.46
+        ("o4-mini", (1800, 2400), None, 2498),  # 1452 x 1.72
+        ("unknown-model", None, None, 765),  # unknown size: 1024x1024
+    ],
+)
+def test_image_tokens(
+    model: str, size: tuple[int, int] | None, detail: str | None, expected: int
+) -> None:
+    assert image_tokens(model, size, detail) == expected
+
+
+def png(width: int, height: int) -> bytes:
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
+    return b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + b"IHDR" + ihdr + b"\0" * 40
+
+
+def jpeg(width: int, height: int) -> bytes:
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof = b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return b"\xff\xd8" + app0 + b"\xff" + sof + b"\x03" + b"\0" * 60
+
+
+def gif(width: int, height: int) -> bytes:
+    return b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little") + b"\0" * 40
+
+
+def webp(width: int, height: int) -> bytes:
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0" + canvas + b"\0" * 40
+
+
+def data_url(image: bytes, kind: str = "png") -> str:
+    return f"data:image/{kind};base64,{base64.b64encode(image).decode()}"
+
+
+@pytest.mark.parametrize("make", [png, jpeg, gif, webp])
+def test_data_url_sizes(make: Any) -> None:
+    assert data_url_size(data_url(make(2048, 4096))) == (2048, 4096)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/a.png", "data:image/png,rawdata", "data:image/png;base64,!!!!", ""],
+)
+def test_unreadable_image_sizes(url: str) -> None:
+    assert data_url_size(url) is None
+
+
+def test_image_parts_use_the_data_url_size() -> None:
+    counter = TokenCounter()
+    part = {"type": "input_image", "image_url": data_url(png(2048, 4096)), "detail": "high"}
+    body = {"model": "gpt-4o", "input": [{"role": "user", "content": [part]}]}
+    assert counter.count("/v1/responses", body) == 3 + 3 + 1 + 1105
+    assert (counter.images, counter.unsized_images) == (1, 0)
+    counter.count("/v1/responses", {"model": "gpt-4o", "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "https://example.com/a.png"},
+        {"type": "input_image", "image_url": "https://example.com/b.png", "detail": "low"},
+    ]}]})  # fmt: skip
+    assert (counter.images, counter.unsized_images) == (3, 1)  # low detail: size irrelevant
+
+
+def test_encodings_come_from_the_packaged_files_without_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tiktoken.load
+
+    def no_network(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("tried to download an encoding file")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    monkeypatch.setattr(tiktoken.load, "read_file_cached", no_network)
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    encoding = get_encoding("cl100k_base")
+    assert encoding.name == "cl100k_base" and encoding.n_vocab == 100277
+    assert encoding.encode("tiktoken is great!") == [83, 1609, 5963, 374, 2294, 0]
+
+
+def test_missing_tiktoken_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tiktoken", None)
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    with pytest.raises(TokensUnavailable, match=r"pip install 'jsonl-batch\[tokens\]'"):
+        TokenCounter().count(CHAT, chat({"role": "user", "content": "hi"}))
+
+
+def test_missing_encoding_file_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encodings.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    with pytest.raises(TokensUnavailable, match=r"o200k_base .*bpe-openai.*jsonl-batch\[tokens\]"):
+        get_encoding("o200k_base")
+
+
+def test_a_file_that_is_not_what_tiktoken_expects_is_refused() -> None:
+    with pytest.raises(TokensUnavailable, match="reinstall"):
+        encodings._packaged_ranks("cl100k_base", "url", expected_hash="0" * 64)
