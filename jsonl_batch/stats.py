@@ -2,8 +2,9 @@
 
 Every line that is a request object (``url`` and ``body``) is counted with ``TokenCounter``;
 other lines are skipped and counted (``jsonl-batch validate`` says what is wrong with them).
-Counting costs ~13x parsing, so large files are cut into line-aligned chunks counted by worker
-processes (as ``validation`` does). Costs are estimates at batch prices from a ``PriceTable``.
+Counting costs ~16x parsing on one core, so large files are cut into line-aligned chunks
+counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
+are estimates at batch prices from a ``PriceTable``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class FileStats:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Counts, token summary, output ceiling, cost and notes (``--format json``)."""
         t = self.tally
         requests = len(t.tokens)
         endpoints = sorted({url for url, _ in t.groups})
@@ -211,6 +213,7 @@ class BatchStats:
         return FileStats("total", tally, self.prices)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON output of ``jsonl-batch stats``."""
         return {
             "estimate": True,
             "prices": self.prices.describe(),
