@@ -99,6 +99,12 @@ CATALOGUE: dict[str, Code] = {
             file_level=True,
         ),
         Code(
+            "token_limit_exceeded",
+            "The estimated input tokens (tiktoken) are over `--max-enqueued-tokens`, the "
+            "organization's enqueued-token cap: the server fails the batch at validation.",
+            file_level=True,
+        ),
+        Code(
             "unknown_parameter",
             "A top-level key other than custom_id, method, url, body.",
             severity="warning",
@@ -137,6 +143,8 @@ class Stats:
     endpoint: str | None = None
     model: str | None = None
     embedding_inputs: int = 0
+    input_tokens: int | None = None
+    """Estimated input tokens (tiktoken), when ``max_enqueued_tokens`` asked for them."""
     counts: dict[str, int] = field(default_factory=dict)
     """Problems per code; exact even when the listed problems are capped."""
 
@@ -148,6 +156,7 @@ class Stats:
             "endpoint": self.endpoint,
             "model": self.model,
             "embedding_inputs": self.embedding_inputs,
+            "input_tokens": self.input_tokens,
             "counts": dict(self.counts),
         }
 

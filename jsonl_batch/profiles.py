@@ -49,6 +49,9 @@ class Profile:
     max_requests: int | None
     max_bytes: int | None
     max_embedding_inputs: int | None
+    max_enqueued_tokens: int | None = None
+    """The organization's enqueued-token cap for the model: checked (with a tiktoken
+    estimate) only when set, as counting costs ~13x validation."""
     model_label: str = "model"
     """What the provider calls ``body.model`` (Azure: the deployment name)."""
     portable_custom_id: str = r"[A-Za-z0-9_-]{1,64}"

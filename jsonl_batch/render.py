@@ -26,6 +26,8 @@ def report_text(report: Report) -> str:
     facts += f" in {s.lines:,} line{'s' if s.lines != 1 else ''}, {s.bytes:,} bytes"
     if where:
         facts += f"; {where}"
+    if s.input_tokens is not None:
+        facts += f"; ~{s.input_tokens:,} input tokens (estimate)"
     if s.embedding_inputs:
         facts += f"; {_plural(s.embedding_inputs, 'embedding input')}"
     errors = sum(n for c, n in s.counts.items() if CATALOGUE[c].severity == "error")

@@ -256,6 +256,8 @@ class Chunk:
     lines: int = 0
     requests: int = 0
     embedding_inputs: int = 0
+    tokens: int | None = None
+    """Estimated input tokens of the requests, when counting (``max_enqueued_tokens``)."""
     custom_ids: list[str | None] = field(default_factory=list)
     """One per line: its custom_id, or ``None``."""
     targets: list[tuple[int, str | None, str | None]] = field(default_factory=list)
@@ -268,6 +270,7 @@ class FileRules:
     """Rules across lines: duplicate custom_ids, one endpoint, one model, and the limits."""
 
     codes = (
+        "token_limit_exceeded",
         "duplicate_custom_id",
         "invalid_url",
         "mismatched_model",
@@ -288,12 +291,15 @@ class FileRules:
         self.first_use: dict[str, int] = {}
         self.requests = 0
         self.embedding_inputs = 0
+        self.tokens: int | None = None
 
     def feed(self, base: int, chunk: Chunk) -> list[tuple[int, Finding]]:
         """Take a chunk that starts after line ``base``; return ``(line, finding)`` pairs for
         what it breaks across the file, in line order."""
         self.requests += chunk.requests
         self.embedding_inputs += chunk.embedding_inputs
+        if chunk.tokens is not None:
+            self.tokens = (self.tokens or 0) + chunk.tokens
         found: list[tuple[int, Finding]] = []
         ids = chunk.custom_ids
         if not self._add_unique(base, ids):
@@ -374,38 +380,31 @@ class FileRules:
         found: list[Finding] = []
         if self.requests == 0:
             found.append(("empty_file", "The file contains no requests.", None))
-        if p.max_requests is not None and self.requests > p.max_requests:
-            found.append(
-                (
-                    "too_many_tasks",
-                    (
-                        f"The file has {self.requests:,} requests; the limit is {p.max_requests:,} "
-                        "per batch. Split it (jsonl-batch split)."
-                    ),
-                    None,
+        over = [
+            ("too_many_tasks", self.requests, p.max_requests, "requests", " per batch"),
+            ("file_too_large", size, p.max_bytes, "bytes", ""),
+            (
+                "too_many_embedding_inputs",
+                self.embedding_inputs,
+                p.max_embedding_inputs,
+                "embedding inputs",
+                " per batch",
+            ),
+        ]
+        for code, value, limit, what, scope in over:
+            if limit is not None and value > limit:
+                message = (
+                    f"The file has {value:,} {what}; the limit is {limit:,}{scope}. "
+                    "Split it (jsonl-batch split)."
                 )
+                found.append((code, message, None))
+        limit = p.max_enqueued_tokens
+        if limit is not None and self.tokens is not None and self.tokens > limit:
+            message = (
+                f"The file's requests have an estimated {self.tokens:,} input tokens "
+                f"(tiktoken estimate); the enqueued-token limit is {limit:,}. The server "
+                "fails such a batch at validation: split it (jsonl-batch split "
+                "--max-tokens) or wait for running batches to finish."
             )
-        if p.max_bytes is not None and size > p.max_bytes:
-            found.append(
-                (
-                    "file_too_large",
-                    (
-                        f"The file is {size:,} bytes; the limit is {p.max_bytes:,} bytes. "
-                        "Split it (jsonl-batch split)."
-                    ),
-                    None,
-                )
-            )
-        limit = p.max_embedding_inputs
-        if limit is not None and self.embedding_inputs > limit:
-            found.append(
-                (
-                    "too_many_embedding_inputs",
-                    (
-                        f"The file has {self.embedding_inputs:,} embedding inputs; the limit is "
-                        f"{limit:,} per batch. Split it (jsonl-batch split)."
-                    ),
-                    None,
-                )
-            )
+            found.append(("token_limit_exceeded", message, None))
         return found

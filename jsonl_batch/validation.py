@@ -63,6 +63,11 @@ class LineChecker:
         self.ctx = ctx = Context(profile)
         self.rules = active_rules(ignore)
         self.clean = _CleanValidators(ctx)
+        self.count_tokens: Callable[[str, Any], int] | None = None
+        if profile.max_enqueued_tokens is not None and "token_limit_exceeded" not in ignore:
+            from .tokens import TokenCounter  # optional extra: only when counting
+
+            self.count_tokens = TokenCounter().count
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
         """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
@@ -81,8 +86,8 @@ class LineChecker:
         """
         chunk = Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
-        clean_for, explain = self.clean, self.explain
-        n = requests = inputs = 0
+        clean_for, explain, count = self.clean, self.explain, self.count_tokens
+        n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
         for raw in lines:
             n += 1
@@ -102,12 +107,17 @@ class LineChecker:
                     requests += 1
                     if url == EMBEDDINGS_URL:
                         inputs += count_inputs(body.get("input"))
+                    if count is not None:
+                        tokens += count(url, body)
                     target = url, body["model"]
                     if target != last:
                         targets.append((n, *target))
                         last = target
                     continue
                 line_facts, found = explain(req)
+                if count is not None and line_facts is not None and line_facts[1] is not None:
+                    body = req.get("body")
+                    tokens += count(line_facts[1], body) if type(body) is dict else 0
             if found:
                 findings.append((n, found))
             if line_facts is None:
@@ -122,6 +132,7 @@ class LineChecker:
                 targets.append((n, *target))
                 last = target
         chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
+        chunk.tokens = tokens if count is not None else None
         return chunk
 
     def explain(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
@@ -212,6 +223,7 @@ class Validation:
         stats.endpoint = rules.endpoint
         stats.model = rules.model
         stats.embedding_inputs = rules.embedding_inputs
+        stats.input_tokens = rules.tokens
         yield from emit(None, rules.finish(size))
 
     def _emit(self, line: int | None, found: list[Finding]) -> Iterator[Problem]:
@@ -290,6 +302,9 @@ def _parallel_chunks(path: str, size: int, workers: int, checker: LineChecker) -
     except OSError as exc:
         raise ReadError(describe_os_error(path, exc)) from None
     tasks = [(path, a, b) for a, b in pairwise(bounds)]
+    if checker.count_tokens is not None:  # load the encoding once, here, before forking
+        with open(path, "rb") as handle:
+            checker.check_lines(islice(handle, 1))
     global _worker_checker
     _worker_checker = checker
     try:
@@ -320,7 +335,8 @@ def validate_file(
     max_problems: int | None = 100,
     **options: Any,
 ) -> Report:
-    """Validate a JSONL batch file and return a ``Report`` (never raises for I/O problems).
+    """Validate a JSONL batch file and return a ``Report`` (never raises for I/O problems;
+    with ``max_enqueued_tokens``, raises ``TokensUnavailable`` if tokens cannot be counted).
 
     At most ``max_problems`` line problems are listed (``None``: all); file-level problems
     are always listed, and ``report.stats.counts`` stays exact. Other options are those of

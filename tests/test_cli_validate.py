@@ -189,3 +189,33 @@ def test_every_command_has_help_and_an_example() -> None:
         assert command.help, name
         if not hasattr(command, "commands"):
             assert "Example" in command.help, name
+
+
+def test_max_enqueued_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(request(f"r{i}")) + b"\n" for i in range(3)))
+    over = run("validate", str(path), "--max-enqueued-tokens", "10", "--format", "json")
+    report = orjson.loads(over.output)
+    assert over.exit_code == 1 and report["stats"]["counts"] == {"token_limit_exceeded": 1}
+    assert report["stats"]["input_tokens"] > 10
+    under = run("validate", str(path), "--max-enqueued-tokens", "100000")
+    assert under.exit_code == 0 and "input tokens (estimate)" in under.output
+    plain = orjson.loads(run("validate", str(path), "--format", "json").output)
+    assert plain["stats"]["input_tokens"] is None
+
+
+def test_token_counting_unavailable_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from jsonl_batch import encodings
+
+    def missing(name: str) -> None:
+        raise encodings.TokensUnavailable("token counting needs tiktoken: pip install x")
+
+    monkeypatch.setattr(encodings, "get_encoding", missing)
+    monkeypatch.setattr("jsonl_batch.tokens.get_encoding", missing)
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(orjson.dumps(request()) + b"\n")
+    result = CliRunner().invoke(main, ["validate", str(path), "--max-enqueued-tokens", "5"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: token counting needs tiktoken: pip install x"

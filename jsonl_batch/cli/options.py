@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..encodings import TokensUnavailable
 from ..output import OutputExists, WriteError
 from ..profiles import PROFILES, parse_size
 from ..reading import ReadError
@@ -28,7 +29,7 @@ def library_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ReadError, WriteError, OutputExists) as exc:
+        except (ReadError, WriteError, OutputExists, TokensUnavailable) as exc:
             raise CliError(str(exc)) from None
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None

@@ -16,6 +16,13 @@ from .options import format_option, library_errors, limits, profile_options
 @click.option("--endpoint", help="The batch endpoint (default: the first valid line's url).")
 @click.option("--model", help="The batch's model (default: the first line's body.model).")
 @click.option(
+    "--max-enqueued-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Your organization's enqueued-token cap for the model: estimate input tokens "
+    "(tiktoken; slower) and report token_limit_exceeded when over.",
+)
+@click.option(
     "--max-problems",
     type=click.IntRange(min=0),
     default=100,
@@ -45,6 +52,7 @@ def validate(
     max_embedding_inputs: int | None,
     endpoint: str | None,
     model: str | None,
+    max_enqueued_tokens: int | None,
     max_problems: int,
     ignore: tuple[str, ...],
     jobs: int | None,
@@ -58,6 +66,8 @@ def validate(
     Example:
 
         jsonl-batch validate requests.jsonl --format json
+
+        jsonl-batch validate big.jsonl --max-enqueued-tokens 2000000
     """
     render = report_json if fmt == "json" else report_text
     status = 0
@@ -70,6 +80,7 @@ def validate(
             model=model,
             ignore=ignore,
             workers=jobs,
+            max_enqueued_tokens=max_enqueued_tokens,
             **limits(max_requests, max_bytes, max_embedding_inputs),
         )
         if report.error:
