@@ -1,21 +1,73 @@
-"""jsonl-batch: validate, build, split and join the JSONL files of OpenAI-style Batch APIs."""
+"""jsonl-batch: validate, build, split and join the JSONL files of OpenAI-style Batch APIs.
 
-from .building import BatchWriter, BuildError
-from .joining import Join, JoinError, JoinSummary, join
-from .manifests import Manifest, Part
-from .pricing import PriceTable, load_prices
-from .problems import CATALOGUE, Problem, Report, Stats
-from .profiles import PROFILES, Profile, get_profile, parse_size
-from .reading import ReadError, iter_lines, parse_line
-from .results import Anomaly
-from .retrying import RetryResult, write_retry
-from .rows import BodyShaper, build_file
-from .splitting import SplitError, SplitResult, split_file
-from .stats import BatchStats, file_stats
-from .tables import COLUMNS, read_summary, write_table
-from .tokens import TokenCounter, TokensUnavailable, output_ceiling
-from .validation import Validation, iter_problems, validate_file
+The names below are re-exported lazily (PEP 562): ``import jsonl_batch`` stays cheap, and
+pyarrow or tiktoken load only when something that needs them is used.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .building import BatchWriter, BuildError
+    from .joining import Join, JoinError, JoinSummary, join
+    from .manifests import Manifest, Part
+    from .pricing import PriceTable, load_prices
+    from .problems import CATALOGUE, Problem, Report, Stats
+    from .profiles import PROFILES, Profile, get_profile, parse_size
+    from .reading import ReadError, iter_lines, parse_line
+    from .results import Anomaly
+    from .retrying import RetryResult, write_retry
+    from .rows import BodyShaper, build_file
+    from .splitting import SplitError, SplitResult, split_file
+    from .stats import BatchStats, file_stats
+    from .tables import COLUMNS, read_summary, write_table
+    from .tokens import TokenCounter, TokensUnavailable, output_ceiling
+    from .validation import Validation, iter_problems, validate_file
+
+_EXPORTS = {
+    "BatchWriter": "building",
+    "BuildError": "building",
+    "Join": "joining",
+    "JoinError": "joining",
+    "JoinSummary": "joining",
+    "join": "joining",
+    "Manifest": "manifests",
+    "Part": "manifests",
+    "PriceTable": "pricing",
+    "load_prices": "pricing",
+    "CATALOGUE": "problems",
+    "Problem": "problems",
+    "Report": "problems",
+    "Stats": "problems",
+    "PROFILES": "profiles",
+    "Profile": "profiles",
+    "get_profile": "profiles",
+    "parse_size": "profiles",
+    "ReadError": "reading",
+    "iter_lines": "reading",
+    "parse_line": "reading",
+    "Anomaly": "results",
+    "RetryResult": "retrying",
+    "write_retry": "retrying",
+    "BodyShaper": "rows",
+    "build_file": "rows",
+    "SplitError": "splitting",
+    "SplitResult": "splitting",
+    "split_file": "splitting",
+    "BatchStats": "stats",
+    "file_stats": "stats",
+    "COLUMNS": "tables",
+    "read_summary": "tables",
+    "write_table": "tables",
+    "TokenCounter": "tokens",
+    "TokensUnavailable": "tokens",
+    "output_ceiling": "tokens",
+    "Validation": "validation",
+    "iter_problems": "validation",
+    "validate_file": "validation",
+}
 __all__ = [
     "CATALOGUE",
     "COLUMNS",
@@ -58,3 +110,16 @@ __all__ = [
     "write_retry",
     "write_table",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -165,6 +165,21 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     assert "Traceback" not in result.output
 
 
+def test_validate_does_not_load_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from jsonl_batch.cli import main\n"
+        f"CliRunner().invoke(main, ['validate', {str(SAMPLES / 'chat.jsonl')!r}])\n"
+        "print(sorted(m for m in ('pyarrow', 'tiktoken', 'openai') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
 def test_python_dash_m(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -185,7 +200,9 @@ def test_samples_and_schema_commands() -> None:
 
 
 def test_every_command_has_help_and_an_example() -> None:
-    for name, command in main.commands.items():
+    for name in main.list_commands(None):  # type: ignore[arg-type]
+        command = main.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None, name
         assert command.help, name
         if not hasattr(command, "commands"):
             assert "Example" in command.help, name

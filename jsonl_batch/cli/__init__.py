@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
 import click
 
-from .batches import batches
-from .build import build
-from .join import join_command
-from .resources import samples, schema
-from .retry import retry_command
-from .split import split
-from .stats import stats
-from .validate import validate
+COMMANDS = {
+    "validate": "validate:validate",
+    "build": "build:build",
+    "split": "split:split",
+    "join": "join:join_command",
+    "retry": "retry:retry_command",
+    "stats": "stats:stats",
+    "batches": "batches:batches",
+    "samples": "resources:samples",
+    "schema": "resources:schema",
+}
+"""Every command, by name -> ``module:attribute`` in this package, imported when used, so
+``jsonl-batch validate`` never pays for pyarrow, tiktoken or the openai SDK."""
 
 
 class Main(click.Group):
-    """The top-level group: a bug or an interrupt ends in one line, never a traceback."""
+    """The top-level group: commands load lazily, and a bug or an interrupt ends in one
+    line, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -48,15 +66,5 @@ class Main(click.Group):
 def main() -> None:
     """Validate, build, split and join the JSONL files of OpenAI-style Batch APIs."""
 
-
-main.add_command(validate)
-main.add_command(build)
-main.add_command(split)
-main.add_command(samples)
-main.add_command(schema)
-main.add_command(batches)
-main.add_command(join_command)
-main.add_command(retry_command)
-main.add_command(stats)
 
 __all__ = ["main"]
