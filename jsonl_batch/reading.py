@@ -10,7 +10,9 @@ mark and invalid UTF-8 are treated the same way everywhere:
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +142,15 @@ def read_lines(source: Source) -> Iterator[tuple[int, int, bytes]]:
     """Open ``source`` and yield its lines; see ``iter_lines``."""
     with open_source(source) as handle:
         yield from iter_lines(handle)
+
+
+def regular_size(handle: IO[bytes]) -> int | None:
+    """The size of an open regular file, or ``None`` for a pipe, a terminal or a stream."""
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def chunk_bounds(path: str | os.PathLike[str], size: int, chunks: int) -> list[int]:

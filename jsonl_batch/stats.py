@@ -4,32 +4,28 @@ Every line that is a request object (``url`` and ``body``) is counted with ``Tok
 other lines are skipped and counted (``jsonl-batch validate`` says what is wrong with them).
 Counting costs ~16x parsing on one core, so large files are cut into line-aligned chunks
 counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
-are estimates at batch prices from a ``PriceTable``.
+are estimates at batch prices from a ``PriceTable``. ``LineTokens`` gives the count of every
+line in order, for ``split --max-tokens``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import stat
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice, pairwise
+from functools import partial
 from typing import Any
 
 from orjson import JSONDecodeError, loads
 
 from .image_tokens import UNSIZED
+from .parallel import LineChunks
 from .pricing import PriceTable, load_prices
 from .profiles import EMBEDDINGS_URL
 from .reading import (
-    BUFFER_SIZE,
-    LineReader,
     ReadError,
     Source,
-    chunk_bounds,
-    describe_os_error,
     open_source,
     source_name,
 )
@@ -274,69 +270,12 @@ def _chunks(
     source: Source, counter: TokenCounter, workers: int | None, progress: Progress | None
 ) -> Iterator[Tally]:
     with open_source(source) as handle:
-        size = _regular_size(handle)
-        jobs = _worker_count(size, workers)
-        if size is not None and jobs > 1 and isinstance(source, (str, os.PathLike)):
-            chunks = _parallel(os.fspath(source), size, jobs, counter)
-        else:
-            chunks = _sequential(LineReader(handle), counter)
+        chunks = LineChunks(
+            source, handle, partial(count_lines, counter), workers=workers, prime=True,
+            min_parallel_bytes=PARALLEL_MIN_BYTES, block_lines=BLOCK_LINES,
+            chunk_bytes=CHUNK_BYTES,
+        )  # fmt: skip
         for tally in chunks:
             if progress is not None:
                 progress(tally.bytes)
             yield tally
-
-
-def _sequential(reader: LineReader, counter: TokenCounter) -> Iterator[Tally]:
-    lines = reader.raw()
-    while True:
-        tally = count_lines(counter, islice(lines, BLOCK_LINES))
-        if not tally.lines:
-            return
-        yield tally
-
-
-_worker_counter: TokenCounter | None = None
-"""Set in the parent just before forking, so workers inherit its loaded encodings."""
-
-
-def _count_range(task: tuple[str, int, int]) -> Tally:
-    path, start, end = task
-    assert _worker_counter is not None
-    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
-        return count_lines(_worker_counter, LineReader(handle, start=start, end=end).raw())
-
-
-def _parallel(path: str, size: int, workers: int, counter: TokenCounter) -> Iterator[Tally]:
-    try:
-        bounds = chunk_bounds(path, size, max(2 * workers, -(-size // CHUNK_BYTES)))
-        with open(path, "rb") as handle:  # load the first request's encoding before forking
-            count_lines(counter, islice(handle, 1))
-    except OSError as exc:
-        raise ReadError(describe_os_error(path, exc)) from None
-    global _worker_counter
-    _worker_counter = counter
-    try:
-        pool = multiprocessing.get_context("fork").Pool(workers)
-    finally:
-        _worker_counter = None
-    with pool:
-        yield from pool.imap(_count_range, [(path, a, b) for a, b in pairwise(bounds)])
-
-
-def _regular_size(handle: Any) -> int | None:
-    try:
-        info = os.fstat(handle.fileno())
-    except (OSError, AttributeError, ValueError):
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
-
-
-def _worker_count(size: int | None, workers: int | None) -> int:
-    if size is None or size < PARALLEL_MIN_BYTES:
-        return 1
-    if workers is not None:
-        return max(1, workers)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(cores or 1, 8)

@@ -1,37 +1,24 @@
 """Validation: reading + rules -> problems, lazily (``iter_problems``) or as a ``Report``.
 
-Per-line work (parse, envelope, body schema) is independent from line to line, so large files
-are cut into line-aligned chunks checked by worker processes; the main process merges their
-results in line order and applies the rules that span lines. Small files and streams are
-checked in-process. Both paths give the same problems in the same order.
+Per-line work (parse, envelope, body schema) is independent from line to line, so it runs a
+chunk at a time through ``parallel.LineChunks`` (worker processes for large files); this
+process takes the chunks in line order and applies the rules that span lines. In-process or
+not, the problems and their order are the same.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import stat
 from collections.abc import Callable, Collection, Iterable, Iterator
 from heapq import merge
-from itertools import islice, pairwise
 from typing import Any
 
 import jsonschema_rs
 from orjson import JSONDecodeError, loads
 
+from .parallel import LineChunks
 from .problems import CATALOGUE, Problem, Report, Stats, problem
 from .profiles import EMBEDDINGS_URL, Profile, get_profile
-from .reading import (
-    BUFFER_SIZE,
-    LineReader,
-    ReadError,
-    Source,
-    chunk_bounds,
-    describe_os_error,
-    explain_invalid,
-    open_source,
-    source_name,
-)
+from .reading import ReadError, Source, explain_invalid, open_source, source_name
 from .rules import (
     Chunk,
     Context,
@@ -43,13 +30,6 @@ from .rules import (
     count_inputs,
     facts,
 )
-
-PARALLEL_MIN_BYTES = 16 << 20
-"""Files at least this big are checked by worker processes (when there are cores to use)."""
-CHUNK_BYTES = 8 << 20
-
-BLOCK_LINES = 4096
-"""Lines per chunk when checking in-process (problems come out a block at a time)."""
 
 
 class LineChecker:
@@ -207,16 +187,22 @@ class Validation:
         rules = FileRules(self.profile, self.endpoint, self.model)
         emit = self._emit
         base = 0
+        checker = LineChecker(self.profile, self.ignore)
         with open_source(self.source) as handle:
-            size, chunks = self._chunks(handle)
+            chunks = LineChunks(
+                self.source,
+                handle,
+                checker.check_lines,
+                workers=self.workers,
+                prime=checker.count_tokens is not None,
+            )
             for chunk in chunks:
                 own = [(base + rel, f) for rel, found in chunk.findings for f in found]
                 cross = rules.feed(base, chunk)
                 for line, finding in merge(own, cross, key=lambda pair: pair[0]):
                     yield from emit(line, [finding])
                 base += chunk.lines
-            if size is None:
-                size = chunks.offset  # type: ignore[attr-defined]
+        size = chunks.size or 0
         stats.lines = base
         stats.bytes = size
         stats.requests = rules.requests
@@ -233,89 +219,6 @@ class Validation:
                 continue
             counts[code] = counts.get(code, 0) + 1
             yield problem(code, line, message, param)
-
-    def _chunks(self, handle: Any) -> tuple[int | None, Any]:
-        """``(size, chunks)``: size is ``None`` for a stream (known once it is read)."""
-        path = self.source if isinstance(self.source, (str, os.PathLike)) else None
-        size = _regular_size(handle) if path is not None and path != "-" else None
-        workers = self._worker_count(size)
-        checker = LineChecker(self.profile, self.ignore)
-        if path is not None and size is not None and workers > 1:
-            return size, _parallel_chunks(os.fspath(path), size, workers, checker)
-        return size, _SequentialChunks(checker, LineReader(handle))
-
-    def _worker_count(self, size: int | None) -> int:
-        if size is None or size < PARALLEL_MIN_BYTES:
-            return 1
-        if self.workers is not None:
-            return max(1, self.workers)
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return 1
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return min(cores or 1, 8)
-
-
-class _SequentialChunks:
-    """Chunks checked in-process, a block of lines at a time; ``offset`` is the bytes read."""
-
-    def __init__(self, checker: LineChecker, reader: LineReader) -> None:
-        self.checker = checker
-        self.reader = reader
-
-    def __iter__(self) -> Iterator[Chunk]:
-        lines = self.reader.raw()
-        while True:
-            chunk = self.checker.check_lines(islice(lines, BLOCK_LINES))
-            if not chunk.lines:
-                return
-            yield chunk
-
-    @property
-    def offset(self) -> int:
-        return self.reader.offset
-
-
-def _regular_size(handle: Any) -> int | None:
-    try:
-        info = os.fstat(handle.fileno())
-    except (OSError, AttributeError, ValueError):
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
-
-
-_worker_checker: LineChecker | None = None
-"""Set in the parent just before forking, so workers inherit it compiled."""
-
-
-def _check_range(task: tuple[str, int, int]) -> Chunk:
-    """Check the lines that start in ``[start, end)`` of a file."""
-    path, start, end = task
-    assert _worker_checker is not None
-    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
-        return _worker_checker.check_lines(LineReader(handle, start=start, end=end).raw())
-
-
-def _parallel_chunks(path: str, size: int, workers: int, checker: LineChecker) -> Iterator[Chunk]:
-    chunks = max(2 * workers, min(256, -(-size // CHUNK_BYTES)))
-    try:
-        bounds = chunk_bounds(path, size, chunks)
-    except OSError as exc:
-        raise ReadError(describe_os_error(path, exc)) from None
-    tasks = [(path, a, b) for a, b in pairwise(bounds)]
-    if checker.count_tokens is not None:  # load the encoding once, here, before forking
-        with open(path, "rb") as handle:
-            checker.check_lines(islice(handle, 1))
-    global _worker_checker
-    _worker_checker = checker
-    try:
-        pool = multiprocessing.get_context("fork").Pool(workers)
-    finally:
-        _worker_checker = None
-    with pool:
-        try:
-            yield from pool.imap(_check_range, tasks)
-        except OSError as exc:
-            raise ReadError(describe_os_error(path, exc)) from None
 
 
 def iter_problems(

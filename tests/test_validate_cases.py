@@ -6,8 +6,7 @@ import orjson
 import pytest
 from helpers import DATA
 
-from jsonl_batch import validate_file
-from jsonl_batch import validation as engine
+from jsonl_batch import parallel, validate_file
 
 FOLDER = DATA / "validate"
 CASES = orjson.loads((FOLDER / "cases.json").read_bytes())
@@ -30,8 +29,8 @@ def test_parallel_engine_agrees(name: str, monkeypatch: pytest.MonkeyPatch) -> N
     case = CASES[name]
     options = case.get("options", {})
     alone = validate_file(FOLDER / name, workers=1, **options)
-    monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(engine, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 64)
     split = validate_file(FOLDER / name, workers=2, **options)
     assert split.to_dict() == alone.to_dict()
 

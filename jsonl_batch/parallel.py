@@ -1,0 +1,125 @@
+"""Per-line work over a whole file, a chunk of lines at a time, in file order.
+
+Work on one line never depends on another (parse, check, count tokens), so a large regular
+file is cut into line-aligned byte ranges that forked worker processes handle, while the
+caller consumes their results in order; a small file or a stream is handled in-process, a
+block of lines at a time. Either way ``work`` gets raw lines (endings kept) and returns one
+result per chunk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice, pairwise
+from typing import IO, Generic, TypeVar
+
+from .reading import (
+    BUFFER_SIZE,
+    LineReader,
+    ReadError,
+    Source,
+    chunk_bounds,
+    describe_os_error,
+    regular_size,
+)
+
+T = TypeVar("T")
+Work = Callable[[Iterable[bytes]], T]
+
+PARALLEL_MIN_BYTES = 16 << 20
+"""Files at least this big go to worker processes (when there are cores to use)."""
+CHUNK_BYTES = 8 << 20
+BLOCK_LINES = 4096
+"""Lines per chunk in-process (a stream's results come a block at a time)."""
+
+
+class LineChunks(Generic[T]):
+    """Iterate ``work``'s results over the lines of ``handle`` (opened from ``source``).
+
+    ``workers``: processes for a file of at least ``min_parallel_bytes`` (``None``: one per
+    core; 1: in-process). Sizes left ``None`` take the module's defaults when called.
+    ``prime``: run ``work`` on the first line before forking, so that what it loads on first
+    use (a tokenizer) is loaded once and inherited. After iteration ``size`` is the number of
+    bytes (for a regular file it is known from the start).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        handle: IO[bytes],
+        work: Work[T],
+        *,
+        workers: int | None = None,
+        min_parallel_bytes: int | None = None,
+        prime: bool = False,
+        block_lines: int | None = None,
+        chunk_bytes: int | None = None,
+    ) -> None:
+        self.path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        if self.path == "-":
+            self.path = None
+        self.size = regular_size(handle) if self.path is not None else None
+        self.handle = handle
+        self.work = work
+        min_bytes = PARALLEL_MIN_BYTES if min_parallel_bytes is None else min_parallel_bytes
+        self.workers = _worker_count(self.size, workers, min_bytes)
+        self.prime = prime
+        self.block_lines = block_lines or BLOCK_LINES
+        self.chunk_bytes = chunk_bytes or CHUNK_BYTES
+
+    def __iter__(self) -> Iterator[T]:
+        if self.path is not None and self.size is not None and self.workers > 1:
+            yield from self._forked(self.path, self.size)
+            return
+        reader = LineReader(self.handle)
+        lines = reader.raw()
+        for first in lines:
+            yield self.work(chain((first,), islice(lines, self.block_lines - 1)))
+        if self.size is None:
+            self.size = reader.offset
+
+    def _forked(self, path: str, size: int) -> Iterator[T]:
+        count = max(2 * self.workers, min(256, -(-size // self.chunk_bytes)))
+        try:
+            bounds = chunk_bounds(path, size, count)
+            if self.prime:
+                with open(path, "rb") as handle:
+                    self.work(islice(handle, 1))
+        except OSError as exc:
+            raise ReadError(describe_os_error(path, exc)) from None
+        global _inherited
+        _inherited = self.work
+        try:
+            pool = multiprocessing.get_context("fork").Pool(self.workers)
+        finally:
+            _inherited = None
+        with pool:
+            try:
+                yield from pool.imap(_run_range, [(path, a, b) for a, b in pairwise(bounds)])
+            except OSError as exc:
+                raise ReadError(describe_os_error(path, exc)) from None
+
+
+_inherited: Work[object] | None = None
+"""The work, set in the parent just before forking so that workers inherit it as it is."""
+
+
+def _run_range(task: tuple[str, int, int]) -> object:
+    """In a worker: the work over the lines that start in ``[start, end)`` of a file."""
+    path, start, end = task
+    assert _inherited is not None
+    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
+        return _inherited(LineReader(handle, start=start, end=end).raw())
+
+
+def _worker_count(size: int | None, workers: int | None, min_bytes: int) -> int:
+    if size is None or size < min_bytes:
+        return 1
+    if workers is not None:
+        return max(1, workers)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, 8)
