@@ -2,13 +2,15 @@
 
 Every line goes through the validator's own ``LineChecker`` and file rules before it is
 written, so a line the writer accepts is a line ``validate`` accepts. With rotation on, the
-writer opens a new part whenever the next line would break a limit.
+writer opens a new part whenever the next line would break a limit (a token budget too: each
+request's input tokens are then estimated with ``TokenCounter``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from hashlib import sha256
 from pathlib import Path
@@ -31,9 +33,10 @@ class BuildError(ValueError):
     """A request (or a row) cannot be written: ``code`` names the rule it breaks.
 
     ``code`` is a problem code of the validator (``duplicate_custom_id``, ``invalid_body``,
-    ``too_many_tasks``, ...) or a build code (``missing_column``, ``null_value``,
-    ``invalid_input``). ``param`` and ``value`` say where and what; ``row`` and ``column``
-    are set when the request came from a row of ``build_file``'s input.
+    ``too_many_tasks``, ``token_limit_exceeded``, ...) or a build code (``missing_column``,
+    ``null_value``, ``empty_value``, ``invalid_input``). ``param`` and ``value`` say where
+    and what; ``row`` and ``column`` are set when the request came from a row of
+    ``build_file``'s input.
     """
 
     def __init__(
@@ -74,7 +77,9 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
 
     ``add(body, custom_id=None)`` appends one request, or raises ``BuildError`` and leaves
     the output as it was. A body without ``model`` gets ``model``; custom_ids default to
-    ``request-1``, ``request-2``, ... Limits default to the profile's. ``rotate``:
+    ``request-1``, ``request-2``, ... Limits default to the profile's. ``max_tokens``
+    (default: the profile's ``max_enqueued_tokens``) is a budget of estimated input tokens
+    per file; counting them needs tiktoken (else ``TokensUnavailable``). ``rotate``:
 
     - ``False``: one file; a request that would break a limit raises ``BuildError``;
     - ``True``: parts ``name.part-001.jsonl``, ... (a new one whenever the next request would
@@ -100,6 +105,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         max_requests: int | None = None,
         max_bytes: int | None = None,
         max_embedding_inputs: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self.profile = get_profile(
             profile,
@@ -112,8 +118,14 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
                 f"(choose from {', '.join(self.profile.endpoints)})"
             )
-        for name in ("max_requests", "max_bytes", "max_embedding_inputs"):
-            value = getattr(self.profile, name)
+        self.max_tokens = max_tokens if max_tokens is not None else self.profile.max_enqueued_tokens
+        p = self.profile
+        for name, value in (
+            ("max_requests", p.max_requests),
+            ("max_bytes", p.max_bytes),
+            ("max_embedding_inputs", p.max_embedding_inputs),
+            ("max_tokens", self.max_tokens),
+        ):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         self.endpoint, self.model, self.rotate, self.force = endpoint, model, rotate, force
@@ -127,7 +139,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             if rotate:
                 raise ValueError("rotation needs a path to write parts next to, not a stream")
             self.stream = target
-        self.checker = LineChecker(self.profile)
+        self.checker = LineChecker(self.profile, ("token_limit_exceeded",))  # counted here
+        self._count_tokens = _token_counter() if self.max_tokens is not None else None
         self.rules = FileRules(self.profile, endpoint, model)
         self.requests = 0
         self.parts: list[Part] = []
@@ -184,7 +197,9 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             raise BuildError(code, message, param=param, value=value_at(line, param))
         assert facts is not None  # the line is an object
         size, inputs = len(raw) + 1, facts[3]
-        self._check_alone(size, inputs)
+        count = self._count_tokens
+        tokens = count(self.endpoint, line["body"]) if count is not None else 0
+        self._check_alone(size, inputs, tokens)
         self._check_model(number, facts[2])
         first = self.rules.first_use.get(custom_id)
         if first is not None:
@@ -196,15 +211,15 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 value=custom_id,
                 first=first,
             )
-        broken = self._breaks(size, inputs)
+        broken = self._breaks(size, inputs, tokens)
         if broken and not self.rotate:
             raise BuildError(broken[0], broken[1], value=custom_id)
         if broken:
             self._finish_part()
-        self._write(raw, custom_id, number, size, inputs, facts[2])
+        self._write(raw, custom_id, number, (size, inputs, tokens), facts[2])
         return custom_id
 
-    def _check_alone(self, size: int, inputs: int) -> None:
+    def _check_alone(self, size: int, inputs: int, tokens: int) -> None:
         p = self.profile
         if p.max_bytes is not None and size > p.max_bytes:
             raise BuildError(
@@ -222,6 +237,13 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 param="body.input",
                 value=inputs,
             )
+        if self.max_tokens is not None and tokens > self.max_tokens:
+            raise BuildError(
+                "token_limit_exceeded",
+                f"This request alone has an estimated {tokens:,} input tokens, more than the "
+                f"budget of {self.max_tokens:,} per file.",
+                value=tokens,
+            )
 
     def _check_model(self, number: int, model: str | None) -> None:
         if model is None or self.rules.model is None or model == self.rules.model:
@@ -230,7 +252,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         assert found is not None
         raise BuildError(found[0], found[1], param=found[2], value=model)
 
-    def _breaks(self, size: int, inputs: int) -> tuple[str, str] | None:
+    def _breaks(self, size: int, inputs: int, tokens: int) -> tuple[str, str] | None:
         """``(code, message)`` if adding the line to the current part breaks a limit."""
         part, p = self._part, self.profile
         if part is None:
@@ -251,13 +273,26 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 f"This request's {inputs:,} embedding inputs would take the file past the "
                 f"limit of {limit:,}{hint}."
             )
+        budget, used = self.max_tokens, part.input_tokens or 0
+        if budget is not None and used + tokens > budget:
+            return "token_limit_exceeded", (
+                f"This request's estimated {tokens:,} input tokens would take the file past "
+                f"the budget of {budget:,} (it has {used:,}){hint}."
+            )
         return None
 
     # -- parts
 
     def _write(
-        self, raw: bytes, custom_id: str, number: int, size: int, inputs: int, model: str | None
+        self,
+        raw: bytes,
+        custom_id: str,
+        number: int,
+        amounts: tuple[int, int, int],
+        model: str | None,
     ) -> None:
+        """Append the line to the current part; ``amounts``: its bytes, inputs, tokens."""
+        size, inputs, tokens = amounts
         part = self._part or self._open_part()
         data = raw + b"\n"
         assert self._out is not None
@@ -267,6 +302,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         part.lines += 1
         part.bytes += size
         part.embedding_inputs += inputs
+        if part.input_tokens is not None:
+            part.input_tokens += tokens
         part.first_custom_id = part.first_custom_id or custom_id
         part.last_custom_id = custom_id
         part.model = model
@@ -286,7 +323,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             self._out = self._cm.__enter__()
             name = target.name
         self._hash = sha256()
-        self._part = Part(name, endpoint=self.endpoint)
+        tokens = 0 if self.max_tokens is not None else None
+        self._part = Part(name, endpoint=self.endpoint, input_tokens=tokens)
         return self._part
 
     def _finish_part(self) -> None:
@@ -326,6 +364,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                     "max_embedding_inputs": self.profile.max_embedding_inputs,
                 },
             )
+            if self.max_tokens is not None:
+                manifest.limits["max_tokens"] = self.max_tokens
             if self.path is not None and self.rotate:
                 if self.rotate == "auto" and len(self.parts) == 1:
                     os.replace(self._written[0], self.path)
@@ -358,6 +398,13 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             self.close()
         elif not self._closed:
             self.abort()
+
+
+def _token_counter() -> Callable[[str, Any], int]:
+    """``TokenCounter().count``, imported only when a budget needs it."""
+    from .tokens import TokenCounter
+
+    return TokenCounter().count
 
 
 _PARAM = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")

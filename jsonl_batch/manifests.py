@@ -54,6 +54,8 @@ class Part:
     """Lines in the file (equal to ``requests`` for a part)."""
     line_ranges: list[tuple[int, int]] | None = None
     """``split`` only: the input lines it holds, as inclusive ``(first, last)`` runs."""
+    input_tokens: int | None = None
+    """Estimated input tokens (tiktoken), when a token budget had them counted."""
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -68,6 +70,8 @@ class Part:
             "model": self.model,
             "embedding_inputs": self.embedding_inputs,
         }
+        if self.input_tokens is not None:
+            data["input_tokens"] = self.input_tokens
         if self.line_ranges is not None:
             data["line_ranges"] = [list(r) for r in self.line_ranges]
         return data
@@ -132,7 +136,8 @@ def manifest_text(manifest: Manifest, folder: str | os.PathLike[str] | None = No
     out = [head]
     for p in parts:
         ids = f"  {p.first_custom_id} .. {p.last_custom_id}" if p.first_custom_id else ""
-        out.append(f"  {p.path}  {_plural(p.requests, 'request')}, {p.bytes:,} bytes{ids}")
+        tokens = f", ~{p.input_tokens:,} input tokens" if p.input_tokens is not None else ""
+        out.append(f"  {p.path}  {_plural(p.requests, 'request')}, {p.bytes:,} bytes{tokens}{ids}")
     if manifest.rejected is not None:
         r = manifest.rejected
         out.append(f"  {r.path}  {_plural(r.lines, 'invalid line')}, unchanged")

@@ -101,7 +101,8 @@ CATALOGUE: dict[str, Code] = {
         Code(
             "token_limit_exceeded",
             "The estimated input tokens (tiktoken) are over `--max-enqueued-tokens`, the "
-            "organization's enqueued-token cap: the server fails the batch at validation.",
+            "organization's enqueued-token cap: the server fails the batch at validation. "
+            "(`split`/`build --max-tokens` report it on the line of a request alone over it.)",
             file_level=True,
         ),
         Code(

@@ -189,6 +189,20 @@ def cell(row: dict[str, Any], column: str, number: int) -> Any:
     return plain(value)
 
 
+def prompt_cell(row: dict[str, Any], column: str, number: int) -> Any:
+    """A value that fills the prompt: like ``cell``, and empty or blank text is an error."""
+    value = cell(row, column, number)
+    if isinstance(value, str) and not value.strip():
+        what = "empty" if not value else "only whitespace"
+        raise BuildError(
+            "empty_value",
+            f"The prompt is {what}; every request needs one (fill it in or drop the row).",
+            row=number,
+            column=column,
+        )
+    return value
+
+
 def text_cell(row: dict[str, Any], column: str, number: int) -> str:
     """A row's value as text (numbers are written as JSON writes them)."""
     value = cell(row, column, number)
@@ -249,7 +263,9 @@ class BodyShaper:
     and responses; ``system`` becomes a system message or the responses ``instructions``) or
     a ``template``: a JSON object whose strings may hold ``{{column}}`` placeholders. A string
     that is just a placeholder takes the value with its type; inside longer text the value is
-    written as text. ``params`` (dotted keys allowed) are set on every body.
+    written as text. ``params`` (dotted keys allowed) are set on every body. The prompt column
+    (or the template's placeholders inside the prompt field: ``messages``, ``input`` or
+    ``prompt``) must not be empty or blank text; other columns may be.
     """
 
     def __init__(
@@ -285,13 +301,22 @@ class BodyShaper:
         self.columns: tuple[str, ...] = (
             tuple(dict.fromkeys(found)) if template is not None else (str(prompt_column),)
         )
+        in_prompt: list[str] = []
+        _placeholders((template or {}).get(PROMPT_FIELDS[endpoint]), in_prompt)
+        self.prompt_columns = (
+            tuple(dict.fromkeys(in_prompt)) if template is not None else self.columns
+        )
+        """The columns whose values fill the prompt field: they need text."""
 
     def shape(self, row: dict[str, Any], number: int) -> dict[str, Any]:
-        """The body for row ``number`` (1-based); ``BuildError`` on a missing or null value."""
+        """The body for row ``number`` (1-based); ``BuildError`` on a missing or null value, or
+        an empty prompt."""
         if self.template is not None:
+            for column in self.prompt_columns:
+                prompt_cell(row, column, number)
             body: dict[str, Any] = _fill(self.template, row, number)
         else:
-            body = self._quick(cell(row, str(self.prompt_column), number))
+            body = self._quick(prompt_cell(row, str(self.prompt_column), number))
         for path, value in self.params:
             node = body
             for key in path[:-1]:
@@ -401,6 +426,7 @@ def build_file(
     max_requests: int | None = None,
     max_bytes: int | None = None,
     max_embedding_inputs: int | None = None,
+    max_tokens: int | None = None,
 ) -> Manifest:
     """Read rows from ``source`` (CSV, TSV, JSONL, Parquet; ``"-"``: stdin) and write a batch.
 
@@ -408,6 +434,7 @@ def build_file(
     ``request-N``). ``output`` is a path (parts and a manifest when a limit is hit, or always
     with ``split``) or a binary stream (written only once every row is good). Raises
     ``BuildError`` naming the row and column of the first bad row, and writes nothing then.
+    ``max_tokens``: a budget of estimated input tokens per file (see ``BatchWriter``).
     ``progress(done, total)`` is called now and then (bytes, or rows for Parquet).
     """
     shaper = BodyShaper(
@@ -422,6 +449,7 @@ def build_file(
         "max_requests": max_requests,
         "max_bytes": max_bytes,
         "max_embedding_inputs": max_embedding_inputs,
+        "max_tokens": max_tokens,
     }
     if isinstance(output, (str, os.PathLike)):
         rotate: Rotate = True if split else "auto"

@@ -1,8 +1,9 @@
 """Splitting a batch file into parts that each satisfy the limits, copying lines as bytes.
 
 Three steps: validate the file (in parallel, like ``validate``; the limits themselves are not
-problems here); one pass over the lines to choose the cut points; then copy each part's byte
-ranges through fixed buffers, hashing as it goes. Lines are never re-serialized: without
+problems here); one pass over the lines to choose the cut points (with a token budget, reading
+each line's estimated tokens from worker processes as they count them); then copy each part's
+byte ranges through fixed buffers, hashing as it goes. Lines are never re-serialized: without
 ``by``, the parts concatenated are the input, byte for byte. Memory stays flat apart from the
 custom_id set and the cut points.
 """
@@ -12,11 +13,16 @@ from __future__ import annotations
 import os
 import re
 import stat
+from array import array
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from functools import partial
 from hashlib import sha256
+from itertools import chain
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from orjson import loads
 
@@ -24,11 +30,19 @@ from .manifests import Manifest, Part, manifest_path, split_part_name
 from .output import OutputExists, atomic_output, check_writable
 from .problems import Problem, Report, problem
 from .profiles import EMBEDDINGS_URL, Profile, get_profile
-from .reading import BUFFER_SIZE, LineReader, ReadError, describe_os_error
+from .reading import BUFFER_SIZE, LineReader, ReadError, describe_os_error, open_source
 from .rules import FileRules, count_inputs
 from .validation import validate_file
 
-LIMIT_CODES = ("too_many_tasks", "file_too_large", "too_many_embedding_inputs")
+if TYPE_CHECKING:
+    from .tokens import TokenCounter
+
+LIMIT_CODES = (
+    "too_many_tasks",
+    "file_too_large",
+    "too_many_embedding_inputs",
+    "token_limit_exceeded",
+)
 """Not problems for ``split``: breaking these is why one splits."""
 TARGET_CODES = ("invalid_url", "mismatched_model")
 """Not problems with ``by``: the groups take care of them."""
@@ -37,6 +51,10 @@ COPY_BYTES = 4 << 20
 """Copy and hash in blocks of 4 MiB; blocks under ``SMALL_BYTES`` (single lines, with ``by``)
 are hashed in the main thread, where handing them to a thread would cost more."""
 SMALL_BYTES = 256 << 10
+TOKENS_PARALLEL_BYTES = 8 << 20
+"""Counting tokens costs ~16x parsing: files this big are counted by worker processes..."""
+TOKENS_CHUNK_BYTES = 4 << 20
+"""...a chunk of this many bytes at a time."""
 
 
 class SplitError(ValueError):
@@ -65,11 +83,12 @@ class _Plan:
     lines: int = 0
     bytes: int = 0
     inputs: int = 0
+    tokens: int = 0
     runs: list[list[int]] = field(default_factory=list)
     first: tuple[int, int] = (0, 0)
     last: tuple[int, int] = (0, 0)
 
-    def add(self, line_no: int, start: int, end: int, inputs: int) -> None:
+    def add(self, line_no: int, start: int, end: int, inputs: int, tokens: int = 0) -> None:
         runs = self.runs
         if runs and runs[-1][1] == start:
             run = runs[-1]
@@ -82,13 +101,22 @@ class _Plan:
         self.lines += 1
         self.bytes += end - start
         self.inputs += inputs
+        self.tokens += tokens
 
 
 class _Planner:
     """Chooses the cut points, a line at a time: greedy, so each part is as full as allowed."""
 
-    def __init__(self, profile: Profile, by: By | None, parts: int | None, good: int) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        by: By | None,
+        parts: int | None,
+        good: int,
+        max_tokens: int | None = None,
+    ) -> None:
         self.profile, self.by, self.parts_wanted = profile, by, parts
+        self.max_tokens = max_tokens
         self.remaining = good
         self.open: dict[Any, _Plan] = {}
         self.done: dict[Any, list[_Plan]] = {}
@@ -98,11 +126,37 @@ class _Planner:
         self.quota: int | None = None
 
     def place(
-        self, line_no: int, start: int, end: int, key: tuple[str | None, str | None], inputs: int
+        self,
+        line_no: int,
+        start: int,
+        end: int,
+        key: tuple[str | None, str | None],
+        inputs: int,
+        tokens: int = 0,
     ) -> bool:
         """Put a good line in its group's part; ``False`` if it fits no part (a problem)."""
-        p = self.profile
+        if not self._fits_alone(line_no, end - start, inputs, tokens):
+            return False
         size = end - start
+        if self.by == "endpoint" and not self._same_model(line_no, key):
+            return False
+        group = key if self.by == "model" else (key[0], None) if self.by else None
+        plan = self.open.get(group)
+        if plan is not None and self._full(plan, size, inputs, tokens):
+            self.done.setdefault(group, []).append(plan)
+            plan = None
+        if plan is None:
+            plan = self.open[group] = _Plan(key)
+            self.done.setdefault(group, [])
+            self._new_quota()
+        plan.add(line_no, start, end, inputs, tokens)
+        plan.requests += 1
+        self.remaining -= 1
+        return True
+
+    def _fits_alone(self, line_no: int, size: int, inputs: int, tokens: int) -> bool:
+        """``False`` (and a problem) if the line alone breaks a limit: no part can hold it."""
+        p = self.profile
         if p.max_bytes is not None and size > p.max_bytes:
             return self._alone(
                 line_no, "file_too_large", f"{size:,} bytes", f"{p.max_bytes:,} bytes", None
@@ -113,23 +167,13 @@ class _Planner:
             return self._alone(
                 line_no, "too_many_embedding_inputs", what, f"{limit:,}", "body.input"
             )
-        if self.by == "endpoint" and not self._same_model(line_no, key):
-            return False
-        group = key if self.by == "model" else (key[0], None) if self.by else None
-        plan = self.open.get(group)
-        if plan is not None and self._full(plan, size, inputs):
-            self.done.setdefault(group, []).append(plan)
-            plan = None
-        if plan is None:
-            plan = self.open[group] = _Plan(key)
-            self.done.setdefault(group, [])
-            self._new_quota()
-        plan.add(line_no, start, end, inputs)
-        plan.requests += 1
-        self.remaining -= 1
+        budget = self.max_tokens
+        if budget is not None and tokens > budget:
+            what = f"an estimated {tokens:,} input tokens"
+            return self._alone(line_no, "token_limit_exceeded", what, f"{budget:,} tokens", None)
         return True
 
-    def _full(self, plan: _Plan, size: int, inputs: int) -> bool:
+    def _full(self, plan: _Plan, size: int, inputs: int, tokens: int) -> bool:
         p = self.profile
         return (
             (p.max_requests is not None and plan.requests >= p.max_requests)
@@ -137,6 +181,7 @@ class _Planner:
             or (
                 p.max_embedding_inputs is not None and plan.inputs + inputs > p.max_embedding_inputs
             )
+            or (self.max_tokens is not None and plan.tokens + tokens > self.max_tokens)
             or (self.quota is not None and plan.requests >= self.quota)
         )
 
@@ -148,9 +193,10 @@ class _Planner:
         left = self.parts_wanted - made + 1
         if left < 1:
             p = self.profile
+            tokens = f", {self.max_tokens} tokens" if self.max_tokens is not None else ""
             raise SplitError(
                 f"the requests do not fit in {self.parts_wanted} parts within the limits "
-                f"({p.max_requests} requests, {p.max_bytes} bytes per part); "
+                f"({p.max_requests} requests, {p.max_bytes} bytes{tokens} per part); "
                 "ask for more parts, or leave out --parts"
             )
         self.quota = -(-self.remaining // left)
@@ -191,19 +237,26 @@ def split_file(
     force: bool = False,
     max_problems: int | None = 100,
     workers: int | None = None,
+    max_tokens: int | None = None,
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
 
     ``parts``: exactly that many parts, balanced by requests. ``by``: ``"model"`` makes one
     group per (endpoint, model), ``"endpoint"`` one per endpoint, each split further as
-    needed. Writes ``<stem>.part-001-of-00N.jsonl``... and ``<stem>.manifest.json`` in
-    ``out_dir`` (default: next to the input). If the file has problems (as ``validate``
-    reports them, minus the limits), nothing is written and the result's report says why,
-    unless ``skip_invalid``: then the invalid lines go, unchanged, to ``<stem>.rejected.jsonl``.
+    needed. ``max_tokens`` (default: the profile's ``max_enqueued_tokens``): each part's
+    estimated input tokens (``TokenCounter``, counted by ``workers``) stay at or under it;
+    raises ``TokensUnavailable`` without tiktoken. Writes ``<stem>.part-001-of-00N.jsonl``...
+    and ``<stem>.manifest.json`` in ``out_dir`` (default: next to the input). If the file has
+    problems (as ``validate`` reports them, minus the limits), nothing is written and the
+    result's report says why, unless ``skip_invalid``: then the invalid lines go, unchanged,
+    to ``<stem>.rejected.jsonl``.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
+    budget = max_tokens if max_tokens is not None else profile.max_enqueued_tokens
+    if budget is not None and budget < 1:
+        raise ValueError(f"max_tokens must be at least 1, not {budget}")
     if parts is not None and parts < 1:
         raise ValueError(f"parts must be at least 1, not {parts}")
     if by not in (None, "model", "endpoint"):
@@ -221,9 +274,11 @@ def split_file(
     bad = {p.line for p in report.problems if p.severity == "error" and p.line is not None}
     if skip_invalid and any(p.line is None and p.severity == "error" for p in report.problems):
         return result  # an empty file: nothing to split
-    data = _Input(path)  # hashing the whole input starts now, alongside the planning
-    try:
-        planner = _plan(path, profile, by, parts, bad, report)
+    with ExitStack() as stack:
+        tokens = _token_counts(stack, path, workers) if budget is not None else None
+        # hashing the whole input starts now, in threads (after any worker was forked)
+        data = stack.enter_context(closing(_Input(path)))
+        planner = _plan(path, profile, by, parts, bad, report, tokens, budget)
         if planner.extra:
             _add_problems(report, planner.extra, max_problems)
             if not skip_invalid:
@@ -233,10 +288,49 @@ def split_file(
             return result
         if skip_invalid:
             _cap(report, max_problems)
-        result.manifest = _write(data, folder, profile, plans, planner.rejected, report, force)
-    finally:
-        data.close()
+        result.manifest = _write(data, folder, profile, plans, planner, report, force)
     return result
+
+
+def _token_counts(stack: ExitStack, path: Path, workers: int | None) -> Iterator[int]:
+    """Each line's estimated input tokens, in order, counted by worker processes for a large
+    file. The first count is asked for at once, so the workers are forked before any thread
+    starts; ``stack`` closes the file and the workers."""
+    from .parallel import LineChunks  # loaded only when counting
+    from .tokens import TokenCounter
+
+    handle = stack.enter_context(open_source(path))
+    work = partial(_tokens_per_line, TokenCounter())
+    chunks = LineChunks(
+        path,
+        handle,
+        work,
+        workers=workers,
+        prime=True,
+        min_parallel_bytes=TOKENS_PARALLEL_BYTES,
+        chunk_bytes=TOKENS_CHUNK_BYTES,
+    )
+    each = iter(chunks)
+    stack.callback(each.close)  # type: ignore[attr-defined]  # a generator
+    counts = chain.from_iterable(each)
+    first = next(counts, None)
+    return chain(() if first is None else (first,), counts)
+
+
+def _tokens_per_line(counter: TokenCounter, lines: Iterable[bytes]) -> array[int]:
+    """Estimated input tokens of raw lines, one each (0 for a line that is not a request)."""
+    found = array("q")
+    count = counter.count
+    for raw in lines:
+        try:
+            req = loads(raw)
+        except ValueError:
+            found.append(0)
+            continue
+        url = req.get("url") if type(req) is dict else None
+        body = req.get("body") if url is not None else None
+        found.append(count(url, body) if type(url) is str and type(body) is dict else 0)
+    return found
 
 
 class _Input:
@@ -316,13 +410,18 @@ def _plan(
     parts: int | None,
     bad: set[int],
     report: Report,
+    tokens: Iterable[int] | None = None,
+    max_tokens: int | None = None,
 ) -> _Planner:
-    """The cut-point pass: one read of the lines, parsing only when a limit or ``by`` needs it."""
+    """The cut-point pass: one read of the lines, parsing only when a limit or ``by`` needs it.
+
+    ``tokens``: each line's estimated input tokens, in line order (with ``max_tokens``).
+    """
     stats = report.stats
     good = stats.lines - len(bad)
     if parts is not None and parts > good:
         raise SplitError(f"cannot make {parts} parts from {good} request(s)")
-    planner = _Planner(profile, by, parts, good)
+    planner = _Planner(profile, by, parts, good, max_tokens)
     embeddings = profile.max_embedding_inputs is not None and (
         stats.endpoint == EMBEDDINGS_URL or by is not None
     )
@@ -330,13 +429,14 @@ def _plan(
     key: tuple[str | None, str | None] = (stats.endpoint, stats.model)
     reject = planner.rejected.add
     place = planner.place
+    counts = iter(tokens if tokens is not None else ())
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
         reader = LineReader(handle)
-        pending: tuple[int, int, bytes] | None = None
+        pending: tuple[int, int, bytes, int] | None = None
         for line in reader:
             if pending is not None:
                 _one(pending, line[1], bad, parse, key, place, reject)
-            pending = line
+            pending = (*line, next(counts, 0))
         if pending is not None:
             _one(pending, reader.offset, bad, parse, key, place, reject)
     if reader.offset != stats.bytes:
@@ -345,7 +445,7 @@ def _plan(
 
 
 def _one(
-    line: tuple[int, int, bytes],
+    line: tuple[int, int, bytes, int],
     end: int,
     bad: set[int],
     parse: bool,
@@ -353,7 +453,7 @@ def _one(
     place: Any,
     reject: Any,
 ) -> None:
-    line_no, start, raw = line
+    line_no, start, raw, tokens = line
     if line_no in bad:
         reject(line_no, start, end, 0)
         return
@@ -364,7 +464,7 @@ def _one(
         key = (req["url"], body.get("model"))
         if key[0] == EMBEDDINGS_URL:
             inputs = count_inputs(body.get("input"))
-    if not place(line_no, start, end, key, inputs):
+    if not place(line_no, start, end, key, inputs, tokens):
         reject(line_no, start, end, 0)
 
 
@@ -390,12 +490,12 @@ def _write(
     folder: Path,
     profile: Profile,
     plans: list[_Plan],
-    rejected: _Plan,
+    planner: _Planner,
     report: Report,
     force: bool,
 ) -> Manifest:
     """Copy every part (and the rejected lines), then write the manifest."""
-    path = source.path
+    path, rejected, budget = source.path, planner.rejected, planner.max_tokens
     stem = path.stem
     names = [split_part_name(stem, i, len(plans)) for i in range(1, len(plans) + 1)]
     reject_name = f"{stem}.rejected.jsonl"
@@ -424,11 +524,14 @@ def _write(
             "max_embedding_inputs": profile.max_embedding_inputs,
         },
     )
+    if budget is not None:
+        manifest.limits["max_tokens"] = budget
     written: list[Path] = []
     try:
         for plan, name in zip(plans, names, strict=True):
             part = _copy(source, plan, folder / name, force, written)
             part.endpoint, part.model = plan.key
+            part.input_tokens = plan.tokens if budget is not None else None
             manifest.parts.append(part)
         if rejected.lines:
             manifest.rejected = _copy(source, rejected, folder / reject_name, force, written)

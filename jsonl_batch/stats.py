@@ -4,8 +4,7 @@ Every line that is a request object (``url`` and ``body``) is counted with ``Tok
 other lines are skipped and counted (``jsonl-batch validate`` says what is wrong with them).
 Counting costs ~16x parsing on one core, so large files are cut into line-aligned chunks
 counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
-are estimates at batch prices from a ``PriceTable``. ``LineTokens`` gives the count of every
-line in order, for ``split --max-tokens``.
+are estimates at batch prices from a ``PriceTable``.
 """
 
 from __future__ import annotations

@@ -81,14 +81,14 @@ class LineChecker:
             else:
                 url = req.get("url") if type(req) is dict else None
                 clean = clean_for[url] if type(url) is str else None
-                if clean is not None and clean(req):
+                if clean is not None and clean(req):  # so url is a str, body a dict
                     body = req["body"]
                     ids.append(req["custom_id"])
                     requests += 1
                     if url == EMBEDDINGS_URL:
                         inputs += count_inputs(body.get("input"))
                     if count is not None:
-                        tokens += count(url, body)
+                        tokens += count(url, body)  # type: ignore[arg-type]
                     target = url, body["model"]
                     if target != last:
                         targets.append((n, *target))

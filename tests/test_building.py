@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import BatchWriter, BuildError, validate_file
+from jsonl_batch import BatchWriter, BuildError, get_profile, validate_file
 from jsonl_batch.building import value_at
 from jsonl_batch.output import OutputExists
 
@@ -160,6 +160,59 @@ def test_a_request_larger_than_the_limit_fails_even_with_rotation(tmp_path: Path
         with pytest.raises(BuildError, match="file_too_large") as err:
             w.add(chat("x" * 300))
     assert "more than the limit of 200 bytes" in str(err.value)
+
+
+def words(n: int) -> dict[str, Any]:
+    """A chat body of ``n`` words: 8 + n estimated input tokens (o200k_base)."""
+    return chat("word " * n)
+
+
+def test_token_budget_rotates_parts(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate=True, max_tokens=50) as w:
+        for n in (2, 12, 22, 32, 2, 2):  # 10, 20, 30, 40, 10, 10 tokens
+            w.add(words(n))
+    manifest = w.manifest
+    assert manifest is not None and manifest.limits["max_tokens"] == 50
+    parts = [(p.requests, p.input_tokens) for p in manifest.parts]
+    assert parts == [(2, 30), (1, 30), (2, 50), (1, 10)]  # at or under the budget
+    on_disk = orjson.loads((tmp_path / "o.manifest.json").read_bytes())
+    assert [p["input_tokens"] for p in on_disk["parts"]] == [30, 30, 50, 10]
+    with BatchWriter(tmp_path / "plain.jsonl", CHAT, model="m") as plain:
+        plain.add(words(2))
+    assert plain.manifest is not None and plain.manifest.parts[0].input_tokens is None
+    assert "input_tokens" not in plain.manifest.to_dict()["parts"][0]
+
+
+def test_token_budget_without_rotation_raises(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with BatchWriter(out, CHAT, model="m", max_tokens=50) as writer:
+        writer.add(words(22))
+        with pytest.raises(BuildError) as err:
+            writer.add(words(32))
+        writer.add(words(12))
+    assert err.value.code == "token_limit_exceeded" and err.value.value == "request-2"
+    assert str(err.value) == (
+        "This request's estimated 40 input tokens would take the file past the budget of 50 "
+        "(it has 30); write parts instead (rotate=True, or jsonl-batch build -o FILE). "
+        "(token_limit_exceeded)"
+    )
+    assert [line["custom_id"] for line in lines(out)] == ["request-1", "request-2"]
+    assert writer.manifest is not None and writer.manifest.parts[0].input_tokens == 50
+
+
+def test_a_request_over_the_token_budget_fails_even_with_rotation(tmp_path: Path) -> None:
+    with BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate=True, max_tokens=20) as w:
+        w.add(words(2))
+        with pytest.raises(BuildError, match="token_limit_exceeded") as err:
+            w.add(words(30))
+    assert "alone has an estimated 38 input tokens, more than the budget of 20" in str(err.value)
+    assert err.value.value == 38
+    with pytest.raises(ValueError, match="max_tokens must be at least 1"):
+        BatchWriter(tmp_path / "p.jsonl", CHAT, max_tokens=0)
+    profile = get_profile("openai", max_enqueued_tokens=40)  # the default budget
+    with BatchWriter(tmp_path / "q.jsonl", CHAT, model="m", profile=profile) as w:
+        assert w.max_tokens == 40
+        w.add(words(2))
 
 
 def test_rotation_writes_valid_parts_and_a_manifest(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import sys
 from pathlib import Path
 
 import orjson
@@ -15,7 +16,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import validate_file
+from jsonl_batch import encodings, validate_file
 from jsonl_batch.cli import main
 from jsonl_batch.cli.build import Progress
 
@@ -100,6 +101,37 @@ def test_limits_make_parts_and_split_forces_them(csv: Path, tmp_path: Path) -> N
     assert result.exit_code == 1 and "row 1" in result.output and "file_too_large" in result.output
 
 
+def test_max_tokens(csv: Path, tmp_path: Path) -> None:
+    args = ("--model", "m", "--prompt-column", "text", "--max-tokens", "25")
+    result = run(str(csv), "-o", str(tmp_path / "a.jsonl"), *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    manifest = orjson.loads(result.stdout)
+    assert manifest["limits"]["max_tokens"] == 25
+    # 14, 12 and 10 tokens: 14 + 12 is over 25
+    assert [(p["requests"], p["input_tokens"]) for p in manifest["parts"]] == [(1, 14), (2, 22)]
+    result = run(str(csv), *args)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(
+        "Error: row 2: This request's estimated 12 input tokens would take the file past the "
+        "budget of 25 (it has 14)"
+    )
+    assert result.stderr.rstrip().endswith("(token_limit_exceeded)")
+    assert "--max-tokens" in run("--help").output
+
+
+def test_max_tokens_without_tiktoken_exits_2(
+    csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tiktoken", None)
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    result = run(str(csv), "-o", str(tmp_path / "a.jsonl"), *QUICK, "--max-tokens", "99")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: token counting needs tiktoken: pip install 'jsonl-batch[tokens]'\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv"]
+
+
 def test_template(tmp_path: Path) -> None:
     template = tmp_path / "body.json"
     template.write_text('{"model": "e", "input": "{{text}}", "dimensions": "{{dims}}"}')
@@ -144,6 +176,17 @@ def test_formats_and_stdin(tmp_path: Path) -> None:
         (CSV, ("--prompt-column", "nope"), "column 'nope': There is no such column in"),
         ("t\nx\n", ("--prompt-column", "t", "--id-column", "id"), "column 'id'"),
         ('{"t": null}\n', ("--prompt-column", "t"), "row 1, column 't': The value is null"),
+        (
+            "id,question\n1,What?\n2,\n",
+            ("--prompt-column", "question"),
+            "Error: row 2, column 'question': The prompt is empty; every request needs one",
+        ),
+        ('{"t": "a"}\n{"t": " "}\n', ("--prompt-column", "t"), "row 2, column 't': The prompt"),
+        (
+            '{"t": "a"}\n{"t": "b"}\n',
+            ("--prompt-column", "t", "--max-tokens", "7"),
+            "row 1: This request alone has an estimated 8 input tokens, more than the budget of 7",
+        ),
         (
             '{"t": "a", "i": 1}\n{"t": "b", "i": 1}\n',
             ("--prompt-column", "t", "--id-column", "i"),

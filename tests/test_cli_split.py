@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import split_file, validate_file
+from jsonl_batch import encodings, split_file, validate_file
 from jsonl_batch.cli import main
 
 
@@ -119,6 +120,39 @@ def test_skip_invalid(tmp_path: Path) -> None:
     assert validate_file(tmp_path / "bad.part-001-of-001.jsonl").valid
 
 
+def test_max_tokens(big: Path, tmp_path: Path) -> None:
+    result = run(str(big), "--max-tokens", "20", "-o", str(tmp_path / "a"))  # 8 tokens each
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("5 requests -> 3 parts in " + str(tmp_path / "a"))
+    assert ", ~16 input tokens  r1 .. r2" in lines[1] and ", ~8 input tokens  r5" in lines[3]
+    result = run(str(big), "--max-tokens", "20", "-o", str(tmp_path / "b"), "--format", "json")
+    manifest = orjson.loads(result.stdout)
+    assert manifest["limits"]["max_tokens"] == 20
+    assert [p["input_tokens"] for p in manifest["parts"]] == [16, 16, 8]
+
+
+def test_a_request_over_max_tokens(big: Path, tmp_path: Path) -> None:
+    result = run(str(big), "--max-tokens", "7", "-o", str(tmp_path / "a"), "--max-problems", "1")
+    assert result.exit_code == 1
+    assert "line 1: This line alone has an estimated 8 input tokens, more than the limit" in (
+        result.stdout
+    )
+    assert "token_limit_exceeded" in result.stdout and "Nothing was written" in result.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_max_tokens_without_tiktoken_exits_2(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tiktoken", None)
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    result = run(str(big), "--max-tokens", "100")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: token counting needs tiktoken: pip install 'jsonl-batch[tokens]'\n"
+    )
+    assert names(big.parent) == ["big.jsonl"]
+
+
 def test_profile(tmp_path: Path) -> None:
     path = tmp_path / "emb.jsonl"
     path.write_bytes(jsonl(embedding("e1", "x")))
@@ -135,6 +169,8 @@ def test_profile(tmp_path: Path) -> None:
         (("--parts", "0"), "Invalid value"),
         (("--max-bytes", "big"), "invalid size"),
         (("--by", "colour"), "Invalid value"),
+        (("--max-tokens", "0"), "Invalid value"),
+        (("--parts", "2", "--max-tokens", "16"), "do not fit in 2 parts"),
     ],
 )
 def test_usage_errors_exit_2(big: Path, args: tuple[str, ...], message: str) -> None:
@@ -189,7 +225,9 @@ json_lines = st.lists(
 )
 @given(
     json_lines | st.binary(max_size=200).map(lambda b: [b]),
-    st.sampled_from([(), ("--by", "model"), ("--by", "endpoint"), ("--parts", "2")]),
+    st.sampled_from(
+        [(), ("--by", "model"), ("--by", "endpoint"), ("--parts", "2"), ("--max-tokens", "9")]
+    ),
     st.booleans(),
 )
 def test_no_traceback_on_any_input(

@@ -177,6 +177,38 @@ def test_template_fills_json_values_never_text() -> None:
         shaper.shape({"text": "x"}, 3)
 
 
+@pytest.mark.parametrize(("value", "what"), [("", "empty"), (" \n\t", "only whitespace")])
+def test_an_empty_prompt_is_an_error(value: str, what: str) -> None:
+    shaper = BodyShaper(CHAT, prompt_column="t", system="Be brief.")
+    with pytest.raises(BuildError) as err:
+        shaper.shape({"t": value}, 3)
+    assert err.value.code == "empty_value"
+    assert str(err.value) == (
+        f"row 3, column 't': The prompt is {what}; every request needs one (fill it in or drop "
+        "the row). (empty_value)"
+    )
+    assert BodyShaper("/v1/embeddings", prompt_column="t").shape({"t": 0}, 1) == {"input": "0"}
+
+
+def test_template_prompt_placeholders_must_not_be_empty() -> None:
+    template = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Translate: {{text}}"}],
+        "metadata": {"note": "{{note}}"},
+    }
+    shaper = BodyShaper(CHAT, template=template)
+    assert shaper.prompt_columns == ("text",)
+    assert shaper.shape({"text": "x", "note": ""}, 1)["metadata"] == {"note": ""}
+    with pytest.raises(BuildError, match="row 2, column 'text': The prompt is only whitespace"):
+        shaper.shape({"text": "  ", "note": "n"}, 2)
+    responses = BodyShaper(
+        "/v1/responses", template={"instructions": "{{style}}", "input": "{{q}}"}
+    )
+    assert responses.shape({"style": "", "q": "Hi"}, 1) == {"instructions": "", "input": "Hi"}
+    with pytest.raises(BuildError, match="column 'q': The prompt is empty"):
+        responses.shape({"style": "x", "q": ""}, 1)
+
+
 def test_shaper_usage_errors() -> None:
     with pytest.raises(ValueError, match="--prompt-column"):
         BodyShaper(CHAT)
@@ -234,6 +266,43 @@ def test_build_file_to_a_path(tmp_path: Path) -> None:
         assert validate_file(tmp_path / part.path, max_requests=2).valid
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("q.csv", b"id,question\n1,What?\n2,\n", "empty_value"),
+        ("q.csv", b'id,question\n1,What?\n2,"  "\n', "empty_value"),
+        ("q.jsonl", b'{"question": "What?"}\n{"question": ""}\n', "empty_value"),
+        ("q.jsonl", b'{"question": "What?"}\n{"question": null}\n', "null_value"),
+        ("q.parquet", {"question": ["What?", ""]}, "empty_value"),
+        ("q.parquet", {"question": ["What?", None]}, "null_value"),
+    ],
+)
+def test_build_file_empty_or_null_prompt_names_row_and_column(
+    tmp_path: Path, name: str, data: Any, code: str
+) -> None:
+    source = tmp_path / name
+    if isinstance(data, bytes):
+        source.write_bytes(data)
+    else:
+        pq.write_table(pa.table(data), source)
+    with pytest.raises(BuildError) as err:
+        build_file(source, tmp_path / "o.jsonl", CHAT, model="m", prompt_column="question")
+    assert err.value.code == code
+    assert (err.value.row, err.value.column) == (2, "question")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_build_file_token_budget(tmp_path: Path) -> None:
+    source = tmp_path / "q.jsonl"
+    source.write_bytes(b'{"t": "word word"}\n' * 5)  # 9 tokens each
+    options: dict[str, Any] = {"model": "m", "prompt_column": "t", "max_tokens": 18}
+    manifest = build_file(source, tmp_path / "o.jsonl", CHAT, **options)
+    assert [p.input_tokens for p in manifest.parts] == [18, 18, 9]
+    with pytest.raises(BuildError) as err:
+        build_file(source, BytesIO(), CHAT, **options)
+    assert (err.value.code, err.value.row) == ("token_limit_exceeded", 3)
+
+
 def test_build_file_to_a_stream_writes_only_good_batches(tmp_path: Path) -> None:
     source = tmp_path / "q.jsonl"
     source.write_bytes(b'{"t": "a"}\n{"t": "b"}\n')
@@ -261,8 +330,8 @@ def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:
     source.write_bytes(b'{"t": "a", "i": {"x": 1}}\n')
     with pytest.raises(BuildError, match="row 1, column 'i': Expected text, found dict"):
         build_file(source, tmp_path / "o.jsonl", CHAT, model="m", prompt_column="t", id_column="i")
-    source.write_bytes(b'{"t": ""}\n')
-    with pytest.raises(BuildError, match=r"row 1, column 't': body\.input must be at least 1"):
+    source.write_bytes(b'{"t": []}\n')
+    with pytest.raises(BuildError, match=r"row 1, column 't': body\.input must have at least 1"):
         build_file(source, tmp_path / "o.jsonl", "/v1/embeddings", model="m", prompt_column="t")
     source.write_bytes(b'{"t": "a"}\n')
     with pytest.raises(BuildError) as err:

@@ -14,7 +14,7 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import SplitError, split_file, validate_file
+from jsonl_batch import SplitError, TokenCounter, split_file, splitting, validate_file
 from jsonl_batch.output import OutputExists
 from jsonl_batch.reading import ReadError
 
@@ -325,3 +325,120 @@ def test_property_parts_are_valid_and_hold_every_line_once(
     assert sorted(got) == list(enumerate(raw, 1))
     if by is None:
         assert b"".join(p.read_bytes() for p in part_paths(result)) == data
+
+
+def chat_tokens(line: bytes) -> int:
+    """The estimate ``split --max-tokens`` adds up for one line."""
+    req = orjson.loads(line)
+    return TokenCounter().count(req["url"], req["body"])
+
+
+def worded(n: int, words: int, ending: bytes = b"\n") -> bytes:
+    """A chat request ``r<n>`` whose message is ``words`` words (8 + words tokens)."""
+    messages = [{"role": "user", "content": "word " * words}]
+    return orjson.dumps(request(f"r{n}", messages=messages)) + ending
+
+
+def test_token_budget(tmp_path: Path) -> None:
+    data = b"".join(worded(i, i % 30, b"\r\n" if i % 3 else b"\n") for i in range(60))
+    assert chat_tokens(worded(1, 10)) == 18  # the counts themselves are tested in test_tokens
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, tmp_path / "out", max_tokens=200, max_requests=9)
+    manifest = result.manifest
+    assert result.written and manifest.limits["max_tokens"] == 200
+    assert b"".join(p.read_bytes() for p in part_paths(result)) == data
+    for part, file in zip(manifest.parts, part_paths(result), strict=True):
+        counted = sum(chat_tokens(line) for line in file.read_bytes().splitlines())
+        assert part.input_tokens == counted <= 200 and part.requests <= 9
+    on_disk = orjson.loads((tmp_path / "out" / "in.manifest.json").read_bytes())
+    assert [p["input_tokens"] for p in on_disk["parts"]] == [p.input_tokens for p in manifest.parts]
+    assert sum(p.input_tokens for p in manifest.parts) == sum(map(chat_tokens, data.splitlines()))
+    assert "input_tokens" not in split_file(path, tmp_path / "plain").manifest.to_dict()["parts"][0]
+
+
+def test_a_line_over_the_token_budget(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(worded(1, 5) + worded(2, 50) + worded(3, 5))
+    result = split_file(path, max_tokens=30)
+    assert not result.written and os.listdir(tmp_path) == ["in.jsonl"]
+    assert result.report.flatten(["line", "code"]) == [[2, "token_limit_exceeded"]]
+    assert result.report.problems[0].message == (
+        "This line alone has an estimated 58 input tokens, more than the limit of 30 tokens "
+        "per file; no part can hold it."
+    )
+    result = split_file(path, max_tokens=30, skip_invalid=True)
+    assert [p.line_ranges for p in result.manifest.parts] == [[(1, 1), (3, 3)]]
+    assert result.manifest.rejected.line_ranges == [(2, 2)]
+    assert result.manifest.rejected.input_tokens is None
+
+
+def test_token_budget_from_the_profile_and_with_parts(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(worded(i, 2) for i in range(6)))  # 10 tokens each
+    result = split_file(path, tmp_path / "a", max_enqueued_tokens=30)
+    assert [p.input_tokens for p in result.manifest.parts] == [30, 30]
+    result = split_file(path, tmp_path / "b", max_tokens=40, parts=3)
+    assert [p.requests for p in result.manifest.parts] == [2, 2, 2]
+    with pytest.raises(SplitError, match=r"do not fit in 2 parts .* 20 tokens per part"):
+        split_file(path, tmp_path / "c", max_tokens=20, parts=2)
+    with pytest.raises(ValueError, match="max_tokens must be at least 1"):
+        split_file(path, max_tokens=0)
+
+
+def test_tokens_counted_by_worker_processes_give_the_same_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(worded(i, i % 40) for i in range(400)) + b"not json\n")
+    monkeypatch.setattr(splitting, "TOKENS_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(splitting, "TOKENS_CHUNK_BYTES", 2048)
+    forked = split_file(path, tmp_path / "2", max_tokens=500, workers=2, skip_invalid=True)
+    alone = split_file(path, tmp_path / "1", max_tokens=500, workers=1, skip_invalid=True)
+    assert len(forked.manifest.parts) > 5
+    assert [p.to_dict() for p in forked.manifest.parts] == [
+        p.to_dict() for p in alone.manifest.parts
+    ]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=80), st.sampled_from([b"\n", b"\r\n"])), min_size=1, max_size=20
+    ),
+    st.booleans(),
+    st.integers(30, 200),
+)
+def test_property_parts_respect_the_token_budget(
+    tmp_path_factory: pytest.TempPathFactory,
+    texts: list[tuple[str, bytes]],
+    final: bool,
+    budget: int,
+) -> None:
+    raw = [
+        orjson.dumps(request(f"c{i}", messages=[{"role": "user", "content": text[:budget]}]))
+        + ending
+        for i, (text, ending) in enumerate(texts)
+    ]  # a character is at most a token or two: 80 characters fit 30 tokens only when cut
+    raw = [line for line in raw if chat_tokens(line) <= budget]
+    if not raw:
+        return
+    if not final:
+        raw[-1] = raw[-1].rstrip(b"\r\n")
+    data = b"".join(raw)
+    folder = tmp_path_factory.mktemp("tokens")
+    path = folder / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, folder / "out", max_tokens=budget, workers=1)
+    assert result.written, result.report.problems
+    files = part_paths(result)
+    assert b"".join(f.read_bytes() for f in files) == data
+    for part, file in zip(result.manifest.parts, files, strict=True):
+        assert sum(chat_tokens(line) for line in file.read_bytes().splitlines()) <= budget
+        assert part.input_tokens <= budget
+    pairs = zip(result.manifest.parts, files[1:], strict=False)
+    for part, following in pairs:  # greedy: the next part's first line did not fit
+        first = following.read_bytes().splitlines()[0]
+        assert part.input_tokens + chat_tokens(first) > budget

@@ -73,6 +73,13 @@ class Progress:
     type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
     help="The input's format (default: from its extension).",
 )
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Estimated input tokens per file (tiktoken; slower): a new part (or, to standard "
+    "output, an error) before a request would go over N.",
+)
 @click.option("--split", is_flag=True, help="Always write parts and a manifest.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @profile_options
@@ -89,6 +96,7 @@ def build(
     template: str | None,
     id_column: str | None,
     input_format: str | None,
+    max_tokens: int | None,
     split: bool,
     force: bool,
     profile: str,
@@ -101,8 +109,9 @@ def build(
 
     Each row becomes one request, checked against the same rules as validate. When a limit
     is hit (or with --split), the output becomes parts (NAME.part-001.jsonl, ...) and
-    NAME.manifest.json. Exit status: 0 written, 1 bad data (nothing written), 2 usage or I/O
-    error.
+    NAME.manifest.json. --max-tokens is such a limit, on input tokens counted with tiktoken
+    (an estimate; needs jsonl-batch[tokens]). Exit status: 0 written, 1 bad data (nothing
+    written), 2 usage or I/O error.
 
     Example:
 
@@ -130,6 +139,7 @@ def build(
             split=split,
             force=force,
             progress=progress,
+            max_tokens=max_tokens,
             **limits(max_requests, max_bytes, max_embedding_inputs),
         )
     except BuildError as exc:

@@ -14,6 +14,12 @@ from .options import CliError, format_option, library_errors, limits, profile_op
 @click.argument("file", type=click.Path(dir_okay=True))
 @profile_options
 @click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Estimated input tokens per part (tiktoken; slower): each part stays at or under N.",
+)
+@click.option(
     "--parts",
     type=click.IntRange(min=1),
     default=None,
@@ -49,7 +55,8 @@ from .options import CliError, format_option, library_errors, limits, profile_op
     "--jobs",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes for validating large files (default: one per core).",
+    help="Worker processes for validating (and counting tokens of) large files "
+    "(default: one per core).",
 )
 @format_option("text", "json")
 @library_errors
@@ -59,6 +66,7 @@ def split(
     max_requests: int | None,
     max_bytes: int | None,
     max_embedding_inputs: int | None,
+    max_tokens: int | None,
     parts: int | None,
     by: str | None,
     output_dir: str | None,
@@ -71,13 +79,16 @@ def split(
     """Split FILE into parts that each fit the limits, copying lines byte for byte.
 
     Writes STEM.part-001-of-00N.jsonl, ... and STEM.manifest.json (sha256, line ranges,
-    counts). A file with problems is reported like validate and nothing is written, unless
-    --skip-invalid. Exit status: 0 written, 1 problems found (nothing written), 2 usage or
-    I/O error.
+    counts). --max-tokens counts each request's input tokens with tiktoken (an estimate;
+    needs jsonl-batch[tokens]) and keeps each part's sum at or under N. A file with problems
+    is reported like validate and nothing is written, unless --skip-invalid. Exit status: 0
+    written, 1 problems found (nothing written), 2 usage or I/O error.
 
     Example:
 
         jsonl-batch split big.jsonl --max-requests 10000 --max-bytes 100MB -o parts/
+
+        jsonl-batch split big.jsonl --max-tokens 2000000
     """
     result = split_file(
         file,
@@ -89,6 +100,7 @@ def split(
         force=force,
         max_problems=max_problems or None,
         workers=jobs,
+        max_tokens=max_tokens,
         **limits(max_requests, max_bytes, max_embedding_inputs),
     )
     report = result.report
