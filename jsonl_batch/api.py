@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .api_client import INSTALL_HINT, ApiError, MissingSdk, calling, load_sdk, make_client
+from .errors import UsageError
 from .output import WriteError, atomic_output, check_writable
 from .problems import Report
 from .reading import BUFFER_SIZE, ReadError, parse_line, read_lines
@@ -152,7 +153,7 @@ def iter_batches(client: Any, *, limit: int = 100, after: str | None = None) -> 
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= 100:
-        raise ValueError(f"limit must be between 1 and 100, not {limit}")
+        raise UsageError(f"limit must be between 1 and 100, not {limit}")
 
 
 def get_batch(client: Any, batch_id: str) -> Batch:
@@ -177,12 +178,12 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """Metadata within the API's limits (16 pairs, keys 64 chars, values 512), or ``ValueError``."""
     metadata = dict(metadata or {})
     if len(metadata) > MAX_METADATA_PAIRS:
-        raise ValueError(f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS}")
+        raise UsageError(f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS}")
     for key, value in metadata.items():
         if not key or len(key) > MAX_METADATA_KEY:
-            raise ValueError(f"metadata key {key[:20]!r}... must have 1 to 64 characters")
+            raise UsageError(f"metadata key {key[:20]!r}... must have 1 to 64 characters")
         if len(value) > MAX_METADATA_VALUE:
-            raise ValueError(f"metadata value of {key!r} has {len(value)} characters; at most 512")
+            raise UsageError(f"metadata value of {key!r} has {len(value)} characters; at most 512")
     return metadata
 
 
@@ -239,7 +240,7 @@ def _first_url(path: Path) -> str:
         if isinstance(value, dict) and isinstance(value.get("url"), str):
             return value["url"]
         break
-    raise ValueError(f"{path}: cannot tell the endpoint from the first line; give --endpoint")
+    raise UsageError(f"{path}: cannot tell the endpoint from the first line; give --endpoint")
 
 
 def wait_for_batch(

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from .errors import UsageError
+
 INSTALL_HINT = "pip install 'jsonl-batch[api]'"
 SECRET_VARS = (
     "OPENAI_API_KEY",
@@ -94,7 +96,7 @@ def make_client(
     elif profile == "openai":
         factory = sdk.OpenAI
     else:
-        raise ValueError(f"unknown API profile {profile!r} (choose from openai, azure)")
+        raise UsageError(f"unknown API profile {profile!r} (choose from openai, azure)")
     try:
         return factory(**options)
     except sdk.OpenAIError as exc:

@@ -18,6 +18,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from .errors import UsageError
 from .manifests import Manifest, Part, manifest_path, writer_part_name
 from .output import OutputExists, atomic_output, check_writable
 from .problems import CATALOGUE
@@ -114,7 +115,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             max_embedding_inputs=max_embedding_inputs,
         )
         if endpoint not in self.profile.endpoints:
-            raise ValueError(
+            raise UsageError(
                 f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
                 f"(choose from {', '.join(self.profile.endpoints)})"
             )
@@ -127,7 +128,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             ("max_tokens", self.max_tokens),
         ):
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
+                raise UsageError(f"{name} must be at least 1, not {value}")
         self.endpoint, self.model, self.rotate, self.force = endpoint, model, rotate, force
         self.id_prefix, self.write_manifest = id_prefix, write_manifest
         self.stream: IO[bytes] | None = None
@@ -137,7 +138,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             self._check_targets()
         else:
             if rotate:
-                raise ValueError("rotation needs a path to write parts next to, not a stream")
+                raise UsageError("rotation needs a path to write parts next to, not a stream")
             self.stream = target
         self.checker = LineChecker(self.profile, ("token_limit_exceeded",))  # counted here
         self._count_tokens = _token_counter() if self.max_tokens is not None else None
@@ -172,7 +173,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
     def add(self, body: dict[str, Any], custom_id: str | None = None) -> str:
         """Append one request; return its custom_id. Raises ``BuildError`` (nothing written)."""
         if self._closed:
-            raise ValueError("this BatchWriter is closed")
+            raise UsageError("this BatchWriter is closed")
         if not isinstance(body, dict):
             raise BuildError(
                 "invalid_type", f"body must be an object, found {describe(body)}.", param="body"
@@ -349,7 +350,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         if self.manifest is not None:
             return self.manifest
         if self._closed:
-            raise ValueError("this BatchWriter was aborted")
+            raise UsageError("this BatchWriter was aborted")
         if self.requests == 0:
             self.abort()
             raise BuildError("empty_file", "No requests were added; nothing was written.")

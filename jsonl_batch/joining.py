@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import UsageError
 from .reading import LineReader, ReadError, Source, explain_invalid, open_source, source_name
 from .results import Anomaly, ResultFile, read_projected, read_results, result_schema
 from .tables import STATUSES, join_schema
@@ -102,7 +103,7 @@ def join(
     request or a custom_id appears twice in the inputs.
     """
     if not inputs:
-        raise ValueError("join needs at least one input file")
+        raise UsageError("join needs at least one input file")
     options = {
         "include_bodies": include_bodies,
         "include_tool_calls": include_tool_calls,

@@ -17,10 +17,12 @@ from typing import Any
 
 import orjson
 
+from .errors import UsageError
+
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-class PriceError(ValueError):
+class PriceError(UsageError):
     """A price table cannot be read or has the wrong shape."""
 
 

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -62,7 +64,7 @@ class Profile:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"unknown profile setting(s): {', '.join(unknown)}")
+            raise UsageError(f"unknown profile setting(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
@@ -95,7 +97,7 @@ def get_profile(profile: str | Profile = "openai", **overrides: Any) -> Profile:
             profile = PROFILES[profile]
         except KeyError:
             names = ", ".join(PROFILES)
-            raise ValueError(f"unknown profile {profile!r} (choose from {names})") from None
+            raise UsageError(f"unknown profile {profile!r} (choose from {names})") from None
     return profile.replace(**overrides) if overrides else profile
 
 
@@ -117,5 +119,5 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text)
     unit = match and match.group(2).lower()
     if not match or unit not in _UNITS:
-        raise ValueError(f"invalid size {text!r}: use bytes, or a number with KB/MB/GB/KiB/MiB/GiB")
+        raise UsageError(f"invalid size {text!r}: use bytes, or a number with KB/MB/GB/KiB/MiB/GiB")
     return int(float(match.group(1)) * _UNITS[unit])

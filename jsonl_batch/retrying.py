@@ -17,6 +17,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import UsageError
 from .joining import expand_inputs, join
 from .output import atomic_output, check_writable
 from .problems import Report
@@ -75,7 +76,7 @@ class RetryResult:
 def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
     """Which rows of a join table to retry (``only`` is one of ``SELECTIONS``)."""
     if only not in SELECTIONS:
-        raise ValueError(f"unknown selection {only!r} (choose from {', '.join(SELECTIONS)})")
+        raise UsageError(f"unknown selection {only!r} (choose from {', '.join(SELECTIONS)})")
     status = table.column("status")
     missing = pc.equal(status, "missing")
     failed = pc.equal(status, "failed")
@@ -115,7 +116,7 @@ def write_retry(
     profile = get_profile(profile, **limits)
     sources = expand_inputs(inputs)
     if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
-        raise ValueError("retry reads its inputs twice: give files, not standard input")
+        raise UsageError("retry reads its inputs twice: give files, not standard input")
     check_writable(output, force)
     table = join(sources, results).table
     mask = retry_mask(table, only)

@@ -21,6 +21,7 @@ from typing import IO, Any
 import orjson
 
 from .building import BatchWriter, BuildError, Rotate
+from .errors import UsageError
 from .manifests import Manifest
 from .profiles import Profile
 from .reading import LineReader, Source, open_source, parse_line, source_name
@@ -53,14 +54,14 @@ def input_format(source: Source, given: str | None = None) -> str:
     """The format of ``source``: ``given``, or guessed from the file name's extension."""
     if given is not None:
         if given not in set(FORMATS.values()):
-            raise ValueError(
+            raise UsageError(
                 f"unknown input format {given!r} (choose from csv, tsv, jsonl, parquet)"
             )
         return given
     name = source_name(source)
     found = FORMATS.get(Path(name).suffix.lower())
     if found is None:
-        raise ValueError(
+        raise UsageError(
             f"cannot tell the format of {name}; give --input-format csv|tsv|jsonl|parquet"
         )
     return found
@@ -247,7 +248,7 @@ def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or any(not p for p in key.split(".")):
-            raise ValueError(f"invalid --param {item!r}: use key=value (e.g. temperature=0.2)")
+            raise UsageError(f"invalid --param {item!r}: use key=value (e.g. temperature=0.2)")
         try:
             params[key.strip()] = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -278,19 +279,19 @@ class BodyShaper:
         template: Any = None,
     ) -> None:
         if endpoint not in PROMPT_FIELDS:
-            raise ValueError(f"unknown endpoint {endpoint!r}")
+            raise UsageError(f"unknown endpoint {endpoint!r}")
         if template is not None and (prompt_column or system is not None):
-            raise ValueError(
+            raise UsageError(
                 "a template replaces --prompt-column and --system; give one or the other"
             )
         if template is None and not prompt_column:
-            raise ValueError(
+            raise UsageError(
                 "give the column that holds the prompt (--prompt-column) or a --template"
             )
         if template is not None and not isinstance(template, dict):
-            raise ValueError("the template must be a JSON object (the request body)")
+            raise UsageError("the template must be a JSON object (the request body)")
         if system is not None and endpoint not in SYSTEM_FIELDS:
-            raise ValueError(
+            raise UsageError(
                 f"--system applies to /v1/chat/completions and /v1/responses, not {endpoint}"
             )
         self.endpoint, self.prompt_column, self.system = endpoint, prompt_column, system
@@ -397,13 +398,13 @@ def load_template(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ValueError(f"cannot read the template {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read the template {path}: {exc.strerror or exc}") from None
     try:
         template = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise ValueError(f"the template {path} is not valid JSON: {exc}") from None
+        raise UsageError(f"the template {path} is not valid JSON: {exc}") from None
     if not isinstance(template, dict):
-        raise ValueError(f"the template {path} must be a JSON object (the request body)")
+        raise UsageError(f"the template {path} must be a JSON object (the request body)")
     return template
 
 
@@ -456,7 +457,7 @@ def build_file(
         writer = BatchWriter(output, endpoint, rotate=rotate, force=force, **settings)
         return _write_rows(writer, rows, shaper, id_column, progress)
     if split:
-        raise ValueError("--split needs an output file (-o), not standard output")
+        raise UsageError("--split needs an output file (-o), not standard output")
     with tempfile.TemporaryFile() as spool:
         writer = BatchWriter(spool, endpoint, **settings)
         manifest = _write_rows(writer, rows, shaper, id_column, progress)

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from orjson import loads
 
+from .errors import UsageError
 from .manifests import Manifest, Part, manifest_path, split_part_name
 from .output import OutputExists, atomic_output, check_writable
 from .problems import Problem, Report, problem
@@ -57,7 +58,7 @@ TOKENS_CHUNK_BYTES = 4 << 20
 """...a chunk of this many bytes at a time."""
 
 
-class SplitError(ValueError):
+class SplitError(UsageError):
     """The file cannot be split as asked (e.g. more parts than requests, or too few parts)."""
 
 
@@ -256,13 +257,13 @@ def split_file(
     profile = get_profile(profile, **limits)
     budget = max_tokens if max_tokens is not None else profile.max_enqueued_tokens
     if budget is not None and budget < 1:
-        raise ValueError(f"max_tokens must be at least 1, not {budget}")
+        raise UsageError(f"max_tokens must be at least 1, not {budget}")
     if parts is not None and parts < 1:
-        raise ValueError(f"parts must be at least 1, not {parts}")
+        raise UsageError(f"parts must be at least 1, not {parts}")
     if by not in (None, "model", "endpoint"):
-        raise ValueError(f"by must be 'model' or 'endpoint', not {by!r}")
+        raise UsageError(f"by must be 'model' or 'endpoint', not {by!r}")
     if parts is not None and by is not None:
-        raise ValueError("--parts cannot be combined with --by (each group is split as needed)")
+        raise UsageError("--parts cannot be combined with --by (each group is split as needed)")
     _require_file(path)
     ignore = LIMIT_CODES + (TARGET_CODES if by else ())
     cap = None if skip_invalid else max_problems

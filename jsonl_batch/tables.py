@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .errors import UsageError
 from .output import atomic_output
 
 
@@ -116,7 +117,7 @@ def join_schema(**options: bool) -> pa.Schema:
     """The join table's schema: the base columns plus those the given options add."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ValueError(f"unknown join option(s): {', '.join(unknown)}")
+        raise UsageError(f"unknown join option(s): {', '.join(unknown)}")
     return pa.schema([c.field for c in COLUMNS if c.option is None or options.get(c.option)])
 
 
@@ -139,7 +140,7 @@ def table_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
     """The format to write: ``fmt`` if given, else from the extension (``.parquet`` default)."""
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
+            raise UsageError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
         return fmt
     suffix = Path(path).suffix.lower().lstrip(".")
     return {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix, "parquet")

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema_rs
 from orjson import JSONDecodeError, loads
 
+from .errors import UsageError
 from .parallel import LineChunks
 from .problems import CATALOGUE, Problem, Report, Stats, problem
 from .profiles import EMBEDDINGS_URL, Profile, get_profile
@@ -170,9 +171,9 @@ class Validation:
         self.profile = get_profile(profile, **overrides)
         unknown = sorted(set(ignore) - set(CATALOGUE))
         if unknown:
-            raise ValueError(f"unknown problem code(s) to ignore: {', '.join(unknown)}")
+            raise UsageError(f"unknown problem code(s) to ignore: {', '.join(unknown)}")
         if endpoint is not None and endpoint not in self.profile.endpoints:
-            raise ValueError(
+            raise UsageError(
                 f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
                 f"(choose from {', '.join(self.profile.endpoints)})"
             )
