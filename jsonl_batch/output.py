@@ -44,6 +44,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
     except OSError as exc:
         raise WriteError(f"{target}: cannot write here ({exc.strerror or exc})") from None
     try:
+        os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb", buffering=BUFFER_SIZE) as handle:
             yield handle
         if target.exists() and not force:  # appeared while we were writing
@@ -54,3 +55,14 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
         if isinstance(exc, OSError):
             raise WriteError(f"{target}: {exc.strerror or exc}") from None
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions a new file gets from the umask (mkstemp's are 0600), or those of the
+    file being replaced."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask

@@ -53,15 +53,30 @@ class BodySchema:
         self.validator = jsonschema_rs.validator_for(schema)
 
     def is_valid(self, body: Any) -> bool:
-        return bool(self.validator.is_valid(body))
+        """Whether the body passes; a body nested too deeply to check does not."""
+        try:
+            return bool(self.validator.is_valid(body))
+        except ValueError:  # jsonschema-rs: "Recursion limit reached"
+            return False
 
     def failures(self, body: Any) -> Iterator[tuple[str, str]]:
         """``(param, message)`` for each failure, except a missing root ``required`` field
         (that is the ``invalid_request`` rule's to report)."""
-        for error in self.validator.iter_errors(body):
+        try:
+            errors = list(self.validator.iter_errors(body))
+        except ValueError:
+            yield "body", TOO_DEEP
+            return
+        for error in errors:
             if error.kind.name == "required" and not error.instance_path:
                 continue
             yield explain(error, body)
+
+
+TOO_DEEP = (
+    "body nests JSON too deeply to be checked against its schema; no request needs that "
+    "depth: flatten it."
+)
 
 
 @cache

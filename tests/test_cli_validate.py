@@ -236,3 +236,46 @@ def test_token_counting_unavailable_is_one_line(
     result = CliRunner().invoke(main, ["validate", str(path), "--max-enqueued-tokens", "5"])
     assert result.exit_code == 2
     assert result.output.strip() == "Error: token counting needs tiktoken: pip install x"
+
+
+@pytest.mark.parametrize("depth", [300, 600, 1000])
+@pytest.mark.parametrize("where", ["content", "tools", "metadata"])
+def test_deep_but_legal_nesting_is_a_problem_not_a_crash(
+    tmp_path: Path, depth: int, where: str
+) -> None:
+    deep = b"[" * depth + b"]" * depth
+    body = {
+        "content": b'{"model":"m","messages":[{"role":"user","content":' + deep + b"}]}",
+        "tools": b'{"model":"m","messages":[{"role":"user","content":"x"}],"tools":' + deep + b"}",
+        "metadata": b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":{"a":'
+        + deep
+        + b"}}",
+    }[where]
+    line = b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":' + body + b"}"
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(line + b"\n")
+    for fmt in ("text", "json"):
+        result = CliRunner().invoke(main, ["validate", str(path), "--format", fmt])
+        assert result.exit_code == 1, result.output
+        assert "internal error" not in result.output and "Usage:" not in result.output
+    report = validate_file(path)
+    assert report.flatten(["line", "code"]) == [[1, "invalid_body"]]
+
+
+def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    from jsonl_batch.output import atomic_output
+
+    target = tmp_path / "out.jsonl"
+    old = os.umask(0o022)
+    try:
+        with atomic_output(target) as handle:
+            handle.write(b"{}\n")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644
+    target.chmod(0o600)
+    with atomic_output(target, force=True) as handle:
+        handle.write(b"[]\n")
+    assert target.stat().st_mode & 0o777 == 0o600 and target.read_bytes() == b"[]\n"

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from ..encodings import TokensUnavailable
+from ..errors import UsageError
 from ..output import OutputExists, WriteError
 from ..profiles import PROFILES, parse_size
 from ..reading import ReadError
@@ -31,7 +32,7 @@ def library_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (ReadError, WriteError, OutputExists, TokensUnavailable) as exc:
             raise CliError(str(exc)) from None
-        except ValueError as exc:
+        except UsageError as exc:
             raise click.UsageError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
