@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from .splitting import SplitError, SplitResult, split_file
     from .stats import BatchStats, file_stats
     from .tables import COLUMNS, read_summary, write_table
-    from .tokens import TokenCounter, TokensUnavailable, output_ceiling
+    from .tokens import (
+        TokenCounter,
+        TokensUnavailable,
+        countable,
+        output_ceiling,
+        request_tokens,
+        tokens_of_lines,
+    )
     from .validation import Validation, iter_problems, validate_file
 
 _EXPORTS = {
@@ -62,6 +69,9 @@ _EXPORTS = {
     "read_summary": "tables",
     "write_table": "tables",
     "TokenCounter": "tokens",
+    "countable": "tokens",
+    "request_tokens": "tokens",
+    "tokens_of_lines": "tokens",
     "TokensUnavailable": "tokens",
     "output_ceiling": "tokens",
     "Validation": "validation",
@@ -95,6 +105,7 @@ __all__ = [
     "TokensUnavailable",
     "Validation",
     "build_file",
+    "countable",
     "file_stats",
     "get_profile",
     "iter_lines",
@@ -105,7 +116,9 @@ __all__ = [
     "parse_line",
     "parse_size",
     "read_summary",
+    "request_tokens",
     "split_file",
+    "tokens_of_lines",
     "validate_file",
     "write_retry",
     "write_table",

@@ -2,7 +2,8 @@
 
 The SDK is the optional ``[api]`` extra: it is imported only when a client is made, so the
 rest of the package never needs it. Every SDK failure becomes an ``ApiError`` whose message
-is one line and never contains an API key.
+is one line and never contains an API key: secrets are removed from the full text before it
+is shortened (a key cut in half by the length limit would no longer match).
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ def make_client(
         if "credentials" in str(exc).lower() or "api_key" in str(exc):
             var = "AZURE_OPENAI_API_KEY" if profile == "azure" else "OPENAI_API_KEY"
             raise ApiError(f"no API key: set {var}") from None
-        raise ApiError(redact(one_line(str(exc)))) from None
+        raise ApiError(safe_line(str(exc))) from None
     except ValueError as exc:
-        raise ApiError(redact(one_line(str(exc)))) from None
+        raise ApiError(safe_line(str(exc))) from None
 
 
 def _check_azure_env(base_url: str | None) -> None:
@@ -136,14 +137,15 @@ def calling(client: Any, action: str) -> Iterator[None]:
 
 
 def describe(exc: Exception, sdk: ModuleType, client: Any) -> str:
-    """Why an SDK call failed, in words (may still contain secrets: ``redact`` it)."""
+    """Why an SDK call failed, in words; what the server or the SDK said is redacted, then
+    shortened (``safe_line``). The caller redacts the whole again (the base url)."""
     retries = getattr(client, "max_retries", 0)
     after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
     if isinstance(exc, sdk.APITimeoutError):
         return f"the request to {client.base_url} timed out{after}"
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
-        reason = f" ({one_line(str(cause))})" if cause and str(cause) else ""
+        reason = f" ({safe_line(str(cause), client)})" if cause and str(cause) else ""
         return f"cannot connect to {client.base_url}{reason}{after}"
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
@@ -152,11 +154,16 @@ def describe(exc: Exception, sdk: ModuleType, client: Any) -> str:
         detail = body.get("message") if isinstance(body, dict) else None
         text = f"{label} (HTTP {status})"
         if detail:
-            text += f": {one_line(str(detail)).rstrip('.')}"
+            text += f": {safe_line(str(detail), client).rstrip('.')}"
         if status == 429 or status >= 500:
             text += after
         return text + _HINTS.get(status, "")
-    return one_line(str(exc)) or type(exc).__name__
+    return safe_line(str(exc), client) or type(exc).__name__
+
+
+def safe_line(text: str, client: Any = None) -> str:
+    """``redact`` then ``one_line``: in this order, so that no key is cut before it is found."""
+    return one_line(redact(text, client))
 
 
 def one_line(text: str) -> str:

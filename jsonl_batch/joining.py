@@ -24,7 +24,15 @@ import pyarrow.compute as pc
 
 from .errors import UsageError
 from .reading import LineReader, ReadError, Source, explain_invalid, open_source, source_name
-from .results import Anomaly, ResultFile, read_projected, read_results, result_schema
+from .results import (
+    Anomaly,
+    ResultFile,
+    not_copied,
+    read_projected,
+    read_results,
+    result_schema,
+)
+from .slices import NOT_COPIED, copy_value
 from .tables import STATUSES, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -41,7 +49,9 @@ class InputFile:
     name: str
     custom_ids: pa.Array
     bodies: pa.Array | None = None
-    """The request bodies as JSON text, when asked for."""
+    """The request bodies as JSON text (copied from the lines), when asked for."""
+    anomalies: list[Anomaly] = field(default_factory=list)
+    """Bodies that could not be copied (``not_copied``)."""
 
 
 @dataclass
@@ -62,6 +72,8 @@ class JoinSummary:
     duplicates: int = 0
     """Result lines not kept because their custom_id was answered by another line."""
     invalid_lines: int = 0
+    not_copied: int = 0
+    """Body or tool-call values left null because they could not be copied."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -153,6 +165,7 @@ def read_inputs(source: Source, *, bodies: bool = False) -> InputFile:
     name = source_name(source)
     ids_list: list[str] = []
     body_list: list[str | None] = []
+    anomalies: list[Anomaly] = []
     with open_source(source) as handle:
         for line_no, _offset, raw in LineReader(handle):
             try:
@@ -166,9 +179,13 @@ def read_inputs(source: Source, *, bodies: bool = False) -> InputFile:
             ids_list.append(custom_id)
             if bodies:
                 body = obj.get("body")
-                body_list.append(None if body is None else orjson.dumps(body).decode())
+                text = None if body is None else copy_value(raw, ("body",), body)
+                if text is NOT_COPIED:
+                    text = None
+                    anomalies.append(not_copied(name, line_no, custom_id, "request_body"))
+                body_list.append(text)
     body_array = pa.array(body_list, pa.string()) if bodies else None
-    return InputFile(name, pa.array(ids_list, pa.string()), body_array)
+    return InputFile(name, pa.array(ids_list, pa.string()), body_array, anomalies)
 
 
 def _not_a_request(obj: Any) -> str | None:
@@ -209,8 +226,10 @@ def _assemble(
         summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
     ids = pa.concat_arrays([f.custom_ids for f in files]) if files else pa.array([], pa.string())
     _check_unique(ids, files)
-    anomalies: list[Anomaly] = [a for r in read for a in r.invalid]
-    summary.invalid_lines = len(anomalies)
+    anomalies: list[Anomaly] = [a for f in files for a in f.anomalies]
+    anomalies += [a for r in read for a in r.invalid]
+    summary.not_copied = sum(a.kind == "not_copied" for a in anomalies)
+    summary.invalid_lines = len(anomalies) - summary.not_copied
 
     results = _concat_results(read)
     position = pc.index_in(results.column("custom_id"), value_set=ids)

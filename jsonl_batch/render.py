@@ -1,14 +1,68 @@
-"""Renderers: a ``Report`` as text for people or JSON for programs (``--format``)."""
+"""Renderers: a ``Report`` as text for people or JSON for programs (``--format``), and the
+small pieces every renderer shares: ``plural``, ``bar``, ``ProgressLine``, ``ProgressBar``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import IO
 
 import orjson
 
 from .problems import CATALOGUE, Problem, Report
 
 SHOWN_PER_CODE = 5
+BAR_WIDTH = 30
+
+
+def plural(n: int, word: str) -> str:
+    """``1 request``, ``0 requests``, ``2,000 requests``."""
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``[#####-----]``: ``done`` out of ``total`` in ``width`` characters (empty for no total)."""
+    filled = min(width, width * max(done, 0) // total) if total > 0 else 0
+    return f"[{'#' * filled}{'-' * (width - filled)}]"
+
+
+class ProgressLine:
+    """One line redrawn in place on a terminal (for progress bars on stderr): ``draw(text)``
+    replaces it, ``close()`` ends it with a newline if anything was drawn."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.drawn = False
+
+    def draw(self, text: str) -> None:
+        self.stream.write(f"\r{text}\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+class ProgressBar:
+    """``label [#####-----]  45%`` on a terminal, for work of a known size (bytes): ``update(n)``
+    adds ``n`` units done (redrawing when the percentage moves), ``close()`` ends the line."""
+
+    def __init__(self, stream: IO[str], total: int, label: str) -> None:
+        self.line = ProgressLine(stream)
+        self.total, self.label = total, label
+        self.done, self.shown = 0, -1
+
+    def update(self, n: int) -> None:
+        self.done += n
+        percent = min(100, 100 * self.done // self.total) if self.total > 0 else 100
+        if percent != self.shown:
+            self.shown = percent
+            self.line.draw(f"{self.label} {bar(self.done, self.total)} {percent:3d}%")
+
+    def close(self) -> None:
+        self.line.close()
 
 
 def report_json(report: Report) -> str:
@@ -29,14 +83,14 @@ def report_text(report: Report) -> str:
     if s.input_tokens is not None:
         facts += f"; ~{s.input_tokens:,} input tokens (estimate)"
     if s.embedding_inputs:
-        facts += f"; {_plural(s.embedding_inputs, 'embedding input')}"
+        facts += f"; {plural(s.embedding_inputs, 'embedding input')}"
     errors = sum(n for c, n in s.counts.items() if CATALOGUE[c].severity == "error")
     warnings = sum(s.counts.values()) - errors
     if errors:
-        verdict = f"INVALID ({_plural(errors, 'error')}"
-        verdict += f", {_plural(warnings, 'warning')})" if warnings else ")"
+        verdict = f"INVALID ({plural(errors, 'error')}"
+        verdict += f", {plural(warnings, 'warning')})" if warnings else ")"
     else:
-        verdict = f"valid ({_plural(warnings, 'warning')})" if warnings else "valid"
+        verdict = f"valid ({plural(warnings, 'warning')})" if warnings else "valid"
     out = [f"{report.file}: {verdict}: {facts}"]
     grouped: dict[str, list[Problem]] = defaultdict(list)
     for p in report.problems:
@@ -54,7 +108,3 @@ def report_text(report: Report) -> str:
         if total > len(shown):
             out.append(f"    ... and {total - len(shown):,} more")
     return "\n".join(out)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' if n != 1 else ''}"

@@ -11,9 +11,10 @@ from typing import IO, Any
 
 import orjson
 
+from .render import BAR_WIDTH, ProgressLine, bar
+
 Batch = Mapping[str, Any]
 METADATA_WIDTH = 32
-BAR_WIDTH = 30
 FIELD_ORDER = (
     "id",
     "object",
@@ -176,10 +177,8 @@ def progress_bar(batch: Batch, elapsed: float, width: int = BAR_WIDTH) -> str:
     """A one-line bar of finished requests (completed + failed) out of the total."""
     c = batch.get("request_counts") or {}
     total, done = c.get("total", 0), c.get("completed", 0) + c.get("failed", 0)
-    filled = width * done // total if total else 0
-    bar = "#" * filled + "-" * (width - filled)
     return (
-        f"{batch['id']} [{bar}] {done}/{total} ({c.get('failed', 0)} failed) "
+        f"{batch['id']} {bar(done, total, width)} {done}/{total} ({c.get('failed', 0)} failed) "
         f"{batch['status']} {duration(elapsed)}"
     )
 
@@ -193,27 +192,24 @@ class Progress:
 
     def __init__(self, stream: IO[str], tty: bool, every: float = 300.0) -> None:
         self.stream, self.tty, self.every = stream, tty, every
+        self.line = ProgressLine(stream)
         self.last: tuple[Any, ...] | None = None
         self.printed_at = 0.0
-        self.drawn = False
 
     def __call__(self, batch: Batch, elapsed: float) -> None:
         if self.tty:
-            self.stream.write("\r" + progress_bar(batch, elapsed) + "\x1b[K")
-            self.drawn = True
-        else:
-            state = (batch["status"], counts(batch))
-            if state == self.last and elapsed - self.printed_at < self.every:
-                return
-            self.last, self.printed_at = state, elapsed
-            self.stream.write(f"[{duration(elapsed)}] {status_line(batch)}\n")
+            self.line.draw(progress_bar(batch, elapsed))
+            return
+        state = (batch["status"], counts(batch))
+        if state == self.last and elapsed - self.printed_at < self.every:
+            return
+        self.last, self.printed_at = state, elapsed
+        self.stream.write(f"[{duration(elapsed)}] {status_line(batch)}\n")
         self.stream.flush()
 
     def close(self) -> None:
         """End the bar's line."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.line.close()
 
 
 def download_text(result: Any) -> str:

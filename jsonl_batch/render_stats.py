@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .render import plural
 from .stats import BatchStats
 
 
@@ -16,13 +17,20 @@ def stats_json(stats: BatchStats) -> str:
 
 
 def stats_text(stats: BatchStats) -> str:
-    """Per file (and the total of several): requests, tokens, cost; then where prices are from."""
+    """Per file (and the total of several): requests, tokens, cost; then where prices are from.
+
+    Files that could not be read are left out (their ``error`` names the file: the CLI prints
+    it once, on stderr); with none readable the text is empty.
+    """
     data = stats.to_dict()
+    read = [found for found in data["files"] if not found["error"]]
+    if not read:
+        return ""
     out: list[str] = []
-    for found in data["files"]:
+    for found in read:
         out.extend(_file_text(found))
-    if len(data["files"]) > 1:
-        out.extend(_file_text(data["total"], f"total of {len(data['files'])} files"))
+    if len(read) > 1:
+        out.extend(_file_text(data["total"], f"total of {len(read)} files"))
     p = data["prices"]
     where = f"{p['file']}, " if p["file"] else ""
     out.append(
@@ -33,14 +41,12 @@ def stats_text(stats: BatchStats) -> str:
 
 
 def _file_text(s: dict[str, Any], name: str | None = None) -> list[str]:
-    if s["error"]:
-        return [f"{s['file']}: cannot read: {s['error']}"]
     where = "; ".join(
         x
         for x in (s["endpoint"] or ", ".join(s["endpoints"]), s["model"] or ", ".join(s["models"]))
         if x
     )
-    head = f"{name or s['file']}: {s['requests']:,} request{'s' if s['requests'] != 1 else ''}"
+    head = f"{name or s['file']}: {plural(s['requests'], 'request')}"
     out = [f"{head}; {where}" if where else head]
     t = s["input_tokens"]
     if t["mean"] is not None:

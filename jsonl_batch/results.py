@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from .reading import BOM, BUFFER_SIZE, LineReader, Source, explain_invalid, open_source, source_name
+from .slices import NOT_COPIED, copy_value
 from .tables import COLUMN
 
 FIELDS = (
@@ -60,8 +61,9 @@ class Anomaly:
     """Something in the result files that did not become a row: where it is and why."""
 
     kind: str
-    """``invalid_line`` (not a result line), ``orphan`` (custom_id in no input) or
-    ``duplicate`` (a custom_id answered again; this line was not kept)."""
+    """``invalid_line`` (not a result line), ``orphan`` (custom_id in no input),
+    ``duplicate`` (a custom_id answered again; this line was not kept) or ``not_copied`` (a
+    body or tool calls column left null: the value could not be copied)."""
     file: str
     line: int
     custom_id: str | None
@@ -75,6 +77,18 @@ class Anomaly:
             "custom_id": self.custom_id,
             "message": self.message,
         }
+
+
+def not_copied(file: str, line: int, custom_id: str | None, column: str) -> Anomaly:
+    """The anomaly of a value ``copy_value`` could not copy (its column is left null)."""
+    return Anomaly(
+        "not_copied",
+        file,
+        line,
+        custom_id,
+        f"{column} left null: the value could not be copied from the line (nested too deep "
+        "to write back as JSON).",
+    )
 
 
 @dataclass
@@ -111,6 +125,7 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
     out = ResultFile(name)
     rows: list[tuple[Any, ...]] = []
     flags = tuple(e in extras for e in EXTRAS)
+    extra_columns = [column for option, column in EXTRAS.items() if option in extras]
     loads = orjson.loads
     found: tuple[Any, ...] | str
     with open_source(source) as handle:
@@ -121,13 +136,18 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
             except orjson.JSONDecodeError as exc:
                 obj, found = None, explain_invalid(raw, exc)
             else:
-                found = extract(obj, *flags)
+                found = extract(obj, *flags, raw=raw)
             if type(found) is str:
                 custom_id = obj.get("custom_id") if type(obj) is dict else None
                 custom_id = custom_id if type(custom_id) is str else None
                 out.invalid.append(Anomaly("invalid_line", name, line_no, custom_id, found))
-            else:
-                rows.append((*found[:13], line_no, *found[13:]))
+                continue
+            if NOT_COPIED in found:
+                values = zip(extra_columns, found[13:], strict=True)
+                lost = ", ".join(c for c, v in values if v is NOT_COPIED)
+                found = tuple(None if v is NOT_COPIED else v for v in found)
+                out.invalid.append(not_copied(name, line_no, found[0], lost))
+            rows.append((*found[:13], line_no, *found[13:]))
     schema = result_schema(extras)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     out.table = pa.Table.from_arrays(
@@ -141,10 +161,19 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
 
 
 def extract(
-    obj: Any, bodies: bool = False, tools: bool = False, embeddings: bool = False
+    obj: Any,
+    bodies: bool = False,
+    tools: bool = False,
+    embeddings: bool = False,
+    *,
+    raw: bytes | None = None,
 ) -> tuple[Any, ...] | str:
     """One parsed result line: the values of ``FIELDS`` + ``ok`` (+ the extras asked for), or
-    a sentence saying why it is not a result line."""
+    a sentence saying why it is not a result line.
+
+    ``raw``, the line's bytes, is where the body and tool-call columns are copied from
+    (``copy_value``); a value that cannot be copied is ``NOT_COPIED``.
+    """
     if type(obj) is not dict:
         return "This line is not a JSON object, so it is not a batch result line."
     custom_id = obj.get("custom_id")
@@ -196,12 +225,32 @@ def extract(
         ok,
     )
     if bodies:
-        row += (orjson.dumps(body).decode() if response and "body" in response else None,)
+        kept = response.get("body") if response else None
+        row += (None if kept is None else copy_value(raw, ("response", "body"), kept),)
     if tools:
-        row += (orjson.dumps(tool_calls).decode() if tool_calls else None,)
+        row += (_tool_calls_text(raw, body, tool_calls) if tool_calls else None,)
     if embeddings:
         row += (_vectors(body.get("data")),)
     return row
+
+
+def _tool_calls_text(raw: bytes | None, body: dict[str, Any], calls: list[Any]) -> Any:
+    """The tool calls ``_answer`` found, as JSON text copied from ``raw``: chat's
+    ``message.tool_calls`` as written, responses' ``function_call`` items in an array."""
+    output = body.get("output")
+    base = ("response", "body")
+    if type(output) is not list:
+        return copy_value(raw, (*base, "choices", 0, "message", "tool_calls"), calls)
+    parts = [
+        copy_value(raw, (*base, "output", i), item)
+        for i, item in enumerate(output)
+        if _is_call(item)
+    ]
+    return NOT_COPIED if NOT_COPIED in parts else f"[{','.join(parts)}]"
+
+
+def _is_call(item: Any) -> bool:
+    return type(item) is dict and item.get("type") == "function_call"
 
 
 def _answer(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any] | None]:
@@ -210,7 +259,7 @@ def _answer(body: dict[str, Any]) -> tuple[str | None, str | None, list[Any] | N
     if type(output) is list:  # responses
         details = body.get("incomplete_details")
         reason = _str(details.get("reason")) if type(details) is dict else None
-        calls = [i for i in output if type(i) is dict and i.get("type") == "function_call"]
+        calls = [i for i in output if _is_call(i)]
         return output_text(output), _first(reason, _str(body.get("status"))), calls
     choices = body.get("choices")
     if type(choices) is not list or not choices or type(choices[0]) is not dict:
@@ -344,7 +393,8 @@ def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
 
     Streams 1 MiB blocks (memory follows the projected fields, not the file). ``None`` when
     pyarrow cannot read the file on that schema (bad JSON, a field of another type) or would
-    read it differently from ``LineReader`` (a BOM, blank lines, two objects on a line).
+    read it differently from ``LineReader`` (a BOM, blank lines, two objects on a line,
+    invalid UTF-8 in a string).
     """
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
@@ -355,6 +405,7 @@ def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
             lines = pool.submit(count_lines, path)
             reader = pj.open_json(path, read_options=_READ, parse_options=options)
             table = reader.read_all()
+            table.validate(full=True)  # pyarrow's JSON reader lets invalid UTF-8 through
             count = lines.result()
     except (OSError, pa.ArrowException, ValueError):
         return None  # the line reader explains (or raises ReadError)

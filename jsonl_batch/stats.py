@@ -1,7 +1,8 @@
 """Token and cost estimates of batch input files: ``file_stats(*paths) -> BatchStats``.
 
-Every line that is a request object (``url`` and ``body``) is counted with ``TokenCounter``;
-other lines are skipped and counted (``jsonl-batch validate`` says what is wrong with them).
+Every line ``tokens.countable`` accepts (an object with a batch endpoint ``url`` and a ``body``
+object) is counted with ``tokens.request_tokens``; other lines are skipped and counted
+(``jsonl-batch validate`` says what is wrong with them).
 Counting costs ~16x parsing on one core, so large files are cut into line-aligned chunks
 counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
 are estimates at batch prices from a ``PriceTable``.
@@ -29,7 +30,7 @@ from .reading import (
     source_name,
 )
 from .rules import count_inputs
-from .tokens import TokenCounter, output_ceiling
+from .tokens import TokenCounter, output_ceiling, request_tokens
 
 PARALLEL_MIN_BYTES = 8 << 20
 """Files at least this big are counted by worker processes (when there are cores to use)."""
@@ -72,7 +73,7 @@ class Tally:
 def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
     """Count raw lines (endings may be kept) into a ``Tally``: the hot loop."""
     tally = Tally()
-    tokens, groups, count = tally.tokens, tally.groups, counter.count
+    tokens, groups = tally.tokens, tally.groups
     before = counter.images, counter.unsized_images, counter.uncounted_parts
     n = size = skipped = inputs = 0
     for raw in lines:
@@ -83,12 +84,11 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
         except JSONDecodeError:
             skipped += 1
             continue
-        url = req.get("url") if type(req) is dict else None
-        body = req.get("body") if url is not None else None
-        if type(url) is not str or type(body) is not dict:
+        used = request_tokens(counter, req)
+        if used is None:
             skipped += 1
             continue
-        used = count(url, body)
+        url, body = req["url"], req["body"]
         tokens.append(used)
         model = body.get("model")
         group = groups.get((url, model if type(model) is str else None))

@@ -3,12 +3,20 @@
 The public API, small enough for a per-request hot loop::
 
     counter = TokenCounter()           # one per run (per process): it caches encodings
+    request_tokens(counter, req)       # -> int | None, a parsed line's tokens (None: not counted)
+    tokens_of_lines(counter, lines)    # -> array("q"), one count per raw line (0: not counted)
     counter.count(url, body)           # -> int, the estimated input tokens of one request
     output_ceiling(url, body)          # -> int | None, the requested output token ceiling
 
-``count`` never raises for a malformed body (what it cannot read counts 0); the first call
-that needs an encoding raises ``TokensUnavailable`` (with the fix) if tiktoken or the encoding
-file is missing. What is counted, per endpoint:
+Which lines count is decided in one place, ``countable``: a JSON object whose ``url`` is a
+batch endpoint (``profiles.ENDPOINTS``, whatever the profile) and whose ``body`` is an object.
+Every command that counts (``stats``, ``validate --max-enqueued-tokens``, ``split
+--max-tokens``) goes through ``request_tokens`` or ``tokens_of_lines``.
+
+``count`` never raises for a malformed body (what it cannot read counts 0), at any nesting
+depth (orjson reads 1024 levels; values are walked with a stack, not recursion); the first
+call that needs an encoding raises ``TokensUnavailable`` (with the fix) if tiktoken or the
+encoding file is missing. What is counted, per endpoint:
 
 - chat: the cookbook's ``num_tokens_from_messages`` (3 per message, its values, +1 for a name,
   3 to prime the reply), text parts, images (``image_tokens``), tool calls; tool and function
@@ -25,16 +33,35 @@ downloaded. Audio and file parts are not counted (``uncounted_parts``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 
 import orjson
 
 from .encodings import TokensUnavailable, base_model, encoding_name, get_encoding
 from .image_tokens import data_url_size, image_tokens, size_matters
-from .profiles import EMBEDDINGS_URL
+from .profiles import EMBEDDINGS_URL, ENDPOINTS
 
-__all__ = ["TokenCounter", "TokensUnavailable", "encoding_name", "output_ceiling"]
+__all__ = [
+    "TokenCounter",
+    "TokensUnavailable",
+    "countable",
+    "encoding_name",
+    "output_ceiling",
+    "request_tokens",
+    "tokens_of_lines",
+]
+
+
+def _url(schema: str) -> str:
+    """The url of the endpoint whose body schema is ``schema`` (from ``profiles.ENDPOINTS``)."""
+    return next(e.url for e in ENDPOINTS.values() if e.schema == schema)
+
+
+CHAT_URL, RESPONSES_URL, COMPLETIONS_URL, MODERATIONS_URL = (
+    _url(name) for name in ("chat_completions", "responses", "completions", "moderations")
+)
 
 TEXT_CACHE_CHARS = 4 << 20
 """Texts whose counts are remembered (repeated system prompts), in total characters."""
@@ -55,14 +82,14 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
     ``max_output_tokens``; completions: ``max_tokens`` (default 16) times ``n``/``best_of``
     times the number of prompts.
     """
-    if url in (EMBEDDINGS_URL, "/v1/moderations"):
+    if url in (EMBEDDINGS_URL, MODERATIONS_URL):
         return 0
     copies = _int(body.get("n")) or 1
-    if url == "/v1/chat/completions":
+    if url == CHAT_URL:
         limit = _int(body.get("max_completion_tokens")) or _int(body.get("max_tokens"))
-    elif url == "/v1/responses":
+    elif url == RESPONSES_URL:
         limit, copies = _int(body.get("max_output_tokens")), 1
-    elif url == "/v1/completions":
+    elif url == COMPLETIONS_URL:
         limit = _int(body.get("max_tokens", 16))
         prompt = body.get("prompt")
         prompts = len(prompt) if _is_prompt_list(prompt) else 1
@@ -70,6 +97,42 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
     else:
         return None
     return None if limit is None else limit * copies
+
+
+def countable(req: Any) -> bool:
+    """Whether a parsed line is a request whose tokens are counted: a JSON object whose
+    ``url`` is a batch endpoint (``profiles.ENDPOINTS``) and whose ``body`` is an object.
+    The one rule for every command that counts tokens."""
+    return (
+        type(req) is dict
+        and type(req.get("url")) is str
+        and req["url"] in ENDPOINTS
+        and type(req.get("body")) is dict
+    )
+
+
+def request_tokens(counter: TokenCounter, req: Any) -> int | None:
+    """Estimated input tokens of a parsed line, or ``None`` when it is not ``countable``.
+
+    Never raises for any JSON value (except ``TokensUnavailable``). After a number,
+    ``req["url"]`` is an endpoint url and ``req["body"]`` a dict.
+    """
+    return counter.count(req["url"], req["body"]) if countable(req) else None
+
+
+def tokens_of_lines(counter: TokenCounter, lines: Iterable[bytes]) -> array[int]:
+    """Estimated input tokens of raw JSONL lines (endings may be kept), one per line: 0 for a
+    line that is not JSON or not ``countable``."""
+    found = array("q")
+    append, loads, JSONDecodeError = found.append, orjson.loads, orjson.JSONDecodeError
+    for raw in lines:
+        try:
+            req = loads(raw)
+        except JSONDecodeError:
+            append(0)
+            continue
+        append(request_tokens(counter, req) or 0)
+    return found
 
 
 class TokenCounter:
@@ -164,24 +227,35 @@ class TokenCounter:
         return n
 
     def _value(self, m: _Model, value: Any) -> int:
-        """Text tokens in a value of any shape; list items may be content parts."""
+        """Text tokens in a value of any shape and depth; list items may be content parts
+        (images, audio, files). Walked with a stack: no recursion, whatever the nesting."""
         if type(value) is str:
             return m.text(value)
-        if type(value) is list:
-            return sum(self._part(m, part) for part in value)
-        if type(value) is dict:
-            return sum(self._value(m, v) for k, v in value.items() if k not in _NOT_TEXT)
-        return 0
-
-    def _part(self, m: _Model, part: Any) -> int:
-        if type(part) is dict:
-            kind = part.get("type")
-            if kind in _IMAGE_PARTS:
-                return self._image(m, part)
-            if kind in _OPAQUE_PARTS:
-                self.uncounted_parts += 1
-                return 0
-        return self._value(m, part)
+        text = m.text
+        n = 0
+        values: list[Any] = [value]  # values whose dicts are plain objects
+        parts: list[Any] = []  # list items: dicts among them may be content parts
+        while values or parts:
+            if parts:
+                v = parts.pop()
+                if type(v) is dict:
+                    kind = v.get("type")
+                    if kind in _IMAGE_PARTS:
+                        n += self._image(m, v)
+                        continue
+                    if kind in _OPAQUE_PARTS:
+                        self.uncounted_parts += 1
+                        continue
+            else:
+                v = values.pop()
+            t = type(v)
+            if t is str:
+                n += text(v)
+            elif t is list:
+                parts.extend(v)
+            elif t is dict:
+                values.extend(x for k, x in v.items() if k not in _NOT_TEXT)
+        return n
 
     def _image(self, m: _Model, part: dict[str, Any]) -> int:
         ref: Any = part.get("image_url")
@@ -222,7 +296,7 @@ class TokenCounter:
         for fn in defs:
             if type(fn) is not dict:
                 continue
-            n += init + m.text(f"{fn.get('name', '')}:{_str(fn.get('description'))}")
+            n += init + m.text(f"{_plain(fn.get('name', ''))}:{_str(fn.get('description'))}")
             params = fn.get("parameters")
             props = params.get("properties") if type(params) is dict else None
             if type(props) is dict and props:
@@ -230,33 +304,40 @@ class TokenCounter:
         return n
 
     def _properties(self, m: _Model, props: dict[str, Any]) -> int:
+        """Function parameters as the cookbook counts them; nested ``properties`` (the
+        cookbook stops at the top level) count the same way, walked with a stack."""
         n = 0
-        for key, schema in props.items():
-            n += PROP_KEY
-            if type(schema) is not dict:
-                continue
-            enum = schema.get("enum")
-            if type(enum) is list:
-                n += ENUM_INIT + sum(ENUM_ITEM + m.text(str(item)) for item in enum)
-            kind = schema.get("type", "")
-            n += m.text(f"{key}:{kind}:{_str(schema.get('description'))}")
-            items = schema.get("items")
-            nested = schema.get("properties") or (type(items) is dict and items.get("properties"))
-            if type(nested) is dict and nested:  # the cookbook stops at the top level
-                n += PROP_INIT + self._properties(m, nested)
+        pending = [props]
+        while pending:
+            for key, schema in pending.pop().items():
+                n += PROP_KEY
+                if type(schema) is not dict:
+                    continue
+                enum = schema.get("enum")
+                if type(enum) is list:
+                    n += ENUM_INIT + sum(ENUM_ITEM + m.text(_plain(item)) for item in enum)
+                kind = _plain(schema.get("type", ""))
+                n += m.text(f"{key}:{kind}:{_str(schema.get('description'))}")
+                items = schema.get("items")
+                nested = schema.get("properties") or (
+                    type(items) is dict and items.get("properties")
+                )
+                if type(nested) is dict and nested:
+                    n += PROP_INIT
+                    pending.append(nested)
         return n
 
     def _schema(self, m: _Model, fmt: Any) -> int:
         schema = fmt.get("schema") if type(fmt) is dict else None
-        return m.text(orjson.dumps(schema).decode()) if schema is not None else 0
+        return m.text(json_text(schema)) if schema is not None else 0
 
 
 _COUNTERS: dict[str, Callable[[TokenCounter, Any, Mapping[str, Any]], int]] = {
-    "/v1/chat/completions": TokenCounter._chat,
-    "/v1/responses": TokenCounter._responses,
+    CHAT_URL: TokenCounter._chat,
+    RESPONSES_URL: TokenCounter._responses,
     EMBEDDINGS_URL: TokenCounter._embeddings,
-    "/v1/completions": TokenCounter._completions,
-    "/v1/moderations": TokenCounter._moderations,
+    COMPLETIONS_URL: TokenCounter._completions,
+    MODERATIONS_URL: TokenCounter._moderations,
 }
 
 
@@ -289,6 +370,55 @@ def _text_counter(encoding: Any) -> Callable[[str], int]:
         return n
 
     return count
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value, at any depth: orjson's output where orjson can
+    write it (up to 255 levels), else the same shape written with a stack (what orjson can
+    read, up to 1024 levels, it cannot always write back)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        pass
+    out: list[str] = []
+    stack: list[tuple[bool, Any]] = [(False, value)]  # (is literal text, text or value)
+    while stack:
+        literal, v = stack.pop()
+        if literal:
+            out.append(v)
+        elif type(v) is dict:
+            stack.append((True, "}"))
+            for i, (k, x) in reversed(list(enumerate(v.items()))):
+                stack.append((False, x))
+                stack.append((True, f"{',' if i else ''}{_scalar_json(str(k))}:"))
+            stack.append((True, "{"))
+        elif type(v) is list:
+            stack.append((True, "]"))
+            for i, x in reversed(list(enumerate(v))):
+                stack.append((False, x))
+                if i:
+                    stack.append((True, ","))
+            stack.append((True, "["))
+        else:
+            out.append(_scalar_json(v))
+    return "".join(out)
+
+
+def _scalar_json(value: Any) -> str:
+    import json  # only for values nested deeper than orjson writes
+
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(value), ensure_ascii=False)
+
+
+def _plain(value: Any) -> str:
+    """``str(value)`` as the cookbook formats names, types and enum items; a list or object
+    as its JSON text (``str`` of a deeply nested one would recurse too far)."""
+    if type(value) is str:
+        return value
+    return json_text(value) if type(value) in (list, dict) else str(value)
 
 
 def _list(value: Any) -> bool:

@@ -31,6 +31,7 @@ from .rules import (
     count_inputs,
     facts,
 )
+from .tokens import TokenCounter, request_tokens
 
 
 class LineChecker:
@@ -44,11 +45,9 @@ class LineChecker:
         self.ctx = ctx = Context(profile)
         self.rules = active_rules(ignore)
         self.clean = _CleanValidators(ctx)
-        self.count_tokens: Callable[[str, Any], int] | None = None
+        self.counter: TokenCounter | None = None
         if profile.max_enqueued_tokens is not None and "token_limit_exceeded" not in ignore:
-            from .tokens import TokenCounter  # optional extra: only when counting
-
-            self.count_tokens = TokenCounter().count
+            self.counter = TokenCounter()
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
         """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
@@ -67,7 +66,7 @@ class LineChecker:
         """
         chunk = Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
-        clean_for, explain, count = self.clean, self.explain, self.count_tokens
+        clean_for, explain, counter = self.clean, self.explain, self.counter
         n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
         for raw in lines:
@@ -80,6 +79,8 @@ class LineChecker:
                     ("invalid_json_line", explain_invalid(raw, exc), None)
                 ]
             else:
+                if counter is not None:
+                    tokens += request_tokens(counter, req) or 0
                 url = req.get("url") if type(req) is dict else None
                 clean = clean_for[url] if type(url) is str else None
                 try:
@@ -92,17 +93,12 @@ class LineChecker:
                     requests += 1
                     if url == EMBEDDINGS_URL:
                         inputs += count_inputs(body.get("input"))
-                    if count is not None:
-                        tokens += count(url, body)  # type: ignore[arg-type]
                     target = url, body["model"]
                     if target != last:
                         targets.append((n, *target))
                         last = target
                     continue
                 line_facts, found = explain(req)
-                if count is not None and line_facts is not None and line_facts[1] is not None:
-                    body = req.get("body")
-                    tokens += count(line_facts[1], body) if type(body) is dict else 0
             if found:
                 findings.append((n, found))
             if line_facts is None:
@@ -117,7 +113,7 @@ class LineChecker:
                 targets.append((n, *target))
                 last = target
         chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
-        chunk.tokens = tokens if count is not None else None
+        chunk.tokens = tokens if counter is not None else None
         return chunk
 
     def explain(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
@@ -199,7 +195,7 @@ class Validation:
                 handle,
                 checker.check_lines,
                 workers=self.workers,
-                prime=checker.count_tokens is not None,
+                prime=checker.counter is not None,
             )
             for chunk in chunks:
                 own = [(base + rel, f) for rel, found in chunk.findings for f in found]

@@ -10,7 +10,7 @@ import pytest
 from fake_openai import KEY, PLANS, FakeOpenAI, closed_port, example
 from helpers import jsonl, request
 
-from jsonl_batch import api
+from jsonl_batch import api, api_client
 from jsonl_batch.output import OutputExists
 from jsonl_batch.render_batches import Progress
 
@@ -124,6 +124,40 @@ def test_every_failure_is_one_safe_line(
     assert KEY not in message and "SECRET" not in message
     if setup is rate_limited:
         assert len(fake.calls) == 3  # the SDK retried twice before giving up
+
+
+AZURE_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"  # Azure keys: 32 hex digits, no "sk-" prefix
+
+
+@pytest.mark.parametrize("profile", ["openai", "azure"])
+def test_a_key_at_the_length_limit_is_redacted_whole(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, profile: str
+) -> None:
+    """The server echoes the key where the 300-character cut falls: no part of it may show."""
+    if profile == "azure":
+        monkeypatch.delenv("OPENAI_API_KEY")
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.url_for("/"))
+        monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
+    else:  # a key without the sk- prefix (a proxy's, a gateway's)
+        monkeypatch.setenv("OPENAI_API_KEY", AZURE_KEY)
+    fake.key = AZURE_KEY
+    cut = api_client.MAX_MESSAGE - 3
+    fake.fault("/batches/.*", 403, "x" * (cut - 10) + f" {AZURE_KEY} was refused")
+    with pytest.raises(api.ApiError) as caught:
+        api.get_batch(api.make_client(profile, max_retries=0), "batch_1")
+    message = str(caught.value)
+    assert "x" * 50 in message and "***" in message
+    assert not any(AZURE_KEY[i : i + 4] in message for i in range(len(AZURE_KEY) - 3))
+
+
+def test_secrets_are_removed_before_the_message_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
+    text = "y" * 280 + " " + AZURE_KEY + "\n\tand more"  # the key spans the cut at 297
+    assert api_client.safe_line(text) == "y" * 280 + " *** and more"
+    client = type("Client", (), {"api_key": "a-client-key-1234"})()
+    cut = "z" * 295 + " a-client-key-1234"
+    assert api_client.safe_line(cut, client) == "z" * 295 + " ***"
 
 
 def test_no_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -154,3 +155,109 @@ def test_commands_have_help_with_an_example() -> None:
         result = run(name, "--help")
         assert result.exit_code == 0
         assert f"jsonl-batch {name} requests.jsonl --results output.jsonl" in result.output
+
+
+# -- no traceback: deep bodies and malformed result files --------------------------------------
+
+
+def deep_request(depth: int, where: str, custom_id: str = "deep") -> bytes:
+    """A request line nested ``depth`` levels deep (orjson reads up to 1024) in ``where``."""
+    inner = depth - 6
+    if where == "messages":
+        messages = "[" * inner + '{"role":"user","content":"hi"}' + "]" * inner
+    elif where == "content":
+        messages = '[{"role":"user","content":' + "[" * inner + '"x"' + "]" * inner + "}]"
+    else:  # tools
+        tools = "[" * (inner - 4) + '{"type":"function"}' + "]" * (inner - 4)
+        messages = f'[],"tools":{tools}'
+    line = (
+        f'{{"custom_id":"{custom_id}","method":"POST","url":"/v1/chat/completions",'
+        f'"body":{{"model":"gpt-4o","messages":{messages}}}}}'
+    ).encode()
+    orjson.loads(line)
+    return line + b"\n"
+
+
+def deep_result(depth: int, custom_id: str = "deep") -> bytes:
+    inner = depth - 8
+    content = "[" * inner + '{"type":"text","text":"ok"}' + "]" * inner
+    line = (
+        f'{{"id":"r","custom_id":"{custom_id}","response":{{"status_code":200,"body":'
+        f'{{"choices":[{{"message":{{"content":{content}}}}}]}}}},"error":null}}'
+    ).encode()
+    orjson.loads(line)
+    return line + b"\n"
+
+
+def no_traceback(result: Any) -> None:
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    assert "Usage:" not in result.output
+
+
+@pytest.mark.parametrize("where", ["messages", "content", "tools"])
+@pytest.mark.parametrize("depth", [300, 600, 1000])
+def test_join_deep_bodies(tmp_path: Path, depth: int, where: str) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(deep_request(depth, where) + jsonl(request("b")))
+    out.write_bytes(deep_result(depth))
+    for n, flags in enumerate(([], ["--include-bodies", "--include-tool-calls"])):
+        table = tmp_path / f"t{n}.parquet"
+        result = run("join", str(inp), "-r", str(out), "-o", str(table), *flags)
+        no_traceback(result)
+        assert result.exit_code == 1, result.output  # "b" is missing
+        assert "2 requests: 1 succeeded, 0 failed, 1 missing" in result.output
+    rows = pq.read_table(table).to_pylist()
+    assert orjson.loads(rows[0]["request_body"])["model"] == "gpt-4o"
+    assert rows[0]["response_body"].startswith('{"choices":[{"message":{"content":[[[')
+
+
+MALFORMED_RESULTS = {
+    "invalid UTF-8": b'{"custom_id":"a","error":{"code":"\xff"}}\n',
+    "invalid UTF-8 id": b'{"custom_id":"\xff","error":{"code":"x"}}\n',
+    "BOM": b"\xef\xbb\xbf" + jsonl({"custom_id": "a", "error": {"code": "x"}}),
+    "blank lines": b"\n\r\n  \n",
+    "not objects": b'[1, 2]\n"text"\n3\nnull\n',
+    "too deep": b"[" * 1025 + b"]" * 1025 + b"\n",
+    "deep but legal": deep_result(1000, "nobody"),
+    "huge line": jsonl({"custom_id": "x", "error": {"code": "c", "message": "m" * 3_000_000}}),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_RESULTS)
+@pytest.mark.parametrize("flags", [[], ["--include-bodies"]])
+def test_join_malformed_result_files(tmp_path: Path, name: str, flags: list[str]) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(jsonl(request("ok")))
+    out.write_bytes(MALFORMED_RESULTS[name] + jsonl(ok_result("ok")))
+    result = run("join", str(inp), "-r", str(out), "-o", str(tmp_path / "t.csv"), *flags)
+    no_traceback(result)
+    assert result.exit_code == 0, result.output  # the one request succeeded
+    orphan = name in ("deep but legal", "huge line")  # legal result lines, for no request
+    kind = "result lines answering no request" if orphan else "lines that are not results"
+    assert kind in result.output
+    assert f"{out} line 1: " in result.output
+
+
+def test_join_malformed_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(b"\xef\xbb\xbf" + jsonl(request("a")))
+    out.write_bytes(jsonl(ok_result("a")))
+    result = run("join", str(inp), "-r", str(out), "-o", str(tmp_path / "t.parquet"))
+    no_traceback(result)
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"Error: {inp} line 1: This line starts with a UTF-8 byte-order"
+    )
+
+
+def ok_result(custom_id: str) -> dict[str, Any]:
+    body = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}
+    return {"custom_id": custom_id, "response": {"status_code": 200, "body": body}, "error": None}
+
+
+def test_one_row_is_singular(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(jsonl(request("a")))
+    out.write_bytes(jsonl(ok_result("a")))
+    result = run("join", str(inp), "-r", str(out), "-o", str(tmp_path / "t.parquet"))
+    assert result.exit_code == 0 and "(parquet, 1 row)" in result.output

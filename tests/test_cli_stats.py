@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,115 @@ def test_summarize_uses_nearest_rank_percentiles() -> None:
     }
     assert summarize(array("q", [7])) == {"sum": 7, "mean": 7.0, "p50": 7, "p95": 7, "max": 7}
     assert summarize(array("q"))["mean"] is None
+
+
+# -- errors are printed once; nothing read, no total -------------------------------------------
+
+
+def test_an_unreadable_file_is_reported_once(tmp_path: Path) -> None:
+    result = run(str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {tmp_path / 'nope.jsonl'}: no such file\n"
+    assert result.stdout == ""  # no "cannot read" line, no price footer for nothing
+
+
+def test_total_only_of_the_files_that_were_read(tmp_path: Path) -> None:
+    result = run(CHAT_SAMPLE, str(tmp_path / "nope.jsonl"), str(tmp_path))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'nope.jsonl'}: no such file",
+        f"Error: {tmp_path}: is a directory, not a file",
+    ]
+    assert "nope.jsonl" not in result.stdout and "total of" not in result.stdout
+    assert result.stdout.startswith(f"{CHAT_SAMPLE}: 4 requests")
+    both = run(CHAT_SAMPLE, str(tmp_path / "nope.jsonl"), EMBEDDINGS_SAMPLE)
+    assert "total of 2 files: 7 requests;" in both.stdout
+
+
+def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from jsonl_batch.cli import stats as cli_stats
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    size = Path(CHAT_SAMPLE).stat().st_size
+    assert cli_stats._size(CHAT_SAMPLE) == size and cli_stats._size("no-such-file") == 0
+    with cli_stats._progress_bar((CHAT_SAMPLE, "no-such-file")) as progress:
+        assert progress is not None
+        progress(-(-size // 2))  # half, rounded up
+        progress(size // 2)
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rCounting tokens [###############---------------]  50%\x1b[K")
+    assert drawn.endswith("\rCounting tokens [##############################] 100%\x1b[K\n")
+
+
+def test_size_of_a_fifo_does_not_block(tmp_path: Path) -> None:
+    from jsonl_batch.cli import stats as cli_stats
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert cli_stats._size(str(fifo)) == 0
+
+
+# -- no traceback: deep bodies and malformed files ---------------------------------------------
+
+
+def deep_line(depth: int, where: str) -> bytes:
+    """A request line nested ``depth`` levels deep (orjson reads up to 1024) in ``where``."""
+    inner = depth - 6
+    if where == "messages":
+        messages = "[" * inner + '{"role":"user","content":"hi"}' + "]" * inner
+    elif where == "content":
+        messages = '[{"role":"user","content":' + "[" * inner + '"x"' + "]" * inner + "}]"
+    else:  # tools: parameters nested through properties
+        half = inner // 2 - 4
+        props = '{"p":{"type":"object","properties":' * half + "{}" + "}}" * half
+        messages = (
+            '[],"tools":[{"type":"function","function":{"name":"f","parameters":'
+            f'{{"type":"object","properties":{props}}}}}}}]'
+        )
+    line = (
+        '{"custom_id":"deep","method":"POST","url":"/v1/chat/completions",'
+        f'"body":{{"model":"gpt-4o","messages":{messages}}}}}'
+    ).encode()
+    orjson.loads(line)  # a line orjson reads: the depth is legal
+    return line + b"\n"
+
+
+@pytest.mark.parametrize("where", ["messages", "content", "tools"])
+@pytest.mark.parametrize("depth", [300, 600, 1000])
+def test_deep_bodies_are_counted(write: Any, depth: int, where: str) -> None:
+    path = write(deep_line(depth, where) + jsonl(request("b")))
+    for fmt in ("text", "json"):
+        result = run(str(path), "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert "internal error" not in result.output and "Usage:" not in result.output
+    assert orjson.loads(result.stdout)["files"][0]["requests"] == 2
+
+
+MALFORMED = {
+    "invalid UTF-8": b'{"custom_id":"\xff\xfe"}\n',
+    "BOM": b"\xef\xbb\xbf" + jsonl(request("bom")),
+    "blank lines": b"\n\r\n   \n",
+    "not objects": b'[1, 2]\n"text"\n3\nnull\n',
+    "too deep": b"[" * 1025 + b"]" * 1025 + b"\n",
+    "huge line": jsonl(request("huge", messages=[{"role": "user", "content": "x " * 2_000_000}])),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_files_are_skipped_lines_not_errors(write: Any, name: str) -> None:
+    path = write(MALFORMED[name] + jsonl(request("ok")))
+    result = run(str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "internal error" not in result.output and "Usage:" not in result.output
+    found = orjson.loads(result.stdout)["files"][0]
+    huge = name == "huge line"
+    assert (found["requests"], found["skipped_lines"] > 0) == (2 if huge else 1, not huge)
+    text = run(str(path))
+    assert text.exit_code == 0 and "Traceback" not in text.output

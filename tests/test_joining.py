@@ -433,3 +433,132 @@ def test_fast_and_line_readers_agree(lines: list[dict[str, Any]]) -> None:
         slow = _read_slow(path, ())
     assert fast is not None
     assert fast.table.to_pylist() == slow.table.to_pylist()
+
+
+# -- bodies are copied from the lines, never re-serialized (any depth) -------------------------
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + '"x"' + "]" * depth
+
+
+def test_request_bodies_are_copied_as_written(write: Any) -> None:
+    body = '{ "model" : "gpt-4o", "messages": [{"role": "user", "content": "caf\\u00e9 \\/ 1.50"}],'
+    body += ' "temperature": 1.50 }'
+    line = f'{{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {body} }}'
+    inp = write(line.encode() + b"\n")
+    table = join([inp], [write(b"", "out.jsonl")], include_bodies=True).table
+    assert table.column("request_body").to_pylist() == [body]
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deep_bodies_and_tool_calls_are_copied(write: Any, depth: int) -> None:
+    inner = depth - 8
+    body = f'{{"model":"gpt-4o","messages":[{{"role":"user","content":{deep(inner)}}}]}}'
+    call = f'{{"id":"c","type":"function","function":{{"name":"f","arguments":{deep(inner)}}}}}'
+    answer = (
+        f'{{"id":"x","choices":[{{"index":0,"message":{{"role":"assistant",'
+        f'"content":null,"tool_calls":[{call}]}},"finish_reason":"tool_calls"}}]}}'
+    )
+    item = f'{{"type":"function_call","name":"f","arguments":{deep(inner)}}}'
+    responses = f'{{"id":"y","output":[{{"type":"reasoning"}},{item}],"status":"completed"}}'
+    inp = write(
+        f'{{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{body}}}\n'
+        f'{{"custom_id":"b","method":"POST","url":"/v1/responses","body":{body}}}\n'.encode()
+    )
+    out = write(
+        f'{{"custom_id":"a","response":{{"status_code":200,"body":{answer}}},"error":null}}\n'
+        f'{{"custom_id":"b","response":{{"status_code":200,"body":{responses}}}}}\n'.encode(),
+        "out.jsonl",
+    )
+    result = join([inp], [out], include_bodies=True, include_tool_calls=True)
+    a, b = result.table.to_pylist()
+    assert a["request_body"] == b["request_body"] == body
+    assert (a["response_body"], b["response_body"]) == (answer, responses)
+    assert (a["tool_calls"], b["tool_calls"]) == (f"[{call}]", f"[{item}]")
+    assert result.summary.anomalies == [] and result.summary.complete
+
+
+def test_a_value_that_cannot_be_copied_is_null_and_an_anomaly(
+    write: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jsonl_batch import slices
+
+    monkeypatch.setattr(slices, "raw_value", lambda *args, **kwargs: None)  # then orjson writes
+    body = f'{{"model":"gpt-4o","messages":{deep(300)}}}'
+    inp = write(
+        f'{{"custom_id":"a","url":"/v1/chat/completions","body":{body}}}\n'
+        '{"custom_id":"b","url":"/v1/chat/completions","body":{"model":"m"}}\n'.encode()
+    )
+    out = write(
+        f'{{"custom_id":"a","response":{{"status_code":200,"body":{body}}}}}\n'.encode(), "o.jsonl"
+    )
+    result = join([inp], [out], include_bodies=True)
+    assert result.table.column("request_body").to_pylist() == [None, '{"model":"m"}']
+    assert result.table.column("response_body").to_pylist() == [None, None]
+    s = result.summary
+    assert (s.not_copied, s.invalid_lines, s.succeeded, s.missing) == (2, 0, 1, 1)
+    assert [(a.kind, a.line, a.custom_id) for a in s.anomalies] == [
+        ("not_copied", 1, "a"),
+        ("not_copied", 1, "a"),
+    ]
+    assert s.anomalies[0].message.startswith("request_body left null")
+    assert s.anomalies[1].message.startswith("response_body left null")
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def paths(value: Any) -> list[tuple[Any, ...]]:
+    """Every path into ``value`` (keys and indexes) and the empty path."""
+    found: list[tuple[Any, ...]] = [()]
+    if isinstance(value, dict):
+        found += [(k, *p) for k, v in value.items() for p in paths(v)]
+    elif isinstance(value, list):
+        found += [(i, *p) for i, v in enumerate(value) for p in paths(v)]
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=JSON, indent=st.sampled_from([None, 0, 2]), ascii_=st.booleans(), pick=st.integers())
+def test_raw_value_finds_every_value_as_written(
+    value: Any, indent: int | None, ascii_: bool, pick: int
+) -> None:
+    import json
+
+    from jsonl_batch.slices import raw_value
+
+    seps = (",", ":") if indent is None and pick % 2 else (", ", ": ")
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_, separators=seps).encode()
+    text = b" \t" + text + b"\r\n" if pick % 3 == 0 else text
+    everywhere = paths(value)
+    path = everywhere[pick % len(everywhere)]
+    expected = orjson.loads(text)  # as orjson reads it (a huge integer becomes a float)
+    for step in path:
+        expected = expected[step]
+    for parsed in ({}, {"parsed": expected}):
+        found = raw_value(text, *path, **parsed)
+        assert found is not None and orjson.loads(found) == expected
+        assert found == found.strip()
+    assert raw_value(text, *path, "no such key") is None
+    assert raw_value(text, *path, 10**6) is None
+
+
+def test_raw_value_keys_escaped_and_twice() -> None:
+    from jsonl_batch.slices import raw_value
+
+    line = b'{"b\\u006fdy": {"a": 1}, "x": "}\\"]", "body" : [ 2 , 3 ] }'
+    assert raw_value(line, "body") == b"[ 2 , 3 ]"  # the last, as orjson.loads reads it
+    assert raw_value(line, "body", 1) == b"3"
+    assert raw_value(line, "x") == b'"}\\"]"'
+    assert raw_value(b'{"a": 1.50}', "a", parsed=1.5) == b"1.50"

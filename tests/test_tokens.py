@@ -4,19 +4,26 @@ images, the output ceiling, and the offline encoding files."""
 from __future__ import annotations
 
 import base64
+import inspect
 import sys
 from typing import Any
 
+import orjson
 import pytest
 
-from jsonl_batch import encodings
+from jsonl_batch import encodings, tokens
 from jsonl_batch.image_tokens import data_url_size, image_tokens
+from jsonl_batch.profiles import ENDPOINTS
 from jsonl_batch.tokens import (
     TokenCounter,
     TokensUnavailable,
+    countable,
     encoding_name,
     get_encoding,
+    json_text,
     output_ceiling,
+    request_tokens,
+    tokens_of_lines,
 )
 
 CHAT = "/v1/chat/completions"
@@ -429,3 +436,125 @@ def test_missing_encoding_file_names_the_fix(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_file_that_is_not_what_tiktoken_expects_is_refused() -> None:
     with pytest.raises(TokensUnavailable, match="reinstall"):
         encodings._packaged_ranks("cl100k_base", "url", expected_hash="0" * 64)
+
+
+# -- any depth: orjson reads 1024 levels, so the counter must too (no RecursionError) ------------
+
+
+def nested(depth: int, leaf: str = '"x"', key: str | None = None) -> Any:
+    """A value ``depth`` levels deep: lists around ``leaf``, or objects ``{key: ...}``."""
+    if key is None:
+        text = "[" * depth + leaf + "]" * depth
+    else:
+        text = f'{{"{key}":' * depth + leaf + "}" * depth
+    return orjson.loads(text)
+
+
+def deep_bodies(depth: int) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(url, a body with ``depth`` levels somewhere, the same body shallow or None)."""
+    user = {"role": "user", "content": "hi"}
+    x = {"role": "user", "content": "x"}
+    props = "{" + '"p":{"type":"object","properties":{' * (depth // 2) + "}}" * (depth // 2) + "}"
+
+    def tool(name: Any, properties: Any) -> dict[str, Any]:
+        params = {"type": "object", "properties": properties}
+        return chat(tools=[{"type": "function", "function": {"name": name, "parameters": params}}])
+
+    schema = {"type": "json_schema", "json_schema": {"schema": nested(depth, key="a")}}
+    mod = "omni-moderation-latest"
+    return [
+        (CHAT, chat(*nested(depth, orjson.dumps(user).decode())), chat(user)),
+        (CHAT, chat({"role": "user", "content": nested(depth)}), chat(x)),
+        (CHAT, chat({"role": "user", "content": nested(depth, key="text")}), chat(x)),
+        (CHAT, tool("f", orjson.loads(props)), None),
+        (CHAT, tool(nested(depth), {"a": {"type": nested(depth), "enum": [nested(depth)]}}), None),
+        (CHAT, chat(response_format=schema), None),
+        ("/v1/responses", {"model": "gpt-4o", "input": nested(depth)}, {"input": ["x"]}),
+        ("/v1/moderations", {"model": mod, "input": nested(depth)}, {"model": mod, "input": "x"}),
+    ]
+
+
+@pytest.mark.parametrize("depth", [300, 600, 1000])
+def test_bodies_of_any_depth_are_counted_without_raising(counter: TokenCounter, depth: int) -> None:
+    for url, body, shallow in deep_bodies(depth):
+        n = counter.count(url, body)
+        assert type(n) is int and n >= 0
+        if shallow is not None:  # nesting adds no text: the count is the shallow one's
+            assert n == counter.count(url, shallow)
+
+
+def test_a_deep_schema_counts_as_its_json_text(counter: TokenCounter) -> None:
+    schema = nested(1000, key="a")
+    body = {
+        "model": "gpt-4o",
+        "messages": [],
+        "response_format": {"json_schema": {"schema": schema}},
+    }
+    assert counter.count(CHAT, body) == 3 + counter.text(json_text(schema), "gpt-4o")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 1, 1.5, 'é\n"', [], {}, {"a": [1, {"b": None}], "c": "d"}, nested(200, key="k")],
+)
+def test_json_text_is_orjson_where_orjson_can_write(value: Any) -> None:
+    assert json_text(value) == orjson.dumps(value).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 1000 + "]" * 1000,
+        '{"k":' * 1000 + "null" + "}" * 1000,
+        "[" * 400 + '{"a":[1,"é\\n",null,true,2.5],"b":{}}' + "]" * 400,
+    ],
+)
+def test_json_text_writes_what_orjson_cannot(text: str) -> None:
+    assert json_text(orjson.loads(text)) == text
+
+
+# -- which lines count: one rule for stats, validate and split ---------------------------------
+
+COUNTED = {
+    "custom_id": "a",
+    "method": "POST",
+    "url": CHAT,
+    "body": chat({"role": "user", "content": "Hi"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("req", "counts"),
+    [
+        (COUNTED, True),
+        ({**COUNTED, "custom_id": None, "method": "GET"}, True),  # validate says what is wrong
+        ({"url": "/v1/images/generations", "body": {"prompt": "2 + 2 = 4"}}, True),
+        ({**COUNTED, "url": "/v1/unknown"}, False),
+        ({**COUNTED, "url": 3}, False),
+        ({**COUNTED, "body": "not an object"}, False),
+        ({"url": CHAT}, False),
+        ([COUNTED], False),
+        ("text", False),
+        (None, False),
+    ],
+)
+def test_the_one_rule_for_what_counts(counter: TokenCounter, req: Any, counts: bool) -> None:
+    assert countable(req) is counts
+    found = request_tokens(counter, req)
+    assert (found is not None) is counts
+    if counts:
+        assert found == counter.count(req["url"], req["body"])
+
+
+def test_tokens_of_lines_gives_one_count_per_line(counter: TokenCounter) -> None:
+    good = orjson.dumps(COUNTED)
+    other = orjson.dumps({**COUNTED, "url": "/v1/unknown"})
+    bom, deep = b"\xef\xbb\xbf", b"[" * 1025 + b"]" * 1025
+    lines = [good + b"\n", b"\n", bom + good, b"\xff\xfe", b"[1, 2]\r\n", b"{", good, other, deep]
+    expected = counter.count(CHAT, COUNTED["body"])
+    assert list(tokens_of_lines(counter, lines)) == [expected, 0, 0, 0, 0, 0, expected, 0, 0]
+
+
+def test_endpoints_come_from_the_profiles() -> None:
+    assert set(tokens._COUNTERS) <= set(ENDPOINTS)
+    assert '"/v1/' not in inspect.getsource(tokens)  # no url literals: profiles.ENDPOINTS

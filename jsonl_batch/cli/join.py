@@ -10,6 +10,7 @@ import orjson
 
 from ..joining import JoinSummary, join
 from ..output import check_writable
+from ..render import plural
 from ..tables import FORMATS, table_format, write_table
 from .options import library_errors
 
@@ -128,14 +129,14 @@ def join_command(
         click.echo(orjson.dumps(data).decode())
     else:
         click.echo(summary_text(summary))
-        click.echo(f"wrote {output} ({fmt}, {summary.requests:,} rows)")
+        click.echo(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})")
     raise SystemExit(0 if summary.complete else 1)
 
 
 def summary_text(s: JoinSummary) -> str:
     """The join summary for people: counts, error codes, tokens, then anomalies by kind."""
     out = [
-        f"{_plural(s.requests, 'request')}: {s.succeeded:,} succeeded, {s.failed:,} failed, "
+        f"{plural(s.requests, 'request')}: {s.succeeded:,} succeeded, {s.failed:,} failed, "
         f"{s.missing:,} missing"
     ]
     if s.error_codes:
@@ -146,12 +147,18 @@ def summary_text(s: JoinSummary) -> str:
             f"  tokens: {s.prompt_tokens:,} prompt, {s.completion_tokens:,} completion, "
             f"{s.total_tokens:,} total"
         )
-    counts = {"orphan": s.orphans, "duplicate": s.duplicates, "invalid_line": s.invalid_lines}
+    counts = {
+        "orphan": s.orphans,
+        "duplicate": s.duplicates,
+        "invalid_line": s.invalid_lines,
+        "not_copied": s.not_copied,
+    }
     shown: Counter[str] = Counter()
     labels = {
         "orphan": "result lines answering no request",
         "duplicate": "result lines not kept (custom_id answered twice)",
         "invalid_line": "lines that are not results",
+        "not_copied": "values left null (could not be copied)",
     }
     for kind, total in counts.items():
         if not total:
@@ -164,7 +171,3 @@ def summary_text(s: JoinSummary) -> str:
         if total > shown[kind]:
             out.append(f"    ... and {total - shown[kind]:,} more")
     return "\n".join(out)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' if n != 1 else ''}"

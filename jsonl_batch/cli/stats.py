@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,8 @@ from contextlib import contextmanager
 import click
 
 from ..pricing import PriceError, load_prices
+from ..reading import regular_size
+from ..render import ProgressBar
 from ..render_stats import stats_json, stats_text
 from ..stats import Progress, file_stats
 from ..tokens import TokensUnavailable
@@ -56,25 +57,35 @@ def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt
     failed = [f for f in result.files if f.error]
     if fmt == "text":
         for found in failed:
-            click.echo(f"Error: {found.file}: {found.error}", err=True)
-    click.echo(stats_json(result) if fmt == "json" else stats_text(result))
+            click.echo(f"Error: {found.error}", err=True)  # the error names the file
+    text = stats_json(result) if fmt == "json" else stats_text(result)
+    if text:
+        click.echo(text)
     raise SystemExit(2 if failed else 0)
 
 
 @contextmanager
 def _progress_bar(files: tuple[str, ...]) -> Iterator[Progress | None]:
     """A progress bar over the files' bytes on stderr, only when stderr is a terminal."""
-    total = sum(_size(f) for f in files)
-    if not sys.stderr.isatty() or not total:
+    total = sum(_size(f) for f in files) if sys.stderr.isatty() else 0
+    if not total:
         yield None
         return
-    with click.progressbar(length=total, label="Counting tokens", file=sys.stderr) as bar:
+    bar = ProgressBar(sys.stderr, total, "Counting tokens")
+    try:
         yield bar.update
+    finally:
+        bar.close()
 
 
 def _size(path: str) -> int:
+    """The size of a regular file (0 for stdin, a pipe, a missing file): opened without
+    blocking, so a FIFO with no writer yet does not hang the progress bar."""
+    if path == "-":
+        return regular_size(sys.stdin.buffer) or 0
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (OSError, ValueError):
         return 0
-    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+    with os.fdopen(fd, "rb") as handle:
+        return regular_size(handle) or 0
