@@ -19,8 +19,9 @@ from typing import IO, Any, Literal
 import orjson
 
 from .errors import UsageError
-from .manifests import Manifest, Part, manifest_path, writer_part_name
-from .output import OutputExists, atomic_output, check_writable
+from .limits import PartLimits, Totals
+from .manifests import Manifest, OutputSet, Part, manifest_path, part_name
+from .output import WriteError
 from .problems import CATALOGUE
 from .profiles import Profile, get_profile
 from .rules import FileRules
@@ -69,10 +70,6 @@ class BuildError(ValueError):
         return f"{where + ': ' if where else ''}{self.message} ({self.code})"
 
 
-class _Abort(Exception):
-    """Thrown into ``atomic_output`` to discard a part."""
-
-
 class BatchWriter(AbstractContextManager["BatchWriter"]):
     """Write requests to ``target`` (a path, or a binary stream) under a profile's rules.
 
@@ -87,9 +84,12 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
       break a limit) and ``name.manifest.json``;
     - ``"auto"``: one file if everything fits, parts and a manifest otherwise.
 
-    Files are written under temporary names and renamed when complete; leaving the ``with``
-    block by an exception removes everything this writer wrote. ``close()`` returns the
-    ``Manifest``. Existing outputs are only replaced with ``force=True``.
+    Files are written under temporary names and renamed together by ``close()``, which
+    returns the ``Manifest``; leaving the ``with`` block by an exception removes them all.
+    Existing outputs (the file, parts or a manifest of ``target``'s name) are only replaced
+    with ``force=True``, and then whatever an earlier build left under that name and this one
+    did not write is removed, so no stale part remains to be uploaded twice. A missing folder
+    is a ``WriteError`` at once.
     """
 
     def __init__(
@@ -119,23 +119,28 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
                 f"(choose from {', '.join(self.profile.endpoints)})"
             )
-        self.max_tokens = max_tokens if max_tokens is not None else self.profile.max_enqueued_tokens
-        p = self.profile
-        for name, value in (
-            ("max_requests", p.max_requests),
-            ("max_bytes", p.max_bytes),
-            ("max_embedding_inputs", p.max_embedding_inputs),
-            ("max_tokens", self.max_tokens),
-        ):
-            if value is not None and value < 1:
-                raise UsageError(f"{name} must be at least 1, not {value}")
+        self.limits = PartLimits.of(self.profile, max_tokens)
+        self.max_tokens = self.limits.max_tokens
         self.endpoint, self.model, self.rotate, self.force = endpoint, model, rotate, force
         self.id_prefix, self.write_manifest = id_prefix, write_manifest
         self.stream: IO[bytes] | None = None
         self.path: Path | None = None
+        self.outputs: OutputSet | None = None
         if isinstance(target, (str, os.PathLike)):
-            self.path = Path(target)
-            self._check_targets()
+            self.path = path = Path(target)
+            self.suffix = path.suffix or ".jsonl"
+            self.outputs = OutputSet(
+                path.parent,
+                path.stem,
+                force=force,
+                suffix=self.suffix,
+                whole=path,
+                label=path,
+                run="build",
+            )
+            self.outputs.check_folder()
+            first = path.parent / part_name(path.stem, 1, suffix=self.suffix)
+            self.outputs.check([path, manifest_path(path.parent, path.stem), first])
         else:
             if rotate:
                 raise UsageError("rotation needs a path to write parts next to, not a stream")
@@ -146,27 +151,11 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         self.requests = 0
         self.parts: list[Part] = []
         self.manifest: Manifest | None = None
-        self._written: list[Path] = []
         self._part: Part | None = None
+        self._totals = Totals()
         self._hash = sha256()
         self._out: IO[bytes] | None = None
-        self._cm: Any = None
         self._closed = False
-
-    def _check_targets(self) -> None:
-        """Refuse (before writing anything) to replace an output without ``force``."""
-        assert self.path is not None
-        if self.rotate is not True:
-            check_writable(self.path, self.force)
-        if not self.rotate:
-            return
-        check_writable(manifest_path(self.path.parent, self.path.stem), self.force)
-        first = writer_part_name(self.path, 1)
-        check_writable(first, self.force)
-        pattern = re.compile(re.escape(first.name).replace("001", r"\d{3,}"))
-        existing = [p for p in self.path.parent.glob("*") if pattern.fullmatch(p.name)]
-        if existing and not self.force:
-            raise OutputExists(f"{existing[0]} already exists; use --force to overwrite it")
 
     # -- adding requests
 
@@ -200,7 +189,9 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         size, inputs = len(raw) + 1, facts[3]
         count = self._count_tokens
         tokens = count(self.endpoint, line["body"]) if count is not None else 0
-        self._check_alone(size, inputs, tokens)
+        alone = self.limits.alone(size, inputs, tokens)
+        if alone is not None:
+            raise BuildError(alone.code, alone.message, param=alone.param, value=alone.value)
         self._check_model(number, facts[2])
         first = self.rules.first_use.get(custom_id)
         if first is not None:
@@ -212,39 +203,14 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 value=custom_id,
                 first=first,
             )
-        broken = self._breaks(size, inputs, tokens)
+        broken = self.limits.breaks(self._totals, size, inputs, tokens) if self._part else None
         if broken and not self.rotate:
-            raise BuildError(broken[0], broken[1], value=custom_id)
+            hint = "write parts instead (rotate=True, or jsonl-batch build -o FILE)"
+            raise BuildError(broken[0], f"{broken[1]}; {hint}.", value=custom_id)
         if broken:
             self._finish_part()
         self._write(raw, custom_id, number, (size, inputs, tokens), facts[2])
         return custom_id
-
-    def _check_alone(self, size: int, inputs: int, tokens: int) -> None:
-        p = self.profile
-        if p.max_bytes is not None and size > p.max_bytes:
-            raise BuildError(
-                "file_too_large",
-                f"This request alone is {size:,} bytes, more than the limit of {p.max_bytes:,} "
-                "bytes per file.",
-                value=size,
-            )
-        limit = p.max_embedding_inputs
-        if limit is not None and inputs > limit:
-            raise BuildError(
-                "too_many_embedding_inputs",
-                f"This request alone has {inputs:,} embedding inputs, more than the limit of "
-                f"{limit:,} per file.",
-                param="body.input",
-                value=inputs,
-            )
-        if self.max_tokens is not None and tokens > self.max_tokens:
-            raise BuildError(
-                "token_limit_exceeded",
-                f"This request alone has an estimated {tokens:,} input tokens, more than the "
-                f"budget of {self.max_tokens:,} per file.",
-                value=tokens,
-            )
 
     def _check_model(self, number: int, model: str | None) -> None:
         if model is None or self.rules.model is None or model == self.rules.model:
@@ -252,35 +218,6 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         found = self.rules.other_model(number, model)
         assert found is not None
         raise BuildError(found[0], found[1], param=found[2], value=model)
-
-    def _breaks(self, size: int, inputs: int, tokens: int) -> tuple[str, str] | None:
-        """``(code, message)`` if adding the line to the current part breaks a limit."""
-        part, p = self._part, self.profile
-        if part is None:
-            return None
-        hint = "; write parts instead (rotate=True, or jsonl-batch build -o FILE)"
-        if p.max_requests is not None and part.requests + 1 > p.max_requests:
-            return "too_many_tasks", (
-                f"The file already has the limit of {p.max_requests:,} requests{hint}."
-            )
-        if p.max_bytes is not None and part.bytes + size > p.max_bytes:
-            return "file_too_large", (
-                f"This request ({size:,} bytes) would take the file past the limit of "
-                f"{p.max_bytes:,} bytes{hint}."
-            )
-        limit = p.max_embedding_inputs
-        if limit is not None and part.embedding_inputs + inputs > limit:
-            return "too_many_embedding_inputs", (
-                f"This request's {inputs:,} embedding inputs would take the file past the "
-                f"limit of {limit:,}{hint}."
-            )
-        budget, used = self.max_tokens, part.input_tokens or 0
-        if budget is not None and used + tokens > budget:
-            return "token_limit_exceeded", (
-                f"This request's estimated {tokens:,} input tokens would take the file past "
-                f"the budget of {budget:,} (it has {used:,}){hint}."
-            )
-        return None
 
     # -- parts
 
@@ -297,8 +234,16 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         part = self._part or self._open_part()
         data = raw + b"\n"
         assert self._out is not None
-        self._out.write(data)
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            raise WriteError(f"{self.path or part.path}: {exc.strerror or exc}") from None
         self._hash.update(data)
+        totals = self._totals
+        totals.requests += 1
+        totals.bytes += size
+        totals.inputs += inputs
+        totals.tokens += tokens
         part.requests += 1
         part.lines += 1
         part.bytes += size
@@ -314,16 +259,17 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         self.requests = number
 
     def _open_part(self) -> Part:
-        if self.stream is not None:
+        if self.outputs is None:
             self._out = self.stream
             name = str(getattr(self.stream, "name", "<stream>"))
         else:
             assert self.path is not None
-            target = writer_part_name(self.path, len(self.parts) + 1) if self.rotate else self.path
-            self._cm = atomic_output(target, force=self.force)
-            self._out = self._cm.__enter__()
-            name = target.name
+            name = self.path.name
+            if self.rotate:
+                name = part_name(self.path.stem, len(self.parts) + 1, suffix=self.suffix)
+            self._out = self.outputs.open(name)
         self._hash = sha256()
+        self._totals = Totals()
         tokens = 0 if self.max_tokens is not None else None
         self._part = Part(name, endpoint=self.endpoint, input_tokens=tokens)
         return self._part
@@ -333,11 +279,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         if part is None:
             return
         part.sha256 = self._hash.hexdigest()
-        if self._cm is not None:
-            cm, self._cm = self._cm, None
-            cm.__exit__(None, None, None)
-            assert self.path is not None
-            self._written.append(self.path.parent / part.path)
+        if self.outputs is not None:
+            self.outputs.close(part.path)
         elif self._out is not None:
             self._out.flush()
         self.parts.append(part)
@@ -357,25 +300,16 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         try:
             self._finish_part()
             manifest = Manifest(
-                parts=self.parts,
-                profile=self.profile.name,
-                limits={
-                    "max_requests": self.profile.max_requests,
-                    "max_bytes": self.profile.max_bytes,
-                    "max_embedding_inputs": self.profile.max_embedding_inputs,
-                },
+                parts=self.parts, profile=self.profile.name, limits=self.limits.to_dict()
             )
-            if self.max_tokens is not None:
-                manifest.limits["max_tokens"] = self.max_tokens
-            if self.path is not None and self.rotate:
+            outputs = self.outputs
+            if outputs is not None and self.path is not None:
                 if self.rotate == "auto" and len(self.parts) == 1:
-                    os.replace(self._written[0], self.path)
-                    self._written[0] = self.path
+                    outputs.rename(self.parts[0].path, self.path.name)
                     self.parts[0].path = self.path.name
-                elif self.write_manifest:
-                    where = manifest_path(self.path.parent, self.path.stem)
-                    manifest.write(where, force=self.force)
-                    self._written.append(where)
+                elif self.rotate and self.write_manifest:
+                    outputs.add_manifest(manifest)
+                outputs.commit()
         except BaseException:
             self.abort()
             raise
@@ -384,13 +318,9 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         return manifest
 
     def abort(self) -> None:
-        """Discard the part being written and remove every file this writer wrote."""
-        if self._cm is not None:
-            cm, self._cm = self._cm, None
-            cm.__exit__(_Abort, _Abort(), None)
-        for path in self._written:
-            path.unlink(missing_ok=True)
-        self._written.clear()
+        """Discard every file this writer wrote (earlier outputs stay as they were)."""
+        if self.outputs is not None:
+            self.outputs.discard()
         self._part = self._out = None
         self._closed = True
 

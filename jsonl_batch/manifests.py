@@ -1,40 +1,242 @@
-"""Manifests and part names, shared by the builder and ``split``.
+"""Manifests, output names, and writing a run's outputs together; shared by ``build``,
+``split`` and ``retry``.
 
 A manifest lists the files a run wrote (``parts``, and for ``split`` the ``rejected`` lines)
 with what a user or a program needs to trust and upload them: request counts, bytes, sha256,
 the first and last custom_id and, for ``split``, the input lines each part holds.
+
+Every name a run gives its outputs is made here (``part_name``, ``rejected_name``,
+``manifest_path``), and so is the one list of what an earlier run left under the same stem
+(``earlier_outputs``). ``OutputSet`` writes a run's files under temporary names and renames
+them together, so a failure never leaves half of a new run next to half of an old one.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from .output import atomic_output
+from .output import OutputExists, WriteError, atomic_output, check_writable
+from .reading import BUFFER_SIZE
 
 _PAIR = re.compile(rb"\[\n *(\d+),\n *(\d+)\n *\]")  # raw newlines: never inside a JSON string
 
 
-def split_part_name(stem: str, index: int, total: int) -> str:
-    """``requests.part-001-of-005.jsonl``: zero-padded so the names sort."""
+def part_name(stem: str, index: int, total: int | None = None, suffix: str = ".jsonl") -> str:
+    """``out.part-001-of-005.jsonl`` (``split``: zero-padded so the names sort), or, when the
+    total is not known while writing (``build``), ``out.part-001.jsonl``."""
+    if total is None:
+        return f"{stem}.part-{index:03d}{suffix}"
     width = max(3, len(str(total)))
-    return f"{stem}.part-{index:0{width}d}-of-{total:0{width}d}.jsonl"
+    return f"{stem}.part-{index:0{width}d}-of-{total:0{width}d}{suffix}"
 
 
-def writer_part_name(path: str | os.PathLike[str], index: int) -> Path:
-    """``out.jsonl`` -> ``out.part-001.jsonl`` (the total is not known while writing)."""
-    target = Path(path)
-    return target.with_name(f"{target.stem}.part-{index:03d}{target.suffix or '.jsonl'}")
+def rejected_name(stem: str) -> str:
+    """``split --skip-invalid``'s file of invalid lines: ``<stem>.rejected.jsonl``."""
+    return f"{stem}.rejected.jsonl"
 
 
 def manifest_path(folder: str | os.PathLike[str], stem: str) -> Path:
     """``<folder>/<stem>.manifest.json``."""
     return Path(folder) / f"{stem}.manifest.json"
+
+
+def earlier_outputs(
+    folder: str | os.PathLike[str],
+    stem: str,
+    *,
+    suffix: str = ".jsonl",
+    whole: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """What a split, build or retry named after ``stem`` may have left in ``folder``: parts
+    (either naming), rejected lines, the manifest, and ``whole`` (a single-file output)."""
+    where = Path(folder)
+    if not where.is_dir():
+        return []
+    suffixes = "|".join(re.escape(s) for s in dict.fromkeys((".jsonl", suffix)))
+    pattern = re.compile(
+        re.escape(stem) + rf"\.(?:part-\d{{3,}}(?:-of-\d{{3,}})?(?:{suffixes})|rejected\.jsonl"
+        r"|manifest\.json)"
+    )
+    found = {p for p in where.iterdir() if pattern.fullmatch(p.name)}
+    if whole is not None and Path(whole).is_file():
+        found.add(Path(whole))
+    return sorted(found)
+
+
+def make_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents) if needed; ``WriteError`` saying why it cannot be."""
+    where = Path(folder)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        there = next((p for p in (where, *where.parents) if p.exists()), None)
+        if there == where:
+            raise WriteError(f"{where}: cannot write into a file (not a folder)") from None
+        why = f"{there} is a file" if there and not there.is_dir() else exc.strerror or exc
+        raise WriteError(f"{where}: cannot create this folder ({why})") from None
+    return where
+
+
+class OutputSet:
+    """The files one run writes under one ``stem`` in ``folder``, replaced together.
+
+    Each file is written under a temporary name (``open``, ``create``, ``add_manifest``);
+    ``commit()`` renames them all into place, the manifest last, and then, with ``force``,
+    removes what an earlier run left under the stem (``earlier_outputs``) that this one did
+    not write, so no stale part is left to be uploaded twice. ``discard()`` (or leaving a
+    ``with`` block by an exception) removes the temporaries: an earlier run's files stay as
+    they were. ``keep``: files never removed nor refused (the run's inputs). ``label`` is
+    the path named in errors (default: the folder); ``run`` words the refusal (``"... is
+    left from an earlier split"``).
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        stem: str,
+        *,
+        force: bool = False,
+        suffix: str = ".jsonl",
+        whole: str | os.PathLike[str] | None = None,
+        keep: Iterable[str | os.PathLike[str]] = (),
+        label: str | os.PathLike[str] | None = None,
+        run: str = "split",
+    ) -> None:
+        self.folder, self.stem, self.force = Path(folder), stem, force
+        self.suffix, self.whole, self.run = suffix, whole, run
+        self.keep = {Path(k).resolve() for k in keep}
+        self.label = os.fspath(label if label is not None else folder)
+        self.staged: dict[str, Path] = {}
+        """Final name -> temporary path, in the order written."""
+        self._open: dict[str, IO[bytes]] = {}
+
+    def earlier(self) -> list[Path]:
+        """What an earlier run left under the stem (``earlier_outputs``), inputs aside."""
+        found = earlier_outputs(self.folder, self.stem, suffix=self.suffix, whole=self.whole)
+        return [p for p in found if p.resolve() not in self.keep]
+
+    def check_folder(self) -> None:
+        """``WriteError`` naming ``label`` if the folder is missing or not writable."""
+        if not self.folder.is_dir():
+            what = "not a folder" if self.folder.exists() else "no such folder"
+            raise WriteError(f"{self.label}: cannot write here ({self.folder}: {what})")
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise WriteError(f"{self.label}: cannot write here (permission denied)")
+
+    def check(self, targets: Iterable[str | os.PathLike[str]] = ()) -> None:
+        """Refuse, before any work, what would replace an output without ``force``: an
+        existing target, or a file an earlier run left. A target that is a folder is a
+        ``WriteError`` even with ``force``."""
+        mine = [check_writable(t, force=True) for t in targets]
+        if self.force:
+            return
+        for old in self.earlier():
+            if old not in mine:
+                raise OutputExists(
+                    f"{old} is left from an earlier {self.run}; use --force to replace it"
+                )
+        for target in mine:
+            check_writable(target)
+
+    def open(self, name: str) -> IO[bytes]:
+        """A new temporary file in the folder, to become ``name`` on ``commit``."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
+        except OSError as exc:
+            raise WriteError(f"{self.label}: cannot write here ({exc.strerror or exc})") from None
+        self.staged[name] = Path(tmp)
+        handle = self._open[name] = os.fdopen(fd, "wb", buffering=BUFFER_SIZE)
+        return handle
+
+    def close(self, name: str) -> None:
+        """Close the file opened as ``name`` (its data flushed); ``WriteError`` if it fails."""
+        handle = self._open.pop(name)
+        try:
+            handle.close()
+        except OSError as exc:
+            raise WriteError(f"{self.folder / name}: {exc.strerror or exc}") from None
+
+    @contextmanager
+    def create(self, name: str) -> Iterator[IO[bytes]]:
+        """``open`` and ``close`` around a block; an ``OSError`` in it is a ``WriteError``."""
+        handle = self.open(name)
+        try:
+            yield handle
+        except OSError as exc:
+            raise WriteError(f"{self.folder / name}: {exc.strerror or exc}") from None
+        self.close(name)  # on an exception, ``discard`` closes it
+
+    def add_manifest(self, manifest: Manifest) -> Path:
+        """Stage ``<stem>.manifest.json`` (renamed last); remember its path in the manifest."""
+        where = manifest_path(self.folder, self.stem)
+        with self.create(where.name) as out:
+            out.write(manifest.dumps())
+        manifest.path = os.fspath(where)
+        return where
+
+    def rename(self, name: str, new: str) -> None:
+        """Let the staged ``name`` become ``new`` on ``commit``."""
+        self.staged[new] = self.staged.pop(name)
+
+    def path(self, name: str) -> Path:
+        """Where the staged ``name`` is being written (its temporary path)."""
+        return self.staged[name]
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file into place (the manifest last), then, with ``force``,
+        remove what an earlier run left under the stem. Returns the paths written."""
+        names = sorted(self.staged, key=lambda n: n.endswith(".manifest.json"))
+        finals = [self.folder / n for n in names]
+        if not self.force:
+            for final in finals:  # appeared while we were writing
+                check_writable(final)
+        for name, final in zip(names, finals, strict=True):
+            try:
+                os.replace(self.staged[name], final)
+            except OSError as exc:
+                self.discard()
+                raise WriteError(f"{final}: {exc.strerror or exc}") from None
+            del self.staged[name]
+        if self.force:
+            for old in self.earlier():
+                if old not in finals:
+                    _remove(old)
+        return finals
+
+    def discard(self) -> None:
+        """Remove every temporary file not yet renamed into place."""
+        for handle in self._open.values():
+            with suppress(OSError):  # a failed flush: the file goes anyway
+                handle.close()
+        self._open.clear()
+        for tmp in self.staged.values():
+            tmp.unlink(missing_ok=True)
+        self.staged.clear()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.discard()
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WriteError(
+            f"{path}: cannot remove this earlier output ({exc.strerror or exc})"
+        ) from None
 
 
 @dataclass
@@ -110,12 +312,15 @@ class Manifest:
         )
         return data
 
-    def write(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-        """Write the manifest as indented JSON, atomically; remember where."""
+    def dumps(self) -> builtins.bytes:
+        """The manifest file's bytes: indented JSON, a line range on one line (``[3, 7]``)."""
         text = orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-        text = _PAIR.sub(rb"[\1, \2]", text)  # a line range on one line: [3, 7]
+        return _PAIR.sub(rb"[\1, \2]", text) + b"\n"
+
+    def write(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the manifest on its own, atomically; remember where."""
         with atomic_output(path, force=force) as out:
-            out.write(text + b"\n")
+            out.write(self.dumps())
         self.path = os.fspath(path)
         return Path(path)
 

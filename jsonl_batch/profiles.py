@@ -24,16 +24,24 @@ class Endpoint:
     url: str
     name: str
     schema: str
+    prompt_field: str = "prompt"
+    """The body field that holds the prompt (``build --prompt-column`` fills it); for
+    ``messages``, the value becomes the user message."""
+    system_field: str | None = None
+    """Where ``build --system`` goes: ``messages`` (a system message first) or a body field
+    (``instructions``); ``None`` where the endpoint has no system prompt."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.url: e
     for e in (
-        Endpoint("/v1/responses", "Responses", "responses"),
-        Endpoint("/v1/chat/completions", "Chat Completions", "chat_completions"),
-        Endpoint("/v1/embeddings", "Embeddings", "embeddings"),
+        Endpoint("/v1/responses", "Responses", "responses", "input", "instructions"),
+        Endpoint(
+            "/v1/chat/completions", "Chat Completions", "chat_completions", "messages", "messages"
+        ),
+        Endpoint("/v1/embeddings", "Embeddings", "embeddings", "input"),
         Endpoint("/v1/completions", "Completions", "completions"),
-        Endpoint("/v1/moderations", "Moderations", "moderations"),
+        Endpoint("/v1/moderations", "Moderations", "moderations", "input"),
         Endpoint("/v1/images/generations", "Images", "images_generations"),
         Endpoint("/v1/images/edits", "Image edits", "images_edits"),
         Endpoint("/v1/videos", "Videos", "videos"),

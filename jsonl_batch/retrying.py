@@ -1,8 +1,10 @@
 """Retry files: the original request lines, byte for byte, of the requests that did not succeed.
 
 ``write_retry(inputs, results, output)`` joins (``joining.join``), selects the requests to
-retry, copies their lines from the inputs unchanged (in input order) and validates the file.
-If it is over the profile's limits it is split like ``split`` does (``splitting.split_file``).
+retry, copies their lines from the inputs unchanged (in input order) to a temporary file next
+to ``output`` and validates it once. Within the profile's limits it becomes ``output``; over
+them it is split like ``split`` does (``splitting.split_file``, reusing that validation), and
+only the parts and their manifest are written: never a whole file too big to send.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import pyarrow.compute as pc
 
 from .errors import UsageError
 from .joining import expand_inputs, join
-from .output import atomic_output, check_writable
+from .manifests import OutputSet
 from .problems import Report
 from .profiles import Profile, get_profile
 from .reading import LineReader, Source, open_source, source_name
-from .splitting import LIMIT_CODES, SplitResult, split_file
+from .splitting import LIMIT_CODES, SplitResult, split_file, without
 from .validation import validate_file
 
 SELECTIONS = ("all", "failed", "missing", "retryable")
@@ -34,7 +36,8 @@ RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "request_timeou
 
 @dataclass
 class RetryResult:
-    """What ``write_retry`` did. ``output`` is ``None`` when there was nothing to retry."""
+    """What ``write_retry`` did. ``output`` is ``None`` when there was nothing to retry;
+    ``files`` are what was written to send (``output``, or its parts when it was split)."""
 
     output: str | None
     requests: int = 0
@@ -50,6 +53,17 @@ class RetryResult:
     """Set when the file was over the limits and was split into parts."""
 
     @property
+    def files(self) -> list[str]:
+        if self.output is None:
+            return []
+        if self.split is None:
+            return [self.output]
+        manifest, folder = self.split.manifest, self.split.folder
+        if manifest is None or folder is None:
+            return []
+        return [os.fspath(folder / p.path) for p in manifest.parts]
+
+    @property
     def ok(self) -> bool:
         """True when there was nothing to retry, or the retry file (or its parts) can be sent."""
         if self.output is None:
@@ -62,6 +76,7 @@ class RetryResult:
         split = self.split
         return {
             "output": self.output,
+            "files": self.files,
             "requests": self.requests,
             "bytes": self.bytes,
             "reasons": dict(self.reasons),
@@ -110,14 +125,31 @@ def write_retry(
     """Write the request lines to retry to ``output``, validated, split if over the limits.
 
     Lines are copied byte-identical in input order (a last line without a newline gets one).
-    Nothing is written when every selected request succeeded. Raises ``ReadError``,
-    ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot run.
+    Over the limits (and otherwise valid), ``output`` itself is not written: only its parts
+    (``<stem>.part-001-of-00N.jsonl``...) and ``<stem>.manifest.json``, as ``split`` names
+    them. Nothing is written when every selected request succeeded. Without ``force`` an
+    existing output (or parts or a manifest of its name) is refused before any work; with
+    it, whatever an earlier retry left under that name is replaced or, with nothing to
+    retry, removed. Raises ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError``
+    when it cannot run.
     """
     profile = get_profile(profile, **limits)
     sources = expand_inputs(inputs)
     if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
         raise UsageError("retry reads its inputs twice: give files, not standard input")
-    check_writable(output, force)
+    target = Path(output)
+    read = [s for s in (*sources, *inputs) if isinstance(s, (str, os.PathLike))]
+    outputs = OutputSet(
+        target.parent,
+        target.stem,
+        force=force,
+        whole=target,
+        keep=read,  # never removed, even when named like an earlier retry's parts
+        label=target,
+        run="retry",
+    )
+    outputs.check_folder()
+    outputs.check([target])
     table = join(sources, results).table
     mask = retry_mask(table, only)
     chosen = table.filter(mask)
@@ -125,6 +157,7 @@ def write_retry(
     result = RetryResult(None, succeeded=statuses["succeeded"])
     result.not_selected = table.num_rows - statuses["succeeded"] - chosen.num_rows
     if not chosen.num_rows:
+        outputs.commit()  # nothing new; with force, what an earlier retry left is removed
         return result
     reasons = pc.coalesce(chosen.column("error_code"), chosen.column("status"))
     result.reasons = dict(sorted(Counter(reasons.to_pylist()).items()))
@@ -133,17 +166,27 @@ def write_retry(
         chosen.column("input_file").to_pylist(), chosen.column("line").to_pylist(), strict=True
     ):
         wanted[name].add(line)
-    with atomic_output(output, force=force) as out:
-        for source in sources:
-            lines = wanted.get(source_name(source))
-            if lines:
-                result.bytes += copy_lines(source, lines, out)
     result.output = os.fspath(output)
     result.requests = chosen.num_rows
-    result.report = validate_file(output, profile)
-    if any(p.code in LIMIT_CODES for p in result.report.problems):
-        folder = Path(output).parent
-        result.split = split_file(output, folder, profile, force=force)
+    with outputs:
+        with outputs.create(target.name) as out:
+            for source in sources:
+                lines = wanted.get(source_name(source))
+                if lines:
+                    result.bytes += copy_lines(source, lines, out)
+        staged = outputs.path(target.name)
+        report = result.report = validate_file(staged, profile)
+        report.file = result.output
+        over = any(p.code in LIMIT_CODES for p in report.problems)
+        if not over or not without(report, LIMIT_CODES).valid:
+            outputs.commit()  # fits, or has other problems to fix first: one file to look at
+            return result
+        split = result.split = split_file(
+            staged, target.parent, profile, force=force, report=report, name=target
+        )
+        outputs.discard()  # the parts, if any, were written; the whole file never is
+        if split.written and force and target.resolve() not in outputs.keep:
+            target.unlink(missing_ok=True)  # an earlier retry's single file
     return result
 
 

@@ -11,7 +11,6 @@ import datetime
 import os
 import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -23,8 +22,8 @@ import orjson
 from .building import BatchWriter, BuildError, Rotate
 from .errors import UsageError
 from .manifests import Manifest
-from .profiles import Profile
-from .reading import LineReader, Source, open_source, parse_line, source_name
+from .profiles import ENDPOINTS, Profile
+from .reading import LineReader, Source, open_source, parse_line, regular_size, source_name
 
 FORMATS = {
     ".csv": "csv",
@@ -34,18 +33,6 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-PROMPT_FIELDS = {
-    "/v1/chat/completions": "messages",
-    "/v1/completions": "prompt",
-    "/v1/embeddings": "input",
-    "/v1/moderations": "input",
-    "/v1/responses": "input",
-    "/v1/images/generations": "prompt",
-    "/v1/images/edits": "prompt",
-    "/v1/videos": "prompt",
-}
-"""Where ``--prompt-column``'s value goes in each endpoint's body."""
-SYSTEM_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "instructions"}
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 BATCH_ROWS = 8192
 
@@ -93,7 +80,7 @@ class RowReader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         with open_source(self.source) as handle:
-            self.total = _regular_size(handle)
+            self.total = regular_size(handle)
             if self.format == "jsonl":
                 yield from self._jsonl(handle)
             elif self.format == "parquet":
@@ -128,7 +115,7 @@ class RowReader:
             for batch in reader:
                 self.position = _tell(handle, self.position)
                 yield from batch.to_pylist()
-        except pa.ArrowException as exc:
+        except (pa.ArrowException, UnicodeDecodeError) as exc:  # a header that is not UTF-8
             raise BuildError(
                 "invalid_input", f"{self.name} is not readable as CSV: {exc}"
             ) from None
@@ -163,14 +150,6 @@ class RowReader:
                     f"There is no such column in {self.name} (columns: {', '.join(names)}).",
                     column=column,
                 )
-
-
-def _regular_size(handle: IO[bytes]) -> int | None:
-    try:
-        info = os.fstat(handle.fileno())
-    except (OSError, AttributeError, ValueError):
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _tell(handle: IO[bytes], default: int) -> int:
@@ -278,8 +257,9 @@ class BodyShaper:
         params: dict[str, Any] | None = None,
         template: Any = None,
     ) -> None:
-        if endpoint not in PROMPT_FIELDS:
+        if endpoint not in ENDPOINTS:
             raise UsageError(f"unknown endpoint {endpoint!r}")
+        self.fields = ENDPOINTS[endpoint]
         if template is not None and (prompt_column or system is not None):
             raise UsageError(
                 "a template replaces --prompt-column and --system; give one or the other"
@@ -290,10 +270,9 @@ class BodyShaper:
             )
         if template is not None and not isinstance(template, dict):
             raise UsageError("the template must be a JSON object (the request body)")
-        if system is not None and endpoint not in SYSTEM_FIELDS:
-            raise UsageError(
-                f"--system applies to /v1/chat/completions and /v1/responses, not {endpoint}"
-            )
+        if system is not None and self.fields.system_field is None:
+            takers = " and ".join(sorted(e.url for e in ENDPOINTS.values() if e.system_field))
+            raise UsageError(f"--system applies to {takers}, not {endpoint}")
         self.endpoint, self.prompt_column, self.system = endpoint, prompt_column, system
         self.template = template
         self.params = [(key.split("."), value) for key, value in (params or {}).items()]
@@ -303,7 +282,7 @@ class BodyShaper:
             tuple(dict.fromkeys(found)) if template is not None else (str(prompt_column),)
         )
         in_prompt: list[str] = []
-        _placeholders((template or {}).get(PROMPT_FIELDS[endpoint]), in_prompt)
+        _placeholders((template or {}).get(self.fields.prompt_field), in_prompt)
         self.prompt_columns = (
             tuple(dict.fromkeys(in_prompt)) if template is not None else self.columns
         )
@@ -334,13 +313,13 @@ class BodyShaper:
     def _quick(self, value: Any) -> dict[str, Any]:
         if isinstance(value, (bool, int, float)):
             value = orjson.dumps(value).decode()
-        field = PROMPT_FIELDS[self.endpoint]
+        field, system_field = self.fields.prompt_field, self.fields.system_field
         if field == "messages":
             system = [{"role": "system", "content": self.system}] if self.system else []
             return {"messages": [*system, {"role": "user", "content": value}]}
         body = {field: value}
-        if self.system is not None:
-            body["instructions"] = self.system
+        if self.system is not None and system_field is not None:
+            body[system_field] = self.system
         return body
 
     def column_for(self, param: str | None) -> str | None:
@@ -348,7 +327,7 @@ class BodyShaper:
         if not param or not param.startswith("body."):
             return None
         if self.template is None:
-            field = PROMPT_FIELDS[self.endpoint]
+            field = self.fields.prompt_field
             return self.prompt_column if re.match(rf"body\.{field}\b", param) else None
         node: Any = self.template
         for name, index in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", param[4:]):

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from jsonl_batch import BatchWriter, BuildError, get_profile, validate_file
 from jsonl_batch.building import value_at
-from jsonl_batch.output import OutputExists
+from jsonl_batch.limits import PartLimits, Totals
+from jsonl_batch.output import OutputExists, WriteError
 
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
@@ -192,8 +193,8 @@ def test_token_budget_without_rotation_raises(tmp_path: Path) -> None:
         writer.add(words(12))
     assert err.value.code == "token_limit_exceeded" and err.value.value == "request-2"
     assert str(err.value) == (
-        "This request's estimated 40 input tokens would take the file past the budget of 50 "
-        "(it has 30); write parts instead (rotate=True, or jsonl-batch build -o FILE). "
+        "This request's estimated 40 input tokens would take the file past the limit of 50 "
+        "tokens (it has 30); write parts instead (rotate=True, or jsonl-batch build -o FILE). "
         "(token_limit_exceeded)"
     )
     assert [line["custom_id"] for line in lines(out)] == ["request-1", "request-2"]
@@ -205,7 +206,9 @@ def test_a_request_over_the_token_budget_fails_even_with_rotation(tmp_path: Path
         w.add(words(2))
         with pytest.raises(BuildError, match="token_limit_exceeded") as err:
             w.add(words(30))
-    assert "alone has an estimated 38 input tokens, more than the budget of 20" in str(err.value)
+    assert "alone has an estimated 38 input tokens, more than the limit of 20 tokens" in str(
+        err.value
+    )
     assert err.value.value == 38
     with pytest.raises(ValueError, match="max_tokens must be at least 1"):
         BatchWriter(tmp_path / "p.jsonl", CHAT, max_tokens=0)
@@ -363,3 +366,90 @@ def test_whatever_the_writer_accepts_validates(
         assert report.valid, report.problems
         seen += [line["custom_id"] for line in lines(folder / part.path)]
     assert seen == accepted
+
+
+def test_force_removes_what_an_earlier_build_left(tmp_path: Path) -> None:
+    out = tmp_path / "small.jsonl"
+    with BatchWriter(out, CHAT, model="m", rotate="auto", max_requests=1) as writer:
+        for _ in range(3):
+            writer.add(chat())
+    assert files(tmp_path) == [
+        "small.manifest.json",
+        "small.part-001.jsonl",
+        "small.part-002.jsonl",
+        "small.part-003.jsonl",
+    ]
+    with pytest.raises(OutputExists, match="small"):
+        BatchWriter(out, CHAT, model="m", rotate="auto")
+    with BatchWriter(out, CHAT, model="m", rotate="auto", force=True) as writer:
+        writer.add(chat())
+    assert files(tmp_path) == ["small.jsonl"]  # no part left to be uploaded twice
+    with BatchWriter(out, CHAT, model="m", rotate=True, max_requests=1, force=True) as writer:
+        writer.add(chat())
+        writer.add(chat())
+    assert files(tmp_path) == [
+        "small.manifest.json",
+        "small.part-001.jsonl",
+        "small.part-002.jsonl",
+    ]
+
+
+def test_a_failed_build_with_force_keeps_the_earlier_output(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with BatchWriter(out, CHAT, model="m", rotate=True, max_requests=1) as writer:
+        writer.add(chat("old"))
+        writer.add(chat("old"))
+    before = {name: (tmp_path / name).read_bytes() for name in files(tmp_path)}
+    with (
+        pytest.raises(RuntimeError),
+        BatchWriter(out, CHAT, model="m", rotate=True, max_requests=1, force=True) as writer,
+    ):
+        for _ in range(3):
+            writer.add(chat("new"))
+        raise RuntimeError("boom")
+    assert {name: (tmp_path / name).read_bytes() for name in files(tmp_path)} == before
+
+
+def test_part_names_leave_the_file_name_alone(tmp_path: Path) -> None:
+    (tmp_path / "batch002.part-001.jsonl").write_text("another batch")
+    with BatchWriter(tmp_path / "batch001.jsonl", CHAT, model="m", rotate=True) as writer:
+        writer.add(chat())
+    assert writer.manifest is not None
+    assert [p.path for p in writer.manifest.parts] == ["batch001.part-001.jsonl"]
+    assert (tmp_path / "batch002.part-001.jsonl").read_text() == "another batch"
+    with BatchWriter(tmp_path / "v1.ndjson", CHAT, model="m", rotate=True) as writer:
+        writer.add(chat())
+    assert (tmp_path / "v1.part-001.ndjson").exists()
+
+
+def test_a_missing_folder_names_the_path_given(tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "x.jsonl"
+    for rotate in (False, True, "auto"):
+        with pytest.raises(WriteError) as err:
+            BatchWriter(target, CHAT, model="m", rotate=rotate)
+        assert str(err.value).startswith(f"{target}: cannot write here")
+        assert "part-" not in str(err.value) and "\n" not in str(err.value)
+    assert files(tmp_path) == []
+
+
+def test_part_limits_are_one_definition() -> None:
+    limits = PartLimits.of(get_profile("openai", max_requests=2, max_bytes=100), max_tokens=50)
+    assert limits.to_dict() == {
+        "max_requests": 2,
+        "max_bytes": 100,
+        "max_embedding_inputs": 50_000,
+        "max_tokens": 50,
+    }
+    assert limits.alone(10, 0, 10) is None
+    code, message, param, value = limits.alone(101, 0, 0)  # type: ignore[misc]
+    assert (code, param, value) == ("file_too_large", None, 101)
+    assert message == (
+        "This request alone has 101 bytes, more than the limit of 100 bytes per file; "
+        "no part can hold it."
+    )
+    assert limits.alone(1, 0, 51)[0] == "token_limit_exceeded"  # type: ignore[index]
+    assert not limits.overflows(Totals(1, 50, 0, 20), 50, 0, 30)
+    assert limits.overflows(Totals(2, 10, 0, 0), 1, 0, 0)  # requests
+    assert limits.overflows(Totals(1, 50, 0, 0), 51, 0, 0)  # bytes
+    assert limits.overflows(Totals(1, 50, 0, 40), 1, 0, 11)  # tokens
+    assert "max_tokens" not in PartLimits.of(get_profile("openai")).to_dict()

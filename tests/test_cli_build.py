@@ -113,7 +113,7 @@ def test_max_tokens(csv: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith(
         "Error: row 2: This request's estimated 12 input tokens would take the file past the "
-        "budget of 25 (it has 14)"
+        "limit of 25 tokens (it has 14)"
     )
     assert result.stderr.rstrip().endswith("(token_limit_exceeded)")
     assert "--max-tokens" in run("--help").output
@@ -185,7 +185,7 @@ def test_formats_and_stdin(tmp_path: Path) -> None:
         (
             '{"t": "a"}\n{"t": "b"}\n',
             ("--prompt-column", "t", "--max-tokens", "7"),
-            "row 1: This request alone has an estimated 8 input tokens, more than the budget of 7",
+            "row 1: This request alone has an estimated 8 input tokens, more than the limit of 7",
         ),
         (
             '{"t": "a", "i": 1}\n{"t": "b", "i": 1}\n',
@@ -303,7 +303,31 @@ def test_no_traceback_on_any_input(
     source.write_bytes(data)
     args = ("--endpoint", endpoint, "--id-column", "id", "-o", str(folder / "o.jsonl"))
     result = run(str(source), *QUICK[:3], "t", *args, "--force")
-    assert result.exit_code in (0, 1, 2), result.output
-    assert "internal error" not in result.output
+    assert result.exit_code in (0, 1), result.output  # bad data is 1, never a usage error
+    assert "Usage:" not in result.output and "internal error" not in result.output
     if result.exit_code == 0:
         assert validate_file(folder / "o.jsonl").valid
+
+
+def test_force_leaves_no_stale_parts(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small.jsonl"
+    assert run(str(csv), "-o", str(out), *QUICK, "--max-requests", "1").exit_code == 0
+    result = run(str(csv), "-o", str(out), *QUICK)
+    assert result.exit_code == 2
+    assert "small.part-002.jsonl is left from an earlier build; use --force" in result.output
+    assert run(str(csv), "-o", str(out), *QUICK, "--force").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv", "small.jsonl"]
+    assert run(str(csv), "-o", str(out), *QUICK, "--split", "--force").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "q.csv",
+        "small.manifest.json",
+        "small.part-001.jsonl",
+    ]
+
+
+def test_a_missing_folder_names_the_output(csv: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "x.jsonl"
+    result = run(str(csv), "-o", str(target), *QUICK)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {target}: cannot write here")
+    assert "part-" not in result.output

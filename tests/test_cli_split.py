@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from jsonl_batch import encodings, split_file, validate_file
 from jsonl_batch.cli import main
+from jsonl_batch.copying import ByteRanges
 
 
 def run(*args: str) -> Result:
@@ -135,7 +136,7 @@ def test_max_tokens(big: Path, tmp_path: Path) -> None:
 def test_a_request_over_max_tokens(big: Path, tmp_path: Path) -> None:
     result = run(str(big), "--max-tokens", "7", "-o", str(tmp_path / "a"), "--max-problems", "1")
     assert result.exit_code == 1
-    assert "line 1: This line alone has an estimated 8 input tokens, more than the limit" in (
+    assert "line 1: This request alone has an estimated 8 input tokens, more than the limit" in (
         result.stdout
     )
     assert "token_limit_exceeded" in result.stdout and "Nothing was written" in result.stderr
@@ -202,6 +203,8 @@ def test_help_has_an_example() -> None:
     )
 
 
+CANNOT_CUT = ("cannot make 2 parts from", "do not fit in 2 parts")
+"""The only exit-2 messages a file's content can cause (with ``--parts 2 --max-requests 1``)."""
 json_lines = st.lists(
     st.sampled_from(
         [
@@ -244,3 +247,58 @@ def test_no_traceback_on_any_input(
         result = run(*args, "--format", fmt, "--force")
         assert result.exit_code in (0, 1, 2), result.output
         assert "internal error" not in result.output
+        if result.exit_code == 2:  # the file cannot be cut as asked: one line, not "Usage:"
+            assert result.output.startswith("Error: ") and "Usage:" not in result.output
+            assert any(m in result.output for m in CANNOT_CUT), result.output
+
+
+def test_output_folder_under_a_file(big: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    result = run(str(big), "-o", str(tmp_path / "afile" / "sub"))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {tmp_path / 'afile' / 'sub'}: cannot ")
+    assert len(result.output.splitlines()) == 1 and "internal error" not in result.output
+
+
+def test_skip_invalid_when_every_line_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"not json\n[1]\n")
+    result = run(str(path), "--skip-invalid")
+    assert result.exit_code == 1  # no part to upload
+    assert "bad.rejected.jsonl  2 invalid lines, unchanged" in result.stdout
+    assert "or use --skip-invalid" not in result.output
+    assert "No valid request: every line went to bad.rejected.jsonl" in result.stderr
+    assert names(tmp_path) == ["bad.jsonl", "bad.manifest.json", "bad.rejected.jsonl"]
+    result = run(str(path), "--skip-invalid", "--force", "--format", "json")
+    assert result.exit_code == 1 and orjson.loads(result.stdout)["parts"] == []
+
+
+def test_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    for skip in ((), ("--skip-invalid",)):
+        result = run(str(path), *skip)
+        assert result.exit_code == 1
+        assert f"Nothing was written: {path} is empty." in result.stderr
+        assert "--skip-invalid" not in result.stderr
+    assert names(tmp_path) == ["empty.jsonl"]
+
+
+def test_a_failed_split_with_force_keeps_the_earlier_split(
+    big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(str(big), "--max-requests", "2").exit_code == 0
+    before = {n: (tmp_path / n).read_bytes() for n in names(tmp_path)}
+    calls = []
+    copy = ByteRanges.copy
+
+    def full(self: Any, runs: Any, out: Any) -> str:
+        calls.append(runs)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return copy(self, runs, out)
+
+    monkeypatch.setattr(ByteRanges, "copy", full)
+    result = run(str(big), "--max-requests", "2", "--force")
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    assert {n: (tmp_path / n).read_bytes() for n in names(tmp_path)} == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -12,7 +13,8 @@ from helpers import DATA, jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import join
+from jsonl_batch import join, retrying, splitting, validate_file
+from jsonl_batch.output import OutputExists
 from jsonl_batch.retrying import retry_mask, write_retry
 
 J = DATA / "join"
@@ -87,16 +89,65 @@ def test_nothing_to_retry_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "retry.jsonl").exists()
 
 
-def test_over_the_limits_it_is_split(tmp_path: Path) -> None:
+def test_over_the_limits_it_is_split_and_validated_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def validate(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return validate_file(*args, **kwargs)
+
+    monkeypatch.setattr(retrying, "validate_file", validate)
+    monkeypatch.setattr(splitting, "validate_file", validate)
     target = tmp_path / "retry.jsonl"
     result = write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2)
+    assert len(calls) == 1
     assert result.split is not None and result.split.manifest is not None
     assert [p.requests for p in result.split.manifest.parts] == [2, 2, 1]
     parts = sorted(tmp_path.glob("retry.part-*.jsonl"))
-    assert b"".join(p.read_bytes() for p in parts) == target.read_bytes()
-    assert (tmp_path / "retry.manifest.json").exists()
-    assert result.ok
+    assert b"".join(p.read_bytes() for p in parts) == lines_of(CHAT_IN, [4, 5, 6, 7, 8])
+    assert not target.exists()  # only the parts, which fit, are there to upload
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "retry.manifest.json",
+        *(p.name for p in parts),
+    ]
+    assert result.ok and result.report is not None and result.report.file == str(target)
     assert result.to_dict()["manifest"]["requests"] == 5
+    assert result.to_dict()["files"] == [str(p) for p in parts]
+    assert result.split.manifest.input == str(target)
+
+
+def test_force_replaces_an_earlier_retry_whatever_its_shape(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2)
+    with pytest.raises(OutputExists, match="is left from an earlier retry; use --force"):
+        write_retry([CHAT_IN], CHAT_OUT, target)
+    result = write_retry([CHAT_IN], CHAT_OUT, target, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["retry.jsonl"]
+    assert result.to_dict()["files"] == [str(target)]
+    write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2, force=True)
+    assert not target.exists() and len(list(tmp_path.glob("retry.part-*"))) == 3
+
+
+def test_force_with_nothing_to_retry_removes_the_earlier_retry(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(request("a")))
+    target = tmp_path / "retry.jsonl"
+    write_retry([inp], [], target)  # "a" is missing: retry it
+    assert target.exists()
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(jsonl({"custom_id": "a", "response": {"status_code": 200, "body": {}}}))
+    with pytest.raises(OutputExists):
+        write_retry([inp], [out], target)
+    assert target.exists()
+    result = write_retry([inp], [out], target, force=True)
+    assert result.output is None and result.ok and result.to_dict()["files"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+    (tmp_path / "retry.part-001-of-002.jsonl").write_text("old")
+    (tmp_path / "retry.manifest.json").write_text("{}")
+    write_retry([inp], [out], target, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
 def test_standard_input_is_refused(tmp_path: Path) -> None:
@@ -160,3 +211,12 @@ def test_retry_file_of_a_failed_bad_request_reports_its_problem(tmp_path: Path) 
     assert result.report is not None and not result.report.valid
     assert not result.ok
     assert result.to_dict()["valid"] is False
+
+
+def test_an_earlier_retry_given_as_input_is_never_removed(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = write_retry([tmp_path / "retry.manifest.json"], [], target, force=True)
+    assert result.requests == 5 and target.read_bytes() == lines_of(CHAT_IN, [4, 5, 6, 7, 8])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "retry.jsonl"])

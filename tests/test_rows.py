@@ -338,3 +338,24 @@ def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:
         build_file(source, tmp_path / "o.jsonl", CHAT, prompt_column="t")
     assert str(err.value) == "row 1: Model parameter is required. (invalid_request)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.jsonl"]
+
+
+def test_prompt_and_system_fields_come_from_the_profiles() -> None:
+    from jsonl_batch import rows as rows_module
+    from jsonl_batch.profiles import ENDPOINTS
+
+    assert not hasattr(rows_module, "PROMPT_FIELDS") and not hasattr(rows_module, "_regular_size")
+    assert {url: e.prompt_field for url, e in ENDPOINTS.items()} == {
+        "/v1/responses": "input",
+        "/v1/chat/completions": "messages",
+        "/v1/embeddings": "input",
+        "/v1/completions": "prompt",
+        "/v1/moderations": "input",
+        "/v1/images/generations": "prompt",
+        "/v1/images/edits": "prompt",
+        "/v1/videos": "prompt",
+    }
+    with_system = sorted(url for url, e in ENDPOINTS.items() if e.system_field)
+    assert with_system == ["/v1/chat/completions", "/v1/responses"]
+    with pytest.raises(ValueError, match="applies to /v1/chat/completions and /v1/responses"):
+        BodyShaper("/v1/completions", prompt_column="t", system="x")

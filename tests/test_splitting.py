@@ -14,8 +14,9 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import SplitError, TokenCounter, split_file, splitting, validate_file
-from jsonl_batch.output import OutputExists
+from jsonl_batch import SplitError, TokenCounter, cutting, split_file, splitting, validate_file
+from jsonl_batch.copying import ByteRanges
+from jsonl_batch.output import OutputExists, WriteError
 from jsonl_batch.reading import ReadError
 
 
@@ -159,10 +160,10 @@ def test_limits_are_not_problems_but_other_file_problems_are(tmp_path: Path) -> 
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"")
     assert split_file(path).report.flatten() == [[None, "empty_file"]]
-    assert not split_file(path, skip_invalid=True).written
-    path.write_bytes(b"\n")
-    assert not split_file(path, skip_invalid=True).written  # nothing valid to split
+    assert not split_file(path, skip_invalid=True).written  # no line: nothing to write
     assert os.listdir(tmp_path) == ["in.jsonl"]
+    path.write_bytes(b"\n")
+    assert split_file(path).report.flatten() == [[1, "invalid_json_line"], [None, "empty_file"]]
 
 
 def test_skip_invalid_puts_every_line_somewhere(tmp_path: Path) -> None:
@@ -257,7 +258,7 @@ def test_output_folder_is_created_and_unwritable_is_an_error(tmp_path: Path) -> 
     result = split_file(path, tmp_path / "a" / "b")
     assert result.manifest.parts[0].path == "in.part-001-of-001.jsonl"
     (tmp_path / "file").write_text("")
-    with pytest.raises((OSError, ValueError, OutputExists)):
+    with pytest.raises(WriteError, match="cannot write into a file"):
         split_file(path, tmp_path / "file")
 
 
@@ -364,7 +365,7 @@ def test_a_line_over_the_token_budget(tmp_path: Path) -> None:
     assert not result.written and os.listdir(tmp_path) == ["in.jsonl"]
     assert result.report.flatten(["line", "code"]) == [[2, "token_limit_exceeded"]]
     assert result.report.problems[0].message == (
-        "This line alone has an estimated 58 input tokens, more than the limit of 30 tokens "
+        "This request alone has an estimated 58 input tokens, more than the limit of 30 tokens "
         "per file; no part can hold it."
     )
     result = split_file(path, max_tokens=30, skip_invalid=True)
@@ -391,8 +392,8 @@ def test_tokens_counted_by_worker_processes_give_the_same_parts(
 ) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(worded(i, i % 40) for i in range(400)) + b"not json\n")
-    monkeypatch.setattr(splitting, "TOKENS_PARALLEL_BYTES", 1)
-    monkeypatch.setattr(splitting, "TOKENS_CHUNK_BYTES", 2048)
+    monkeypatch.setattr(cutting, "TOKENS_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(cutting, "TOKENS_CHUNK_BYTES", 2048)
     forked = split_file(path, tmp_path / "2", max_tokens=500, workers=2, skip_invalid=True)
     alone = split_file(path, tmp_path / "1", max_tokens=500, workers=1, skip_invalid=True)
     assert len(forked.manifest.parts) > 5
@@ -442,3 +443,88 @@ def test_property_parts_respect_the_token_budget(
     for part, following in pairs:  # greedy: the next part's first line did not fit
         first = following.read_bytes().splitlines()[0]
         assert part.input_tokens + chat_tokens(first) > budget
+
+
+def test_a_failed_split_with_force_keeps_the_earlier_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(4))
+    split_file(path, max_requests=1)
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    path.write_bytes(chat_file(4, prefix="new"))  # the same names, other contents
+    copy = ByteRanges.copy
+    calls = []
+
+    def failing(self: Any, runs: Any, out: Any) -> str:
+        calls.append(runs)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return copy(self, runs, out)
+
+    monkeypatch.setattr(ByteRanges, "copy", failing)
+    with pytest.raises(WriteError, match="No space left"):
+        split_file(path, max_requests=1, force=True)
+    assert len(calls) == 3
+    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert after == {**before, "in.jsonl": path.read_bytes()}
+
+
+def test_output_folder_under_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(2))
+    (tmp_path / "afile").write_text("")
+    for folder in (tmp_path / "afile" / "sub", tmp_path / "afile"):
+        with pytest.raises(WriteError) as err:
+            split_file(path, folder)
+        assert str(err.value).startswith(f"{folder}: cannot ") and "\n" not in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == ["afile", "in.jsonl"]
+
+
+@pytest.mark.parametrize("data", [b"not json\n", b"\n\n", b"[1]\r\n" + jsonl(request("r1"))[:-5]])
+def test_skip_invalid_when_every_line_is_invalid(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, skip_invalid=True)
+    manifest = result.manifest
+    assert manifest is not None and manifest.parts == [] and manifest.requests == 0
+    assert (tmp_path / "in.rejected.jsonl").read_bytes() == data  # every line, exactly once
+    assert manifest.rejected is not None and manifest.rejected.lines == data.count(b"\n") + (
+        not data.endswith(b"\n")
+    )
+    on_disk = orjson.loads((tmp_path / "in.manifest.json").read_bytes())
+    assert on_disk["parts"] == [] and on_disk["rejected"]["bytes"] == len(data)
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "in.manifest.json", "in.rejected.jsonl"]
+
+
+def test_skip_invalid_when_no_line_fits(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(request("r1", user="x" * 500)))
+    result = split_file(path, max_bytes=300, skip_invalid=True)
+    assert result.manifest is not None and result.manifest.parts == []
+    assert result.manifest.rejected is not None and result.manifest.rejected.line_ranges == [(1, 1)]
+
+
+def test_an_empty_file_with_skip_invalid_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"")
+    result = split_file(path, skip_invalid=True)
+    assert not result.written and result.report.stats.lines == 0
+    assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
+def test_a_report_made_before_is_not_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(5))
+    report = validate_file(path, max_requests=2)  # with the limits: split drops those problems
+    assert report.flatten(["line", "code"]) == [[None, "too_many_tasks"]]
+    monkeypatch.setattr(splitting, "validate_file", None)
+    result = split_file(path, tmp_path / "out", max_requests=2, report=report, name="sel.jsonl")
+    assert result.report.valid and result.report.problems == []
+    assert [p.path for p in result.manifest.parts] == [
+        f"sel.part-00{i}-of-003.jsonl" for i in (1, 2, 3)
+    ]
+    assert result.manifest.input == "sel.jsonl"
+    assert sorted(os.listdir(tmp_path / "out"))[0] == "sel.manifest.json"

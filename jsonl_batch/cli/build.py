@@ -81,7 +81,11 @@ class Progress:
     "output, an error) before a request would go over N.",
 )
 @click.option("--split", is_flag=True, help="Always write parts and a manifest.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing outputs; parts or a manifest an earlier build left are removed.",
+)
 @profile_options
 @format_option("text", "json")
 @library_errors

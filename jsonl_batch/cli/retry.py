@@ -26,7 +26,12 @@ from .options import format_option, library_errors, limits, profile_options
     "not 4xx errors). Default: every request that did not succeed.",
 )
 @profile_options
-@click.option("--force", is_flag=True, help="Overwrite the output (and parts) if they exist.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier retry of the same name (file, or parts and manifest); with "
+    "nothing to retry, remove it.",
+)
 @format_option("text", "json")
 @library_errors
 def retry_command(
@@ -43,9 +48,9 @@ def retry_command(
 ) -> None:
     """Write the request lines of INPUTS that did not succeed, byte-identical, to a new file.
 
-    The retry file is validated; over the profile's limits, it is also split into parts with
-    a manifest, as `split` does. Exit status: 0 written and valid (or nothing to retry),
-    1 the retry file has problems, 2 usage or I/O error.
+    The retry file is validated; over the profile's limits, only its parts and a manifest are
+    written (OUTPUT's stem, named as `split` names them). Exit status: 0 written and valid
+    (or nothing to retry), 1 the retry file has problems, 2 usage or I/O error.
 
     Example:
 
@@ -81,7 +86,7 @@ def retry_text(r: RetryResult) -> str:
         out.append("over the limits, so split (upload the parts):")
         out.append(manifest_text(r.split.manifest, r.split.folder))
     elif r.split is not None:
-        out.append("over the limits, and could not be split:")
+        out.append("over the limits, and could not be split (nothing written):")
         out.append(report_text(r.split.report))
     elif r.report is not None:
         out.append(report_text(r.report))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from ..manifests import manifest_json, manifest_text
+from ..profiles import get_profile
 from ..render import report_json, report_text
-from ..splitting import split_file
+from ..splitting import SplitError, split_file
 from .options import CliError, format_option, library_errors, limits, profile_options
 
 
@@ -41,9 +42,14 @@ from .options import CliError, format_option, library_errors, limits, profile_op
 @click.option(
     "--skip-invalid",
     is_flag=True,
-    help="Write invalid lines, unchanged, to STEM.rejected.jsonl instead of stopping.",
+    help="Write invalid lines, unchanged, to STEM.rejected.jsonl instead of stopping "
+    "(every line ends up in exactly one file).",
 )
-@click.option("--force", is_flag=True, help="Replace an earlier split of the same file.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier split of the same file (its parts, rejected lines, manifest).",
+)
 @click.option(
     "--max-problems",
     type=click.IntRange(min=0),
@@ -81,8 +87,13 @@ def split(
     Writes STEM.part-001-of-00N.jsonl, ... and STEM.manifest.json (sha256, line ranges,
     counts). --max-tokens counts each request's input tokens with tiktoken (an estimate;
     needs jsonl-batch[tokens]) and keeps each part's sum at or under N. A file with problems
-    is reported like validate and nothing is written, unless --skip-invalid. Exit status: 0
-    written, 1 problems found (nothing written), 2 usage or I/O error.
+    is reported like validate and nothing is written, unless --skip-invalid. All files are
+    written under temporary names and renamed together, so a failure leaves an earlier split
+    as it was.
+
+    Exit status: 0 parts written; 1 no part written: problems found (nothing written, or with
+    --skip-invalid only STEM.rejected.jsonl and the manifest, when no line is valid) or an
+    empty file; 2 usage or I/O error, or the file cannot be cut as asked (--parts).
 
     Example:
 
@@ -90,30 +101,40 @@ def split(
 
         jsonl-batch split big.jsonl --max-tokens 2000000
     """
-    result = split_file(
-        file,
-        output_dir,
-        profile,
-        parts=parts,
-        by=by,  # type: ignore[arg-type]
-        skip_invalid=skip_invalid,
-        force=force,
-        max_problems=max_problems or None,
-        workers=jobs,
-        max_tokens=max_tokens,
-        **limits(max_requests, max_bytes, max_embedding_inputs),
-    )
-    report = result.report
+    try:
+        result = split_file(
+            file,
+            output_dir,
+            get_profile(profile, **limits(max_requests, max_bytes, max_embedding_inputs)),
+            parts=parts,
+            by=by,  # type: ignore[arg-type]
+            skip_invalid=skip_invalid,
+            force=force,
+            max_problems=max_problems or None,
+            workers=jobs,
+            max_tokens=max_tokens,
+        )
+    except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
+        raise CliError(str(exc)) from None
+    report, manifest = result.report, result.manifest
     if report.error:
         raise CliError(report.error)
-    if result.manifest is None:
-        click.echo(report_json(report) if fmt == "json" else report_text(report))
-        if fmt == "text":
+    text = fmt == "text"
+    if manifest is None:
+        click.echo(report_text(report) if text else report_json(report))
+        if text and not report.stats.lines:
+            click.echo(f"Nothing was written: {file} is empty.", err=True)
+        elif text:
             click.echo("Nothing was written; fix the problems or use --skip-invalid.", err=True)
         raise SystemExit(1)
-    if fmt == "json":
-        click.echo(manifest_json(result.manifest))
-        return
-    click.echo(manifest_text(result.manifest, result.folder))
-    if result.manifest.rejected is not None:
+    click.echo(manifest_text(manifest, result.folder) if text else manifest_json(manifest))
+    if text and manifest.rejected is not None:
         click.echo(report_text(report), err=True)
+    if not manifest.parts:
+        if text and manifest.rejected is not None:
+            click.echo(
+                f"No valid request: every line went to {manifest.rejected.path}; "
+                "no part was written.",
+                err=True,
+            )
+        raise SystemExit(1)
