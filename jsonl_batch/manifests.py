@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from typing import IO, Any
 
 import orjson
 
-from .output import OutputExists, WriteError, atomic_output, check_writable
-from .reading import BUFFER_SIZE
+from .output import OutputExists, WriteError, atomic_output, check_writable, temporary
+from .render import plural
 
 _PAIR = re.compile(rb"\[\n *(\d+),\n *(\d+)\n *\]")  # raw newlines: never inside a JSON string
 
@@ -150,12 +149,8 @@ class OutputSet:
 
     def open(self, name: str) -> IO[bytes]:
         """A new temporary file in the folder, to become ``name`` on ``commit``."""
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        except OSError as exc:
-            raise WriteError(f"{self.label}: cannot write here ({exc.strerror or exc})") from None
-        self.staged[name] = Path(tmp)
-        handle = self._open[name] = os.fdopen(fd, "wb", buffering=BUFFER_SIZE)
+        handle, self.staged[name] = temporary(self.folder / name, self.label)
+        self._open[name] = handle
         return handle
 
     def close(self, name: str) -> None:
@@ -335,21 +330,17 @@ def manifest_text(manifest: Manifest, folder: str | os.PathLike[str] | None = No
     """A short summary: one line per written file."""
     where = f" in {folder}" if folder is not None else ""
     parts = manifest.parts
-    head = f"{_plural(manifest.requests, 'request')} -> {_plural(len(parts), 'part')}{where}"
+    head = f"{plural(manifest.requests, 'request')} -> {plural(len(parts), 'part')}{where}"
     if manifest.input is not None:
         head = f"{manifest.input}: {head}"
     out = [head]
     for p in parts:
         ids = f"  {p.first_custom_id} .. {p.last_custom_id}" if p.first_custom_id else ""
         tokens = f", ~{p.input_tokens:,} input tokens" if p.input_tokens is not None else ""
-        out.append(f"  {p.path}  {_plural(p.requests, 'request')}, {p.bytes:,} bytes{tokens}{ids}")
+        out.append(f"  {p.path}  {plural(p.requests, 'request')}, {p.bytes:,} bytes{tokens}{ids}")
     if manifest.rejected is not None:
         r = manifest.rejected
-        out.append(f"  {r.path}  {_plural(r.lines, 'invalid line')}, unchanged")
+        out.append(f"  {r.path}  {plural(r.lines, 'invalid line')}, unchanged")
     if manifest.path is not None:
         out.append(f"  {Path(manifest.path).name}")
     return "\n".join(out)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' if n != 1 else ''}"

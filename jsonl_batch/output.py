@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -34,32 +34,40 @@ def check_writable(path: str | os.PathLike[str], force: bool = False) -> Path:
     return target
 
 
+def temporary(target: Path, label: str | os.PathLike[str] | None = None) -> tuple[IO[bytes], Path]:
+    """A new binary file next to ``target`` under a temporary name, with the permissions
+    ``target`` will have (mkstemp's are 0600): the first half of every atomic write.
+    ``label`` is the path named in errors (default: ``target``)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        where = label if label is not None else target
+        raise WriteError(f"{where}: cannot write here ({exc.strerror or exc})") from None
+    with suppress(OSError):  # a file system without modes keeps mkstemp's
+        os.fchmod(fd, _mode_for(target))
+    return os.fdopen(fd, "wb", buffering=BUFFER_SIZE), Path(tmp)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[IO[bytes]]:
     """Open a binary temporary file next to ``path``; on success rename it to ``path``."""
     target = check_writable(path, force)
-    folder = target.parent
+    handle, tmp = temporary(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise WriteError(f"{target}: cannot write here ({exc.strerror or exc})") from None
-    try:
-        os.fchmod(fd, _mode_for(target))
-        with os.fdopen(fd, "wb", buffering=BUFFER_SIZE) as handle:
+        with handle:
             yield handle
         if target.exists() and not force:  # appeared while we were writing
             raise OutputExists(f"{target} already exists; use --force to overwrite it")
         os.replace(tmp, target)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise WriteError(f"{target}: {exc.strerror or exc}") from None
         raise
 
 
 def _mode_for(target: Path) -> int:
-    """The permissions a new file gets from the umask (mkstemp's are 0600), or those of the
-    file being replaced."""
+    """The permissions a new file gets from the umask, or those of the file it replaces."""
     try:
         return target.stat().st_mode & 0o7777
     except OSError:

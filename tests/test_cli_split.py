@@ -302,3 +302,24 @@ def test_a_failed_split_with_force_keeps_the_earlier_split(
     result = run(str(big), "--max-requests", "2", "--force")
     assert result.exit_code == 2 and "No space left on device" in result.output
     assert {n: (tmp_path / n).read_bytes() for n in names(tmp_path)} == before
+
+
+def test_parts_and_manifest_get_normal_permissions(tmp_path) -> None:
+    import os
+
+    from jsonl_batch import split_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(
+        b'{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":{"model":"m",'
+        b'"messages":[{"role":"user","content":"hi"}]}}\n' % i for i in range(3)
+    ))  # fmt: skip
+    old = os.umask(0o022)
+    try:
+        result = split_file(source, tmp_path / "out", max_requests=1)
+    finally:
+        os.umask(old)
+    assert result.manifest is not None
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(written) == 4
+    assert {p.stat().st_mode & 0o777 for p in written} == {0o644}

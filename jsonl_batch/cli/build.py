@@ -3,37 +3,35 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 
 from ..building import BuildError
 from ..manifests import Manifest, manifest_json, manifest_text
 from ..profiles import ENDPOINTS
+from ..render import ProgressBar
 from ..rows import build_file, load_template, parse_params
 from .options import format_option, library_errors, limits, profile_options
 
 
 class Progress:
-    """A progress bar on stderr, drawn only when stderr is a terminal and the size is known."""
+    """Build's progress on a terminal: a ``render.ProgressBar`` once the input size is known."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.bar: Any = None
-        self.shown = 0
+        self.bar: ProgressBar | None = None
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.bar is None:
             if total is None:
                 return
-            self.bar = click.progressbar(length=total, label="building", file=self.stream)
-            self.bar.render_progress()
-        self.bar.update(max(0, done - self.shown))
-        self.shown = max(done, self.shown)
+            self.bar = ProgressBar(self.stream, total, "building")
+        self.bar.update(max(0, done - self.bar.done))
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.render_finish()
+            self.bar.close()
 
 
 @click.command()
