@@ -108,3 +108,12 @@ def format_option(*choices: str) -> Callable[[F], F]:
         show_default=True,
         help="Output format.",
     )
+
+
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for large files (default: one per core).",
+)
+"""``--jobs N``: processes for the per-line work on large files (``parallel.LineChunks``)."""

@@ -8,7 +8,7 @@ from ..manifests import manifest_json, manifest_text
 from ..profiles import get_profile
 from ..render import report_json, report_text
 from ..splitting import SplitError, split_file
-from .options import CliError, format_option, library_errors, limits, profile_options
+from .options import CliError, format_option, jobs_option, library_errors, limits, profile_options
 
 
 @click.command()
@@ -57,13 +57,7 @@ from .options import CliError, format_option, library_errors, limits, profile_op
     show_default=True,
     help="List at most N line problems (0: all); counts stay exact.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes for validating (and counting tokens of) large files "
-    "(default: one per core).",
-)
+@jobs_option
 @format_option("text", "json")
 @library_errors
 def split(

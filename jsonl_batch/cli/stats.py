@@ -15,7 +15,7 @@ from ..render import ProgressBar
 from ..render_stats import stats_json, stats_text
 from ..stats import Progress, file_stats
 from ..tokens import TokensUnavailable
-from .options import CliError, format_option, library_errors
+from .options import CliError, format_option, jobs_option, library_errors
 
 
 @click.command()
@@ -26,12 +26,7 @@ from .options import CliError, format_option, library_errors
     type=click.Path(dir_okay=False),
     help="A price table (JSON, the shape of the packaged data/prices.json) to use instead.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes for large files (default: one per core).",
-)
+@jobs_option
 @format_option("text", "json")
 @library_errors
 def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt: str) -> None:

@@ -7,7 +7,7 @@ import click
 from ..problems import CATALOGUE
 from ..render import report_json, report_text
 from ..validation import validate_file
-from .options import format_option, library_errors, limits, profile_options
+from .options import format_option, jobs_option, library_errors, limits, profile_options
 
 
 @click.command()
@@ -36,12 +36,7 @@ from .options import format_option, library_errors, limits, profile_options
     metavar="CODE",
     help="Do not check or report this code (repeatable).",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes for large files (default: one per core).",
-)
+@jobs_option
 @format_option("text", "json")
 @library_errors
 def validate(
