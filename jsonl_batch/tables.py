@@ -79,13 +79,13 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "request_body",
         pa.string(),
-        "The request's `body`, as JSON text.",
+        "The request's `body`, as JSON text exactly as written in the input line.",
         "include_bodies",
     ),
     Column(
         "response_body",
         pa.string(),
-        "`response.body`, as JSON text (null without a response).",
+        "`response.body`, as JSON text exactly as written (null without a response).",
         "include_bodies",
     ),
     Column(
