@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from itertools import chain, islice, pairwise
 from typing import IO, Generic, TypeVar
 
@@ -66,6 +67,8 @@ class LineChunks(Generic[T]):
         min_bytes = PARALLEL_MIN_BYTES if min_parallel_bytes is None else min_parallel_bytes
         self.workers = _worker_count(self.size, workers, min_bytes)
         self.prime = prime
+        self.done = 0
+        """Bytes of the file whose results have been yielded so far (for progress)."""
         self.block_lines = block_lines or BLOCK_LINES
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
 
@@ -76,7 +79,10 @@ class LineChunks(Generic[T]):
         reader = LineReader(self.handle)
         lines = reader.raw()
         for first in lines:
-            yield self.work(chain((first,), islice(lines, self.block_lines - 1)))
+            result = self.work(chain((first,), islice(lines, self.block_lines - 1)))
+            with suppress(OSError, ValueError):  # a pipe cannot tell; its size is unknown anyway
+                self.done = self.handle.tell()
+            yield result
         if self.size is None:
             self.size = reader.offset
 
@@ -97,7 +103,10 @@ class LineChunks(Generic[T]):
             _inherited = None
         with pool:
             try:
-                yield from pool.imap(_run_range, [(path, a, b) for a, b in pairwise(bounds)])
+                tasks = [(path, a, b) for a, b in pairwise(bounds)]
+                for (_, _, end), result in zip(tasks, pool.imap(_run_range, tasks), strict=True):
+                    self.done = end
+                    yield result  # type: ignore[misc]  # _run_range returns work's T
             except OSError as exc:
                 raise ReadError(describe_os_error(path, exc)) from None
 

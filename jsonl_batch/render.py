@@ -65,6 +65,25 @@ class ProgressBar:
         self.line.close()
 
 
+class SizedProgress:
+    """A ``ProgressBar`` fed ``(done, total)`` calls, drawn once the total is known."""
+
+    def __init__(self, stream: IO[str], label: str) -> None:
+        self.stream, self.label = stream, label
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            if total is None:
+                return
+            self.bar = ProgressBar(self.stream, total, self.label)
+        self.bar.update(max(0, done - self.bar.done))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def report_json(report: Report) -> str:
     """One line of JSON, equal to ``report.to_dict()``."""
     return orjson.dumps(report.to_dict()).decode()

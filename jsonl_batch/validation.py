@@ -153,7 +153,8 @@ class Validation:
     (``max_requests``, ``max_bytes``, ``max_embedding_inputs``). ``endpoint`` and ``model``
     fix the batch's endpoint and model instead of taking them from the first line. Codes in
     ``ignore`` are neither checked nor reported. ``workers``: processes for large files
-    (``None``: one per core; ``1``: in-process).
+    (``None``: one per core; ``1``: in-process). ``progress(bytes_done, size)`` is called
+    after each chunk (``size`` is ``None`` for a stream).
     """
 
     def __init__(
@@ -165,9 +166,11 @@ class Validation:
         model: str | None = None,
         ignore: Collection[str] = (),
         workers: int | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
         **overrides: Any,
     ) -> None:
         self.source = source
+        self.progress = progress
         self.profile = get_profile(profile, **overrides)
         unknown = sorted(set(ignore) - set(CATALOGUE))
         if unknown:
@@ -203,6 +206,8 @@ class Validation:
                 for line, finding in merge(own, cross, key=lambda pair: pair[0]):
                     yield from emit(line, [finding])
                 base += chunk.lines
+                if self.progress is not None:
+                    self.progress(chunks.done, chunks.size)
         size = chunks.size or 0
         stats.lines = base
         stats.bytes = size

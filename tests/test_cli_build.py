@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from jsonl_batch import encodings, validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.cli.build import Progress
+from jsonl_batch.render import SizedProgress
 
 build_module = importlib.import_module("jsonl_batch.cli.build")  # `cli.build` is the command
 QUICK = ("--model", "m", "--prompt-column", "text")
@@ -265,7 +265,7 @@ def test_progress_bar_on_a_terminal(csv: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_progress_without_a_total() -> None:
-    progress = Progress(io.StringIO())
+    progress = SizedProgress(io.StringIO(), "building")
     progress(10, None)
     assert progress.bar is None
     progress.close()

@@ -279,3 +279,23 @@ def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
     with atomic_output(target, force=True) as handle:
         handle.write(b"[]\n")
     assert target.stat().st_mode & 0o777 == 0o600 and target.read_bytes() == b"[]\n"
+
+
+def test_progress_reaches_the_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jsonl_batch import parallel
+
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(request(f"r{i}")) + b"\n" for i in range(300)))
+    size = path.stat().st_size
+    for workers, min_bytes in ((1, 1 << 40), (2, 0)):
+        monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", min_bytes)
+        monkeypatch.setattr(parallel, "CHUNK_BYTES", 4096)
+        monkeypatch.setattr(parallel, "BLOCK_LINES", 50)
+        seen: list[tuple[int, int | None]] = []
+
+        def note(done: int, total: int | None, seen: list[tuple[int, int | None]] = seen) -> None:
+            seen.append((done, total))
+
+        report = validate_file(path, workers=workers, progress=note)
+        assert report.valid and len(seen) > 2
+        assert seen[-1] == (size, size) and [d for d, _ in seen] == sorted(d for d, _ in seen)

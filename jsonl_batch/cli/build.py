@@ -10,28 +10,9 @@ import click
 from ..building import BuildError
 from ..manifests import Manifest, manifest_json, manifest_text
 from ..profiles import ENDPOINTS
-from ..render import ProgressBar
+from ..render import SizedProgress
 from ..rows import build_file, load_template, parse_params
 from .options import format_option, library_errors, limits, profile_options
-
-
-class Progress:
-    """Build's progress on a terminal: a ``render.ProgressBar`` once the input size is known."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.bar: ProgressBar | None = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if self.bar is None:
-            if total is None:
-                return
-            self.bar = ProgressBar(self.stream, total, "building")
-        self.bar.update(max(0, done - self.bar.done))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.command()
@@ -123,7 +104,7 @@ def build(
     if template is None and model is None:
         raise click.UsageError("give --model (or a --template that sets the model)")
     terminal = _terminal()
-    progress = Progress(terminal) if terminal is not None else None
+    progress = SizedProgress(terminal, "building") if terminal is not None else None
     to_stdout = output == "-"
     try:
         manifest = build_file(

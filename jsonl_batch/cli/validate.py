@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..problems import CATALOGUE
-from ..render import report_json, report_text
+from ..render import SizedProgress, report_json, report_text
 from ..validation import validate_file
 from .options import format_option, jobs_option, library_errors, limits, profile_options
 
@@ -67,9 +69,13 @@ def validate(
     render = report_json if fmt == "json" else report_text
     status = 0
     for path in files:
+        # Counting tokens takes seconds on a big file: show progress on a terminal.
+        show = max_enqueued_tokens is not None and sys.stderr.isatty()
+        progress = SizedProgress(sys.stderr, f"checking {path}") if show else None
         report = validate_file(
             path,
             profile,
+            progress=progress,
             max_problems=max_problems or None,
             endpoint=endpoint,
             model=model,
@@ -78,6 +84,8 @@ def validate(
             max_enqueued_tokens=max_enqueued_tokens,
             **limits(max_requests, max_bytes, max_embedding_inputs),
         )
+        if progress is not None:
+            progress.close()
         if report.error:
             status = 2
             if fmt == "text":
