@@ -8,8 +8,7 @@ with ``parts``, an even share. The result is byte runs per part, for ``copying``
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,8 +26,9 @@ from .reading import BUFFER_SIZE, LineReader, ReadError, open_source
 from .rules import FileRules, count_inputs
 
 if TYPE_CHECKING:
-    from .tokens import TokenCounter
+    pass
 
+Progress = Callable[[int, "int | None"], None]
 By = Literal["model", "endpoint"]
 TOKENS_PARALLEL_BYTES = 8 << 20
 """Counting tokens costs ~16x parsing: files this big are counted by worker processes..."""
@@ -211,15 +211,18 @@ def _one(
         reject(line_no, start, end, 0)
 
 
-def token_counts(stack: ExitStack, path: Path, workers: int | None) -> Iterator[int]:
-    """Each line's estimated input tokens, in order, counted by worker processes for a large
-    file. The first count is asked for at once, so the workers are forked before any thread
-    starts; ``stack`` closes the file and the workers."""
+def token_counts(
+    stack: ExitStack, path: Path, workers: int | None, progress: Progress | None = None
+) -> Iterator[int]:
+    """Each line's estimated input tokens, in order (``tokens.tokens_of_lines``), counted by
+    worker processes for a large file. The first count is asked for at once, so the workers
+    are forked before any thread starts; ``stack`` closes the file and the workers.
+    ``progress(bytes_done, size)`` is called as chunks are counted."""
     from .parallel import LineChunks  # loaded only when counting
-    from .tokens import TokenCounter
+    from .tokens import TokenCounter, tokens_of_lines
 
     handle = stack.enter_context(open_source(path))
-    work = partial(_tokens_per_line, TokenCounter())
+    work = partial(tokens_of_lines, TokenCounter())
     chunks = LineChunks(
         path,
         handle,
@@ -229,24 +232,15 @@ def token_counts(stack: ExitStack, path: Path, workers: int | None) -> Iterator[
         min_parallel_bytes=TOKENS_PARALLEL_BYTES,
         chunk_bytes=TOKENS_CHUNK_BYTES,
     )
-    each = iter(chunks)
-    stack.callback(each.close)  # type: ignore[attr-defined]  # a generator
+    each = _reporting(chunks, progress)
+    stack.callback(each.close)
     counts = chain.from_iterable(each)
     first = next(counts, None)
     return chain(() if first is None else (first,), counts)
 
 
-def _tokens_per_line(counter: TokenCounter, lines: Iterable[bytes]) -> array[int]:
-    """Estimated input tokens of raw lines, one each (0 for a line that is not a request)."""
-    found = array("q")
-    count = counter.count
-    for raw in lines:
-        try:
-            req = loads(raw)
-        except ValueError:
-            found.append(0)
-            continue
-        url = req.get("url") if type(req) is dict else None
-        body = req.get("body") if url is not None else None
-        found.append(count(url, body) if type(url) is str and type(body) is dict else 0)
-    return found
+def _reporting(chunks: Any, progress: Progress | None) -> Generator[Any, None, None]:
+    for counts in chunks:  # a chunk is counted once it comes: report it before handing it on
+        if progress is not None:
+            progress(chunks.done, chunks.size)
+        yield counts

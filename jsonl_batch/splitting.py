@@ -23,7 +23,7 @@ from pathlib import Path
 from orjson import loads
 
 from .copying import ByteRanges
-from .cutting import By, PartPlan, SplitError, plan_cuts, token_counts
+from .cutting import By, PartPlan, Progress, SplitError, plan_cuts, token_counts
 from .errors import UsageError
 from .limits import PartLimits
 from .manifests import (
@@ -83,6 +83,7 @@ def split_file(
     max_tokens: int | None = None,
     report: Report | None = None,
     name: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
@@ -100,7 +101,7 @@ def split_file(
     empty file writes nothing. ``report``: the file's validation if it was made before (its
     limit problems are left out); else ``split_file`` validates. Without ``force`` an
     earlier split's files are never replaced; with it, they all are, and only once every
-    new file is complete.
+    new file is complete. ``progress(bytes_done, size)`` follows the token counting.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -127,7 +128,7 @@ def split_file(
     bad = {p.line for p in report.problems if p.severity == "error" and p.line is not None}
     with ExitStack() as stack:
         budget = part_limits.max_tokens
-        tokens = token_counts(stack, path, workers) if budget is not None else None
+        tokens = token_counts(stack, path, workers, progress) if budget is not None else None
         # hashing the whole input starts now, in threads (after any worker was forked)
         data = stack.enter_context(closing(ByteRanges(path)))
         planner = plan_cuts(path, part_limits, profile, by, parts, bad, report, tokens)

@@ -323,3 +323,18 @@ def test_parts_and_manifest_get_normal_permissions(tmp_path) -> None:
     written = sorted((tmp_path / "out").iterdir())
     assert len(written) == 4
     assert {p.stat().st_mode & 0o777 for p in written} == {0o644}
+
+
+def test_token_counting_reports_progress(tmp_path) -> None:
+    from jsonl_batch import split_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(
+        b'{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":{"model":"m",'
+        b'"messages":[{"role":"user","content":"hello there"}]}}\n' % i for i in range(50)
+    ))  # fmt: skip
+    seen: list[tuple[int, int | None]] = []
+    result = split_file(source, tmp_path / "out", max_tokens=200,
+                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert result.manifest is not None and len(result.manifest.parts) > 1
+    assert seen and seen[-1] == (source.stat().st_size, source.stat().st_size)

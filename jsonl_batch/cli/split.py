@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..manifests import manifest_json, manifest_text
 from ..profiles import get_profile
-from ..render import report_json, report_text
+from ..render import SizedProgress, report_json, report_text
 from ..splitting import SplitError, split_file
 from .options import CliError, format_option, jobs_option, library_errors, limits, profile_options
 
@@ -95,6 +97,8 @@ def split(
 
         jsonl-batch split big.jsonl --max-tokens 2000000
     """
+    show = max_tokens is not None and sys.stderr.isatty()  # counting takes seconds
+    progress = SizedProgress(sys.stderr, "counting tokens") if show else None
     try:
         result = split_file(
             file,
@@ -107,9 +111,13 @@ def split(
             max_problems=max_problems or None,
             workers=jobs,
             max_tokens=max_tokens,
+            progress=progress,
         )
     except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
         raise CliError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.close()
     report, manifest = result.report, result.manifest
     if report.error:
         raise CliError(report.error)
