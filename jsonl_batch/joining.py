@@ -81,8 +81,9 @@ class JoinSummary:
 
     @property
     def complete(self) -> bool:
-        """True when every request succeeded."""
-        return self.succeeded == self.requests
+        """True when there were requests and every one succeeded (no input request is not
+        success: the wrong files were most likely given)."""
+        return self.requests > 0 and self.succeeded == self.requests
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in vars(self).items() if k != "anomalies"}

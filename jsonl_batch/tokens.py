@@ -84,7 +84,7 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
     """
     if url in (EMBEDDINGS_URL, MODERATIONS_URL):
         return 0
-    copies = _int(body.get("n")) or 1
+    copies = max(1, _int(body.get("n")) or 1)
     if url == CHAT_URL:
         limit = _int(body.get("max_completion_tokens")) or _int(body.get("max_tokens"))
     elif url == RESPONSES_URL:
@@ -238,8 +238,8 @@ class TokenCounter:
         while values or parts:
             if parts:
                 v = parts.pop()
-                if type(v) is dict:
-                    kind = v.get("type")
+                kind = v.get("type") if type(v) is dict else None
+                if type(kind) is str:
                     if kind in _IMAGE_PARTS:
                         n += self._image(m, v)
                         continue

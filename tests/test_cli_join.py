@@ -261,3 +261,21 @@ def test_one_row_is_singular(tmp_path: Path) -> None:
     out.write_bytes(jsonl(ok_result("a")))
     result = run("join", str(inp), "-r", str(out), "-o", str(tmp_path / "t.parquet"))
     assert result.exit_code == 0 and "(parquet, 1 row)" in result.output
+
+
+def test_inputs_without_requests_are_not_success(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from jsonl_batch.cli import main
+
+    empty = tmp_path / "in.jsonl"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(
+        b'{"id":"b1","custom_id":"x","response":{"status_code":200,"request_id":"r",'
+        b'"body":{}},"error":null}\n'
+    )
+    result = CliRunner().invoke(
+        main, ["join", str(empty), "--results", str(out), "-o", str(tmp_path / "t.csv")]
+    )
+    assert result.exit_code == 1, result.output

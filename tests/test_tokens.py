@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jsonl_batch import encodings, tokens
 from jsonl_batch.image_tokens import data_url_size, image_tokens
@@ -558,3 +560,26 @@ def test_tokens_of_lines_gives_one_count_per_line(counter: TokenCounter) -> None
 def test_endpoints_come_from_the_profiles() -> None:
     assert set(tokens._COUNTERS) <= set(ENDPOINTS)
     assert '"/v1/' not in inspect.getsource(tokens)  # no url literals: profiles.ENDPOINTS
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-3, 3) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["type", "text", "content", "role", "image_url", "name",
+                                       "parameters", "properties", "enum", "function",
+                                       "input", "tools", "items", "x"]), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(ENDPOINTS)), st.dictionaries(
+    st.sampled_from(["model", "messages", "input", "prompt", "instructions", "tools",
+                     "functions", "response_format", "text", "n", "max_tokens"]),
+    json_values, max_size=5,
+))  # fmt: skip
+def test_count_never_raises_on_any_body(url: str, body: dict) -> None:
+    counter = TokenCounter()
+    assert counter.count(url, body) >= 0
+    ceiling = output_ceiling(url, body)
+    assert ceiling is None or ceiling >= 0

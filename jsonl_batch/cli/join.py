@@ -105,7 +105,7 @@ def join_command(
     INPUTS are the request files in order (e.g. split's parts) or a split manifest. Result
     lines are matched by custom_id and classified by their own error and status code.
     Requests in no result file are `missing`. Exit status: 0 every request succeeded, 1 some
-    failed or are missing, 2 usage or I/O error.
+    failed or are missing (or there is no request), 2 usage or I/O error.
 
     Example:
 
