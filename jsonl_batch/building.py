@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from hashlib import sha256
 from pathlib import Path
@@ -88,8 +88,10 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
     returns the ``Manifest``; leaving the ``with`` block by an exception removes them all.
     Existing outputs (the file, parts or a manifest of ``target``'s name) are only replaced
     with ``force=True``, and then whatever an earlier build left under that name and this one
-    did not write is removed, so no stale part remains to be uploaded twice. A missing folder
-    is a ``WriteError`` at once.
+    did not write is removed, so no stale part remains to be uploaded twice. ``keep``: the
+    files the requests come from, never removed, and never replaced (an output named like
+    one is ``OutputExists``, even with ``force``). A missing folder is a ``WriteError`` at
+    once.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         max_bytes: int | None = None,
         max_embedding_inputs: int | None = None,
         max_tokens: int | None = None,
+        keep: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         self.profile = get_profile(
             profile,
@@ -135,8 +138,10 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 force=force,
                 suffix=self.suffix,
                 whole=path,
+                keep=keep,
                 label=path,
                 run="build",
+                input=path,
             )
             self.outputs.check_folder()
             first = path.parent / part_name(path.stem, 1, suffix=self.suffix)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,14 @@ from typing import IO, Any
 
 import orjson
 
-from .output import OutputExists, WriteError, atomic_output, check_writable, temporary
+from .output import (
+    OutputExists,
+    WriteError,
+    atomic_output,
+    check_writable,
+    mode_for,
+    temporary,
+)
 from .render import plural
 
 _PAIR = re.compile(rb"\[\n *(\d+),\n *(\d+)\n *\]")  # raw newlines: never inside a JSON string
@@ -66,7 +73,10 @@ def earlier_outputs(
         re.escape(stem) + rf"\.(?:part-\d{{3,}}(?:-of-\d{{3,}})?(?:{suffixes})|rejected\.jsonl"
         r"|manifest\.json)"
     )
-    found = {p for p in where.iterdir() if pattern.fullmatch(p.name)}
+    try:
+        found = {p for p in where.iterdir() if pattern.fullmatch(p.name)}
+    except OSError as exc:  # e.g. a write-only (-wx) folder
+        raise WriteError(f"{where}: cannot list this folder ({exc.strerror or exc})") from None
     if whole is not None and Path(whole).is_file():
         found.add(Path(whole))
     return sorted(found)
@@ -94,9 +104,13 @@ class OutputSet:
     removes what an earlier run left under the stem (``earlier_outputs``) that this one did
     not write, so no stale part is left to be uploaded twice. ``discard()`` (or leaving a
     ``with`` block by an exception) removes the temporaries: an earlier run's files stay as
-    they were. ``keep``: files never removed nor refused (the run's inputs). ``label`` is
-    the path named in errors (default: the folder); ``run`` words the refusal (``"... is
-    left from an earlier split"``).
+    they were. ``keep``: the run's inputs, never removed, and never replaced: an output
+    named like one is refused, even with ``force``. ``input``: the path the run's outputs
+    are named after (a split's input, a build's or retry's output); an existing
+    ``<stem>.manifest.json`` whose ``input`` names another file is refused, even with
+    ``force`` (another job's parts that share the stem), unless ``sha256()`` (the input's,
+    asked only then) equals the manifest's. ``label`` is the path named in errors (default:
+    the folder); ``run`` words the refusal (``"... is left from an earlier split"``).
     """
 
     def __init__(
@@ -110,10 +124,13 @@ class OutputSet:
         keep: Iterable[str | os.PathLike[str]] = (),
         label: str | os.PathLike[str] | None = None,
         run: str = "split",
+        input: str | os.PathLike[str] | None = None,
+        sha256: Callable[[], str] | None = None,
     ) -> None:
         self.folder, self.stem, self.force = Path(folder), stem, force
         self.suffix, self.whole, self.run = suffix, whole, run
         self.keep = {Path(k).resolve() for k in keep}
+        self.input, self.sha256 = input, sha256
         self.label = os.fspath(label if label is not None else folder)
         self.staged: dict[str, Path] = {}
         """Final name -> temporary path, in the order written."""
@@ -135,8 +152,11 @@ class OutputSet:
     def check(self, targets: Iterable[str | os.PathLike[str]] = ()) -> None:
         """Refuse, before any work, what would replace an output without ``force``: an
         existing target, or a file an earlier run left. A target that is a folder is a
-        ``WriteError`` even with ``force``."""
+        ``WriteError`` even with ``force``; so are a target that is an input (``keep``) and
+        a manifest of another input under the stem."""
         mine = [check_writable(t, force=True) for t in targets]
+        self._refuse_inputs(mine)
+        self._refuse_other_input()
         if self.force:
             return
         for old in self.earlier():
@@ -146,6 +166,31 @@ class OutputSet:
                 )
         for target in mine:
             check_writable(target)
+
+    def _refuse_inputs(self, targets: Iterable[Path]) -> None:
+        for target in targets:
+            if target.resolve() in self.keep:
+                raise OutputExists(f"{target} is an input; choose another output name")
+
+    def _refuse_other_input(self) -> None:
+        """``OutputExists`` if the stem's manifest is the split of a file other than ``input``."""
+        if self.input is None:
+            return
+        where = manifest_path(self.folder, self.stem)
+        try:
+            data = orjson.loads(where.read_bytes())
+        except (OSError, ValueError):  # none, or not one of ours: nothing to protect
+            return
+        old = data.get("input") if isinstance(data, dict) else None
+        if not isinstance(old, str) or not _names_another(old, Path(self.input), self.folder):
+            return
+        if self.sha256 is not None and data.get("sha256") == self.sha256():
+            return  # the same bytes: replacing its parts loses nothing
+        what = "folder" if self.run == "split" else "name"
+        raise OutputExists(
+            f"{where} is the split of another input ({old}); "
+            f"choose another output {what}, or remove it"
+        )
 
     def open(self, name: str) -> IO[bytes]:
         """A new temporary file in the folder, to become ``name`` on ``commit``."""
@@ -192,12 +237,20 @@ class OutputSet:
         remove what an earlier run left under the stem. Returns the paths written."""
         names = sorted(self.staged, key=lambda n: n.endswith(".manifest.json"))
         finals = [self.folder / n for n in names]
-        if not self.force:
-            for final in finals:  # appeared while we were writing
-                check_writable(final)
+        try:
+            self._refuse_inputs(finals)  # e.g. a later part named like an input
+            if not self.force:
+                for final in finals:  # appeared while we were writing
+                    check_writable(final)
+        except (OutputExists, WriteError):
+            self.discard()
+            raise
         for name, final in zip(names, finals, strict=True):
+            staged = self.staged[name]
+            with suppress(OSError):  # staged under another name, or replacing a file: its mode
+                os.chmod(staged, mode_for(final))
             try:
-                os.replace(self.staged[name], final)
+                os.replace(staged, final)
             except OSError as exc:
                 self.discard()
                 raise WriteError(f"{final}: {exc.strerror or exc}") from None
@@ -223,6 +276,18 @@ class OutputSet:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.discard()
+
+
+def _names_another(old: str, new: Path, folder: Path) -> bool:
+    """Whether a manifest's ``input`` (``old``, as it was given: maybe relative to another
+    working folder) names a file other than ``new``: an absolute path that is not ``new``,
+    or a relative one that is not ``new`` but an existing file (from here or ``folder``)."""
+    given = Path(old)
+    places = [given] if given.is_absolute() else [given, folder / given]
+    found = [p.resolve() for p in places]
+    if new.resolve() in found:
+        return False
+    return given.is_absolute() or any(p.is_file() for p in found)
 
 
 def _remove(path: Path) -> None:

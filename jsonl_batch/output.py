@@ -44,7 +44,7 @@ def temporary(target: Path, label: str | os.PathLike[str] | None = None) -> tupl
         where = label if label is not None else target
         raise WriteError(f"{where}: cannot write here ({exc.strerror or exc})") from None
     with suppress(OSError):  # a file system without modes keeps mkstemp's
-        os.fchmod(fd, _mode_for(target))
+        os.fchmod(fd, mode_for(target))
     return os.fdopen(fd, "wb", buffering=BUFFER_SIZE), Path(tmp)
 
 
@@ -66,7 +66,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
         raise
 
 
-def _mode_for(target: Path) -> int:
+def mode_for(target: Path) -> int:
     """The permissions a new file gets from the umask, or those of the file it replaces."""
     try:
         return target.stat().st_mode & 0o7777

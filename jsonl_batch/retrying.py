@@ -73,7 +73,9 @@ class RetryResult:
         return self.report is not None and self.report.valid
 
     def to_dict(self) -> dict[str, Any]:
+        """``report``: the retry file's validation or, when it could not be split, why not."""
         split = self.split
+        report = split.report if split is not None and not split.written else self.report
         return {
             "output": self.output,
             "files": self.files,
@@ -83,7 +85,7 @@ class RetryResult:
             "succeeded": self.succeeded,
             "not_selected": self.not_selected,
             "valid": self.ok,
-            "report": self.report.to_dict() if self.report else None,
+            "report": report.to_dict() if report else None,
             "manifest": split.manifest.to_dict() if split and split.manifest else None,
         }
 
@@ -130,8 +132,10 @@ def write_retry(
     them. Nothing is written when every selected request succeeded. Without ``force`` an
     existing output (or parts or a manifest of its name) is refused before any work; with
     it, whatever an earlier retry left under that name is replaced or, with nothing to
-    retry, removed. Raises ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError``
-    when it cannot run.
+    retry, removed. An input is never removed nor replaced: an output named like one (the
+    file, or its parts or manifest when it is split) is refused, even with ``force``.
+    Raises ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot
+    run.
     """
     profile = get_profile(profile, **limits)
     sources = expand_inputs(inputs)
@@ -147,6 +151,7 @@ def write_retry(
         keep=read,  # never removed, even when named like an earlier retry's parts
         label=target,
         run="retry",
+        input=target,
     )
     outputs.check_folder()
     outputs.check([target])
@@ -182,7 +187,7 @@ def write_retry(
             outputs.commit()  # fits, or has other problems to fix first: one file to look at
             return result
         split = result.split = split_file(
-            staged, target.parent, profile, force=force, report=report, name=target
+            staged, target.parent, profile, force=force, report=report, name=target, keep=read
         )
         outputs.discard()  # the parts, if any, were written; the whole file never is
         if split.written and force and target.resolve() not in outputs.keep:

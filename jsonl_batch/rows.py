@@ -198,6 +198,20 @@ def text_cell(row: dict[str, Any], column: str, number: int) -> str:
     )
 
 
+def id_cell(row: dict[str, Any], column: str, number: int) -> str:
+    """A custom_id: like ``text_cell``, and empty or blank text is an error."""
+    value = text_cell(row, column, number)
+    if not value.strip():
+        what = "empty" if not value else "only whitespace"
+        raise BuildError(
+            "empty_value",
+            f"The custom_id is {what}; every request needs one (fill it in or drop the row).",
+            row=number,
+            column=column,
+        )
+    return value
+
+
 def plain(value: Any) -> Any:
     """Arrow's Python values as JSON data: decimals as numbers, bytes as text, dates ISO."""
     if value is None or type(value) in (str, int, float, bool):
@@ -414,6 +428,7 @@ def build_file(
     ``request-N``). ``output`` is a path (parts and a manifest when a limit is hit, or always
     with ``split``) or a binary stream (written only once every row is good). Raises
     ``BuildError`` naming the row and column of the first bad row, and writes nothing then.
+    ``source`` is never removed nor replaced (an output named like it: ``OutputExists``).
     ``max_tokens``: a budget of estimated input tokens per file (see ``BatchWriter``).
     ``progress(done, total)`` is called now and then (bytes, or rows for Parquet).
     """
@@ -433,7 +448,8 @@ def build_file(
     }
     if isinstance(output, (str, os.PathLike)):
         rotate: Rotate = True if split else "auto"
-        writer = BatchWriter(output, endpoint, rotate=rotate, force=force, **settings)
+        keep = [source] if isinstance(source, (str, os.PathLike)) and source != "-" else []
+        writer = BatchWriter(output, endpoint, rotate=rotate, force=force, keep=keep, **settings)
         return _write_rows(writer, rows, shaper, id_column, progress)
     if split:
         raise UsageError("--split needs an output file (-o), not standard output")
@@ -457,7 +473,7 @@ def _write_rows(
     with writer:
         for number, row in enumerate(rows, 1):
             body = shaper.shape(row, number)
-            custom_id = text_cell(row, id_column, number) if id_column else None
+            custom_id = id_cell(row, id_column, number) if id_column else None
             try:
                 writer.add(body, custom_id)
             except BuildError as exc:

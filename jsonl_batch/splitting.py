@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,7 @@ def split_file(
     report: Report | None = None,
     name: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    keep: Iterable[str | os.PathLike[str]] = (),
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
@@ -101,7 +103,10 @@ def split_file(
     empty file writes nothing. ``report``: the file's validation if it was made before (its
     limit problems are left out); else ``split_file`` validates. Without ``force`` an
     earlier split's files are never replaced; with it, they all are, and only once every
-    new file is complete. ``progress(bytes_done, size)`` follows the token counting.
+    new file is complete; never, even with ``force``, the split of another input sharing
+    the stem (its manifest names that input: ``OutputExists``), nor the files of ``keep``
+    (the caller's inputs: never removed, and an output named like one is refused).
+    ``progress(bytes_done, size)`` follows the token counting.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -129,9 +134,22 @@ def split_file(
     with ExitStack() as stack:
         budget = part_limits.max_tokens
         tokens = token_counts(stack, path, workers, progress) if budget is not None else None
+        recorded = array("q")  # with parts, the counts, in case the cuts must be planned again
+        if tokens is not None and parts is not None and skip_invalid:
+            tokens = _recording(tokens, recorded)
         # hashing the whole input starts now, in threads (after any worker was forked)
         data = stack.enter_context(closing(ByteRanges(path)))
         planner = plan_cuts(path, part_limits, profile, by, parts, bad, report, tokens)
+        if parts is not None and planner.extra and skip_invalid:
+            # the lines no part can hold took a share of the parts: plan without them
+            alone = {p.line for p in planner.extra if p.line is not None}
+            again = None if tokens is None else recorded
+            extra = planner.extra
+            planner = plan_cuts(path, part_limits, profile, by, parts, bad | alone, report, again)
+            planner.extra = extra
+        made = len(planner.plans())
+        if parts is not None and made != parts and (skip_invalid or not planner.extra):
+            raise SplitError(f"could make {made} parts, not {parts}")  # never, by design
         if planner.extra:
             _add_problems(report, planner.extra, max_problems)
             if not skip_invalid:
@@ -146,7 +164,16 @@ def split_file(
             profile=profile.name,
             limits=part_limits.to_dict(),
         )
-        _write(data, manifest, folder, label.stem, planner.plans(), planner.rejected, force)
+        outputs = OutputSet(
+            folder,
+            label.stem,
+            force=force,
+            keep=[path, *keep],
+            run="split",
+            input=label,
+            sha256=data.sha256.result,
+        )
+        _write(data, manifest, outputs, planner.plans(), planner.rejected)
         result.manifest = manifest
     return result
 
@@ -191,21 +218,25 @@ def _cap(report: Report, cap: int | None) -> None:
     report.problems[:] = lines + [p for p in report.problems if p.line is None]
 
 
+def _recording(counts: Iterator[int], into: array[int]) -> Iterator[int]:
+    for n in counts:
+        into.append(n)
+        yield n
+
+
 def _write(
     source: ByteRanges,
     manifest: Manifest,
-    folder: Path,
-    stem: str,
+    outputs: OutputSet,
     plans: list[PartPlan],
     rejected: PartPlan,
-    force: bool,
 ) -> None:
     """Copy every part (and the rejected lines) and write the manifest, all under temporary
     names; then rename them into place together (the manifest last)."""
+    folder, stem = outputs.folder, outputs.stem
     names = [part_name(stem, i, len(plans)) for i in range(1, len(plans) + 1)]
     if rejected.lines:
         names.append(rejected_name(stem))
-    outputs = OutputSet(folder, stem, force=force, keep=[source.path], run="split")
     outputs.check([*(folder / n for n in names), manifest_path(folder, stem)])
     make_folder(folder)
     counted = manifest.limits.get("max_tokens") is not None

@@ -453,3 +453,48 @@ def test_part_limits_are_one_definition() -> None:
     assert limits.overflows(Totals(1, 50, 0, 0), 51, 0, 0)  # bytes
     assert limits.overflows(Totals(1, 50, 0, 40), 1, 0, 11)  # tokens
     assert "max_tokens" not in PartLimits.of(get_profile("openai")).to_dict()
+
+
+@pytest.mark.parametrize("rotate", [False, "auto"])
+def test_force_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path, rotate: Any) -> None:
+    out = tmp_path / "batch.jsonl"
+    out.write_text("old")
+    out.chmod(0o600)
+    with BatchWriter(out, CHAT, model="m", rotate=rotate, force=True) as writer:
+        writer.add(chat())
+    assert out.stat().st_mode & 0o777 == 0o600 and len(lines(out)) == 1
+
+
+def test_an_output_folder_that_cannot_be_listed_is_a_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Path) -> Any:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # a -wx folder (root may list any folder)
+    with pytest.raises(WriteError, match=r"cannot list this folder \(Permission denied\)"):
+        BatchWriter(tmp_path / "o.jsonl", CHAT, model="m", rotate="auto")
+
+
+def test_the_inputs_are_never_replaced_nor_removed(tmp_path: Path) -> None:
+    source = tmp_path / "data.part-001.jsonl"  # named like a part of data.jsonl
+    source.write_text("rows")
+    with pytest.raises(OutputExists, match=r"data\.part-001\.jsonl is an input"):
+        BatchWriter(tmp_path / "data.jsonl", CHAT, model="m", force=True, keep=[source])
+    with pytest.raises(OutputExists, match=r"data\.part-001\.jsonl is an input"):
+        BatchWriter(source, CHAT, model="m", force=True, keep=[source])
+    assert source.read_text() == "rows"
+
+
+def test_a_later_part_named_like_an_input_is_refused_before_any_rename(tmp_path: Path) -> None:
+    source = tmp_path / "data.part-002.jsonl"
+    source.write_text("rows")
+    out = tmp_path / "data.jsonl"
+    writer = BatchWriter(
+        out, CHAT, model="m", rotate=True, max_requests=1, force=True, keep=[source]
+    )
+    writer.add(chat())
+    writer.add(chat())
+    with pytest.raises(OutputExists, match=r"data\.part-002\.jsonl is an input"):
+        writer.close()
+    assert files(tmp_path) == ["data.part-002.jsonl"] and source.read_text() == "rows"

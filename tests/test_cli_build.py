@@ -245,6 +245,9 @@ def test_io_errors_exit_2(csv: Path, tmp_path: Path) -> None:
     result = run(str(tmp_path / "missing.csv"), *args)
     assert result.exit_code == 2 and "missing.csv: no such file" in result.output
     result = run(str(csv), "-o", str(csv), *args)
+    assert result.exit_code == 2 and "q.csv is an input; choose another" in result.output
+    (tmp_path / "old.jsonl").write_text("old")
+    result = run(str(csv), "-o", str(tmp_path / "old.jsonl"), *args)
     assert result.exit_code == 2 and "already exists; use --force" in result.output
     result = run(str(csv), "-o", str(tmp_path / "no" / "dir.jsonl"), *args)
     assert result.exit_code == 2 and "cannot write here" in result.output
@@ -331,3 +334,25 @@ def test_a_missing_folder_names_the_output(csv: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output.startswith(f"Error: {target}: cannot write here")
     assert "part-" not in result.output
+
+
+def test_force_never_touches_the_source(tmp_path: Path) -> None:
+    part = tmp_path / "data.part-001.jsonl"
+    part.write_bytes(b'{"text": "a"}\n')
+    result = run(str(part), "-o", str(tmp_path / "data.jsonl"), *QUICK, "--force")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"{part} is an input" in result.output
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"text": "a"}\n')
+    result = run(str(rows), "-o", str(rows), *QUICK, "--force")
+    assert result.exit_code == 2 and f"{rows} is an input" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.part-001.jsonl", "rows.jsonl"]
+    assert rows.read_bytes() == part.read_bytes() == b'{"text": "a"}\n'
+
+
+def test_force_keeps_the_mode_of_the_replaced_file(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    out.write_text("old")
+    out.chmod(0o600)
+    assert run(str(csv), "-o", str(out), *QUICK, "--force").exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600

@@ -338,3 +338,29 @@ def test_token_counting_reports_progress(tmp_path) -> None:
                         progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert result.manifest is not None and len(result.manifest.parts) > 1
     assert seen and seen[-1] == (source.stat().st_size, source.stat().st_size)
+
+
+def test_force_never_clears_another_inputs_split(tmp_path: Path) -> None:
+    for job in ("job1", "job2"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "requests.jsonl").write_bytes(jsonl(request(job), request(f"{job}b")))
+    parts = tmp_path / "parts"
+    first = tmp_path / "job1" / "requests.jsonl"
+    assert run(str(first), "-o", str(parts), "--max-requests", "1").exit_code == 0
+    before = names(parts)
+    result = run(str(tmp_path / "job2" / "requests.jsonl"), "-o", str(parts), "--force")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"is the split of another input ({first})" in result.output
+    assert "earlier split" not in result.output
+    assert names(parts) == before
+    assert run(str(first), "-o", str(parts), "--force").exit_code == 0
+    assert names(parts) == ["requests.manifest.json", "requests.part-001-of-001.jsonl"]
+
+
+def test_parts_is_exact_with_skip_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "chat.jsonl"
+    huge = request("big", user="x" * 400)
+    path.write_bytes(jsonl(*(request(f"r{i}") for i in range(1, 5)), huge))
+    result = run(str(path), "--parts", "4", "--max-bytes", "300", "--skip-invalid")
+    assert result.exit_code == 0
+    assert len([n for n in names(tmp_path) if "-of-004" in n]) == 4

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import join, retrying, splitting, validate_file
-from jsonl_batch.output import OutputExists
+from jsonl_batch.output import OutputExists, WriteError
 from jsonl_batch.retrying import retry_mask, write_retry
 
 J = DATA / "join"
@@ -220,3 +220,52 @@ def test_an_earlier_retry_given_as_input_is_never_removed(tmp_path: Path) -> Non
     result = write_retry([tmp_path / "retry.manifest.json"], [], target, force=True)
     assert result.requests == 5 and target.read_bytes() == lines_of(CHAT_IN, [4, 5, 6, 7, 8])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "retry.jsonl"])
+
+
+def test_a_split_retry_never_replaces_its_own_inputs(tmp_path: Path) -> None:
+    target = tmp_path / "retry.jsonl"
+    write_retry([CHAT_IN], CHAT_OUT, target, max_requests=3)  # two parts and a manifest
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len(before) == 3
+    for force in (False, True):  # the new parts and manifest would take the inputs' names
+        with pytest.raises(OutputExists, match=r"retry\.manifest\.json is an input"):
+            write_retry([tmp_path / "retry.manifest.json"], [], target, max_requests=1, force=force)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    part = tmp_path / "retry.part-001-of-002.jsonl"
+    with pytest.raises(OutputExists, match=r"retry\.part-001-of-002\.jsonl is an input"):
+        write_retry([part], [], tmp_path / "retry.part-001-of-002.jsonl", force=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_split_file_keeps_the_files_it_is_told_to(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl(*(request(f"r{i}") for i in range(4))))
+    splitting.split_file(source, max_requests=2)
+    part = tmp_path / "in.part-001-of-002.jsonl"
+    kept = part.read_bytes()
+    with pytest.raises(OutputExists, match="is an input"):
+        splitting.split_file(source, max_requests=2, force=True, keep=[part])
+    splitting.split_file(source, max_requests=1, force=True, keep=[part])
+    assert part.read_bytes() == kept  # an input named like an earlier part: never removed
+
+
+def test_json_shows_why_the_split_failed(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    long = request("b", messages=[{"role": "user", "content": "x" * 400}])
+    inp.write_bytes(jsonl(request("a"), long))
+    result = write_retry([inp], [], tmp_path / "retry.jsonl", max_bytes=300)
+    assert result.split is not None and not result.split.written and not result.ok
+    shown = result.to_dict()["report"]
+    assert shown == result.split.report.to_dict()
+    assert any(p["line"] == 2 for p in shown["problems"])
+
+
+def test_an_output_folder_that_cannot_be_listed_is_a_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Path) -> Any:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # a -wx folder (root may list any folder)
+    with pytest.raises(WriteError, match=r"cannot list this folder \(Permission denied\)"):
+        write_retry([CHAT_IN], CHAT_OUT, tmp_path / "retry.jsonl")

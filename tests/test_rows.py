@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jsonl_batch import BodyShaper, BuildError, build_file, validate_file
+from jsonl_batch.output import OutputExists
 from jsonl_batch.rows import RowReader, input_format, load_template, parse_params, plain
 
 CHAT = "/v1/chat/completions"
@@ -359,3 +360,29 @@ def test_prompt_and_system_fields_come_from_the_profiles() -> None:
     assert with_system == ["/v1/chat/completions", "/v1/responses"]
     with pytest.raises(ValueError, match="applies to /v1/chat/completions and /v1/responses"):
         BodyShaper("/v1/completions", prompt_column="t", system="x")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_id_is_an_empty_value(tmp_path: Path, value: str) -> None:
+    source = tmp_path / "q.jsonl"
+    source.write_bytes(
+        orjson.dumps({"t": "a", "i": "x"}) + b"\n" + orjson.dumps({"t": "b", "i": value})
+    )
+    with pytest.raises(BuildError) as err:
+        build_file(source, tmp_path / "o.jsonl", CHAT, model="m", prompt_column="t", id_column="i")
+    assert (err.value.code, err.value.row, err.value.column) == ("empty_value", 2, "i")
+    assert "custom_id" in err.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.jsonl"]
+
+
+def test_build_file_never_replaces_nor_removes_its_source(tmp_path: Path) -> None:
+    rows_file = tmp_path / "rows.jsonl"
+    rows_file.write_bytes(b'{"t": "a"}\n')
+    with pytest.raises(OutputExists, match=r"rows\.jsonl is an input"):
+        build_file(rows_file, rows_file, CHAT, model="m", prompt_column="t", force=True)
+    assert rows_file.read_bytes() == b'{"t": "a"}\n'
+    part = tmp_path / "data.part-001.jsonl"
+    part.write_bytes(b'{"t": "a"}\n')
+    with pytest.raises(OutputExists, match=r"data\.part-001\.jsonl is an input"):
+        build_file(part, tmp_path / "data.jsonl", CHAT, model="m", prompt_column="t", force=True)
+    assert part.read_bytes() == b'{"t": "a"}\n'

@@ -528,3 +528,72 @@ def test_a_report_made_before_is_not_made_again(
     ]
     assert result.manifest.input == "sel.jsonl"
     assert sorted(os.listdir(tmp_path / "out"))[0] == "sel.manifest.json"
+
+
+def test_parts_k_with_lines_no_part_can_hold(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    huge = [request(f"h{i}", user="x" * 500) for i in (1, 2)]
+    path.write_bytes(jsonl(*(request(f"r{i}") for i in range(1, 7)), *huge))  # too big: last
+    result = split_file(path, parts=4, max_bytes=300, skip_invalid=True)
+    assert result.manifest is not None
+    assert [p.requests for p in result.manifest.parts] == [2, 2, 1, 1]
+    assert result.manifest.rejected is not None
+    assert result.manifest.rejected.line_ranges == [(7, 8)]
+    assert [p.line for p in result.report.problems] == [7, 8]
+    with pytest.raises(SplitError, match=r"cannot make 7 parts from 6 request\(s\)"):
+        split_file(path, parts=7, max_bytes=300, skip_invalid=True, force=True)
+
+
+def test_parts_k_with_lines_over_the_token_budget(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(worded(n, 1 if n < 5 else 200) for n in range(1, 7)))
+    result = split_file(path, parts=4, max_tokens=100, skip_invalid=True)
+    assert result.manifest is not None and len(result.manifest.parts) == 4
+    assert result.manifest.rejected is not None
+    assert result.manifest.rejected.line_ranges == [(5, 6)]
+
+
+def test_force_never_clears_the_split_of_another_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for job, n in (("job1", 4), ("job2", 2), ("job3", 4)):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "requests.jsonl").write_bytes(chat_file(n, prefix=job))
+    split_file("job1/requests.jsonl", "parts", max_requests=2)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "parts").iterdir()}
+    for force in (False, True):
+        with pytest.raises(OutputExists) as err:
+            split_file(tmp_path / "job2" / "requests.jsonl", "parts", force=force)
+        assert str(err.value) == (
+            f"{Path('parts') / 'requests.manifest.json'} is the split of another input "
+            "(job1/requests.jsonl); choose another output folder, or remove it"
+        )
+        assert {p.name: p.read_bytes() for p in (tmp_path / "parts").iterdir()} == before
+    # the same input, however it is named, edited or not: replaced as before
+    split_file(tmp_path / "job1" / "requests.jsonl", "parts", max_requests=4, force=True)
+    (tmp_path / "job1" / "requests.jsonl").write_bytes(chat_file(3, prefix="job1"))
+    split_file("job1/../job1/requests.jsonl", "parts", max_requests=1, force=True)
+    assert len(list((tmp_path / "parts").glob("requests.part-*"))) == 3
+    # another file of the same bytes: nothing is lost
+    (tmp_path / "job4").mkdir()
+    (tmp_path / "job4" / "requests.jsonl").write_bytes(chat_file(3, prefix="job1"))
+    split_file("job4/requests.jsonl", "parts", force=True)
+    # a manifest that is not a split's
+    (tmp_path / "parts" / "requests.manifest.json").write_text("not json")
+    split_file(tmp_path / "job3" / "requests.jsonl", tmp_path / "parts", force=True)
+    assert len(list((tmp_path / "parts").glob("requests.part-*"))) == 1
+
+
+def test_an_output_folder_that_cannot_be_listed_is_a_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(2))
+
+    def denied(self: Path) -> Any:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # a -wx folder (root may list any folder)
+    with pytest.raises(WriteError, match=r"cannot list this folder \(Permission denied\)"):
+        split_file(path)
