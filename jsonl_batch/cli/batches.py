@@ -215,6 +215,23 @@ def parse_metadata(
     return metadata
 
 
+def output_dir_options(what: str) -> Callable[[F], F]:
+    """``-o/--output-dir`` (default: here) and ``--force`` for commands that write ``what``."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option("--force", is_flag=True, help=f"Overwrite {what} if they exist.")(fn)
+        return click.option(
+            "-o",
+            "--output-dir",
+            default=".",
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help=f"Folder for {what}.",
+        )(fn)
+
+    return decorate
+
+
 def create_options(fn: F) -> F:
     """The options of ``create`` (also used by ``run``)."""
     for option in reversed(
@@ -348,15 +365,7 @@ def wait(
 
 @batch_command("download")
 @click.argument("batch_id")
-@click.option(
-    "-o",
-    "--output-dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder for the result files.",
-)
-@click.option("--force", is_flag=True, help="Overwrite existing result files.")
+@output_dir_options("the result files")
 @format_option("text", "json")
 def download(settings: ApiSettings, batch_id: str, output_dir: str, force: bool, fmt: str) -> None:
     """Download a batch's output and error files: <id>.output.jsonl, <id>.errors.jsonl.
@@ -378,15 +387,7 @@ def download(settings: ApiSettings, batch_id: str, output_dir: str, force: bool,
 
 @batch_command("run")
 @create_options
-@click.option(
-    "-o",
-    "--output-dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder for the result files and table.",
-)
-@click.option("--force", is_flag=True, help="Overwrite existing result files and table.")
+@output_dir_options("the result files and table")
 @wait_options
 def run(
     settings: ApiSettings,

@@ -44,9 +44,10 @@ class ResultsCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
-def results_option(fn: Any) -> Any:
-    """``--results FILE...``: output and error files, any mix, in any order (repeatable)."""
-    return click.option(
+def inputs_and_results(fn: Any) -> Any:
+    """``INPUT...`` (request files or a split manifest) and ``--results FILE...`` (output and
+    error files, any mix, in any order; repeatable): what join and retry both read."""
+    fn = click.option(
         *RESULT_FLAGS,
         "results",
         multiple=True,
@@ -54,11 +55,11 @@ def results_option(fn: Any) -> Any:
         type=click.Path(dir_okay=False, allow_dash=True),
         help="Output and error files of the batch (one or more, any mix, any order).",
     )(fn)
+    return click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))(fn)
 
 
 @click.command("join", cls=ResultsCommand)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@results_option
+@inputs_and_results
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Table to write."
 )

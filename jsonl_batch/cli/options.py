@@ -117,3 +117,13 @@ jobs_option = click.option(
     help="Worker processes for large files (default: one per core).",
 )
 """``--jobs N``: processes for the per-line work on large files (``parallel.LineChunks``)."""
+
+
+max_problems_option = click.option(
+    "--max-problems",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="List at most N line problems per file (0: all); counts stay exact.",
+)
+"""``--max-problems N``: the cap on listed problems (``validate_file(max_problems=...)``)."""

@@ -8,13 +8,12 @@ import orjson
 from ..manifests import manifest_text
 from ..render import report_text
 from ..retrying import SELECTIONS, RetryResult, write_retry
-from .join import ResultsCommand, results_option
+from .join import ResultsCommand, inputs_and_results
 from .options import format_option, library_errors, limits, profile_options
 
 
 @click.command("retry", cls=ResultsCommand)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@results_option
+@inputs_and_results
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Retry file to write."
 )

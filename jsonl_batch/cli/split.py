@@ -10,7 +10,15 @@ from ..manifests import manifest_json, manifest_text
 from ..profiles import get_profile
 from ..render import SizedProgress, report_json, report_text
 from ..splitting import SplitError, split_file
-from .options import CliError, format_option, jobs_option, library_errors, limits, profile_options
+from .options import (
+    CliError,
+    format_option,
+    jobs_option,
+    library_errors,
+    limits,
+    max_problems_option,
+    profile_options,
+)
 
 
 @click.command()
@@ -52,13 +60,7 @@ from .options import CliError, format_option, jobs_option, library_errors, limit
     is_flag=True,
     help="Replace an earlier split of the same file (its parts, rejected lines, manifest).",
 )
-@click.option(
-    "--max-problems",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="List at most N line problems (0: all); counts stay exact.",
-)
+@max_problems_option
 @jobs_option
 @format_option("text", "json")
 @library_errors

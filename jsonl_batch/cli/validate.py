@@ -9,7 +9,14 @@ import click
 from ..problems import CATALOGUE
 from ..render import SizedProgress, report_json, report_text
 from ..validation import validate_file
-from .options import format_option, jobs_option, library_errors, limits, profile_options
+from .options import (
+    format_option,
+    jobs_option,
+    library_errors,
+    limits,
+    max_problems_option,
+    profile_options,
+)
 
 
 @click.command()
@@ -24,13 +31,7 @@ from .options import format_option, jobs_option, library_errors, limits, profile
     help="Your organization's enqueued-token cap for the model: estimate input tokens "
     "(tiktoken; slower) and report token_limit_exceeded when over.",
 )
-@click.option(
-    "--max-problems",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="List at most N line problems per file (0: all); counts stay exact.",
-)
+@max_problems_option
 @click.option(
     "--ignore",
     multiple=True,
