@@ -236,6 +236,8 @@ def _assemble(
     position = pc.index_in(results.column("custom_id"), value_set=ids)
     orphan = position.is_null()
     summary.orphans = pc.sum(orphan).as_py() or 0
+    if summary.orphans and summary.orphans == results.num_rows and len(ids):
+        raise JoinError(no_match(summary.orphans, len(ids)))
     if summary.orphans:
         anomalies += _orphans(results.filter(orphan), read, cap)
         results = results.filter(pc.invert(orphan))
@@ -266,6 +268,14 @@ def _assemble(
     _count(summary, table)
     summary.anomalies = _cap(anomalies, cap)
     return Join(table, summary)
+
+
+def no_match(results: int, requests: int) -> str:
+    """Why a join of results that answer none of the requests is refused."""
+    return (
+        f"none of the {results:,} result lines answers any of the {requests:,} input requests "
+        "(no custom_id in common): these look like the results of another batch."
+    )
 
 
 def _check_unique(ids: pa.Array, files: list[InputFile]) -> None:

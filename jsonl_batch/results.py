@@ -17,11 +17,11 @@ orjson and ``array("f")`` read floats about twice as fast as pyarrow's JSON read
 from __future__ import annotations
 
 import base64
+import codecs
 import os
 import sys
 from array import array
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from .reading import BOM, BUFFER_SIZE, LineReader, Source, explain_invalid, open_source, source_name
+from .reading import BUFFER_SIZE, MAX_DEPTH, LineReader, Source, explain_invalid, open_source, source_name
 from .slices import NOT_COPIED, copy_value
 from .tables import COLUMN
 
@@ -398,18 +398,47 @@ def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
     """
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        with open(path, "rb") as handle:
-            if handle.read(len(BOM)) == BOM:
-                return None
-        with ThreadPoolExecutor(1) as pool:  # counting overlaps parsing (GIL released)
-            lines = pool.submit(count_lines, path)
-            reader = pj.open_json(path, read_options=_READ, parse_options=options)
-            table = reader.read_all()
-            table.validate(full=True)  # pyarrow's JSON reader lets invalid UTF-8 through
-            count = lines.result()
+        count = safe_line_count(path)
+        if count is None:
+            return None
+        reader = pj.open_json(path, read_options=_READ, parse_options=options)
+        table = reader.read_all()
+        table.validate(full=True)
     except (OSError, pa.ArrowException, ValueError):
         return None  # the line reader explains (or raises ReadError)
     return table if table.num_rows == count else None
+
+
+_DEEP_LINE = 2 * MAX_DEPTH + 2
+"""A line nested deeper than orjson reads holds at least this many brackets (bytes)."""
+
+
+def safe_line_count(path: str | os.PathLike[str]) -> int | None:
+    """The number of lines, if pyarrow's JSON reader may be given the file, else ``None``.
+
+    pyarrow 26 crashes the process (SIGSEGV) on a line that is just ``null`` at the start of
+    a block, and reads what orjson refuses (invalid UTF-8 outside the projected fields,
+    nesting deeper than ``MAX_DEPTH``). So it only gets files that are valid UTF-8 and whose
+    every line starts with ``{`` and is too short, or has too few brackets, to nest that deep.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    count = 0
+    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
+        for line in handle:
+            count += 1
+            if line[:1] != b"{":
+                return None  # a BOM, a blank line, ``null``, anything not an object
+            if len(line) >= _DEEP_LINE and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+                return None
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return None
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    return count
 
 
 _READ = pj.ReadOptions(block_size=1 << 20)
@@ -539,13 +568,3 @@ def _getter(raw: pa.Table) -> Callable[..., pa.Array]:
         return arr
 
     return get
-
-
-def count_lines(path: str | os.PathLike[str]) -> int:
-    """Lines in a file as ``LineReader`` counts them (a last line needs no newline)."""
-    count, last = 0, b"\n"
-    with open(path, "rb", buffering=0) as handle:
-        for block in iter(lambda: handle.read(BUFFER_SIZE), b""):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")

@@ -143,9 +143,9 @@ def test_retry_nothing_to_do(tmp_path: Path) -> None:
 def test_retry_exit_1_when_the_retry_file_has_problems(tmp_path: Path) -> None:
     inp = tmp_path / "in.jsonl"
     inp.write_bytes(jsonl(request("a", temperature="hot")))
-    result = run(
-        "retry", str(inp), "-r", str(J / "chat.errors.jsonl"), "-o", str(tmp_path / "r.jsonl")
-    )
+    out = tmp_path / "errors.jsonl"
+    out.write_bytes(jsonl({"custom_id": "a", "response": None, "error": {"code": "c"}}))
+    result = run("retry", str(inp), "-r", str(out), "-o", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 1
     assert "INVALID" in result.output
 
@@ -279,3 +279,14 @@ def test_inputs_without_requests_are_not_success(tmp_path) -> None:
         main, ["join", str(empty), "--results", str(out), "-o", str(tmp_path / "t.csv")]
     )
     assert result.exit_code == 1, result.output
+
+
+def test_join_results_of_another_batch_exit_2(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(jsonl(request("a"), request("b")))
+    out.write_bytes(jsonl(ok_result("x"), ok_result("y")))
+    for command in ("join", "retry"):
+        result = run(command, str(inp), "-r", str(out), "-o", str(tmp_path / f"{command}.jsonl"))
+        no_traceback(result)
+        assert result.exit_code == 2, result.output
+        assert "results of another batch" in result.output

@@ -231,7 +231,8 @@ def test_malformed_result_lines_are_reported_with_file_and_line() -> None:
 
 def test_anomalies_are_capped_but_counted(write: Any) -> None:
     inp = write([request("a")])
-    out = write([{"custom_id": f"x{i}", "error": {"code": "c"}} for i in range(5)], "out.jsonl")
+    lines = [{"custom_id": f"x{i}", "error": {"code": "c"}} for i in range(5)]
+    out = write([*lines, {"custom_id": "a", "error": {"code": "c"}}], "out.jsonl")
     summary = join([inp], [out], max_anomalies=2).summary
     assert summary.orphans == 5
     assert len(summary.anomalies) == 2
@@ -240,9 +241,8 @@ def test_anomalies_are_capped_but_counted(write: Any) -> None:
 def test_shared_examples_join() -> None:
     inp = SHARED_EXAMPLES / "input_line.jsonl"
     outputs = [SHARED_EXAMPLES / "output_line.jsonl", SHARED_EXAMPLES / "error_lines.jsonl"]
-    result = join([inp], outputs)
-    assert rows(result.table, "custom_id", "status") == [("request-1", "missing")]
-    assert result.summary.orphans == 3
+    with pytest.raises(JoinError, match="none of the 3 result lines answers any of the 1"):
+        join([inp], outputs)  # the examples answer other requests
 
 
 def test_bad_input_line_is_an_error_naming_file_and_line(write: Any) -> None:
@@ -562,3 +562,10 @@ def test_raw_value_keys_escaped_and_twice() -> None:
     assert raw_value(line, "body", 1) == b"3"
     assert raw_value(line, "x") == b'"}\\"]"'
     assert raw_value(b'{"a": 1.50}', "a", parsed=1.5) == b"1.50"
+
+
+def test_results_of_another_batch_are_an_error(write: Any) -> None:
+    inp = write([request("a"), request("b")])
+    out = write([{"custom_id": "x", "error": {"code": "c"}}, {"custom_id": "y"}], "out.jsonl")
+    with pytest.raises(JoinError, match="none of the 1 result lines answers any of the 2 input"):
+        join([inp], [out])

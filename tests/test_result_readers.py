@@ -1,0 +1,93 @@
+"""The fast (pyarrow) and the line-by-line readers read any file the same way, and no file
+crashes either (pyarrow 26 crashes the process on a ``null`` line at the start of a block)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch.joining import read_inputs
+from jsonl_batch.results import _read_slow, read_results
+
+
+def deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def result(custom_id: str, status: int) -> bytes:
+    body = {"model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+    line = {"custom_id": custom_id, "response": {"status_code": status, "body": body}}
+    return orjson.dumps(line)
+
+
+def with_extra(line: bytes, extra: bytes) -> bytes:
+    """``line`` (an object) with one more member ``"x": extra`` outside the projected fields."""
+    return line[:-1] + b',"x":' + extra + b"}"
+
+
+IDS = st.sampled_from(["a", "b", "c"])
+EXTRA = st.sampled_from(
+    [b'"\xff"', b'"caf\xc3"', deep(1025), deep(1024), deep(600), b"null", b"[1,2]"]
+)
+ODD = st.sampled_from(
+    [b"null", b"1", b"[]", b'"text"', b"", b"  ", b"{}", b"{", b"\xef\xbb\xbf{}", deep(1100)]
+)
+LINE = st.one_of(
+    st.builds(result, IDS, st.sampled_from([200, 400, 500])),
+    st.builds(with_extra, st.builds(result, IDS, st.just(200)), EXTRA),
+    ODD,
+)
+
+
+def table_of(found: Any) -> tuple[Any, ...]:
+    return found.lines, found.table.to_pylist(), [a.to_dict() for a in found.invalid]
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=8), newline=st.booleans())
+def test_fast_and_line_readers_give_the_same_table(lines: list[bytes], newline: bool) -> None:
+    data = b"\n".join(lines) + (b"\n" if newline else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.jsonl"
+        path.write_bytes(data)
+        assert table_of(read_results(str(path))) == table_of(_read_slow(path, ()))
+
+
+def request(custom_id: str, extra: bytes) -> bytes:
+    line = {"custom_id": custom_id, "url": "/v1/chat/completions", "body": {"model": "m"}}
+    return with_extra(orjson.dumps(line), extra)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(st.builds(request, IDS, EXTRA), ODD.filter(lambda b: b != b"{}")), max_size=6
+    )
+)
+def test_fast_and_line_input_readers_agree(lines: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.jsonl"
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
+        outcomes = []
+        for source in (str(path), open(path, "rb")):  # a path may go fast; a handle never does
+            try:
+                outcomes.append(read_inputs(source).custom_ids.to_pylist())
+            except Exception as exc:  # noqa: BLE001  # the same error, or the same ids
+                outcomes.append(str(exc).replace(str(path), "<file>"))
+            finally:
+                if not isinstance(source, str):
+                    source.close()
+        assert outcomes[0] == outcomes[1]
+
+
+def test_a_null_line_at_a_block_start_does_not_crash(tmp_path: Path) -> None:
+    block = result("a", 200) + b"\n"
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"null\n" + block * ((1 << 20) // len(block)) + b"null\n" + block)
+    found = read_results(str(path))
+    assert [a.line for a in found.invalid] == [1, found.lines - 1]
