@@ -30,7 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from .reading import BUFFER_SIZE, MAX_DEPTH, LineReader, Source, explain_invalid, open_source, source_name
+from .reading import (
+    BUFFER_SIZE,
+    MAX_DEPTH,
+    LineReader,
+    Source,
+    explain_invalid,
+    open_source,
+    source_name,
+)
 from .slices import NOT_COPIED, copy_value
 from .tables import COLUMN
 

@@ -73,16 +73,17 @@ def test_fast_and_line_input_readers_agree(lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
-        outcomes = []
-        for source in (str(path), open(path, "rb")):  # a path may go fast; a handle never does
-            try:
-                outcomes.append(read_inputs(source).custom_ids.to_pylist())
-            except Exception as exc:  # noqa: BLE001  # the same error, or the same ids
-                outcomes.append(str(exc).replace(str(path), "<file>"))
-            finally:
-                if not isinstance(source, str):
-                    source.close()
+        with open(path, "rb") as handle:  # a path may go fast; a handle never does
+            outcomes = [outcome(str(path), path), outcome(handle, path)]
         assert outcomes[0] == outcomes[1]
+
+
+def outcome(source: Any, path: Path) -> Any:
+    """The ids ``read_inputs`` reads, or its error (without the file's name)."""
+    try:
+        return read_inputs(source).custom_ids.to_pylist()
+    except Exception as exc:  # the same error, or the same ids
+        return str(exc).replace(str(path), "<file>")
 
 
 def test_a_null_line_at_a_block_start_does_not_crash(tmp_path: Path) -> None:
