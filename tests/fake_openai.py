@@ -1,6 +1,6 @@
 """A stateful stand-in for the OpenAI Files and Batches APIs, served on 127.0.0.1.
 
-It answers the real SDK with the shapes of ``../shared/reference/examples/``: ``/v1/files``
+It answers the real SDK with the shapes of ``tests/data/examples/``: ``/v1/files``
 (upload, content) and ``/v1/batches`` (create, list with ``after``/``limit``/``has_more``/
 ``first_id``/``last_id``, retrieve, cancel). Each retrieve moves a batch one step along its
 plan (``validating`` -> ... -> a terminal status), so tests never wait on a clock. Azure's
@@ -19,14 +19,13 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import EXAMPLES
 from pytest_httpserver.httpserver import HTTPServerBase
 from werkzeug import Request, Response
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "examples"
 KEY = "sk-test-0123456789abcdefSECRET"
 T0 = 1711471533
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -57,7 +56,7 @@ def closed_port() -> int:
 
 
 def example(name: str) -> Any:
-    """A payload from the shared reference examples."""
+    """A payload from the reference examples (tests/data/examples)."""
     return json.loads((EXAMPLES / name).read_text())
 
 

@@ -9,7 +9,7 @@ import orjson
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+EXAMPLES = DATA / "examples"  # real API payloads, see data/README.md
 
 
 def request(

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import DATA, jsonl, request
+from helpers import DATA, EXAMPLES, jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,6 @@ from jsonl_batch import JoinError, join
 from jsonl_batch.results import _read_fast, _read_slow, read_results
 
 J = DATA / "join"
-SHARED_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "examples"
 
 
 def rows(table: Any, *names: str) -> list[tuple[Any, ...]]:
@@ -238,9 +237,9 @@ def test_anomalies_are_capped_but_counted(write: Any) -> None:
     assert len(summary.anomalies) == 2
 
 
-def test_shared_examples_join() -> None:
-    inp = SHARED_EXAMPLES / "input_line.jsonl"
-    outputs = [SHARED_EXAMPLES / "output_line.jsonl", SHARED_EXAMPLES / "error_lines.jsonl"]
+def test_reference_examples_join() -> None:
+    inp = EXAMPLES / "input_line.jsonl"
+    outputs = [EXAMPLES / "output_line.jsonl", EXAMPLES / "error_lines.jsonl"]
     with pytest.raises(JoinError, match="none of the 3 result lines answers any of the 1"):
         join([inp], outputs)  # the examples answer other requests
 

@@ -1,4 +1,5 @@
-"""The built wheel carries schemas and samples: install it in a fresh venv and validate."""
+"""The built wheel carries schemas and samples (installed in a fresh venv, it validates); the
+sdist carries the tests with their data."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import venv
 from pathlib import Path
 
@@ -86,3 +88,21 @@ def test_wheel_ships_schemas_and_samples(wheel_venv: Path, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     cli = run_in(wheel_venv, "-m", "jsonl_batch", "samples", "embeddings.jsonl", cwd=tmp_path)
     assert cli.returncode == 0 and "text-embedding-3-small" in cli.stdout
+
+
+def test_sdist_carries_the_tests_and_their_data(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "-o", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    [sdist] = tmp_path.glob("jsonl_batch-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    wanted = {
+        str(p.relative_to(ROOT))
+        for folder in ("tests/data", "samples", "schemas", ".ci")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file()
+    }
+    assert wanted <= names, sorted(wanted - names)

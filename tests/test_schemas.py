@@ -1,5 +1,5 @@
 """The JSON Schemas in ``schemas/``: well-formed, agreeing across both validators, accepting
-the real payloads in ``shared/reference/examples`` and the realistic bodies below, and failing
+the real payloads in ``tests/data/examples`` and the realistic bodies below, and failing
 the bad ones at the deepest offending value with the expected keyword."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import jsonschema
 import jsonschema_rs
 import pytest
+from helpers import EXAMPLES
 from jsonschema.exceptions import best_match
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "examples"
 
 BODY_REQUIRED = {
     "chat_completions": ["model", "messages"],
