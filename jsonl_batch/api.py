@@ -39,14 +39,18 @@ __all__ = [
     "cancel_batch",
     "check_metadata",
     "create_batch",
+    "delete_file",
     "download_results",
     "get_batch",
     "iter_batches",
+    "iter_files",
     "list_batches",
     "load_sdk",
     "make_client",
     "result_paths",
     "run_batch",
+    "start_batch",
+    "upload_file",
     "wait_for_batch",
 ]
 
@@ -222,16 +226,61 @@ def create_batch(
             raise InvalidBatchFile(report)
         endpoint = endpoint or report.stats.endpoint
     endpoint = endpoint or _first_url(path)
+    uploaded = upload_file(client, path)
+    batch = start_batch(client, uploaded["id"], endpoint, window=window, metadata=meta)
+    return Created(uploaded, batch, report)
+
+
+def upload_file(
+    client: Any, path: str | os.PathLike[str], *, filename: str | None = None
+) -> dict[str, Any]:
+    """Upload ``path`` for ``batch`` (as ``filename``, default its name); the file object."""
+    path = Path(path)
+    name = filename or path.name
     with calling(client, f"upload {path.name}"), open(path, "rb") as handle:
-        uploaded = _dump(client.files.create(file=(path.name, handle), purpose="batch"))
+        return _dump(client.files.create(file=(name, handle), purpose="batch"))
+
+
+def start_batch(
+    client: Any,
+    file_id: str,
+    endpoint: str,
+    *,
+    window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+    output_expires_after: int | None = None,
+) -> Batch:
+    """Create a batch from an uploaded file; ``output_expires_after``: seconds its result
+    files are kept (from their creation)."""
+    meta = check_metadata(metadata)
+    extra: dict[str, Any] = {"metadata": meta} if meta else {}
+    if output_expires_after is not None:
+        extra["output_expires_after"] = {"anchor": "created_at", "seconds": output_expires_after}
     with calling(client, "create the batch"):
-        batch = client.batches.create(
-            input_file_id=uploaded["id"],
-            endpoint=endpoint,
-            completion_window=window,
-            **({"metadata": meta} if meta else {}),
+        return _dump(
+            client.batches.create(
+                input_file_id=file_id, endpoint=endpoint, completion_window=window, **extra
+            )
         )
-    return Created(uploaded, _dump(batch), report)
+
+
+def iter_files(client: Any, *, purpose: str = "batch") -> Iterator[dict[str, Any]]:
+    """Every file of ``purpose`` the organization has uploaded (file objects)."""
+    with calling(client, "list files"):
+        for file in client.files.list(purpose=purpose):
+            yield _dump(file)
+
+
+def delete_file(client: Any, file_id: str) -> bool:
+    """Delete a file on the server; ``False`` when it was already gone (HTTP 404)."""
+    try:
+        with calling(client, f"delete {file_id}"):
+            client.files.delete(file_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _first_url(path: Path) -> str:

@@ -6,6 +6,13 @@ It answers the real SDK with the shapes of ``tests/data/examples/``: ``/v1/files
 plan (``validating`` -> ... -> a terminal status), so tests never wait on a clock. Azure's
 routes (``/openai/...`` with an ``api-key`` header) are served too.
 
+``simulate(...)`` switches it to a clock-driven simulation for jobs (``Sim``): every request
+moves a simulated clock forward by ``tick`` seconds (``advance`` moves it too), and batches
+go through ``validating``, ``in_progress`` (growing ``request_counts``), ``finalizing`` and
+``completed`` on that clock; an enqueued-token cap fails batches with
+``token_limit_exceeded``; chosen requests answer HTTP 500 the first times they are run, or
+stall until their batch expires with partial results. Files can be listed and deleted.
+
 Use it through the ``fake`` fixture (``conftest.py`` loads this module as a plugin): it sets
 ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` and resets the state for every test.
 """
@@ -17,8 +24,11 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -69,6 +79,28 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     )
 
 
+@dataclass
+class Sim:
+    """How the simulated server behaves (times in simulated seconds)."""
+
+    tick: float = 10.0
+    """How far each request moves the clock."""
+    validating: float = 20.0
+    rate: float = 1.0
+    """Requests answered per second in progress."""
+    finalizing: float = 10.0
+    window: float = 3600.0
+    """A batch not done this long after its creation expires (partial results)."""
+    token_cap: int | None = None
+    """Estimated input tokens of the batches past validating; over it: token_limit_exceeded."""
+    flaky: dict[str, int] = field(default_factory=dict)
+    """custom_id -> how many of its first runs answer HTTP 500."""
+    stall: dict[str, int] = field(default_factory=dict)
+    """custom_id -> how many of its first batches it keeps from finishing (they expire)."""
+    reject: set[str] = field(default_factory=set)
+    """custom_ids whose batch fails validation (``invalid_request``)."""
+
+
 def _json(obj: Any) -> Response:
     return Response(json.dumps(obj), 200, content_type="application/json")
 
@@ -94,6 +126,23 @@ class FakeOpenAI(HTTPServerBase):
         self.requests: list[Request] = []
         self.uploads: list[tuple[str, bytes]] = []
         self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+        self.sim: Sim | None = None
+        self.now = 0.0
+        self.runs: Counter[str] = Counter()  # custom_id -> batches that ran it (sim)
+        self.lock = threading.Lock()
+
+    def simulate(self, **options: Any) -> Sim:
+        """Run batches on the simulated clock (``Sim``'s options); return the settings."""
+        self.sim = Sim(**options)
+        return self.sim
+
+    def _file_id(self) -> str:
+        return f"file-{len(self.files) + len(self.deleted):04d}"
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulated clock forward (batches move on at the next request)."""
+        self.now += seconds
 
     @property
     def base_url(self) -> str:
@@ -125,7 +174,12 @@ class FakeOpenAI(HTTPServerBase):
     # -- the HTTP side ----------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
-        response = self._answer(request)
+        with self.lock:
+            if self.sim is not None:
+                self.now += self.sim.tick
+                for batch_id in list(self.batches):
+                    self._simulate(self.batches[batch_id])
+            response = self._answer(request)
         if self.delay:  # after the answer is chosen: a late reply changes no state
             time.sleep(self.delay)
         return response
@@ -151,20 +205,35 @@ class FakeOpenAI(HTTPServerBase):
     def upload(self, request: Request) -> Response:
         upload = request.files["file"]
         data = upload.read()
-        file_id = f"file-{len(self.files):04d}"
+        file_id = self._file_id()
         self.uploads.append((request.form["purpose"], data))
-        self.files[file_id] = {"data": data, "purpose": request.form["purpose"]}
-        return _json(
-            {
-                "id": file_id,
-                "object": "file",
-                "bytes": len(data),
-                "created_at": T0,
-                "filename": upload.filename,
-                "purpose": request.form["purpose"],
-                "status": "processed",
-            }
-        )
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()) if self.sim else T0,
+            "filename": upload.filename,
+            "purpose": request.form["purpose"],
+            "status": "processed",
+        }
+        self.files[file_id] = {"data": data, "purpose": request.form["purpose"], "object": obj}
+        return _json(obj)
+
+    def list_files(self, request: Request) -> Response:
+        purpose = request.args.get("purpose")
+        data = [
+            f["object"]
+            for f in reversed(self.files.values())
+            if "object" in f and (purpose is None or f["purpose"] == purpose)
+        ]
+        return _json({"object": "list", "data": data, "has_more": False})
+
+    def delete_file(self, request: Request, file_id: str) -> Response:
+        if file_id not in self.files:
+            return _error(404, f"No such File object: {file_id}")
+        del self.files[file_id]
+        self.deleted.append(file_id)
+        return _json({"id": file_id, "object": "file", "deleted": True})
 
     def content(self, request: Request, file_id: str) -> Response:
         if file_id not in self.files:
@@ -188,6 +257,12 @@ class FakeOpenAI(HTTPServerBase):
             created_at=T0 + len(self.batches),
         )
         self.batches[batch["id"]] = batch
+        if self.sim is not None:
+            batch["created_at"] = int(time.time())
+            batch["expires_at"] = batch["created_at"] + int(self.sim.window)
+            batch["_sim"] = {"born": self.now, "ids": [json.loads(x)["custom_id"] for x in lines]}
+            batch["request_counts"]["total"] = len(lines)
+            return _json(_public(batch))
         self.steps[batch["id"]] = PLANS[self.plan][1:]
         return _json(batch)
 
@@ -198,7 +273,7 @@ class FakeOpenAI(HTTPServerBase):
         page = ids[start : start + limit]
         return {
             "object": "list",
-            "data": [self.batches[i] for i in page],
+            "data": [_public(self.batches[i]) for i in page],
             "first_id": page[0] if page else None,
             "last_id": page[-1] if page else None,
             "has_more": start + limit < len(ids),
@@ -216,7 +291,7 @@ class FakeOpenAI(HTTPServerBase):
         steps = self.steps.get(batch_id)
         if steps:
             self._advance(self.batches[batch_id], steps.pop(0))
-        return _json(self.batches[batch_id])
+        return _json(_public(self.batches[batch_id]))
 
     def cancel(self, request: Request, batch_id: str) -> Response:
         if batch_id not in self.batches:
@@ -226,10 +301,14 @@ class FakeOpenAI(HTTPServerBase):
             return _error(409, f"Cannot cancel a batch with status '{batch['status']}'.")
         self._advance(batch, "cancelling")
         self.steps[batch_id] = ["cancelled"]
-        return _json(batch)
+        if "_sim" in batch:
+            self._finish(batch, "cancelled")
+        return _json(_public(batch))
 
     routes = (
         ("POST", r"/files", upload),
+        ("GET", r"/files", list_files),
+        ("DELETE", r"/files/([^/]+)", delete_file),
         ("GET", r"/files/([^/]+)/content", content),
         ("POST", r"/batches", create),
         ("GET", r"/batches", list_batches),
@@ -263,12 +342,100 @@ class FakeOpenAI(HTTPServerBase):
         counts["completed"], counts["failed"] = len(ok), len(bad)
         for kind, lines in (("output_file_id", ok), ("error_file_id", bad)):
             if lines:
-                file_id = f"file-{len(self.files):04d}"
+                file_id = self._file_id()
                 data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
                 self.files[file_id] = {"data": data, "purpose": "batch_output"}
                 batch[kind] = file_id
             else:
                 batch[kind] = None
+
+    # -- the simulation ---------------------------------------------------------------------
+
+    def _simulate(self, batch: dict[str, Any]) -> None:
+        """Move a simulated batch to where the clock says it is."""
+        sim, state = self.sim, batch.get("_sim")
+        if sim is None or state is None or batch["status"] in TERMINAL | {"cancelling"}:
+            return
+        age = self.now - state["born"]
+        if batch["status"] == "validating":
+            if age < sim.validating:
+                return
+            if sim.reject & set(state["ids"]):
+                self._fail(batch, "invalid_request", "rejected by the test")
+                return
+            if sim.token_cap is not None and self._enqueued() + self._tokens(batch) > sim.token_cap:
+                message = "Enqueued token limit reached for gpt-4o-mini."
+                self._fail(batch, "token_limit_exceeded", message)
+                return
+            self._advance(batch, "in_progress")
+            state["started"] = self.now
+        ids = state["ids"]
+        stalled = [c for c in ids if self.runs[c] < sim.stall.get(c, 0)]
+        if batch["status"] == "in_progress":
+            can = len(ids) - len(stalled)
+            done = min(can, int((self.now - state["started"]) * sim.rate))
+            batch["request_counts"]["completed"] = done
+            if age >= sim.window:
+                self._finish(batch, "expired")
+            elif done == len(ids):
+                self._advance(batch, "finalizing")
+                state["finalizing"] = self.now
+        elif batch["status"] == "finalizing" and self.now - state["finalizing"] >= sim.finalizing:
+            self._finish(batch, "completed")
+
+    def _fail(self, batch: dict[str, Any], code: str, message: str) -> None:
+        batch["status"] = "failed"
+        batch["failed_at"] = batch["created_at"] + int(self.now - batch["_sim"]["born"])
+        error = {"code": code, "message": message, "param": None, "line": None}
+        batch["errors"] = {"object": "list", "data": [error]}
+
+    def _finish(self, batch: dict[str, Any], status: str) -> None:
+        """End a simulated batch: results for what ran, errors for the rest."""
+        sim, state = self.sim, batch["_sim"]
+        assert sim is not None
+        ids = state["ids"]
+        ran = ids[: batch["request_counts"]["completed"]] if status != "completed" else ids
+        stalled = {c for c in ids if self.runs[c] < sim.stall.get(c, 0)}
+        ran = [c for c in ran if c not in stalled]
+        batch["status"] = status
+        batch[STAMP[status]] = batch["created_at"] + int(self.now - state["born"])
+        ok, bad = [], []
+        for c in ran:
+            flaky = self.runs[c] < sim.flaky.get(c, 0)
+            (bad if flaky else ok).append(_server_error(c) if flaky else self._output_line(c))
+        for c in ids:
+            if c not in ran:
+                bad.append(self._error_line(c, f"batch_{status}"))
+            self.runs[c] += 1
+        counts = batch["request_counts"]
+        counts["completed"], counts["failed"] = len(ok), len(bad)
+        for kind, result in (("output_file_id", ok), ("error_file_id", bad)):
+            batch[kind] = self._result_file(result) if result else None
+
+    def _result_file(self, lines: list[dict[str, Any]]) -> str:
+        file_id = self._file_id()
+        data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        self.files[file_id] = {"data": data, "purpose": "batch_output"}
+        return file_id
+
+    def _enqueued(self) -> int:
+        live = ("in_progress", "finalizing")
+        return sum(self._tokens(b) for b in self.batches.values() if b["status"] in live)
+
+    def _tokens(self, batch: dict[str, Any]) -> int:
+        from jsonl_batch.tokens import TokenCounter, request_tokens
+
+        counter = TokenCounter()
+        lines = self.files[batch["input_file_id"]]["data"].splitlines()
+        return sum(request_tokens(counter, json.loads(line)) or 0 for line in lines)
+
+    def submitted(self) -> Counter[tuple[str, str]]:
+        """How many batches were created per (run, part) metadata tag."""
+        return Counter(
+            (b["metadata"]["jsonl_batch_run"], b["metadata"]["jsonl_batch_part"])
+            for b in self.batches.values()
+            if (b.get("metadata") or {}).get("jsonl_batch_part")
+        )
 
     @staticmethod
     def _output_line(custom_id: str) -> dict[str, Any]:
@@ -287,6 +454,22 @@ class FakeOpenAI(HTTPServerBase):
         if code:
             line["error"]["code"] = code
         return line
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch as the API shows it (without the simulation's own state)."""
+    return {k: v for k, v in batch.items() if k != "_sim"}
+
+
+def _server_error(custom_id: str) -> dict[str, Any]:
+    """A result line of a request that answered HTTP 500."""
+    body = {"error": {"message": "The server had an error.", "type": "server_error"}}
+    return {
+        "id": f"batch_req_{custom_id}",
+        "custom_id": custom_id,
+        "response": {"status_code": 500, "request_id": f"req_{custom_id}", "body": body},
+        "error": None,
+    }
 
 
 @pytest.fixture(scope="session")
