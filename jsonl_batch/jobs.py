@@ -348,15 +348,7 @@ class Runner:
                 self._set(part, None, "uploaded", attempt=part.attempt - 1)
             else:
                 batch = found[key]
-                self.ledger.record_batch(part, batch)
-                self._set(
-                    part,
-                    f"reattached to {batch['id']} ({batch['status']})",
-                    "submitted",
-                    batch_id=batch["id"],
-                    status=batch["status"],
-                    batch=batch,
-                )
+                self._attach(part, batch, f"reattached to {batch['id']} ({batch['status']})")
 
     def _tag(self, part: PartRecord) -> tuple[str, str]:
         return f"{part.id}:{part.sha256[:12]}", str(part.attempt)
@@ -460,15 +452,13 @@ class Runner:
                 self._find_batches([part])  # "creating" with an unknown outcome: look first
                 return
             raise
-        self.ledger.record_batch(part, batch)
         attempt = f" (attempt {part.attempt})" if part.attempt > 1 else ""
+        self._attach(part, batch, f"submitted as {batch['id']}{attempt}")
+
+    def _attach(self, part: PartRecord, batch: dict[str, Any], event: str) -> None:
+        self.ledger.record_batch(part, batch)
         self._set(
-            part,
-            f"submitted as {batch['id']}{attempt}",
-            "submitted",
-            batch_id=batch["id"],
-            status=batch["status"],
-            batch=batch,
+            part, event, "submitted", batch_id=batch["id"], status=batch["status"], batch=batch
         )
 
     # -- rounds ---------------------------------------------------------------------------
