@@ -7,9 +7,11 @@ pyarrow or tiktoken load only when something that needs them is used.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: the entry point loads this before its SIGINT handler
 if TYPE_CHECKING:
+    from typing import Any
+
     from .building import BatchWriter, BuildError
     from .joining import Join, JoinError, JoinSummary, join
     from .manifests import Manifest, Part

@@ -1,3 +1,3 @@
-from .cli import main
+from .interrupts import launch
 
-main()
+launch()

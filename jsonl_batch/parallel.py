@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice, pairwise
@@ -98,7 +99,7 @@ class LineChunks(Generic[T]):
         global _inherited
         _inherited = self.work
         try:
-            pool = multiprocessing.get_context("fork").Pool(self.workers)
+            pool = multiprocessing.get_context("fork").Pool(self.workers, _quiet_worker)
         finally:
             _inherited = None
         with pool:
@@ -113,6 +114,11 @@ class LineChunks(Generic[T]):
 
 _inherited: Work[object] | None = None
 """The work, set in the parent just before forking so that workers inherit it as it is."""
+
+
+def _quiet_worker() -> None:
+    """Workers ignore Ctrl-C (the terminal sends it to them too): the parent stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_range(task: tuple[str, int, int]) -> object:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from contextlib import suppress
+from typing import IO, Any, NoReturn
 
 import click
+
+from .. import interrupts
 
 COMMANDS = {
     "validate": "validate:validate",
@@ -25,8 +28,8 @@ COMMANDS = {
 
 
 class Main(click.Group):
-    """The top-level group: commands load lazily, and a bug or an interrupt ends in one
-    line, never a traceback."""
+    """The top-level group: commands load lazily; a bug, an interrupt or a broken standard
+    output ends in one line, never a traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -39,18 +42,34 @@ class Main(click.Group):
         command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
         return command
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Outside the command (parsing, help, exit), Ctrl-C ends the process at once, and
+        standard output is flushed here so that its faults are reported like the others."""
+        with interrupts.handler(interrupts.exit_now):
+            try:
+                return super().main(*args, **kwargs)
+            except OSError as exc:  # click re-raises what it does not handle (help text)
+                stream_fault(exc)
+                raise
+            finally:
+                try:
+                    sys.stdout.flush()
+                except OSError as exc:
+                    stream_fault(exc, sys.stdout)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with interrupts.raising():
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, SystemExit, click.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
-        except Exception as exc:
+            interrupted()
+        except BaseException as exc:  # pyo3's PanicException is not an Exception
+            if interrupts.interrupted():  # a library turned the KeyboardInterrupt into this
+                interrupted()
+            if isinstance(exc, OSError):
+                stream_fault(exc)
             if os.environ.get("JSONL_BATCH_DEBUG"):
                 raise
             click.echo(
@@ -59,6 +78,57 @@ class Main(click.Group):
                 err=True,
             )
             sys.exit(2)
+
+
+def interrupted() -> NoReturn:
+    """After Ctrl-C (the command's ``finally`` blocks have run): one line, exit 130."""
+    interrupts.settle()
+    with suppress(OSError):
+        click.echo(interrupts.MESSAGE, err=True)
+    sys.exit(interrupts.EXIT_INTERRUPTED)
+
+
+def stream_fault(exc: OSError, stream: IO[Any] | None = None) -> None:
+    """Exit if ``exc`` was raised writing standard output or error (a closed pipe, a full
+    disk): quietly with status 1 for a closed pipe, as Unix tools do, else with a one-line
+    I/O error and status 2. Returns if the fault is elsewhere."""
+    fd = _writer_fd(exc) if stream is None else stream.fileno()
+    if fd not in (1, 2):
+        return
+    _discard(fd)
+    if fd == 1 and not isinstance(exc, BrokenPipeError):
+        with suppress(OSError):
+            click.echo(f"Error: cannot write to standard output: {exc.strerror or exc}", err=True)
+    sys.exit(1 if isinstance(exc, BrokenPipeError) else 2)
+
+
+def _writer_fd(exc: BaseException) -> int | None:
+    """The descriptor of the stream the failing write was called on: a value in the
+    innermost frame of ``exc`` (``file`` in ``click.echo``) whose ``fileno()`` is 1 or 2."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return None
+    for value in tb.tb_frame.f_locals.values():
+        fileno = getattr(value, "fileno", None)
+        if callable(fileno):
+            try:
+                fd = fileno()
+            except (OSError, ValueError):
+                continue
+            if fd in (1, 2):
+                return int(fd)
+    return None
+
+
+def _discard(fd: int) -> None:
+    """Point a broken standard stream at /dev/null, so that what it still buffers, and the
+    flush at exit, go nowhere instead of failing again."""
+    with suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

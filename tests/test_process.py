@@ -1,0 +1,128 @@
+"""The process as a whole, in subprocesses: Ctrl-C at any moment and broken standard streams
+end in one line (or none), never a traceback nor an "internal error"."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "join"
+
+
+def run(
+    *args: str, path: Path | None = None, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m jsonl_batch ARGS`` with this tree first on the path (and ``path`` before it)."""
+    paths = [str(p) for p in (path, ROOT) if p is not None]
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "jsonl_batch", *args],
+        env=environment,
+        capture_output="stdout" not in kwargs,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def interrupting(tmp_path: Path, module: str) -> Path:
+    """A folder holding a package ``module`` whose import is interrupted by a Ctrl-C."""
+    package = tmp_path / "shadow" / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(10)\n"
+    )
+    return package.parent
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("click", ["--version"]),  # before the command line is even parsed
+        ("pyarrow", ["join", str(DATA / "chat.input.jsonl"), "-r", "x.jsonl", "-o", "t.csv"]),
+        ("openai", ["batches", "list"]),
+    ],
+)
+def test_ctrl_c_while_loading_is_one_line(tmp_path: Path, module: str, args: list[str]) -> None:
+    done = run(*args, path=interrupting(tmp_path, module), env={"OPENAI_API_KEY": "sk-test"})
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == b"Interrupted.\n"
+
+
+def test_ctrl_c_is_130_at_any_moment_of_a_command(tmp_path: Path) -> None:
+    """Interrupts at a spread of moments of a join: 130 and one line, or done first (then
+    an interrupt while the interpreter exits kills it silently: shells show 130 too)."""
+    output = tmp_path / "t.csv"
+    command = [sys.executable, "-m", "jsonl_batch", "join", str(DATA / "chat.input.jsonl")]
+    command += ["-r", str(DATA / "chat.output.jsonl"), "-o", str(output), "--force"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for delay in (0.1, 0.2, 0.3, 0.4, 0.6):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        if interpreter_start(err):
+            continue
+        assert b"Traceback" not in err and b"internal error" not in err, err
+        if process.returncode == 130:
+            assert err == b"Interrupted.\n"
+        elif process.returncode == -signal.SIGINT:  # while the interpreter shuts down
+            assert err in (b"", b"Interrupted.\n")
+        else:
+            assert process.returncode in (0, 1), err
+        assert not [p for p in tmp_path.iterdir() if p.name != "t.csv"]
+
+
+def interpreter_start(err: bytes) -> bool:
+    """True for a traceback of Python's own start-up, before our handler could be set (the
+    interpreter's modules, then the first line of ``__main__``)."""
+    if b"init_import_site" in err or b"Could not import runpy" in err:
+        return True
+    files = re.findall(rb'File "([^"]+)"', err)
+    ours = [f for f in files if not f.startswith(b"<frozen")]
+    return err.startswith(b"Traceback") and all(f.endswith(b"__main__.py") for f in ours)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", str(ROOT / "samples" / "invalid.jsonl")],
+        ["validate", str(ROOT / "samples" / "invalid.jsonl"), "--format", "json"],
+        ["schema", "batch"],
+        ["--help"],
+        ["validate", "--help"],
+    ],
+)
+@pytest.mark.parametrize("buffered", [True, False])
+def test_full_disk_on_stdout_is_an_io_error(args: list[str], buffered: bool) -> None:
+    env = {"PYTHONUNBUFFERED": "" if buffered else "1"}
+    with open("/dev/full", "wb") as full:
+        done = run(*args, env=env, stdout=full, stderr=subprocess.PIPE)
+    assert done.returncode == 2
+    assert done.stderr == b"Error: cannot write to standard output: No space left on device\n"
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    lines = b"".join(b'{"custom_id": "%d"}\n' % (i % 7) for i in range(20_000))
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(lines)
+    for fmt in ("text", "json"):
+        command = [sys.executable, "-m", "jsonl_batch", "validate", str(source), "--format", fmt]
+        command += ["--max-problems", "0"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.read(10)
+        process.stdout.close()  # like `| head -c 10`
+        err = process.stderr.read()
+        assert process.wait(timeout=60) == 1
+        assert err == b""
