@@ -1,17 +1,19 @@
 """Model prices and batch cost arithmetic, from a JSON price table.
 
-The package ships ``data/prices.json`` (OpenAI's standard prices per 1M text tokens, with the
-date they were read and where from); ``load_prices(path)`` reads a user's table of the same
-shape instead. Batch prices are the standard ones times ``batch_multiplier`` (0.5), unless an
-entry gives ``batch_input``/``batch_output`` itself. A model missing from the table has no
-price: costs are never guessed.
+The package ships ``data/prices.json``: providers' standard prices per 1M text tokens (input,
+cached input, output), each entry with the date it was read and where from, and each
+provider's batch discount (``providers.<name>.batch_multiplier``); ``load_prices(path)`` reads
+a user's table of the same shape instead (a table without ``providers`` uses its top-level
+``batch_multiplier``, 0.5 by default). Batch prices are the standard ones times the
+multiplier, unless an entry gives ``batch_input``/``batch_cached_input``/``batch_output``
+itself. A model missing from the table has no price: costs are never guessed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
@@ -33,6 +35,12 @@ class Price:
     input: float
     output: float | None
     """``None`` for models without output tokens (embeddings)."""
+    cached_input: float | None = None
+    """Cached input tokens; ``None`` when the table lists no cached price (they are costed
+    at ``input``)."""
+    provider: str | None = field(default=None, compare=False)
+    as_of: str | None = field(default=None, compare=False)
+    source: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class PriceTable:
     per_tokens: int = 1_000_000
     file: str | None = None
     """The table's file, ``None`` for the packaged one."""
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per provider: ``batch_multiplier``, ``as_of``, ``source`` (its pricing page)."""
 
     def price(self, model: str | None) -> Price | None:
         """The model's batch price: its own entry, else its alias's for a dated snapshot."""
@@ -65,6 +75,21 @@ class PriceTable:
             return 0.0 if tokens == 0 else None
         return tokens * unit / self.per_tokens
 
+    def request_cost(
+        self, price: Price, prompt: int, completion: int = 0, cached: int = 0
+    ) -> float | None:
+        """What one answer cost at batch prices: ``prompt`` input tokens of which ``cached``
+        were cached, and ``completion`` output tokens (reasoning included); ``None`` when the
+        table has no output price for output tokens."""
+        cached = min(max(cached, 0), prompt)
+        unit = price.input if price.cached_input is None else price.cached_input
+        total = (prompt - cached) * price.input + cached * unit
+        if completion:
+            if price.output is None:
+                return None
+            total += completion * price.output
+        return total / self.per_tokens
+
     def describe(self) -> dict[str, Any]:
         """Where the prices come from, for reports."""
         return {
@@ -73,6 +98,7 @@ class PriceTable:
             "file": self.file,
             "currency": self.currency,
             "batch_multiplier": self.batch_multiplier,
+            "providers": self.providers,
         }
 
 
@@ -102,30 +128,77 @@ def _parse(table: Any, file: str | None) -> PriceTable:
     per_tokens = table.get("per_tokens", 1_000_000)
     if not _number(multiplier) or type(per_tokens) is not int or per_tokens <= 0:
         raise PriceError(f'{where}: "batch_multiplier" must be a number, "per_tokens" an integer')
+    source = str(table.get("source") or file or "")
+    providers = _providers(table.get("providers", {}), where, table["as_of"], source)
     models = {}
     for name, entry in table["models"].items():
-        standard_in = entry.get("input") if type(entry) is dict else None
-        if not _number(standard_in):
-            raise PriceError(f'{where}: model {name!r} needs a number "input" (>= 0)')
-        standard_out = entry.get("output")
-        if standard_out is not None and not _number(standard_out):
-            raise PriceError(f'{where}: model {name!r} needs a number "output" (>= 0) or none')
-        batch_in = entry.get("batch_input", standard_in * multiplier)
-        batch_out = entry.get("batch_output")
-        if batch_out is None and standard_out is not None:
-            batch_out = standard_out * multiplier
-        if not _number(batch_in) or (batch_out is not None and not _number(batch_out)):
-            raise PriceError(f"{where}: model {name!r} has a non-numeric batch price")
-        models[name] = Price(batch_in, batch_out)
+        models[name] = _price(name, entry, where, providers, multiplier, table["as_of"], source)
     return PriceTable(
         models=models,
         as_of=table["as_of"],
-        source=str(table.get("source") or file or ""),
+        source=source,
         batch_multiplier=multiplier,
         currency=str(table.get("currency", "USD")),
         per_tokens=per_tokens,
         file=file,
+        providers=providers,
     )
+
+
+def _providers(data: Any, where: str, as_of: str, source: str) -> dict[str, dict[str, Any]]:
+    if type(data) is not dict:
+        raise PriceError(f'{where}: "providers" must be an object of provider names')
+    out = {}
+    for name, entry in data.items():
+        if type(entry) is not dict or not _number(entry.get("batch_multiplier")):
+            raise PriceError(f'{where}: provider {name!r} needs a number "batch_multiplier"')
+        out[name] = {"as_of": as_of, "source": source} | entry
+    return out
+
+
+def _price(
+    name: str,
+    entry: Any,
+    where: str,
+    providers: dict[str, dict[str, Any]],
+    multiplier: float,
+    as_of: str,
+    source: str,
+) -> Price:
+    """One model's batch prices from its table entry (standard prices times the multiplier)."""
+    if type(entry) is not dict or not _number(entry.get("input")):
+        raise PriceError(f'{where}: model {name!r} needs a number "input" (>= 0)')
+    provider = entry.get("provider")
+    if provider is not None:
+        if provider not in providers:
+            raise PriceError(f"{where}: model {name!r} names provider {provider!r}, not listed")
+        multiplier = providers[provider]["batch_multiplier"]
+        as_of, source = providers[provider]["as_of"], providers[provider]["source"]
+    batch: dict[str, float | None] = {}
+    for kind in ("input", "cached_input", "output"):
+        standard = entry.get(kind)
+        if standard is not None and not _number(standard):
+            raise PriceError(f'{where}: model {name!r} needs a number "{kind}" (>= 0) or none')
+        value = entry.get(f"batch_{kind}", None if standard is None else standard * multiplier)
+        if value is not None and not _number(value):
+            raise PriceError(f"{where}: model {name!r} has a non-numeric batch price")
+        batch[kind] = value
+    batch_input = batch["input"]
+    if batch_input is None:
+        raise PriceError(f"{where}: model {name!r} has no batch input price")
+    return Price(
+        batch_input,
+        batch["output"],
+        batch["cached_input"],
+        provider,
+        str(entry.get("as_of", as_of)),
+        str(entry.get("source", source)),
+    )
+
+
+def round_cost(value: float) -> float:
+    """A cost rounded to 6 significant digits, for reports."""
+    return float(f"{value:.6g}")
 
 
 def _number(value: Any) -> bool:

@@ -21,7 +21,7 @@ from orjson import JSONDecodeError, loads
 
 from .image_tokens import UNSIZED
 from .parallel import LineChunks
-from .pricing import PriceTable, load_prices
+from .pricing import PriceTable, load_prices, round_cost
 from .profiles import EMBEDDINGS_URL
 from .reading import (
     ReadError,
@@ -187,8 +187,8 @@ class FileStats:
                 unpriced.add(model or "requests without a model")
         return {
             "currency": self.prices.currency,
-            "input": _round(cost_in) if priced_in else None,
-            "output_ceiling": _round(cost_out) if priced_out else None,
+            "input": round_cost(cost_in) if priced_in else None,
+            "output_ceiling": round_cost(cost_out) if priced_out else None,
             "unpriced_models": sorted(unpriced),
         }
 
@@ -215,10 +215,6 @@ class BatchStats:
             "files": [f.to_dict() for f in self.files],
             "total": self.total.to_dict(),
         }
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
 
 
 def summarize(tokens: array[int]) -> dict[str, Any]:

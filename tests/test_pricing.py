@@ -28,10 +28,12 @@ def test_packaged_table_says_when_and_where(table: Any) -> None:
 @pytest.mark.parametrize(
     ("model", "price"),
     [
-        ("gpt-4o-mini", Price(0.075, 0.3)),  # standard 0.15 / 0.60, halved
-        ("gpt-4o-mini-2024-07-18", Price(0.075, 0.3)),  # a snapshot takes its alias's price
-        ("gpt-4o-2024-05-13", Price(2.5, 7.5)),  # unless it is listed itself
-        ("gpt-4o", Price(1.25, 5.0)),
+        ("gpt-4o-mini", Price(0.075, 0.3, 0.0375)),  # standard 0.15 / 0.60 / 0.075, halved
+        ("gpt-4o-mini-2024-07-18", Price(0.075, 0.3, 0.0375)),  # a snapshot: its alias's
+        ("gpt-4o-2024-05-13", Price(2.5, 7.5)),  # unless it is listed itself (no cached price)
+        ("gpt-4o", Price(1.25, 5.0, 0.625)),
+        ("gpt-5-mini", Price(0.125, 1.0, 0.0125)),
+        ("llama-3.1-8b-instant", Price(0.025, 0.04)),  # Groq: its own batch discount
         ("text-embedding-3-small", Price(0.01, None)),
         ("ft:gpt-4o-mini-2024-07-18:acme::x", None),  # fine-tunes have their own prices
         ("gpt-4o-mini-2099", None),
@@ -41,6 +43,44 @@ def test_packaged_table_says_when_and_where(table: Any) -> None:
 )
 def test_lookup(table: Any, model: str | None, price: Price | None) -> None:
     assert table.price(model) == price
+
+
+def test_every_packaged_price_has_a_source_and_a_date(table: Any) -> None:
+    assert set(table.providers) >= {"openai", "groq", "mistral"}
+    for name, price in table.models.items():
+        assert price.provider in table.providers, name
+        assert price.source and price.source.startswith("https://"), name
+        assert price.as_of and price.as_of.startswith("20"), name
+    for provider in table.providers.values():
+        assert provider["batch_multiplier"] == 0.5 and provider["source"].startswith("https://")
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt", "completion", "cached", "expected"),
+    [
+        # gpt-4o-mini at batch prices: input 0.075, cached 0.0375, output 0.30 per 1M
+        ("gpt-4o-mini", 1000, 500, 200, (800 * 0.075 + 200 * 0.0375 + 500 * 0.30) / 1e6),
+        ("gpt-4o-mini", 1000, 500, 0, (1000 * 0.075 + 500 * 0.30) / 1e6),
+        # gpt-5: 0.625 / 0.0625 / 5.00; reasoning tokens are in the completion tokens
+        ("gpt-5", 2_000_000, 1_000_000, 1_000_000, 0.625 + 0.0625 + 5.0),
+        # no cached price listed: cached tokens cost the input price
+        ("gpt-4o-2024-05-13", 1000, 0, 400, 1000 * 2.5 / 1e6),
+        # embeddings: input only
+        ("text-embedding-3-small", 1_000_000, 0, 0, 0.01),
+        # more cached than prompt tokens (a server's mistake) is capped at the prompt
+        ("gpt-4o", 100, 0, 500, 100 * 0.625 / 1e6),
+    ],
+)
+def test_request_cost_against_hand_computed_figures(
+    table: Any, model: str, prompt: int, completion: int, cached: int, expected: float
+) -> None:
+    assert table.request_cost(table.price(model), prompt, completion, cached) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_request_cost_without_an_output_price_is_none(table: Any) -> None:
+    assert table.request_cost(table.price("text-embedding-3-small"), 10, 5) is None
 
 
 def test_cost_arithmetic(table: Any) -> None:
@@ -74,6 +114,25 @@ def test_a_users_table_replaces_the_packaged_one(tmp_path: Path) -> None:
     assert table.file == str(path) and table.source == str(path)
     assert table.price("my-deployment") == Price(2.0, 4.0)
     assert table.price("other") == Price(0.8, 1.5)
+    assert table.price("other").source == str(path)
+
+
+def test_a_users_table_with_providers(tmp_path: Path) -> None:
+    path = write_table(
+        tmp_path,
+        {
+            "as_of": "2031-01",
+            "providers": {"cheap": {"batch_multiplier": 0.25, "source": "https://x.test/p"}},
+            "models": {
+                "m": {"provider": "cheap", "input": 4, "cached_input": 2, "output": 8},
+                "n": {"input": 4, "output": 8, "batch_cached_input": 1, "as_of": "2031-02"},
+            },
+        },
+    )
+    table = load_prices(path)
+    assert table.price("m") == Price(1.0, 2.0, 0.5)
+    assert table.price("m").source == "https://x.test/p" and table.price("m").as_of == "2031-01"
+    assert table.price("n") == Price(2.0, 4.0, 1) and table.price("n").as_of == "2031-02"
     assert table.price("gpt-4o") is None
 
 
@@ -87,6 +146,10 @@ def test_a_users_table_replaces_the_packaged_one(tmp_path: Path) -> None:
         ({"as_of": "x", "models": {"m": {"input": "1"}}}, "needs a number"),
         ({"as_of": "x", "models": {"m": {"input": 1, "output": -1}}}, 'number "output"'),
         ({"as_of": "x", "batch_multiplier": "half", "models": {}}, "batch_multiplier"),
+        ({"as_of": "x", "providers": {"p": {}}, "models": {}}, "batch_multiplier"),
+        ({"as_of": "x", "providers": [], "models": {}}, '"providers"'),
+        ({"as_of": "x", "models": {"m": {"input": 1, "provider": "p"}}}, "not listed"),
+        ({"as_of": "x", "models": {"m": {"input": 1, "cached_input": "1"}}}, "cached_input"),
     ],
 )
 def test_bad_tables_are_refused(tmp_path: Path, data: Any, message: str) -> None:
