@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .rows import BodyShaper, build_file
     from .splitting import SplitError, SplitResult, split_file
     from .stats import BatchStats, file_stats
+    from .structured import OutputSchema, SchemaError, output_schema
     from .tables import COLUMNS, read_summary, write_table
     from .tokens import (
         TokenCounter,
@@ -73,6 +74,9 @@ _EXPORTS = {
     "split_file": "splitting",
     "BatchStats": "stats",
     "file_stats": "stats",
+    "OutputSchema": "structured",
+    "SchemaError": "structured",
+    "output_schema": "structured",
     "COLUMNS": "tables",
     "read_summary": "tables",
     "write_table": "tables",
@@ -104,6 +108,7 @@ __all__ = [
     "JoinError",
     "JoinSummary",
     "Manifest",
+    "OutputSchema",
     "Part",
     "PriceTable",
     "Problem",
@@ -111,6 +116,7 @@ __all__ = [
     "ReadError",
     "Report",
     "RetryResult",
+    "SchemaError",
     "SplitError",
     "SplitResult",
     "Stats",
@@ -126,6 +132,7 @@ __all__ = [
     "join",
     "load_prices",
     "output_ceiling",
+    "output_schema",
     "parse_line",
     "parse_size",
     "read_summary",

@@ -105,17 +105,26 @@ def param_path(
     return out
 
 
-def explain(error: jsonschema_rs.ValidationError, body: Any = None) -> tuple[str, str]:
-    """A schema failure as ``(param, message)``: the path, what was expected, what was found."""
+def explain(
+    error: jsonschema_rs.ValidationError,
+    body: Any = None,
+    *,
+    root: str = "body",
+    noun: str = "parameter",
+) -> tuple[str, str]:
+    """A schema failure as ``(param, message)``: the path, what was expected, what was found.
+
+    ``root`` names the instance in paths (``body.messages[0]``), ``noun`` what a missing
+    required member is called."""
     error = deepest(error)
     kind = error.kind
     path = list(error.instance_path)
     name = kind.name
     if name == "required":
         missing = kind.as_dict()["property"]
-        param = param_path([*path, missing], body)
-        return param, f"Missing required parameter {param}."
-    param = param_path(path, body)
+        param = param_path([*path, missing], body, root)
+        return param, f"Missing required {noun} {param}."
+    param = param_path(path, body, root)
     found = describe(error.instance)
     if name == "type":
         return param, f"{param} must be {expected_types(error)}, found {found}."
