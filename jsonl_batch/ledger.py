@@ -123,33 +123,28 @@ class Ledger:
         self._lock = lock
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], *, create: bool = True) -> Ledger:
-        """Open (with ``create``, make) the ledger of ``folder``, locking the folder.
+    def open(
+        cls, folder: str | os.PathLike[str], *, create: bool = True, lock: bool = True
+    ) -> Ledger:
+        """Open (with ``create``, make) the ledger of ``folder``, locking the folder unless
+        ``lock=False`` (for a look while a run goes on).
 
-        Raises ``UsageError`` when another process holds the folder, ``WriteError`` when the
-        folder cannot be made or the database cannot be opened.
+        Raises ``UsageError`` when there is no job there (without ``create``) or another
+        process holds the folder, ``WriteError`` when the folder or the database cannot be
+        opened.
         """
         path = Path(folder)
         if not create and not (path / LEDGER).is_file():
             raise UsageError(f"{path}: no job here (no {LEDGER})")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            lock = open(path / LOCK, "ab")  # noqa: SIM115 - held until close()
-        except OSError as exc:
-            raise WriteError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.close()
-                raise UsageError(f"{path}: another run is using this folder") from None
+        handle = _lock(path) if lock else None
         try:
             db = sqlite3.connect(path / LEDGER, isolation_level=None, timeout=30)
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            lock.close()
+            if handle is not None:
+                handle.close()
             raise WriteError(f"{path / LEDGER}: cannot open the ledger ({exc})") from None
-        return cls(path, db, lock)
+        return cls(path, db, handle)
 
     def close(self) -> None:
         self.db.close()
@@ -258,6 +253,11 @@ class Ledger:
             ),
         )
 
+    def forget_result(self, batch_id: str, key: str) -> None:
+        """A result file of a batch was deleted on the server (``key``: its id's field)."""
+        column = {"output_file_id": "output_file_id", "error_file_id": "error_file_id"}[key]
+        self.db.execute(f"UPDATE batches SET {column} = NULL WHERE batch_id = ?", (batch_id,))
+
     def batches(self) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT batch_id, part, attempt, status, output_file_id, error_file_id "
@@ -265,6 +265,21 @@ class Ledger:
         ).fetchall()
         keys = ("batch_id", "part", "attempt", "status", "output_file_id", "error_file_id")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _lock(path: Path) -> IO[bytes]:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK, "ab")  # noqa: SIM115 - held until close()
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise UsageError(f"{path}: another run is using this folder") from None
+    return handle
 
 
 def _record(row: tuple[Any, ...]) -> PartRecord:

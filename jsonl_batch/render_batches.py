@@ -225,11 +225,3 @@ def download_text(result: Any) -> str:
     ):
         out.append(f"wrote {path} ({what})" if path else absent)
     return "\n".join(out)
-
-
-def join_line(table: Any, summary: Any) -> str:
-    """``run``'s last line: the table written and its request counts."""
-    return (
-        f"wrote {table} ({summary.requests:,} requests: {summary.succeeded:,} succeeded, "
-        f"{summary.failed:,} failed, {summary.missing:,} missing)"
-    )

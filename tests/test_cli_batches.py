@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 from fake_openai import KEY, FakeOpenAI, closed_port
@@ -14,7 +13,6 @@ from helpers import ROOT, jsonl, request
 
 from jsonl_batch.cli import main
 from jsonl_batch.cli.batches import batches
-from jsonl_batch.tables import read_summary
 
 
 def run(*args: str) -> Result:
@@ -293,51 +291,6 @@ def test_azure_profile(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Non
     missing = run("list", "--profile", "azure")
     assert missing.exit_code == 2
     assert "--profile azure needs AZURE_OPENAI_ENDPOINT" in missing.stderr
-
-
-def test_run_ends_in_a_parquet_table(fake: FakeOpenAI, requests_file: Path, tmp_path: Path) -> None:
-    fake.fail_ids = {"r-1"}
-    out = tmp_path / "results"
-    result = run("run", str(requests_file), "-o", str(out), "--interval", "0")
-    assert result.exit_code == 1  # one request failed
-    assert result.stdout.splitlines() == [
-        "batch_0000: completed (3 completed, 1 failed, 4 total)",
-        f"wrote {out}/batch_0000.output.jsonl (output)",
-        f"wrote {out}/batch_0000.errors.jsonl (errors)",
-        f"wrote {out}/batch_0000.parquet (4 requests: 3 succeeded, 1 failed, 0 missing)",
-    ]
-    assert "created batch_0000 (validating)" in result.stderr
-    rows = pq.read_table(out / "batch_0000.parquet").to_pylist()
-    assert [(r["custom_id"], r["status"]) for r in rows] == [
-        ("r-0", "succeeded"), ("r-1", "failed"), ("r-2", "succeeded"), ("r-3", "succeeded")
-    ]  # fmt: skip
-    assert rows[0]["content"] == "answer to r-0"
-    assert read_summary(out / "batch_0000.parquet")["failed"] == 1
-
-
-def test_run_all_succeeded_exits_0(fake: FakeOpenAI, requests_file: Path, tmp_path: Path) -> None:
-    result = run("run", str(requests_file), "-o", str(tmp_path), "--interval", "0")
-    assert result.exit_code == 0
-    assert "no error file: no request failed" in result.stdout
-
-
-def test_run_expired_keeps_partial_results(
-    fake: FakeOpenAI, requests_file: Path, tmp_path: Path
-) -> None:
-    fake.plan = "expired"
-    result = run("run", str(requests_file), "-o", str(tmp_path), "--interval", "0")
-    assert result.exit_code == 1
-    rows = pq.read_table(tmp_path / "batch_0000.parquet").to_pylist()
-    assert [r["error_code"] for r in rows] == [None, None, "batch_expired", "batch_expired"]
-
-
-def test_run_refuses_an_invalid_file(fake: FakeOpenAI, tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_bytes(b"not json\n")
-    result = run("run", str(path), "-o", str(tmp_path / "out"))
-    assert result.exit_code == 1
-    assert "invalid_json_line" in result.stderr
-    assert fake.calls == []
 
 
 def test_download_of_a_failed_batch(fake: FakeOpenAI, requests_file: Path, tmp_path: Path) -> None:

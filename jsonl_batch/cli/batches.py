@@ -23,7 +23,6 @@ from ..render_batches import (
     batches_table,
     download_text,
     final_text,
-    join_line,
     status_line,
     to_json,
     to_jsonl,
@@ -385,47 +384,5 @@ def download(settings: ApiSettings, batch_id: str, output_dir: str, force: bool,
         click.echo(download_text(result))
 
 
-@batch_command("run")
-@create_options
-@output_dir_options("the result files and table")
-@wait_options
-def run(
-    settings: ApiSettings,
-    file: str,
-    endpoint: str,
-    window: str,
-    metadata: dict[str, str],
-    no_validate: bool,
-    output_dir: str,
-    force: bool,
-    interval: float,
-    timeout: float | None,
-) -> None:
-    """Create a batch from FILE, wait for it, download its results and join them to FILE.
-
-    Writes <id>.output.jsonl, <id>.errors.jsonl and <id>.parquet (one row per request) into
-    the output folder. Exit status: 0 when every request succeeded, 1 when the batch did not
-    complete or some requests failed or are missing, 2 on an API or I/O error.
-
-    Example:
-
-        jsonl-batch batches run requests.jsonl -o results/
-    """
-    progress = Progress(sys.stderr, tty=sys.stderr.isatty())
-    try:
-        done = api.run_batch(
-            settings.client(),
-            file,
-            output_dir,
-            force=force,
-            on_created=lambda c: click.echo(created_text(file, c), err=True),
-            wait={"interval": interval, "timeout": timeout, "on_poll": progress},
-            **create_args(settings, endpoint, window, metadata, no_validate),
-        )
-    finally:
-        progress.close()
-    click.echo(final_text(done.batch, hint=False))
-    click.echo(download_text(done.download))
-    click.echo(join_line(done.table, done.summary))
-    ok = done.batch["status"] == "completed" and done.summary.complete
-    raise SystemExit(0 if ok else 1)
+# ``run``, ``status`` and ``clean`` (whole jobs) live in ``cli/jobs.py``; importing it adds them
+from . import jobs as _jobs  # noqa: E402, F401

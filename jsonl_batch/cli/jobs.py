@@ -1,0 +1,209 @@
+"""``jsonl-batch batches run``, ``status`` and ``clean``: whole jobs, over ``jsonl_batch.jobs``.
+
+Imported by ``cli/batches.py``, whose group these commands join.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+import click
+
+from ..render import report_text
+from ..render_batches import to_json
+from .batches import ApiSettings, batch_command, parse_metadata
+from .options import Size, format_option, jobs_option, max_problems_option
+
+HINT = "resume with the same command"
+
+
+@batch_command("run")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The job's folder: its ledger, parts, results and results.parquet. "
+    "Run the same command again to resume.",
+)
+@click.option("--max-requests", type=click.IntRange(min=1), help="Requests per part.")
+@click.option("--max-bytes", type=Size(), help="Bytes per part (200MB, 150MiB or bytes).")
+@click.option(
+    "--max-embedding-inputs", type=click.IntRange(min=1), help="Embedding inputs per part."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), help="Estimated input tokens per part (tiktoken)."
+)
+@click.option(
+    "--max-enqueued-tokens",
+    type=click.IntRange(min=1),
+    help="The organization's enqueued-token cap for the model: the estimated input tokens "
+    "of the batches in flight stay under it.",
+)
+@click.option("--max-active", type=click.IntRange(min=1), help="At most K batches in flight.")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Rounds of retries of the requests that failed for a retryable cause "
+    "(HTTP 408/429/5xx, expired, missing).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="First pause between polls (at least 1s); it grows up to 60s.",
+)
+@click.option("--window", default="24h", show_default=True, help="The completion window.")
+@click.option(
+    "--metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=parse_metadata,
+    help="Metadata for every batch (repeatable; 13 pairs: 3 name the job's parts).",
+)
+@click.option(
+    "--output-expires-after",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="How long the server keeps the result files.",
+)
+@click.option(
+    "--cancel-on-interrupt",
+    is_flag=True,
+    help="On Ctrl-C, cancel the running batches (default: leave them running).",
+)
+@max_problems_option
+@jobs_option
+@format_option("text", "json")
+def run(
+    settings: ApiSettings,
+    inputs: tuple[str, ...],
+    output_dir: str,
+    max_requests: int | None,
+    max_bytes: int | None,
+    max_embedding_inputs: int | None,
+    max_tokens: int | None,
+    max_enqueued_tokens: int | None,
+    max_active: int | None,
+    retries: int,
+    interval: float,
+    window: str,
+    metadata: dict[str, str],
+    output_expires_after: int | None,
+    cancel_on_interrupt: bool,
+    max_problems: int,
+    jobs: int | None,
+    fmt: str,
+) -> None:
+    """Run batch files (or split manifests) to the end: one table, resumable.
+
+    Each INPUT is validated (invalid lines stop the run before any upload), split into
+    parts within the limits, and the parts are sent as batches under the quotas. Requests
+    that fail for a retryable cause are sent again. The end: OUTPUT_DIR/results.parquet,
+    one row per request in input order, with `attempts` and `batch_id`. If the run is
+    stopped (Ctrl-C, a crash), the same command resumes it: no part is ever sent twice.
+
+    Exit status: 0 every request succeeded, 1 some failed (or invalid input), 2 on usage,
+    API or I/O errors, 130 interrupted.
+
+    Example:
+
+        jsonl-batch batches run big.jsonl -o job/ --max-enqueued-tokens 2000000
+    """
+    from ..jobs import JobInterrupted, run_job
+    from ..preparing import InvalidInputs
+    from ..render_jobs import JobView, job_text
+
+    view = JobView(sys.stderr, tty=sys.stderr.isatty())
+    try:
+        result = run_job(
+            inputs,
+            output_dir,
+            client=settings.client(),
+            profile=settings.profile,
+            max_tokens=max_tokens,
+            max_enqueued_tokens=max_enqueued_tokens,
+            max_active=max_active,
+            retries=retries,
+            interval=interval,
+            window=window,
+            metadata=metadata,
+            output_expires_after=output_expires_after,
+            cancel_on_interrupt=cancel_on_interrupt,
+            max_problems=max_problems or None,
+            workers=jobs,
+            progress=view,
+            max_requests=max_requests,
+            max_bytes=max_bytes,
+            max_embedding_inputs=max_embedding_inputs,
+        )
+    except InvalidInputs as exc:
+        view.close()
+        click.echo(f"Error: {exc}", err=True)
+        for report in exc.reports:
+            click.echo(report_text(report), err=True)
+        raise SystemExit(1) from None
+    except JobInterrupted as exc:
+        view.close()
+        click.echo(_interrupted_text(exc), err=True)
+        raise SystemExit(130) from None
+    finally:
+        view.close()
+    click.echo(to_json(result.to_dict()) if fmt == "json" else job_text(result))
+    raise SystemExit(0 if result.summary.ok else 1)
+
+
+def _interrupted_text(exc: Any) -> str:
+    command = shlex.join(["jsonl-batch", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
+    if exc.cancelled:
+        what = f"cancelled {len(exc.cancelled)} running batch(es): {', '.join(exc.cancelled)}"
+    elif exc.running:
+        what = f"{len(exc.running)} batch(es) still running on the server: {', '.join(exc.running)}"
+    else:
+        what = "no batch running"
+    return f"Interrupted: {what}.\nTo resume ({HINT}): {command}"
+
+
+@batch_command("status")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--offline", is_flag=True, help="Show the ledger as it is, without the API.")
+@format_option("text", "json")
+def status(settings: ApiSettings, output_dir: str, offline: bool, fmt: str) -> None:
+    """Show a job (the folder of `batches run`) from its ledger, refreshed from the API.
+
+    Example:
+
+        jsonl-batch batches status job/
+    """
+    from ..job_status import job_status
+    from ..render_jobs import status_text
+
+    client = None if offline else settings.client()
+    found = job_status(output_dir, client=client, offline=offline)
+    click.echo(to_json(found.to_dict()) if fmt == "json" else status_text(found))
+
+
+@batch_command("clean")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@format_option("text", "json")
+def clean(settings: ApiSettings, output_dir: str, fmt: str) -> None:
+    """Delete a job's uploaded input files and result files on the server (local copies stay).
+
+    Files of batches still running are kept.
+
+    Example:
+
+        jsonl-batch batches clean job/
+    """
+    from ..job_status import clean_job
+    from ..render_jobs import cleaned_text
+
+    cleaned = clean_job(output_dir, client=settings.client())
+    click.echo(to_json(cleaned.to_dict()) if fmt == "json" else cleaned_text(cleaned))
