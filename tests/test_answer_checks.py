@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from answer_bodies import GOOD, TICKET_SCHEMA, chat_body, dumps, responses_body
 
-from jsonl_batch.answers import OUTPUT_PROBLEMS, AnswerChecks, output_problem, usage_details
+from jsonl_batch.answer_checks import OUTPUT_PROBLEMS, AnswerChecks, output_problem, usage_details
 from jsonl_batch.structured import plan_structured
 
 REFUSAL = "I'm sorry, I cannot help with that request."
