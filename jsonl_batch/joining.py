@@ -12,46 +12,31 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .gathering import Block, Gathered, gather
 from .errors import UsageError
-from .reading import LineReader, ReadError, Source, explain_invalid, open_source, source_name
-from .results import (
-    Anomaly,
-    ResultFile,
-    not_copied,
-    read_projected,
-    read_results,
-    result_schema,
-)
-from .slices import NOT_COPIED, copy_value
-from .tables import STATUSES, join_schema
+from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
+from .parallel import PARALLEL_MIN_BYTES, Workers, cores
+from .reading import ReadError, Source, as_file, open_source, source_name
+from .results import Anomaly
+from .tables import join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 
 
 class JoinError(ReadError):
     """The inputs cannot be joined: a line that is not a request, or a custom_id used twice."""
-
-
-@dataclass
-class InputFile:
-    """One input file's requests: their custom_ids in line order (line n is row n - 1)."""
-
-    name: str
-    custom_ids: pa.Array
-    bodies: pa.Array | None = None
-    """The request bodies as JSON text (copied from the lines), when asked for."""
-    anomalies: list[Anomaly] = field(default_factory=list)
-    """Bodies that could not be copied (``not_copied``)."""
 
 
 @dataclass
@@ -99,6 +84,32 @@ class Join:
     summary: JoinSummary
 
 
+class Sink(Protocol):
+    """Where the join's rows go: ``begin(schema)`` once the inputs are known to join, then
+    ``write(table)`` for each block of rows, in input order."""
+
+    def begin(self, schema: pa.Schema) -> None: ...
+
+    def write(self, table: pa.Table) -> None: ...
+
+
+class Collect:
+    """A ``Sink`` that keeps the rows: the whole table, for ``join``."""
+
+    def __init__(self) -> None:
+        self.schema = pa.schema([])
+        self.tables: list[pa.Table] = []
+
+    def begin(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+    def write(self, table: pa.Table) -> None:
+        self.tables.append(table)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.tables) if self.tables else self.schema.empty_table()
+
+
 def join(
     inputs: Sequence[Source],
     results: Sequence[Source],
@@ -113,7 +124,41 @@ def join(
     ``inputs`` are request files in order (e.g. split's parts) or a split manifest
     (``*.manifest.json``). The options add the columns ``tables.COLUMNS`` names. Raises
     ``ReadError`` when a file cannot be read and ``JoinError`` when an input line is not a
-    request or a custom_id appears twice in the inputs.
+    request, a custom_id appears twice in the inputs, or no result line answers any request.
+    The whole table is returned in memory; ``join_into`` hands it over a block at a time.
+    """
+    sink = Collect()
+    summary = join_into(
+        sink,
+        inputs,
+        results,
+        include_bodies=include_bodies,
+        include_tool_calls=include_tool_calls,
+        include_embeddings=include_embeddings,
+        max_anomalies=max_anomalies,
+    )
+    return Join(sink.table(), summary)
+
+
+def join_into(
+    sink: Sink,
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    *,
+    include_bodies: bool = False,
+    include_tool_calls: bool = False,
+    include_embeddings: bool = False,
+    max_anomalies: int | None = 100,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> JoinSummary:
+    """The join, written to ``sink`` a block of rows at a time (in input order).
+
+    Result files are indexed first (where each answer is), then the requests are taken in
+    input order and each block's answers are read back from their byte ranges, so memory
+    follows the number of requests, not the size of the answers. ``workers``: processes
+    (``None``: one per core, for inputs of at least ``parallel.PARALLEL_MIN_BYTES``).
+    ``progress(bytes_done, bytes_total)`` is called as the files are read.
     """
     if not inputs:
         raise UsageError("join needs at least one input file")
@@ -122,16 +167,207 @@ def join(
         "include_tool_calls": include_tool_calls,
         "include_embeddings": include_embeddings,
     }
+    schema = join_schema(**options)
     extras = tuple(k for k, v in options.items() if v)
-    sources = expand_inputs(inputs)
-    with ThreadPoolExecutor(1) as pool:  # pyarrow releases the GIL: inputs overlap results
-        files = pool.submit(lambda: [read_inputs(s, bodies=include_bodies) for s in sources])
-        try:
-            read = [read_results(s, extras) for s in results]
-        except ReadError:
-            files.result()  # the inputs' error, if any, is the one to report
-            raise
-        return _assemble(files.result(), read, join_schema(**options), max_anomalies)
+    input_sources = expand_inputs(inputs)
+    with ExitStack() as stack:
+        paths = [stack.enter_context(as_file(s)) for s in input_sources]
+        names = [source_name(s) for s in input_sources]
+        result_paths = [stack.enter_context(as_file(s)) for s in results]
+        result_names = [source_name(s) for s in results]
+        sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
+        total = sum(sizes)
+        meter = _Meter(progress, total)
+        count = workers if workers is not None else cores()
+        if total < PARALLEL_MIN_BYTES:
+            count = 1
+        pool = stack.enter_context(Workers(count))
+        indexed = []
+        for f in index_files(paths, names, index_inputs, pool, results=False):
+            if f.invalid:
+                line, _, why = f.invalid[0]
+                raise JoinError(_input_error(f.name, line, why))
+            indexed.append(f)
+        meter.add(sum(sizes[: len(paths)]))
+        answered = []
+        for r in index_files(result_paths, result_names, index_results, pool, results=True):
+            answered.append(r)
+            meter.add(os.path.getsize(r.path))
+        plan = _resolve(indexed, answered, max_anomalies)
+        summary = plan.summary
+        sink.begin(schema)
+        firsts = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
+        where = _blocks(plan, indexed, count)
+        make = partial(
+            _block,
+            plan,
+            indexed,
+            firsts,
+            tuple(result_paths),
+            tuple(result_names),
+            extras,
+            include_bodies,
+        )
+        done = 0
+        for (number, start, _rows_count), found in zip(
+            where, pool.map(gather, map(make, where)), strict=True
+        ):
+            table = _rows(plan, indexed[number], firsts[number], start, found, schema)
+            _tally(summary, table)
+            plan.input_anomalies += found.input_anomalies
+            for file, anomaly in found.result_anomalies:
+                plan.result_anomalies[file].append(anomaly)
+            sink.write(table)
+            done += table.num_rows
+            meter.rows(done, len(plan.ids))
+        summary.requests = done
+        _finish(plan, max_anomalies)
+        return summary
+
+
+class _Meter:
+    """Progress in bytes, ``progress(done, total)``: the files count once as they are
+    indexed and once more as the rows are written."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, size: int) -> None:
+        self.progress, self.size, self.indexed = progress, size, 0
+
+    def add(self, n: int) -> None:
+        self.indexed += n
+        if self.progress is not None:
+            self.progress(self.indexed, 2 * self.size)
+
+    def rows(self, done: int, total: int) -> None:
+        if self.progress is not None and total:
+            self.progress(self.size + self.size * done // total, 2 * self.size)
+
+
+@dataclass
+class _Plan:
+    """What the index decided: per request, where its kept answer is; and the anomalies."""
+
+    summary: JoinSummary
+    ids: pa.Array
+    file: pa.Array
+    offset: pa.Array
+    length: pa.Array
+    line: pa.Array
+    input_anomalies: list[Anomaly] = field(default_factory=list)
+    result_anomalies: list[list[Anomaly]] = field(default_factory=list)
+    """Per result file: lines that are not results, values not copied (in line order)."""
+    later: list[Anomaly] = field(default_factory=list)
+    """Orphans, then duplicates."""
+
+
+def _resolve(indexed: list[FileIndex], answered: list[FileIndex], cap: int | None) -> _Plan:
+    summary = JoinSummary()
+    for f in indexed:
+        summary.inputs[f.name] = summary.inputs.get(f.name, 0) + _rows_of(f)
+    for r in answered:
+        summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
+    ids = _column(indexed, "custom_id", pa.string())
+    _check_unique(ids, indexed)
+    result_anomalies = []
+    for r in answered:
+        summary.invalid_lines += len(r.invalid)
+        listed = r.invalid if cap is None else r.invalid[:cap]
+        result_anomalies.append(
+            [Anomaly("invalid_line", r.name, line, cid, why) for line, cid, why in listed]
+        )
+    results = _concat_index(answered)
+    position = pc.index_in(results.column("custom_id"), value_set=ids)
+    orphan = position.is_null()
+    summary.orphans = pc.sum(orphan).as_py() or 0
+    if summary.orphans and summary.orphans == results.num_rows and len(ids):
+        raise JoinError(no_match(summary.orphans, len(ids)))
+    later: list[Anomaly] = []
+    if summary.orphans:
+        later += _orphans(results.filter(orphan), answered, cap)
+        results = results.filter(pc.invert(orphan))
+    results, summary.duplicates, superseded = _dedup(results, answered, cap)
+    later += superseded
+    where = pc.index_in(ids, value_set=results.column("custom_id"))
+    kept = results.take(where)  # one row per request, null when missing
+    file, offset, length, line = (
+        kept.column(n).combine_chunks() for n in ("file", "offset", "length", "line")
+    )
+    return _Plan(summary, ids, file, offset, length, line, [], result_anomalies, later)
+
+
+def _rows_of(f: FileIndex) -> int:
+    assert f.table is not None
+    return f.table.num_rows
+
+
+def _column(files: list[FileIndex], name: str, kind: pa.DataType) -> pa.Array:
+    arrays = [f.table.column(name).combine_chunks() for f in files if f.table is not None]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
+
+
+def _concat_index(answered: list[FileIndex]) -> pa.Table:
+    tables = []
+    for number, r in enumerate(answered):
+        assert r.table is not None
+        file = pa.repeat(pa.scalar(number, pa.int32()), r.table.num_rows)
+        tables.append(r.table.append_column("file", file))
+    if not tables:
+        return INDEX_SCHEMA.append(pa.field("file", pa.int32())).empty_table()
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _blocks(plan: _Plan, indexed: list[FileIndex], workers: int) -> list[tuple[int, int, int]]:
+    """``(input file number, first row, rows)`` of each block, in input order: enough blocks
+    for every worker, at most ``BLOCK_ROWS`` rows each (a Parquet row group)."""
+    size = max(MIN_BLOCK_ROWS, min(BLOCK_ROWS, -(-len(plan.ids) // (4 * workers))))
+    out, start = [], 0
+    for number, f in enumerate(indexed):
+        rows = _rows_of(f)
+        out += [(number, start + a, min(size, rows - a)) for a in range(0, rows, size)]
+        start += rows
+    return out
+
+
+BLOCK_ROWS = 65_536
+MIN_BLOCK_ROWS = 4_096
+
+
+def _block(
+    plan: _Plan,
+    indexed: list[FileIndex],
+    first_rows: list[int],
+    paths: tuple[str, ...],
+    names: tuple[str, ...],
+    extras: tuple[str, ...],
+    bodies: bool,
+    where: tuple[int, int, int],
+) -> Block:
+    number, start, rows = where
+    first = first_rows[number]
+
+    def cut(array: pa.Array, at: int = start) -> pa.Array:
+        return pa.concat_arrays([array.slice(at, rows)])  # a copy: a slice pickles it all
+
+    found = None
+    if bodies:
+        f = indexed[number]
+        assert f.table is not None
+        at = start - first
+        found = (
+            f.path,
+            f.name,
+            *(cut(f.table.column(n).combine_chunks(), at) for n in ("custom_id", "line")),
+            *(cut(f.table.column(n).combine_chunks(), at) for n in ("offset", "length")),
+        )
+    return Block(
+        paths,
+        names,
+        cut(plan.file),
+        cut(plan.offset),
+        cut(plan.length),
+        cut(plan.line),
+        extras,
+        found,  # type: ignore[arg-type]
+    )
 
 
 def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
@@ -157,117 +393,11 @@ def manifest_parts(path: str | os.PathLike[str]) -> list[Path]:
     return [Path(name).parent / p for p in parts]
 
 
-def read_inputs(source: Source, *, bodies: bool = False) -> InputFile:
-    """Read an input file's custom_ids (and bodies); every line must be a request."""
-    if not bodies and isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
-        ids = _fast_ids(os.fspath(source))
-        if ids is not None:
-            return InputFile(os.fspath(source), ids)
-    name = source_name(source)
-    ids_list: list[str] = []
-    body_list: list[str | None] = []
-    anomalies: list[Anomaly] = []
-    with open_source(source) as handle:
-        for line_no, _offset, raw in LineReader(handle):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise JoinError(_input_error(name, line_no, explain_invalid(raw, exc))) from None
-            why = _not_a_request(obj)
-            if why:
-                raise JoinError(_input_error(name, line_no, why))
-            custom_id = obj["custom_id"]
-            ids_list.append(custom_id)
-            if bodies:
-                body = obj.get("body")
-                text = None if body is None else copy_value(raw, ("body",), body)
-                if text is NOT_COPIED:
-                    text = None
-                    anomalies.append(not_copied(name, line_no, custom_id, "request_body"))
-                body_list.append(text)
-    body_array = pa.array(body_list, pa.string()) if bodies else None
-    return InputFile(name, pa.array(ids_list, pa.string()), body_array, anomalies)
-
-
-def _not_a_request(obj: Any) -> str | None:
-    if type(obj) is not dict:
-        return "This line is not a JSON object."
-    if type(obj.get("custom_id")) is not str:
-        return "This line has no string 'custom_id'."
-    if type(obj.get("url")) is not str:
-        return "This line has no string 'url', so it is not a request (is it a result line?)."
-    return None
-
-
-_ID_SCHEMA = pa.schema([("custom_id", pa.string()), ("url", pa.string())])
-
-
-def _fast_ids(path: str) -> pa.Array | None:
-    """custom_ids via pyarrow when every line has one and a url (else ``None``)."""
-    table = read_projected(path, _ID_SCHEMA)
-    if table is None or table.column("custom_id").null_count or table.column("url").null_count:
-        return None
-    return table.column("custom_id").combine_chunks()
-
-
 def _input_error(name: str, line: int, why: str) -> str:
     return (
         f"{name} line {line}: {why} Every input line must be a batch request "
         "(check the file with `jsonl-batch validate`)."
     )
-
-
-def _assemble(
-    files: list[InputFile], read: list[ResultFile], schema: pa.Schema, cap: int | None
-) -> Join:
-    summary = JoinSummary()
-    for f in files:
-        summary.inputs[f.name] = summary.inputs.get(f.name, 0) + len(f.custom_ids)
-    for r in read:
-        summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
-    ids = pa.concat_arrays([f.custom_ids for f in files]) if files else pa.array([], pa.string())
-    _check_unique(ids, files)
-    anomalies: list[Anomaly] = [a for f in files for a in f.anomalies]
-    anomalies += [a for r in read for a in r.invalid]
-    summary.not_copied = sum(a.kind == "not_copied" for a in anomalies)
-    summary.invalid_lines = len(anomalies) - summary.not_copied
-
-    results = _concat_results(read)
-    position = pc.index_in(results.column("custom_id"), value_set=ids)
-    orphan = position.is_null()
-    summary.orphans = pc.sum(orphan).as_py() or 0
-    if summary.orphans and summary.orphans == results.num_rows and len(ids):
-        raise JoinError(no_match(summary.orphans, len(ids)))
-    if summary.orphans:
-        anomalies += _orphans(results.filter(orphan), read, cap)
-        results = results.filter(pc.invert(orphan))
-    results, summary.duplicates, superseded = _dedup(results, read, cap)
-    anomalies += superseded
-
-    kept = results.take(pc.index_in(ids, value_set=results.column("custom_id").combine_chunks()))
-    ok = kept.column("ok")
-    status = pc.if_else(
-        ok.is_null(), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
-    )
-    columns = {
-        "custom_id": ids,
-        "input_file": pa.chunked_array(
-            [pa.repeat(pa.scalar(f.name), len(f.custom_ids)) for f in files], pa.string()
-        ),
-        "line": pa.chunked_array(
-            [pc.cumulative_sum(pa.repeat(pa.scalar(1), len(f.custom_ids))) for f in files],
-            pa.int64(),
-        ),
-        "status": status,
-    }
-    if "request_body" in schema.names:
-        columns["request_body"] = pa.chunked_array([f.bodies for f in files], pa.string())
-    table = pa.Table.from_arrays(
-        [columns[n] if n in columns else kept.column(n) for n in schema.names], schema=schema
-    )
-    _count(summary, table)
-    summary.anomalies = _cap(anomalies, cap)
-    return Join(table, summary)
 
 
 def no_match(results: int, requests: int) -> str:
@@ -278,8 +408,8 @@ def no_match(results: int, requests: int) -> str:
     )
 
 
-def _check_unique(ids: pa.Array, files: list[InputFile]) -> None:
-    if pc.count_distinct(ids).as_py() == len(ids):
+def _check_unique(ids: pa.Array, files: list[FileIndex]) -> None:
+    if len(pc.unique(ids)) == len(ids):
         return
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
@@ -291,27 +421,16 @@ def _check_unique(ids: pa.Array, files: list[InputFile]) -> None:
     )
 
 
-def _locate(files: list[InputFile], row: int) -> str:
+def _locate(files: list[FileIndex], row: int) -> str:
     for f in files:
-        if row < len(f.custom_ids):
-            return f"{f.name} line {row + 1}"
-        row -= len(f.custom_ids)
+        if row < _rows_of(f):
+            assert f.table is not None
+            return f"{f.name} line {f.table.column('line')[row].as_py()}"
+        row -= _rows_of(f)
     raise IndexError(row)
 
 
-def _concat_results(read: list[ResultFile]) -> pa.Table:
-    tables = []
-    for index, r in enumerate(read):
-        assert r.table is not None
-        tables.append(
-            r.table.append_column("file", pa.repeat(pa.scalar(index, pa.int32()), len(r.table)))
-        )
-    if tables:
-        return pa.concat_tables(tables)
-    return result_schema().append(pa.field("file", pa.int32())).empty_table()
-
-
-def _orphans(rows: pa.Table, read: list[ResultFile], cap: int | None) -> list[Anomaly]:
+def _orphans(rows: pa.Table, read: list[FileIndex], cap: int | None) -> list[Anomaly]:
     rows = rows.select(["custom_id", "file", "line"])
     return [
         Anomaly(
@@ -327,13 +446,13 @@ def _orphans(rows: pa.Table, read: list[ResultFile], cap: int | None) -> list[An
 
 
 def _dedup(
-    results: pa.Table, read: list[ResultFile], cap: int | None
+    results: pa.Table, read: list[FileIndex], cap: int | None
 ) -> tuple[pa.Table, int, list[Anomaly]]:
     """One result per custom_id: a succeeded one first, else the later (file, then line).
 
     Returns the kept rows, how many were dropped, and (at most ``cap``) anomalies for them.
     """
-    if pc.count_distinct(results.column("custom_id")).as_py() == results.num_rows:
+    if len(pc.unique(results.column("custom_id"))) == results.num_rows:
         return results, 0, []
     keys = [("custom_id", "ascending"), ("ok", "descending"), ("file", "descending")]
     ranked = results.take(pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
@@ -366,16 +485,53 @@ def _dedup(
     return kept, dropped.num_rows, anomalies
 
 
-def _count(summary: JoinSummary, table: pa.Table) -> None:
-    summary.requests = table.num_rows
-    counts = Counter(
-        {r["values"]: r["counts"] for r in pc.value_counts(table.column("status")).to_pylist()}
+def _rows(
+    plan: _Plan, f: FileIndex, first: int, start: int, found: Gathered, schema: pa.Schema
+) -> pa.Table:
+    """A block's rows in the join's schema: the request's columns, then its answer's."""
+    answers = found.table
+    ok = answers.column("ok")
+    status = pc.if_else(
+        ok.is_null(), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
     )
-    summary.succeeded, summary.failed, summary.missing = (counts[s] for s in STATUSES)
-    codes = pc.value_counts(table.column("error_code").drop_null()).to_pylist()
-    summary.error_codes = dict(sorted((r["values"], r["counts"]) for r in codes))
+    assert f.table is not None
+    rows = answers.num_rows
+    columns = {
+        "custom_id": plan.ids.slice(start, rows),
+        "input_file": pa.repeat(pa.scalar(f.name), rows),
+        "line": f.table.column("line").slice(start - first, rows),
+        "status": status,
+    }
+    if found.request_bodies is not None:
+        columns["request_body"] = found.request_bodies
+    return pa.Table.from_arrays(
+        [columns[n] if n in columns else answers.column(n) for n in schema.names], schema=schema
+    )
+
+
+def _tally(summary: JoinSummary, table: pa.Table) -> None:
+    """Add a block's counts to the summary (statuses, error codes, tokens)."""
+    for r in pc.value_counts(table.column("status")).to_pylist():
+        name = r["values"]
+        setattr(summary, name, getattr(summary, name) + r["counts"])
+    codes = Counter(summary.error_codes)
+    for r in pc.value_counts(table.column("error_code").drop_null()).to_pylist():
+        codes[r["values"]] += r["counts"]
+    summary.error_codes = dict(sorted(codes.items()))
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        setattr(summary, name, pc.sum(table.column(name)).as_py() or 0)
+        setattr(summary, name, getattr(summary, name) + (pc.sum(table.column(name)).as_py() or 0))
+
+
+def _finish(plan: _Plan, cap: int | None) -> None:
+    """The summary's anomalies in the order of a whole-table join: the inputs', each result
+    file's (line order), orphans, duplicates; at most ``cap`` of each kind."""
+    summary = plan.summary
+    anomalies = list(plan.input_anomalies)
+    for listed in plan.result_anomalies:
+        anomalies += sorted(listed, key=lambda a: a.line)
+    found = [a for a in anomalies if a.kind == "not_copied"]
+    summary.not_copied = len(found)
+    summary.anomalies = _cap(anomalies + plan.later, cap)
 
 
 def _cap(anomalies: list[Anomaly], cap: int | None) -> list[Anomaly]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice, pairwise
-from typing import IO, Generic, TypeVar
+from multiprocessing.pool import AsyncResult
+from typing import IO, Any, Generic, TypeVar
 
 from .reading import (
     BUFFER_SIZE,
@@ -138,3 +140,46 @@ def _worker_count(size: int | None, workers: int | None, min_bytes: int) -> int:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return min(cores or 1, 8)
+
+
+def cores() -> int:
+    """The cores this process may use (at most 8), or 1 where worker processes cannot fork."""
+    return _worker_count(PARALLEL_MIN_BYTES, None, 0)
+
+
+class Workers:
+    """Forked worker processes for tasks that are not one file's lines (``LineChunks`` is for
+    those): ``map(function, tasks)`` yields the results in task order. With ``processes`` of 1
+    the tasks run in-process. Fork it early, before the caller holds much memory."""
+
+    def __init__(self, processes: int) -> None:
+        self.pool = None
+        self.processes = processes
+        if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
+            self.pool = multiprocessing.get_context("fork").Pool(processes, _quiet_worker)
+
+    def map(self, function: Callable[[Any], T], tasks: Iterable[Any]) -> Iterator[T]:
+        """``function(task)`` for each task, in order; at most two tasks per process run
+        ahead of the caller, so results never pile up in memory."""
+        if self.pool is None:
+            yield from map(function, tasks)
+            return
+        ahead: deque[AsyncResult[T]] = deque()
+        for task in tasks:
+            ahead.append(self.pool.apply_async(function, (task,)))
+            if len(ahead) > 2 * self.processes:
+                yield ahead.popleft().get()
+        while ahead:
+            yield ahead.popleft().get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

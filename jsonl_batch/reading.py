@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, Union
@@ -57,6 +59,29 @@ def open_source(source: Source) -> Iterator[IO[bytes]]:
         raise ReadError(describe_os_error(source, exc)) from None
     with handle:
         yield handle
+
+
+@contextmanager
+def as_file(source: Source) -> Iterator[str]:
+    """The path of a regular file holding ``source``'s bytes, for readers that seek: a plain
+    file's own path, else (standard input, a stream) a temporary copy removed afterwards."""
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
+        path = os.fspath(source)
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError as exc:
+            raise ReadError(describe_os_error(source, exc)) from None
+        if regular:
+            yield path
+            return
+    with tempfile.TemporaryDirectory(prefix="jsonl-batch-") as folder:
+        copy = os.path.join(folder, "source.jsonl")
+        with open_source(source) as handle, open(copy, "wb") as out:
+            try:
+                shutil.copyfileobj(handle, out, BUFFER_SIZE)
+            except OSError as exc:
+                raise ReadError(describe_os_error(source, exc)) from None
+        yield copy
 
 
 def describe_os_error(path: Source, exc: OSError) -> str:
@@ -129,6 +154,13 @@ class LineReader:
             raise ReadError(describe_os_error(source_name(handle), exc)) from None
         finally:
             self.offset = offset
+
+
+def strip_ending(raw: bytes) -> bytes:
+    """A raw line without its ``\\n`` or ``\\r\\n`` ending, as ``LineReader`` yields it."""
+    if raw.endswith(b"\n"):
+        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    return raw
 
 
 def iter_lines(

@@ -156,32 +156,25 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
                 found = tuple(None if v is NOT_COPIED else v for v in found)
                 out.invalid.append(not_copied(name, line_no, found[0], lost))
             rows.append((*found[:13], line_no, *found[13:]))
-    schema = result_schema(extras)
+    out.table = rows_table(rows, result_schema(extras))
+    return out
+
+
+def rows_table(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` from row tuples (``embedding`` values as float32 arrays)."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    out.table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
             _vector_column(col) if f.name == "embedding" else pa.array(col, f.type)
             for col, f in zip(columns, schema, strict=True)
         ],
         schema=schema,
     )
-    return out
 
 
-def extract(
-    obj: Any,
-    bodies: bool = False,
-    tools: bool = False,
-    embeddings: bool = False,
-    *,
-    raw: bytes | None = None,
-) -> tuple[Any, ...] | str:
-    """One parsed result line: the values of ``FIELDS`` + ``ok`` (+ the extras asked for), or
-    a sentence saying why it is not a result line.
-
-    ``raw``, the line's bytes, is where the body and tool-call columns are copied from
-    (``copy_value``); a value that cannot be copied is ``NOT_COPIED``.
-    """
+def classify(obj: Any) -> tuple[str, bool] | str:
+    """A parsed result line's ``(custom_id, succeeded)``, or a sentence saying why it is not
+    a result line. The one rule for both: ``extract`` and the join's index use it."""
     if type(obj) is not dict:
         return "This line is not a JSON object, so it is not a batch result line."
     custom_id = obj.get("custom_id")
@@ -198,9 +191,31 @@ def extract(
             "This line has neither an 'error' nor a 'response' with an integer 'status_code'; "
             "is it a batch result line?"
         )
+    return custom_id, error is None and status is not None and 200 <= status < 300
+
+
+def extract(
+    obj: Any,
+    bodies: bool = False,
+    tools: bool = False,
+    embeddings: bool = False,
+    *,
+    raw: bytes | None = None,
+) -> tuple[Any, ...] | str:
+    """One parsed result line: the values of ``FIELDS`` + ``ok`` (+ the extras asked for), or
+    a sentence saying why it is not a result line.
+
+    ``raw``, the line's bytes, is where the body and tool-call columns are copied from
+    (``copy_value``); a value that cannot be copied is ``NOT_COPIED``.
+    """
+    found = classify(obj)
+    if isinstance(found, str):
+        return found
+    custom_id, ok = found
+    error, response = obj.get("error"), obj.get("response")
+    status = _status(response.get("status_code")) if response else None
     body = response.get("body") if response else None
     body = body if type(body) is dict else {}
-    ok = error is None and status is not None and 200 <= status < 300
     code = message = None
     if not ok:
         berr = body.get("error")
@@ -452,12 +467,36 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
 _READ = pj.ReadOptions(block_size=1 << 20)
 
 
+def project_lines(data: bytes, schema: pa.Schema) -> pa.Table | None:
+    """``read_projected`` of result lines in memory that orjson has read (so valid UTF-8,
+    objects, not too deep: what pyarrow reads as orjson does), on one thread."""
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    read = pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 20))
+    try:
+        table = pj.read_json(pa.BufferReader(data), read_options=read, parse_options=options)
+        table.validate(full=True)
+    except (pa.ArrowException, ValueError):
+        return None
+    return table
+
+
+def answer_columns(lines: list[bytes]) -> dict[str, pa.Array] | None:
+    """The columns of ``extract`` (``FIELDS`` and ``ok``) of result lines orjson has read and
+    ``classify`` took, computed in Arrow; ``None`` when a line needs ``extract`` (a shape or
+    type the projected schema does not hold, a key given twice)."""
+    raw = project_lines(b"\n".join(lines), _SCHEMA)
+    if raw is None or raw.num_rows != len(lines):
+        return None
+    return _columns(raw)
+
+
 def _read_fast(path: str) -> ResultFile | None:
     """The file's rows via pyarrow, or ``None`` when it needs the line-by-line reader."""
     raw = read_projected(path, _SCHEMA)
     columns = None if raw is None else _columns(raw)
-    if columns is None:
+    if raw is None or columns is None:
         return None
+    columns["line"] = pc.cumulative_sum(pa.repeat(pa.scalar(1), raw.num_rows))
     schema = result_schema()
     table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
     return ResultFile(path, table.num_rows, table)
@@ -512,7 +551,6 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         ),
         "total_tokens": get(*usage, "total_tokens"),
         "ok": ok,
-        "line": pc.cumulative_sum(pa.repeat(pa.scalar(1), raw.num_rows)),
     }
 
 

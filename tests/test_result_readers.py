@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from legacy_join import read_inputs
 
-from jsonl_batch.joining import read_inputs
 from jsonl_batch.results import _read_slow, read_results
 
 

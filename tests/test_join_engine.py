@@ -1,0 +1,155 @@
+"""The streaming join (index, then answers read back by byte range) equals the whole-table
+join it replaced (``legacy_join``): same table, same summary, same errors."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import legacy_join
+import orjson
+import pytest
+from helpers import DATA, jsonl, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch import joining
+from jsonl_batch.joining import JoinError, join, join_into
+
+J = DATA / "join"
+
+
+def outcome(run: Any) -> Any:
+    try:
+        result = run()
+    except JoinError as exc:
+        return "error", str(exc)
+    return result.table.schema, result.table.to_pylist(), result.summary.to_dict()
+
+
+def same(inputs: list[Any], results: list[Any], **options: Any) -> None:
+    new = outcome(lambda: join(inputs, results, **options))
+    old = outcome(lambda: legacy_join.join(inputs, results, **options))
+    assert new == old
+
+
+def answer(custom_id: str, kind: str, n: int) -> Any:
+    if kind == "ok":
+        message = {"role": "assistant", "content": f"answer {n}", "tool_calls": [{"id": n}]}
+        usage = {"prompt_tokens": n, "completion_tokens": 2, "total_tokens": n + 2}
+        body = {"model": "m", "choices": [{"message": message, "finish_reason": "stop"}]}
+        body["usage"] = usage
+        return {
+            "id": f"b{n}",
+            "custom_id": custom_id,
+            "response": {"status_code": 200, "body": body},
+        }
+    if kind == "parts":
+        message = {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        body = {"choices": [{"message": message}]}
+        return {"custom_id": custom_id, "response": {"status_code": 200, "body": body}}
+    if kind == "embedding":
+        body = {"data": [{"index": 0, "embedding": [0.5, n]}]}
+        return {"custom_id": custom_id, "response": {"status_code": 200, "body": body}}
+    if kind == "http":
+        error = {"message": "no", "type": "t", "code": None}
+        return {
+            "custom_id": custom_id,
+            "response": {"status_code": 400 + n % 100, "body": {"error": error}},
+        }
+    if kind == "expired":
+        return {"custom_id": custom_id, "response": None, "error": {"code": "batch_expired"}}
+    if kind == "no_status":
+        return {"custom_id": custom_id, "response": {"body": {}}}
+    return kind.encode()  # raw bytes: not a result line
+
+
+KINDS = st.sampled_from(
+    ["ok", "ok", "parts", "embedding", "http", "expired", "no_status", "null", "", "[1]", "{"]
+)
+IDS = st.sampled_from([f"r{i}" for i in range(8)] + ["other"])
+
+
+@st.composite
+def case(draw: Any) -> tuple[list[bytes], list[bytes]]:
+    ids = draw(st.lists(st.sampled_from([f"r{i}" for i in range(8)]), min_size=0, max_size=8))
+    if draw(st.booleans()):
+        ids = list(dict.fromkeys(ids))  # mostly unique; sometimes a custom_id used twice
+    files = draw(st.integers(1, 2))
+    cut = draw(st.integers(0, len(ids)))
+    inputs = [ids[:cut], ids[cut:]][:files] if files == 2 else [ids]
+    input_bytes = [jsonl(*(request(i) for i in part)) for part in inputs]
+    results = []
+    n = 0
+    for _ in range(draw(st.integers(0, 3))):
+        lines = []
+        for custom_id, kind in draw(st.lists(st.tuples(IDS, KINDS), max_size=8)):
+            n += 1
+            line = answer(custom_id, kind, n)
+            lines.append(line if isinstance(line, bytes) else orjson.dumps(line))
+        end = b"\n" if draw(st.booleans()) else b""
+        results.append(b"\n".join(lines) + (end if lines else b""))
+    return input_bytes, results
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    data=case(),
+    options=st.fixed_dictionaries(
+        {
+            "include_bodies": st.booleans(),
+            "include_tool_calls": st.booleans(),
+            "include_embeddings": st.booleans(),
+            "max_anomalies": st.sampled_from([None, 1, 100]),
+        }
+    ),
+)
+def test_streaming_join_equals_the_whole_table_join(data: Any, options: dict[str, Any]) -> None:
+    input_bytes, result_bytes = data
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = []
+        for i, content in enumerate(input_bytes):
+            (Path(tmp) / f"in{i}.jsonl").write_bytes(content)
+            inputs.append(Path(tmp) / f"in{i}.jsonl")
+        results = []
+        for i, content in enumerate(result_bytes):
+            (Path(tmp) / f"out{i}.jsonl").write_bytes(content)
+            results.append(Path(tmp) / f"out{i}.jsonl")
+        same(inputs, results, **options)
+
+
+@pytest.mark.parametrize("name", ["chat", "completions", "responses", "embeddings"])
+def test_fixtures_join_the_same(name: str) -> None:
+    results = sorted(J.glob(f"{name}.*.jsonl"))
+    results = [p for p in results if "input" not in p.name]
+    for options in ({}, {"include_bodies": True, "include_tool_calls": True}):
+        same([J / f"{name}.input.jsonl"], results, **options)
+    same([J / f"{name}.input.jsonl"], [*results, J / "malformed.output.jsonl"], max_anomalies=2)
+
+
+def test_worker_processes_give_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(joining, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(joining, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr("jsonl_batch.indexing.RANGE_BYTES", 4096)
+    kinds = ["ok", "http", "expired", "parts", "null"]
+    ids = [f"r{i}" for i in range(300)]
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(*(request(i) for i in ids)))
+    outs = []
+    for k in range(3):
+        lines = [answer(i, kinds[(n + k) % 5], n) for n, i in enumerate(ids[k::2])]
+        out = tmp_path / f"out{k}.jsonl"
+        out.write_bytes(
+            b"\n".join(x if isinstance(x, bytes) else orjson.dumps(x) for x in lines[::-1])
+        )
+        outs.append(out)
+    blocks: list[Any] = []
+    for workers in (1, 2):
+        collect = joining.Collect()
+        summary = join_into(collect, [inp], outs, include_bodies=True, workers=workers)
+        blocks.append((collect.table().to_pylist(), summary.to_dict()))
+    old = legacy_join.join([inp], outs, include_bodies=True)
+    assert blocks[0] == blocks[1] == (old.table.to_pylist(), old.summary.to_dict())
