@@ -24,8 +24,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .gathering import Block, Gathered, gather
 from .errors import UsageError
+from .gathering import Block, Gathered, gather
 from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
 from .parallel import PARALLEL_MIN_BYTES, Workers, cores
 from .reading import ReadError, Source, as_file, open_source, source_name
