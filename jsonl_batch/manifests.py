@@ -32,7 +32,7 @@ from .output import (
     mode_for,
     temporary,
 )
-from .render import plural
+from .render import lines, plural
 
 _PAIR = re.compile(rb"\[\n *(\d+),\n *(\d+)\n *\]")  # raw newlines: never inside a JSON string
 
@@ -408,4 +408,4 @@ def manifest_text(manifest: Manifest, folder: str | os.PathLike[str] | None = No
         out.append(f"  {r.path}  {plural(r.lines, 'invalid line')}, unchanged")
     if manifest.path is not None:
         out.append(f"  {Path(manifest.path).name}")
-    return "\n".join(out)
+    return lines(out)

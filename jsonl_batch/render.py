@@ -1,9 +1,11 @@
 """Renderers: a ``Report`` as text for people or JSON for programs (``--format``), and the
-small pieces every renderer shares: ``plural``, ``bar``, ``ProgressLine``, ``ProgressBar``."""
+small pieces every renderer shares: ``printable``/``lines`` (what reaches a terminal),
+``plural``, ``bar``, ``ProgressLine``, ``ProgressBar``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import IO
 
 import orjson
@@ -12,6 +14,23 @@ from .problems import CATALOGUE, Problem, Report
 
 SHOWN_PER_CODE = 5
 BAR_WIDTH = 30
+
+
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F)]
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in [*_CONTROLS, *range(0x2066, 0x206A)]}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, CR, LF, tab, C1, bidi overrides) escaped as
+    Python does (``\\x1b``, ``\\r``, ``\\n``, ``\\u202e``): values from a file or a
+    server can neither move the cursor, recolour the terminal nor forge a line."""
+    return text.translate(_ESCAPES)
+
+
+def lines(out: Iterable[str]) -> str:
+    """Text output: each line made ``printable``, joined by newlines. Every text renderer
+    ends with it."""
+    return "\n".join(line.translate(_ESCAPES) for line in out)
 
 
 def plural(n: int, word: str) -> str:
@@ -93,7 +112,7 @@ def report_text(report: Report) -> str:
     """A short summary: the verdict, then problems grouped by code, first lines shown."""
     s = report.stats
     if report.error:
-        return f"{report.file}: cannot read: {report.error}"
+        return printable(f"{report.file}: cannot read: {report.error}")
     where = ", ".join(x for x in (s.endpoint, s.model) if x)
     facts = f"{s.requests:,} request{'s' if s.requests != 1 else ''}"
     facts += f" in {s.lines:,} line{'s' if s.lines != 1 else ''}, {s.bytes:,} bytes"
@@ -126,4 +145,4 @@ def report_text(report: Report) -> str:
             out.append(f"    {where}{param}: {p.message}")
         if total > len(shown):
             out.append(f"    ... and {total - len(shown):,} more")
-    return "\n".join(out)
+    return lines(out)

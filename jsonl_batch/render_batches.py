@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import orjson
 
-from .render import BAR_WIDTH, ProgressLine, bar
+from .render import BAR_WIDTH, ProgressLine, bar, lines, printable
 
 Batch = Mapping[str, Any]
 METADATA_WIDTH = 32
@@ -99,7 +99,7 @@ def batches_table(batches: Sequence[Batch]) -> str:
         for b in batches
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
-    return "\n".join(
+    return lines(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in (head, *rows)
     )
@@ -150,16 +150,16 @@ def batch_text(batch: Batch) -> str:
     keys = [k for k in FIELD_ORDER if k in batch] + [k for k in batch if k not in FIELD_ORDER]
     out = []
     for key in keys:
-        lines = _field(key, batch[key])
-        out.append(f"{key.ljust(width)}  {lines[0]}")
-        out.extend(f"{'':{width}}  {line}" for line in lines[1:])
-    return "\n".join(out)
+        shown = _field(key, batch[key])
+        out.append(f"{key.ljust(width)}  {shown[0]}")
+        out.extend(f"{'':{width}}  {line}" for line in shown[1:])
+    return lines(out)
 
 
 def status_line(batch: Batch) -> str:
     """``batch_abc: completed (95 completed, 5 failed, 100 total)``."""
     c = batch.get("request_counts") or {}
-    return (
+    return printable(
         f"{batch['id']}: {batch['status']} ({c.get('completed', 0)} completed, "
         f"{c.get('failed', 0)} failed, {c.get('total', 0)} total)"
     )
@@ -170,14 +170,14 @@ def final_text(batch: Batch, hint: bool = True) -> str:
     out = [status_line(batch), *(f"  {line}" for line in error_lines(batch))]
     if hint and (batch.get("output_file_id") or batch.get("error_file_id")):
         out.append(f"download the results with: jsonl-batch batches download {batch['id']}")
-    return "\n".join(out)
+    return lines(out)
 
 
 def progress_bar(batch: Batch, elapsed: float, width: int = BAR_WIDTH) -> str:
     """A one-line bar of finished requests (completed + failed) out of the total."""
     c = batch.get("request_counts") or {}
     total, done = c.get("total", 0), c.get("completed", 0) + c.get("failed", 0)
-    return (
+    return printable(
         f"{batch['id']} {bar(done, total, width)} {done}/{total} ({c.get('failed', 0)} failed) "
         f"{batch['status']} {duration(elapsed)}"
     )
@@ -216,12 +216,12 @@ def download_text(result: Any) -> str:
     """What ``download`` wrote, and why a file is absent (an ``api.Download``)."""
     if not (result.output or result.errors):
         batch = result.batch
-        lines = [f"{batch['id']} is {batch['status']}: it has no result files"]
-        return "\n".join(lines + [f"  {line}" for line in error_lines(batch)])
+        found = [f"{batch['id']} is {batch['status']}: it has no result files"]
+        return lines([*found, *(f"  {line}" for line in error_lines(batch))])
     out = []
     for path, what, absent in (
         (result.output, "output", "no output file: no request succeeded"),
         (result.errors, "errors", "no error file: no request failed"),
     ):
         out.append(f"wrote {path} ({what})" if path else absent)
-    return "\n".join(out)
+    return lines(out)

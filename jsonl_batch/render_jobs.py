@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from .render import ProgressLine, bar, plural
+from .render import ProgressLine, bar, lines, plural
 from .render_batches import duration
 
 STALL_WORDS = "has made no progress for"
@@ -71,7 +71,7 @@ def job_text(result: Any) -> str:
     for failed in s.failed_batches:
         why = "; ".join(failed["errors"]) or "no reason given"
         out.append(f"batch {failed['batch_id']} of {Path(failed['part']).name} failed: {why}")
-    return "\n".join(out)
+    return lines(out)
 
 
 def status_text(status: Any) -> str:
@@ -90,7 +90,7 @@ def status_text(status: Any) -> str:
         out.append(f"  {Path(p.path).name}: {p.state}{where}{progress}{again}")
     if not status.refreshed:
         out.append("(offline: as the ledger last saw it)")
-    return "\n".join(out)
+    return lines(out)
 
 
 def cleaned_text(cleaned: Any) -> str:
@@ -98,4 +98,4 @@ def cleaned_text(cleaned: Any) -> str:
     out = [f"deleted {d['id']} ({d['what']})" for d in cleaned.deleted]
     out += [f"already gone: {file_id}" for file_id in cleaned.gone]
     out += [f"kept {file_id}: its batch is still running" for file_id in cleaned.kept]
-    return "\n".join(out) or "nothing to delete"
+    return lines(out) or "nothing to delete"

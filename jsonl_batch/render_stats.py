@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .render import plural
+from .render import lines, plural
 from .stats import BatchStats
 
 
@@ -37,7 +37,7 @@ def stats_text(stats: BatchStats) -> str:
         f"Estimates: tokens counted with tiktoken; batch prices = standard prices as of "
         f"{p['as_of']} x {p['batch_multiplier']:g} ({where}{p['source']})."
     )
-    return "\n".join(out)
+    return lines(out)
 
 
 def _file_text(s: dict[str, Any], name: str | None = None) -> list[str]:

@@ -72,8 +72,11 @@ class Main(click.Group):
                 stream_fault(exc)
             if os.environ.get("JSONL_BATCH_DEBUG"):
                 raise
+            from ..render import printable
+
             click.echo(
-                f"Error: internal error ({type(exc).__name__}: {exc}); please report it "
+                f"Error: internal error ({type(exc).__name__}: {printable(str(exc))}); please "
+                "report it "
                 "(set JSONL_BATCH_DEBUG=1 to see the traceback).",
                 err=True,
             )

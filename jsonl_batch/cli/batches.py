@@ -16,7 +16,7 @@ import click
 
 from .. import api
 from ..profiles import PROFILES
-from ..render import report_text
+from ..render import lines, printable, report_text
 from ..render_batches import (
     Progress,
     batch_text,
@@ -103,7 +103,7 @@ def api_errors(fn: F) -> F:
         except api.ApiError as exc:
             raise CliError(str(exc)) from None
         except api.InvalidBatchFile as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(printable(f"Error: {exc}"), err=True)
             click.echo(report_text(exc.report), err=True)
             raise SystemExit(1) from None
 
@@ -283,7 +283,7 @@ def created_text(file: str, created: api.Created) -> str:
     out.append(
         f"uploaded {file} as {created.file['id']}; created {batch['id']} ({batch['status']})"
     )
-    return "\n".join(out)
+    return lines(out)
 
 
 @batch_command("create")

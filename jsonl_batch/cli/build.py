@@ -10,7 +10,7 @@ import click
 from ..building import BuildError
 from ..manifests import Manifest, manifest_json, manifest_text
 from ..profiles import ENDPOINTS
-from ..render import SizedProgress
+from ..render import SizedProgress, printable
 from ..rows import build_file, load_template, parse_params
 from .options import format_option, library_errors, limits, profile_options
 
@@ -126,7 +126,7 @@ def build(
             **limits(max_requests, max_bytes, max_embedding_inputs),
         )
     except BuildError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(printable(str(exc))) from None
     finally:
         if progress is not None:
             progress.close()

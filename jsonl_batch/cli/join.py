@@ -10,7 +10,7 @@ import orjson
 
 from ..joining import JoinSummary, join
 from ..output import check_writable
-from ..render import plural
+from ..render import lines, plural, printable
 from ..tables import FORMATS, table_format, write_table
 from .options import library_errors
 
@@ -130,7 +130,7 @@ def join_command(
         click.echo(orjson.dumps(data).decode())
     else:
         click.echo(summary_text(summary))
-        click.echo(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})")
+        click.echo(printable(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})"))
     raise SystemExit(0 if summary.complete else 1)
 
 
@@ -171,4 +171,4 @@ def summary_text(s: JoinSummary) -> str:
                 out.append(f"    {a.file} line {a.line}: {a.message}")
         if total > shown[kind]:
             out.append(f"    ... and {total - shown[kind]:,} more")
-    return "\n".join(out)
+    return lines(out)

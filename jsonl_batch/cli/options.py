@@ -13,14 +13,18 @@ from ..errors import UsageError
 from ..output import OutputExists, WriteError
 from ..profiles import PROFILES, parse_size
 from ..reading import ReadError
+from ..render import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
-    """A usage or I/O problem: one line on stderr, exit status 2."""
+    """A usage or I/O problem: one line on stderr (control characters escaped), exit status 2."""
 
     exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 def library_errors(fn: F) -> F:
@@ -33,7 +37,7 @@ def library_errors(fn: F) -> F:
         except (ReadError, WriteError, OutputExists, TokensUnavailable) as exc:
             raise CliError(str(exc)) from None
         except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(printable(str(exc))) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ import click
 import orjson
 
 from ..manifests import manifest_text
-from ..render import report_text
+from ..render import lines, printable, report_text
 from ..retrying import SELECTIONS, RetryResult, write_retry
 from .join import ResultsCommand, inputs_and_results
 from .options import format_option, library_errors, limits, profile_options
@@ -75,7 +75,7 @@ def retry_text(r: RetryResult) -> str:
     if r.not_selected:
         skipped += f", {r.not_selected:,} not selected"
     if r.output is None:
-        return f"nothing to retry ({skipped})"
+        return printable(f"nothing to retry ({skipped})")
     reasons = ", ".join(f"{why} {n:,}" for why, n in r.reasons.items())
     out = [
         f"{r.output}: {r.requests:,} request{'s' if r.requests != 1 else ''} to retry "
@@ -89,4 +89,4 @@ def retry_text(r: RetryResult) -> str:
         out.append(report_text(r.split.report))
     elif r.report is not None:
         out.append(report_text(r.report))
-    return "\n".join(out)
+    return lines(out)

@@ -8,7 +8,7 @@ import click
 
 from ..manifests import manifest_json, manifest_text
 from ..profiles import get_profile
-from ..render import SizedProgress, report_json, report_text
+from ..render import SizedProgress, printable, report_json, report_text
 from ..splitting import SplitError, split_file
 from .options import (
     CliError,
@@ -127,7 +127,7 @@ def split(
     if manifest is None:
         click.echo(report_text(report) if text else report_json(report))
         if text and not report.stats.lines:
-            click.echo(f"Nothing was written: {file} is empty.", err=True)
+            click.echo(printable(f"Nothing was written: {file} is empty."), err=True)
         elif text:
             click.echo("Nothing was written; fix the problems or use --skip-invalid.", err=True)
         raise SystemExit(1)

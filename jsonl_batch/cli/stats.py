@@ -11,7 +11,7 @@ import click
 
 from ..pricing import PriceError, load_prices
 from ..reading import regular_size
-from ..render import ProgressBar
+from ..render import ProgressBar, printable
 from ..render_stats import stats_json, stats_text
 from ..stats import Progress, file_stats
 from ..tokens import TokensUnavailable
@@ -52,7 +52,7 @@ def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt
     failed = [f for f in result.files if f.error]
     if fmt == "text":
         for found in failed:
-            click.echo(f"Error: {found.error}", err=True)  # the error names the file
+            click.echo(printable(f"Error: {found.error}"), err=True)  # the error names the file
     text = stats_json(result) if fmt == "json" else stats_text(result)
     if text:
         click.echo(text)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..problems import CATALOGUE
-from ..render import SizedProgress, report_json, report_text
+from ..render import SizedProgress, printable, report_json, report_text
 from ..validation import validate_file
 from .options import (
     format_option,
@@ -90,7 +90,7 @@ def validate(
         if report.error:
             status = 2
             if fmt == "text":
-                click.echo(f"Error: {report.error}", err=True)
+                click.echo(printable(f"Error: {report.error}"), err=True)
                 continue
         elif not report.valid:
             status = max(status, 1)
