@@ -79,15 +79,18 @@ CATALOGUE: dict[str, Code] = {
         Code("streaming_unsupported", "`body.stream` is true."),
         Code(
             "invalid_request",
-            "The body lacks a parameter its endpoint requires: `model`; "
-            "`messages` (chat), `input` (embeddings, moderations, responses), `prompt` "
-            "(completions, images, videos). The server rejects the whole file.",
+            "The body lacks a parameter the batch or its endpoint's definition requires: "
+            "`model` (every line); `messages` (chat), `input` (embeddings, moderations), "
+            "`prompt` (completions, images, videos), `images` (image edits). The server "
+            "rejects the whole file. Not checked on a line with `invalid_url`.",
         ),
         Code(
             "invalid_body",
-            "The body fails its endpoint's JSON Schema (a wrong type, an "
-            "unknown role, a value out of range); the server would accept the file and fail "
-            "this request with HTTP 400. param is the path, e.g. `body.messages[1].role`.",
+            "The body fails its endpoint's schema, generated from OpenAI's API definition: "
+            "a wrong type, an unknown role, a value out of range, or a key the definition "
+            "does not have (a body parameter, or one in a message or tool: 'did you mean "
+            "...?'). The server accepts the file and fails this request with HTTP 400. param "
+            "is the path, e.g. `body.messages[1].role`. Not checked on a line with `invalid_url`.",
         ),
         Code("empty_file", "The file contains no requests.", file_level=True),
         Code("too_many_tasks", "More requests than the profile allows.", file_level=True),

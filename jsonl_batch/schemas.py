@@ -7,7 +7,9 @@ path, and only a failing body is walked again to explain what was expected and f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+import difflib
+from collections.abc import Collection, Iterable, Iterator
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -45,9 +47,21 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 class BodySchema:
-    """One endpoint's body schema, compiled: what the body requires, and its other checks."""
+    """One endpoint's body schema, compiled: what the body requires, and its other checks.
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    The shipped schemas close every object the definition describes (an unknown key is an
+    error); ``allow`` names extra body parameters to accept (newer than the definition), and
+    ``closed=False`` accepts unknown keys everywhere (servers that ignore them).
+    """
+
+    def __init__(
+        self, schema: dict[str, Any], allow: Collection[str] = (), closed: bool = True
+    ) -> None:
+        if allow or not closed:
+            schema = copy.deepcopy(schema)
+            schema["properties"].update({name: {} for name in allow})
+            if not closed:
+                _open(schema)
         self.schema = schema
         self.required: tuple[str, ...] = tuple(schema.get("required", ()))
         self.validator = jsonschema_rs.validator_for(schema)
@@ -70,7 +84,20 @@ class BodySchema:
         for error in errors:
             if error.kind.name == "required" and not error.instance_path:
                 continue
-            yield explain(error, body)
+            yield from explain_all(error, body, schema=self.schema)
+
+
+def _open(node: Any) -> None:
+    """Drop every ``additionalProperties: false`` (in place)."""
+    if isinstance(node, dict):
+        if node.get("additionalProperties") is False:
+            del node["additionalProperties"]
+        for key, value in node.items():
+            if key not in ("enum", "const"):
+                _open(value)
+    elif isinstance(node, list):
+        for value in node:
+            _open(value)
 
 
 TOO_DEEP = (
@@ -80,9 +107,27 @@ TOO_DEEP = (
 
 
 @cache
-def body_schema(url: str) -> BodySchema:
+def body_schema(url: str, allow: frozenset[str] = frozenset(), closed: bool = True) -> BodySchema:
     """The compiled body schema for an endpoint url (which must be in ``ENDPOINTS``)."""
-    return BodySchema(load_schema(ENDPOINTS[url].schema))
+    return BodySchema(load_schema(ENDPOINTS[url].schema), allow, closed)
+
+
+def parameter_names(url: str) -> list[str]:
+    """The body parameters the endpoint's definition lists."""
+    return list(load_schema(ENDPOINTS[url].schema)["properties"])
+
+
+def unknown_key(param: str, key: str, known: Iterable[str], noun: str = "parameter") -> str:
+    """The message for a key an object does not define, with the nearest known name."""
+    near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if near:
+        return f"Unknown {noun} {param} (did you mean {near[0]!r}?)."
+    if noun != "parameter":
+        return f"Unknown {noun} {param}: the schema does not define {key!r}."
+    return (
+        f"Unknown parameter {param}: OpenAI's definition of this object has no {key!r} "
+        "(a parameter newer than the definition can be allowed explicitly)."
+    )
 
 
 def param_path(
@@ -111,14 +156,51 @@ def explain(
     *,
     root: str = "body",
     noun: str = "parameter",
+    schema: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """A schema failure as ``(param, message)``: the path, what was expected, what was found.
+    """A schema failure as ``(param, message)``: the path, what was expected, what was found
+    (the first of ``explain_all``)."""
+    return next(explain_all(error, body, root=root, noun=noun, schema=schema))
 
-    ``root`` names the instance in paths (``body.messages[0]``), ``noun`` what a missing
-    required member is called."""
-    error = deepest(error)
+
+def explain_all(
+    error: jsonschema_rs.ValidationError,
+    body: Any = None,
+    *,
+    root: str = "body",
+    noun: str = "parameter",
+    schema: dict[str, Any] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """A schema failure as ``(param, message)`` pairs, one per unknown key.
+
+    ``root`` names the instance in paths (``body.messages[0]``), ``noun`` what a member is
+    called; ``schema`` is the root schema the error's path refers to (for the known names an
+    unknown key is compared with)."""
+    for leaf in deepest(error):
+        path = list(leaf.instance_path)
+        if leaf.kind.name == "additionalProperties":
+            known = _node(schema, list(leaf.schema_path)[:-1]).get("properties", {})
+            for key in leaf.kind.as_dict()["unexpected"]:
+                param = param_path([*path, key], body, root)
+                yield param, unknown_key(param, str(key), known, noun)
+        else:
+            yield _explain_one(leaf, body, path, root, noun)
+
+
+def _node(schema: dict[str, Any] | None, path: list[str | int]) -> dict[str, Any]:
+    node: Any = schema or {}
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return node if isinstance(node, dict) else {}
+
+
+def _explain_one(
+    error: jsonschema_rs.ValidationError, body: Any, path: list[str | int], root: str, noun: str
+) -> tuple[str, str]:
     kind = error.kind
-    path = list(error.instance_path)
     name = kind.name
     if name == "required":
         missing = kind.as_dict()["property"]
@@ -130,7 +212,7 @@ def explain(
         return param, f"{param} must be {expected_types(error)}, found {found}."
     if name == "anyOf":
         branches = kind.as_dict()["context"]
-        wanted = [t for branch in branches for t in branch_types(branch)]
+        wanted = [w for branch in branches for t in branch_types(branch) for w in t.split(" or ")]
         if wanted:
             return param, f"{param} must be {' or '.join(dict.fromkeys(wanted))}, found {found}."
     if name == "enum":
@@ -154,28 +236,55 @@ _BOUNDS = {
 }
 
 
-def deepest(error: jsonschema_rs.ValidationError) -> jsonschema_rs.ValidationError:
-    """For an ``anyOf`` whose value matched a branch's type but failed deeper inside, the
-    deeper failure is the useful one (a bad role inside a message, not "no branch matched")."""
-    while error.kind.name == "anyOf":
-        depth = len(error.instance_path)
-        inner = [
-            e
-            for branch in error.kind.as_dict()["context"]
+def deepest(error: jsonschema_rs.ValidationError) -> Iterator[jsonschema_rs.ValidationError]:
+    """The failures worth reporting for one error. For an ``anyOf`` whose value fits some
+    branches' type but fails inside them, they are inside the branch it fits best: of the
+    branches not rejecting the value outright (wrong type, enum or const), the one with the
+    fewest failures (a bad role inside a message, not "no branch matched"): see ``_fit``."""
+    if error.kind.name != "anyOf":
+        yield error
+        return
+    depth = len(error.instance_path)
+    fitting = [
+        branch
+        for branch in error.kind.as_dict()["context"]
+        if branch
+        and not any(
+            len(e.instance_path) == depth and e.kind.name in ("type", "enum", "const")
             for e in branch
-            if len(e.instance_path) > depth or e.kind.name not in ("type", "anyOf", "enum", "const")
-        ]
-        if not inner:
-            return error
-        error = max(inner, key=lambda e: len(e.instance_path))
-    return error
+        )
+    ]
+    if not fitting:
+        yield error
+        return
+    for inner in min(fitting, key=_fit):
+        yield from deepest(inner)
+
+
+def _fit(branch: list[jsonschema_rs.ValidationError]) -> tuple[int, int, int]:
+    """Fewest failures first; then the deepest; then the one failing furthest along a list
+    (``[1, "a"]`` is a list of integers with a bad item, not a list of strings)."""
+    last = max(branch, key=lambda e: len(e.instance_path)).instance_path
+    index = last[-1] if last and type(last[-1]) is int else 0
+    return len(branch), -len(last), -index
 
 
 def branch_types(branch: list[jsonschema_rs.ValidationError]) -> list[str]:
-    """The types an ``anyOf`` branch wanted, when it failed on the value's type alone."""
-    if len(branch) == 1 and branch[0].kind.name == "type":
-        return [expected_types(branch[0])]
-    return []
+    """What an ``anyOf`` branch wanted, when it failed on the value's type or value alone."""
+    wanted = [_wanted(error) for error in branch]
+    if not wanted or None in wanted:
+        return []
+    return list(dict.fromkeys(w for w in wanted if w))
+
+
+def _wanted(error: jsonschema_rs.ValidationError) -> str | None:
+    name = error.kind.name
+    if name == "type":
+        return expected_types(error)
+    if name == "enum":
+        options = ", ".join(orjson.dumps(o).decode() for o in error.kind.as_dict()["options"])
+        return f"one of {options}"
+    return None
 
 
 def expected_types(error: jsonschema_rs.ValidationError) -> str:

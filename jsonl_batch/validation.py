@@ -33,6 +33,10 @@ from .rules import (
 )
 from .tokens import TokenCounter, request_tokens
 
+BODY_CODES = frozenset({"invalid_request", "invalid_body"})
+"""Findings about a body, checked against its own url's schema: on a line whose url is not
+the batch endpoint the url is the one problem (one problem per cause, as the server)."""
+
 
 class LineChecker:
     """The per-line half of validation: parse once, check, extract the facts.
@@ -201,8 +205,14 @@ class Validation:
                 prime=checker.counter is not None,
             )
             for chunk in chunks:
-                own = [(base + rel, f) for rel, found in chunk.findings for f in found]
                 cross = rules.feed(base, chunk)
+                wrong_url = {line for line, f in cross if f[0] == "invalid_url"}
+                own = [
+                    (base + rel, f)
+                    for rel, found in chunk.findings
+                    for f in found
+                    if not (base + rel in wrong_url and f[0] in BODY_CODES)
+                ]
                 for line, finding in merge(own, cross, key=lambda pair: pair[0]):
                     yield from emit(line, [finding])
                 base += chunk.lines
