@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,24 @@ class FakeOpenAI(HTTPServerBase):
         self.now = 0.0
         self.runs: Counter[str] = Counter()  # custom_id -> batches that ran it (sim)
         self.lock = threading.Lock()
+        self.traps: list[tuple[str, str, bool, Callable[[], None]]] = []
+
+    def trap(
+        self, method: str, path: str, action: Callable[[], None], *, before: bool = False
+    ) -> None:
+        """Call ``action`` (once) at the next request matching ``method`` and ``path``: after
+        the server did what was asked, before it answers (``before``: instead of doing it).
+        Fault tests kill their client there, e.g. right after a batch was created."""
+        self.traps.append((method, path, before, action))
+
+    def _sprung(self, request: Request, before: bool) -> bool:
+        path = re.sub(r"^/(v1|openai)", "", request.path)
+        for i, (method, pattern, when, action) in enumerate(self.traps):
+            if when == before and method == request.method and re.fullmatch(pattern, path):
+                del self.traps[i]
+                action()
+                return True
+        return False
 
     def simulate(self, **options: Any) -> Sim:
         """Run batches on the simulated clock (``Sim``'s options); return the settings."""
@@ -179,7 +197,11 @@ class FakeOpenAI(HTTPServerBase):
                 self.now += self.sim.tick
                 for batch_id in list(self.batches):
                     self._simulate(self.batches[batch_id])
+            if self.traps and self._sprung(request, before=True):
+                return _error(503, "the client was stopped before this request")
             response = self._answer(request)
+            if self.traps:
+                self._sprung(request, before=False)
         if self.delay:  # after the answer is chosen: a late reply changes no state
             time.sleep(self.delay)
         return response
