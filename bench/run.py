@@ -4,14 +4,19 @@
     python bench/run.py validate   # cases whose name starts with "validate"
 
 Each case prints the floor (read every line with a 1 MiB buffer and orjson-parse it, one
-core), our time, and the ratio. Times are the best of ``--repeat`` runs on a warm cache.
-Peak RSS is the largest of this process and its worker processes.
+core), our time, and the ratio. Some cases print a second baseline beside (``BESIDE``):
+``stats`` the counting floor (the token counter alone over the same texts, one core),
+``split`` GNU ``split -l`` into the same number of parts. Times are the best of
+``--repeat`` runs on a warm cache. Peak RSS is the largest of this process and its worker
+processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +29,7 @@ import datasets
 import join_case
 
 from jsonl_batch import split_file, validate_file
+from jsonl_batch.encodings import text_counter
 from jsonl_batch.stats import file_stats
 
 BUFFER = 1 << 20
@@ -77,6 +83,34 @@ CASES: dict[str, tuple[Callable[[], Path], Callable[[Path], object], float]] = {
     "stats-200mb": (datasets.large_chat, count_tokens, 9.0),
 }
 
+
+def counting_floor(path: Path) -> Callable[[], object]:
+    """The counter alone (``encodings.text_counter``, one core) over every message text."""
+    texts = []
+    with open(path, "rb", buffering=BUFFER) as handle:
+        for line in handle:
+            texts += [m["content"] for m in orjson.loads(line)["body"]["messages"]]
+    count = text_counter("o200k_base")
+    return lambda: sum(map(count, texts))
+
+
+def gnu_split(path: Path) -> Callable[[], object]:
+    """GNU ``split -l 10000``: the same five parts, bytes copied, nothing checked."""
+    folder = datasets.DATA / "gnu-split-out"  # replaced each time, as ours is
+    folder.mkdir(exist_ok=True)
+
+    def run() -> None:
+        subprocess.run(["split", "-l", "10000", path, folder / "part-"], check=True)
+
+    return run
+
+
+BESIDE: dict[str, tuple[str, Callable[[Path], Callable[[], object]], float | None]] = {
+    # name: (label, make the baseline's operation, target ratio ours/it)
+    "stats-200mb": ("counting floor", counting_floor, None),
+    "split-200mb": ("GNU split -l", gnu_split, 3.0),
+}
+
 VERSUS: dict[
     str,
     tuple[Callable[[], tuple[Path, ...]], Callable[[], object], Callable[[], object], str, float],
@@ -104,6 +138,19 @@ def versus(name: str, repeat: int) -> None:
     )
 
 
+def beside(name: str, path: Path, ours_s: float, repeat: int) -> None:
+    """A case's second baseline, on the line below it."""
+    label, make, target = BESIDE[name]
+    if label.startswith("GNU") and shutil.which("split") is None:
+        print(f"  {label}: not installed")
+        return
+    it_s = best(make(path), repeat)
+    ratio = ours_s / it_s
+    goal = "" if target is None else f", target {target:.1f}x"
+    flag = "" if target is None or ratio <= target else "  over target"
+    print(f"  {label:<16}{it_s:>17.3f}s   ours/it {ratio:.2f}x{goal}{flag}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help="case-name prefixes (default: all)")
@@ -123,6 +170,8 @@ def main() -> None:
             f"{name:<18}{size:>8.0f}MB{floor_s:>9.3f}s{ours_s:>9.3f}s{ratio:>7.2f}x"
             f"{target:>7.1f}x{flag}"
         )
+        if name in BESIDE:
+            beside(name, path, ours_s, args.repeat)
     for name in VERSUS:
         if not args.cases or any(name.startswith(c) for c in args.cases):
             versus(name, args.repeat)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, "int | None"], None]
 By = Literal["model", "endpoint"]
 TOKENS_PARALLEL_BYTES = 8 << 20
-"""Counting tokens costs ~16x parsing: files this big are counted by worker processes..."""
+"""Counting tokens costs ~8x parsing: files this big are counted by worker processes..."""
 TOKENS_CHUNK_BYTES = 4 << 20
 """...a chunk of this many bytes at a time."""
 Key = tuple[str | None, str | None]

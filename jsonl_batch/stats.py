@@ -3,7 +3,7 @@
 Every line ``tokens.countable`` accepts (an object with a batch endpoint ``url`` and a ``body``
 object) is counted with ``tokens.request_tokens``; other lines are skipped and counted
 (``jsonl-batch validate`` says what is wrong with them).
-Counting costs ~16x parsing on one core, so large files are cut into line-aligned chunks
+Counting costs ~8x parsing on one core, so large files are cut into line-aligned chunks
 counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
 are estimates at batch prices from a ``PriceTable``.
 """

@@ -1,4 +1,4 @@
-"""Estimated input tokens of batch requests, counted with tiktoken, offline.
+"""Estimated input tokens of batch requests, counted as tiktoken counts them, offline.
 
 The public API, small enough for a per-request hot loop::
 
@@ -15,8 +15,8 @@ Every command that counts (``stats``, ``validate --max-enqueued-tokens``, ``spli
 
 ``count`` never raises for a malformed body (what it cannot read counts 0), at any nesting
 depth (orjson reads 1024 levels; values are walked with a stack, not recursion); the first
-call that needs an encoding raises ``TokensUnavailable`` (with the fix) if tiktoken or the
-encoding file is missing. What is counted, per endpoint:
+call that needs an encoding raises ``TokensUnavailable`` (with the fix) if the ``bpe-openai``
+package is missing. What is counted, per endpoint:
 
 - chat: the cookbook's ``num_tokens_from_messages`` (3 per message, its values, +1 for a name,
   3 to prime the reply), text parts, images (``image_tokens``), tool calls; tool and function
@@ -27,8 +27,9 @@ encoding file is missing. What is counted, per endpoint:
 - moderations: the input's text and images; other endpoints: ``body.prompt``.
 
 The encoding follows the model (``encodings.encoding_name``: o200k_base, or cl100k_base for
-gpt-4, gpt-3.5 and embeddings); its file comes with the ``bpe-openai`` package, so nothing is
-downloaded. Audio and file parts are not counted (``uncounted_parts``).
+gpt-4, gpt-3.5 and embeddings); texts are counted by ``encodings.text_counter`` (bpe-openai's
+exact counter, nothing downloaded, long texts in bounded pieces), and a file's repeated texts
+once (``_text_counter``). Audio and file parts are not counted (``uncounted_parts``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from .encodings import TokensUnavailable, base_model, encoding_name, get_encoding
+from .encodings import TokensUnavailable, base_model, encoding_name, text_counter
 from .image_tokens import data_url_size, image_tokens, size_matters
 from .profiles import EMBEDDINGS_URL, ENDPOINTS
 
@@ -64,7 +65,9 @@ CHAT_URL, RESPONSES_URL, COMPLETIONS_URL, MODERATIONS_URL = (
 )
 
 TEXT_CACHE_CHARS = 4 << 20
-"""Texts whose counts are remembered (repeated system prompts), in total characters."""
+"""Texts whose counts are remembered (repeated system prompts), in total characters..."""
+CACHE_TEXT_CHARS = 64 << 10
+"""...each at most this long."""
 
 # The cookbook's constants for tool definitions (func_init is 10 on cl100k models).
 FUNC_INIT, FUNC_INIT_CL100K, PROP_INIT, PROP_KEY, ENUM_INIT, ENUM_ITEM, FUNC_END = (
@@ -164,7 +167,7 @@ class TokenCounter:
         name = encoding_name(model, url)
         text = self._texts.get(name)
         if text is None:
-            text = self._texts[name] = _text_counter(get_encoding(name))
+            text = self._texts[name] = _text_counter(text_counter(name))
         found = self._models[model, url] = _Model(base_model(model), name, text)
         return found
 
@@ -350,26 +353,34 @@ class _Model:
         self.family, self.encoding, self.text = family, encoding, text
 
 
-def _text_counter(encoding: Any) -> Callable[[str], int]:
-    """``len(encoding.encode_ordinary(text))``, remembered for recent texts (special-token
-    strings in user text are counted as text, as the API does)."""
-    encode = encoding.encode_ordinary
+def _text_counter(count: Callable[[str], int]) -> Callable[[str], int]:
+    """``count`` remembering the texts it has seen, so that a file's repeated texts (its
+    system prompt, few-shot examples, the earlier turns each request of a conversation
+    repeats) are counted once. Bounded: texts over ``CACHE_TEXT_CHARS`` are not kept, and
+    when the kept texts reach ``TEXT_CACHE_CHARS`` in all, only those seen twice stay."""
     cache: dict[str, int] = {}
+    seen_twice: dict[str, int] = {}
     cached = 0
 
-    def count(text: str) -> int:
-        nonlocal cached
+    def counted(text: str) -> int:
+        nonlocal cache, cached
         n = cache.get(text)
-        if n is None:
-            n = len(encode(text))
-            cached += len(text)
+        if n is not None:
+            seen_twice[text] = n
+            return n
+        n = count(text)
+        size = len(text)
+        if size <= CACHE_TEXT_CHARS:
+            cached += size
             if cached > TEXT_CACHE_CHARS:
-                cache.clear()
-                cached = len(text)
+                kept = sum(map(len, seen_twice))
+                cache = dict(seen_twice) if kept <= TEXT_CACHE_CHARS // 2 else {}
+                seen_twice.clear()
+                cached = sum(map(len, cache)) + size
             cache[text] = n
         return n
 
-    return count
+    return counted
 
 
 def json_text(value: Any) -> str:

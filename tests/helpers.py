@@ -25,3 +25,19 @@ def request(
 
 def jsonl(*objects: Any) -> bytes:
     return b"".join(orjson.dumps(o) + b"\n" for o in objects)
+
+
+NO_COUNTER = "Error: token counting needs bpe-openai: pip install 'jsonl-batch[tokens]'\n"
+"""What a command prints when ``without_token_counter`` is in effect."""
+
+
+def without_token_counter(monkeypatch: Any) -> None:
+    """Make token counting unavailable (as without the ``tokens`` extra) for one test."""
+    import sys
+
+    from jsonl_batch import encodings
+
+    for name in ("bpe_openai", encodings.BINDINGS, "tiktoken"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(encodings, "_COUNTERS", {})
+    monkeypatch.setattr(encodings, "_ENCODINGS", {})

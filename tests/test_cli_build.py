@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import orjson
@@ -13,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+from helpers import NO_COUNTER, without_token_counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import encodings, validate_file
+from jsonl_batch import validate_file
 from jsonl_batch.cli import main
 from jsonl_batch.render import SizedProgress
 
@@ -119,16 +119,13 @@ def test_max_tokens(csv: Path, tmp_path: Path) -> None:
     assert "--max-tokens" in run("--help").output
 
 
-def test_max_tokens_without_tiktoken_exits_2(
+def test_max_tokens_without_token_counter_exits_2(
     csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tiktoken", None)
-    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+    without_token_counter(monkeypatch)
     result = run(str(csv), "-o", str(tmp_path / "a.jsonl"), *QUICK, "--max-tokens", "99")
     assert result.exit_code == 2
-    assert result.output == (
-        "Error: token counting needs tiktoken: pip install 'jsonl-batch[tokens]'\n"
-    )
+    assert result.output == NO_COUNTER
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv"]
 
 

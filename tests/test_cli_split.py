@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from helpers import jsonl, request
+from helpers import NO_COUNTER, jsonl, request, without_token_counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import encodings, split_file, validate_file
+from jsonl_batch import split_file, validate_file
 from jsonl_batch.cli import main
 from jsonl_batch.copying import ByteRanges
 
@@ -143,14 +142,13 @@ def test_a_request_over_max_tokens(big: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
 
-def test_max_tokens_without_tiktoken_exits_2(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tiktoken", None)
-    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+def test_max_tokens_without_token_counter_exits_2(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_token_counter(monkeypatch)
     result = run(str(big), "--max-tokens", "100")
     assert result.exit_code == 2
-    assert result.output == (
-        "Error: token counting needs tiktoken: pip install 'jsonl-batch[tokens]'\n"
-    )
+    assert result.output == NO_COUNTER
     assert names(big.parent) == ["big.jsonl"]
 
 

@@ -10,9 +10,8 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
-from helpers import ROOT, jsonl, request
+from helpers import NO_COUNTER, ROOT, jsonl, request, without_token_counter
 
-from jsonl_batch import encodings
 from jsonl_batch import stats as stats_module
 from jsonl_batch.cli import main
 from jsonl_batch.stats import file_stats, summarize
@@ -106,14 +105,11 @@ def test_missing_file_is_reported_and_exits_2(tmp_path: Path) -> None:
     assert "chat.jsonl: 4 requests" in result.output
 
 
-def test_missing_tiktoken_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tiktoken", None)
-    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+def test_missing_token_counter_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_token_counter(monkeypatch)
     result = run(CHAT_SAMPLE)
     assert result.exit_code == 2
-    assert result.output.strip() == (
-        "Error: token counting needs tiktoken: pip install 'jsonl-batch[tokens]'"
-    )
+    assert result.output == NO_COUNTER
 
 
 def test_workers_give_the_same_result(

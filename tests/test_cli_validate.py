@@ -227,15 +227,14 @@ def test_token_counting_unavailable_is_one_line(
     from jsonl_batch import encodings
 
     def missing(name: str) -> None:
-        raise encodings.TokensUnavailable("token counting needs tiktoken: pip install x")
+        raise encodings.TokensUnavailable("token counting needs bpe-openai: pip install x")
 
-    monkeypatch.setattr(encodings, "get_encoding", missing)
-    monkeypatch.setattr("jsonl_batch.tokens.get_encoding", missing)
+    monkeypatch.setattr("jsonl_batch.tokens.text_counter", missing)
     path = tmp_path / "f.jsonl"
     path.write_bytes(orjson.dumps(request()) + b"\n")
     result = CliRunner().invoke(main, ["validate", str(path), "--max-enqueued-tokens", "5"])
     assert result.exit_code == 2
-    assert result.output.strip() == "Error: token counting needs tiktoken: pip install x"
+    assert result.output.strip() == "Error: token counting needs bpe-openai: pip install x"
 
 
 @pytest.mark.parametrize("depth", [300, 600, 1000])

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import inspect
-import sys
+import random
 from typing import Any
 
 import orjson
 import pytest
+from helpers import DATA, without_token_counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import encodings, tokens
+from jsonl_batch.encodings import get_encoding
 from jsonl_batch.image_tokens import data_url_size, image_tokens
 from jsonl_batch.profiles import ENDPOINTS
 from jsonl_batch.tokens import (
@@ -21,7 +23,6 @@ from jsonl_batch.tokens import (
     TokensUnavailable,
     countable,
     encoding_name,
-    get_encoding,
     json_text,
     output_ceiling,
     request_tokens,
@@ -421,9 +422,8 @@ def test_encodings_come_from_the_packaged_files_without_network(
     assert encoding.encode("tiktoken is great!") == [83, 1609, 5963, 374, 2294, 0]
 
 
-def test_missing_tiktoken_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tiktoken", None)
-    monkeypatch.setattr(encodings, "_ENCODINGS", {})
+def test_missing_token_counter_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_token_counter(monkeypatch)
     with pytest.raises(TokensUnavailable, match=r"pip install 'jsonl-batch\[tokens\]'"):
         TokenCounter().count(CHAT, chat({"role": "user", "content": "hi"}))
 
@@ -583,3 +583,93 @@ def test_count_never_raises_on_any_body(url: str, body: dict) -> None:
     assert counter.count(url, body) >= 0
     ceiling = output_ceiling(url, body)
     assert ceiling is None or ceiling >= 0
+
+
+# -- the counter: tiktoken's numbers, long texts in bounded pieces, repeated texts once -------
+
+CORPUS: list[str] = orjson.loads((DATA / "tokens" / "corpus.json").read_bytes())
+NAMES = ["o200k_base", "cl100k_base"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_counter_gives_tiktokens_numbers_on_the_corpus(name: str) -> None:
+    count, reference = encodings.text_counter(name), get_encoding(name).encode_ordinary
+    assert [count(t) for t in CORPUS] == [len(reference(t)) for t in CORPUS]
+    whole = "\n".join(CORPUS)
+    assert count(whole) == len(reference(whole))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=120), st.sampled_from(NAMES))
+def test_the_counter_gives_tiktokens_numbers_on_any_text(text: str, name: str) -> None:
+    assert encodings.text_counter(name)(text) == len(get_encoding(name).encode_ordinary(text))
+
+
+WORDS = ["word", " ", "  ", "\n", "A1", "x12", "345", "é", "東京", "'s", ".", "😀", "\t"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=200), st.integers(2, 40), st.sampled_from(NAMES))
+def test_pieces_add_up_to_the_whole(words: list[str], size: int, name: str) -> None:
+    text = "".join(words)
+    found = list(encodings.pieces(text, size))
+    assert "".join(found) == text and all(len(p) <= size for p in found)
+    cuts = [sum(map(len, found[:i])) for i in range(1, len(found))]
+    if all(encodings._CUT.match(text, cut) for cut in cuts):  # every cut at an exact place
+        count = encodings.text_counter(name)
+        assert sum(map(count, found)) == count(text)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lengths of the texts the tokenizer is asked to count, from now on."""
+    seen: list[int] = []
+    real = encodings._tokenizer
+
+    class Recording:
+        def __init__(self, name: str) -> None:
+            self.real = real(name)
+
+        def count(self, text: str) -> int:
+            seen.append(len(text))
+            return self.real.count(text)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(encodings, "_COUNTERS", {})
+    monkeypatch.setattr(encodings, "_tokenizer", Recording)
+    return seen
+
+
+def test_a_long_word_is_counted_in_bounded_pieces(recorded: list[int]) -> None:
+    """Regression: one 20 MB word took tiktoken 28 s and 1.1 GB (superlinear merges)."""
+    exact = encodings._tokenizer("o200k_base").real.count  # not recorded
+    blob = base64.b64encode(random.Random(0).randbytes(3 << 20)).decode()  # 4 MiB, no space
+    assert TokenCounter().text(blob) == exact(blob)  # cut only where no token spans the cut
+    assert max(recorded) <= encodings.PIECE_CHARS and sum(recorded) == len(blob)
+    recorded.clear()
+    letters = "".join(random.Random(1).choices("abcdefgh", k=1 << 20))  # nowhere exact
+    found = TokenCounter().text(letters)
+    assert max(recorded) <= encodings.PIECE_CHARS and sum(recorded) == len(letters)
+    assert abs(found - exact(letters)) <= 2 * (len(recorded) - 1)  # a token or two per cut
+
+
+def test_repeated_texts_are_counted_once(recorded: list[int]) -> None:
+    counter = TokenCounter()
+    system = {"role": "system", "content": "You answer in one word. " * 40}
+    for i in range(5):
+        user = {"role": "user", "content": f"Question number {i}?"}
+        assert counter.count(CHAT, chat(system, user)) == counter.count(CHAT, chat(system, user))
+    # each text once: the two roles, the system prompt, the five questions
+    assert recorded.count(len(system["content"])) == 1 and len(recorded) == 2 + 1 + 5
+
+
+def test_the_text_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "TEXT_CACHE_CHARS", 100)
+    monkeypatch.setattr(tokens, "CACHE_TEXT_CHARS", 50)
+    seen: list[str] = []
+    count = tokens._text_counter(lambda text: seen.append(text) or len(text))
+    count("once")
+    for i in range(30):  # 300 characters of new texts, over the bound, and one text repeated
+        count(f"text {i:05d}"), count("hot")
+    seen.clear()
+    count("hot"), count("once"), count("x" * 200), count("x" * 200)
+    assert seen == ["once", "x" * 200, "x" * 200]  # the hot text stayed; a long one is not kept
