@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -350,11 +350,13 @@ def download_results(
     directory: str | os.PathLike[str] = ".",
     *,
     force: bool = False,
+    inputs: Iterable[object] = (),
 ) -> Download:
     """Stream a batch's output and error files into ``directory``, each written atomically.
 
     A missing file id (every request failed, or none did) is skipped. Existing files are
-    refused before anything is downloaded unless ``force``. A batch still running raises
+    refused before anything is downloaded unless ``force``; ``inputs`` (local files of the
+    run) are never written over. A batch still running raises
     ``ApiError``: its results are not ready.
     """
     if isinstance(batch, str):
@@ -373,11 +375,11 @@ def download_results(
     except OSError as exc:
         raise WriteError(f"{directory}: cannot create folder ({exc.strerror or exc})") from None
     for path in wanted.values():
-        check_writable(path, force)
+        check_writable(path, force, inputs=inputs)
     for file_id, path in wanted.items():
         with (
             calling(client, f"download {file_id}"),
-            atomic_output(path, force=force) as out,
+            atomic_output(path, force=force, inputs=inputs) as out,
             client.files.with_streaming_response.content(file_id) as response,
         ):
             for chunk in response.iter_bytes(BUFFER_SIZE):
@@ -427,9 +429,10 @@ def run_batch(
     if on_created:
         on_created(created)
     batch = wait_for_batch(client, created.batch["id"], **(wait or {}))
-    download = download_results(client, batch, folder, force=force)
+    download = download_results(client, batch, folder, force=force, inputs=[path])
     results = [p for p in (download.output, download.errors) if p]
     joined = join([path], results)
     table = folder / f"{batch['id']}.parquet"
-    write_table(joined.table, table, summary=joined.summary.to_dict(), force=force)
+    summary = joined.summary.to_dict()
+    write_table(joined.table, table, summary=summary, force=force, inputs=[path, *results])
     return Run(created, batch, download, table, joined.summary)

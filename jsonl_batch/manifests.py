@@ -8,7 +8,8 @@ the first and last custom_id and, for ``split``, the input lines each part holds
 Every name a run gives its outputs is made here (``part_name``, ``rejected_name``,
 ``manifest_path``), and so is the one list of what an earlier run left under the same stem
 (``earlier_outputs``). ``OutputSet`` writes a run's files under temporary names and renames
-them together, so a failure never leaves half of a new run next to half of an old one.
+them together (``output.replace_together``: journaled, completed by the next run after a
+crash), so the folder holds the old set or the new one, never half of each.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import builtins
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,7 +30,11 @@ from .output import (
     WriteError,
     atomic_output,
     check_writable,
+    folder_lock,
+    is_one_of,
     mode_for,
+    replace_together,
+    same_files,
     temporary,
 )
 from .render import lines, plural
@@ -100,12 +105,15 @@ class OutputSet:
     """The files one run writes under one ``stem`` in ``folder``, replaced together.
 
     Each file is written under a temporary name (``open``, ``create``, ``add_manifest``);
-    ``commit()`` renames them all into place, the manifest last, and then, with ``force``,
-    removes what an earlier run left under the stem (``earlier_outputs``) that this one did
-    not write, so no stale part is left to be uploaded twice. ``discard()`` (or leaving a
-    ``with`` block by an exception) removes the temporaries: an earlier run's files stay as
-    they were. ``keep``: the run's inputs, never removed, and never replaced: an output
-    named like one is refused, even with ``force``. ``input``: the path the run's outputs
+    ``commit()`` renames them all into place and, with ``force``, removes what an earlier run
+    left under the stem (``earlier_outputs``) that this one did not write, so no stale part
+    is left to be uploaded twice: one journaled step (``replace_together``, the manifest its
+    commit point), completed by the next run in the folder if this one is killed. From the
+    first file written to the commit the folder's lock is held (``folder_lock``): another
+    run there waits, or is refused. ``discard()`` (or leaving a ``with`` block by an
+    exception) removes the temporaries: an earlier run's files stay as they were. ``keep``:
+    the run's inputs, never removed, and never replaced: an output named like one (same
+    path or same file) is refused, even with ``force``. ``input``: the path the run's outputs
     are named after (a split's input, a build's or retry's output); an existing
     ``<stem>.manifest.json`` whose ``input`` names another file is refused, even with
     ``force`` (another job's parts that share the stem), unless ``sha256()`` (the input's,
@@ -129,17 +137,23 @@ class OutputSet:
     ) -> None:
         self.folder, self.stem, self.force = Path(folder), stem, force
         self.suffix, self.whole, self.run = suffix, whole, run
-        self.keep = {Path(k).resolve() for k in keep}
+        self.keep = same_files(keep)
         self.input, self.sha256 = input, sha256
         self.label = os.fspath(label if label is not None else folder)
         self.staged: dict[str, Path] = {}
         """Final name -> temporary path, in the order written."""
         self._open: dict[str, IO[bytes]] = {}
+        self._lock = ExitStack()
 
     def earlier(self) -> list[Path]:
         """What an earlier run left under the stem (``earlier_outputs``), inputs aside."""
         found = earlier_outputs(self.folder, self.stem, suffix=self.suffix, whole=self.whole)
-        return [p for p in found if p.resolve() not in self.keep]
+        return [p for p in found if not is_one_of(p, self.keep)]
+
+    def _locked(self) -> None:
+        """Take the folder's lock, if not held yet (until ``commit`` or ``discard``)."""
+        if not self._lock._exit_callbacks:  # type: ignore[attr-defined]
+            self._lock.enter_context(folder_lock(self.folder, self.label))
 
     def check_folder(self) -> None:
         """``WriteError`` naming ``label`` if the folder is missing or not writable."""
@@ -153,9 +167,11 @@ class OutputSet:
         """Refuse, before any work, what would replace an output without ``force``: an
         existing target, or a file an earlier run left. A target that is a folder is a
         ``WriteError`` even with ``force``; so are a target that is an input (``keep``) and
-        a manifest of another input under the stem."""
-        mine = [check_writable(t, force=True) for t in targets]
-        self._refuse_inputs(mine)
+        a manifest of another input under the stem, a link, a device or a pipe."""
+        if self.folder.is_dir():
+            with folder_lock(self.folder, self.label):
+                pass  # waits for a run writing there, and finishes what a crash left
+        mine = [check_writable(t, True, inputs=self.keep, through=False) for t in targets]
         self._refuse_other_input()
         if self.force:
             return
@@ -166,11 +182,6 @@ class OutputSet:
                 )
         for target in mine:
             check_writable(target)
-
-    def _refuse_inputs(self, targets: Iterable[Path]) -> None:
-        for target in targets:
-            if target.resolve() in self.keep:
-                raise OutputExists(f"{target} is an input; choose another output name")
 
     def _refuse_other_input(self) -> None:
         """``OutputExists`` if the stem's manifest is the split of a file other than ``input``."""
@@ -194,6 +205,7 @@ class OutputSet:
 
     def open(self, name: str) -> IO[bytes]:
         """A new temporary file in the folder, to become ``name`` on ``commit``."""
+        self._locked()
         handle, self.staged[name] = temporary(self.folder / name, self.label)
         self._open[name] = handle
         return handle
@@ -233,36 +245,29 @@ class OutputSet:
         return self.staged[name]
 
     def commit(self) -> list[Path]:
-        """Rename every staged file into place (the manifest last), then, with ``force``,
-        remove what an earlier run left under the stem. Returns the paths written."""
-        names = sorted(self.staged, key=lambda n: n.endswith(".manifest.json"))
+        """Put every staged file in place and, with ``force``, remove what an earlier run
+        left under the stem, as one step (see the class). Returns the paths written."""
+        names = list(self.staged)
         finals = [self.folder / n for n in names]
         try:
-            self._refuse_inputs(finals)  # e.g. a later part named like an input
-            if not self.force:
-                for final in finals:  # appeared while we were writing
-                    check_writable(final)
-        except (OutputExists, WriteError):
+            if self.folder.is_dir():
+                self._locked()
+            for final in finals:  # what appeared while we were writing
+                check_writable(final, self.force, inputs=self.keep, through=False)
+            for name, final in zip(names, finals, strict=True):
+                with suppress(OSError):  # staged under another name, or replacing: its mode
+                    os.chmod(self.staged[name], mode_for(final))
+            stale = [p for p in self.earlier() if p not in finals] if self.force else []
+            point = next((f for f in finals if f.name.endswith(".manifest.json")), None)
+            renames = [(self.staged[n], f) for n, f in zip(names, finals, strict=True)]
+            self.staged.clear()  # replace_together's now: completed, or removed
+            replace_together(self.folder, renames, stale, point)
+        finally:
             self.discard()
-            raise
-        for name, final in zip(names, finals, strict=True):
-            staged = self.staged[name]
-            with suppress(OSError):  # staged under another name, or replacing a file: its mode
-                os.chmod(staged, mode_for(final))
-            try:
-                os.replace(staged, final)
-            except OSError as exc:
-                self.discard()
-                raise WriteError(f"{final}: {exc.strerror or exc}") from None
-            del self.staged[name]
-        if self.force:
-            for old in self.earlier():
-                if old not in finals:
-                    _remove(old)
         return finals
 
     def discard(self) -> None:
-        """Remove every temporary file not yet renamed into place."""
+        """Remove every temporary file not yet renamed into place; release the lock."""
         for handle in self._open.values():
             with suppress(OSError):  # a failed flush: the file goes anyway
                 handle.close()
@@ -270,6 +275,7 @@ class OutputSet:
         for tmp in self.staged.values():
             tmp.unlink(missing_ok=True)
         self.staged.clear()
+        self._lock.close()
 
     def __enter__(self) -> OutputSet:
         return self

@@ -10,8 +10,11 @@ only the parts and their manifest are written: never a whole file too big to sen
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +25,10 @@ import pyarrow.compute as pc
 from .errors import UsageError
 from .joining import expand_inputs, join
 from .manifests import OutputSet
+from .output import atomic_output, check_writable, is_one_of, writes_through
 from .problems import Report
 from .profiles import Profile, get_profile
-from .reading import LineReader, Source, open_source, source_name
+from .reading import BUFFER_SIZE, LineReader, Source, open_source, source_name
 from .splitting import LIMIT_CODES, SplitResult, split_file, without
 from .validation import validate_file
 
@@ -134,6 +138,8 @@ def write_retry(
     it, whatever an earlier retry left under that name is replaced or, with nothing to
     retry, removed. An input is never removed nor replaced: an output named like one (the
     file, or its parts or manifest when it is split) is refused, even with ``force``.
+    ``"-"`` (standard output), a character device or a FIFO is written through, once the
+    file is validated; it is never split there (over the limits: ``UsageError``).
     Raises ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot
     run.
     """
@@ -141,8 +147,27 @@ def write_retry(
     sources = expand_inputs(inputs)
     if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
         raise UsageError("retry reads its inputs twice: give files, not standard input")
-    target = Path(output)
-    read = [s for s in (*sources, *inputs) if isinstance(s, (str, os.PathLike))]
+    read = [s for s in (*sources, *inputs, *results) if isinstance(s, (str, os.PathLike))]
+    with ExitStack() as stack:
+        if writes_through(output):  # staged aside, then copied: never split
+            check_writable(output, force, inputs=read)
+            target = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "retry.jsonl"
+        else:
+            target = Path(output)
+        return _write_retry(sources, inputs, results, output, target, read, only, profile, force)
+
+
+def _write_retry(
+    sources: list[Source],
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    output: str | os.PathLike[str],
+    target: Path,
+    read: list[str | os.PathLike[str]],
+    only: str,
+    profile: Profile,
+    force: bool,
+) -> RetryResult:
     outputs = OutputSet(
         target.parent,
         target.stem,
@@ -184,13 +209,22 @@ def write_retry(
         report.file = result.output
         over = any(p.code in LIMIT_CODES for p in report.problems)
         if not over or not without(report, LIMIT_CODES).valid:
+            if target != Path(output):  # written through: standard output, a device, a pipe
+                with atomic_output(output, inputs=read) as out, open(staged, "rb") as copy:
+                    shutil.copyfileobj(copy, out, BUFFER_SIZE)
+                return result
             outputs.commit()  # fits, or has other problems to fix first: one file to look at
             return result
+        if target != Path(output):
+            raise UsageError(
+                f"{result.output}: the retry file is over the limits, so it would be split "
+                "into parts; give a file name to write them next to"
+            )
         split = result.split = split_file(
             staged, target.parent, profile, force=force, report=report, name=target, keep=read
         )
         outputs.discard()  # the parts, if any, were written; the whole file never is
-        if split.written and force and target.resolve() not in outputs.keep:
+        if split.written and force and not is_one_of(target, outputs.keep):
             target.unlink(missing_ok=True)  # an earlier retry's single file
     return result
 

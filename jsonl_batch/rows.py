@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +23,7 @@ import orjson
 from .building import BatchWriter, BuildError, Rotate
 from .errors import UsageError
 from .manifests import Manifest
+from .output import atomic_output, writes_through
 from .profiles import ENDPOINTS, Profile
 from .reading import LineReader, Source, open_source, parse_line, regular_size, source_name
 
@@ -446,14 +448,17 @@ def build_file(
         "max_embedding_inputs": max_embedding_inputs,
         "max_tokens": max_tokens,
     }
-    if isinstance(output, (str, os.PathLike)):
+    keep = [source] if isinstance(source, (str, os.PathLike)) and source != "-" else []
+    if isinstance(output, (str, os.PathLike)) and not writes_through(output):
         rotate: Rotate = True if split else "auto"
-        keep = [source] if isinstance(source, (str, os.PathLike)) and source != "-" else []
         writer = BatchWriter(output, endpoint, rotate=rotate, force=force, keep=keep, **settings)
         return _write_rows(writer, rows, shaper, id_column, progress)
     if split:
         raise UsageError("--split needs an output file (-o), not standard output")
-    with tempfile.TemporaryFile() as spool:
+    with ExitStack() as stack:
+        if isinstance(output, (str, os.PathLike)):  # standard output, a device, a pipe
+            output = stack.enter_context(atomic_output(output, force=force, inputs=keep))
+        spool = stack.enter_context(tempfile.TemporaryFile())
         writer = BatchWriter(spool, endpoint, **settings)
         manifest = _write_rows(writer, rows, shaper, id_column, progress)
         spool.seek(0)

@@ -8,6 +8,7 @@ failed write leaves nothing under the final name.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,14 +154,17 @@ def write_table(
     fmt: str | None = None,
     summary: dict[str, Any] | None = None,
     force: bool = False,
+    inputs: Iterable[object] = (),
 ) -> str:
     """Write ``table`` atomically as Parquet (zstd), CSV or JSONL; return the format used.
 
     Parquet keeps the column types and descriptions and stores ``summary`` as JSON under
     ``SUMMARY_KEY`` in the file's key-value metadata. CSV writes list columns as JSON text.
+    ``"-"`` is standard output; ``inputs`` (the files the table was made from) are never
+    written over, even with ``force``.
     """
     fmt = table_format(path, fmt)
-    with atomic_output(path, force=force) as handle:
+    with atomic_output(path, force=force, inputs=inputs) as handle:
         if fmt == "parquet":
             if summary is not None:
                 meta = dict(table.schema.metadata or {})

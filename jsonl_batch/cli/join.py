@@ -8,8 +8,8 @@ from typing import Any
 import click
 import orjson
 
-from ..joining import JoinSummary, join
-from ..output import check_writable
+from ..joining import JoinSummary, expand_inputs, join
+from ..output import check_writable, is_stdout
 from ..render import lines, plural, printable
 from ..tables import FORMATS, table_format, write_table
 from .options import library_errors
@@ -61,7 +61,11 @@ def inputs_and_results(fn: Any) -> Any:
 @click.command("join", cls=ResultsCommand)
 @inputs_and_results
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Table to write."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Table to write (-: standard output).",
 )
 @click.option(
     "--format",
@@ -114,7 +118,8 @@ def join_command(
         jsonl-batch join requests.jsonl --results output.jsonl errors.jsonl -o results.parquet
     """
     fmt = table_format(output, fmt)
-    check_writable(output, force)
+    read = [*inputs, *expand_inputs(inputs), *results]  # never written over, even with --force
+    check_writable(output, force, inputs=read)
     result = join(
         list(inputs),
         list(results),
@@ -124,13 +129,16 @@ def join_command(
         max_anomalies=max_anomalies or None,
     )
     summary = result.summary
-    write_table(result.table, output, fmt=fmt, summary=summary.to_dict(), force=force)
+    write_table(result.table, output, fmt=fmt, summary=summary.to_dict(), force=force, inputs=read)
+    aside = is_stdout(output)  # the table is on standard output: the summary on stderr
     if summary_format == "json":
         data = {**summary.to_dict(), "output": output, "format": fmt}
-        click.echo(orjson.dumps(data).decode())
+        click.echo(orjson.dumps(data).decode(), err=aside)
     else:
-        click.echo(summary_text(summary))
-        click.echo(printable(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})"))
+        click.echo(summary_text(summary), err=aside)
+        click.echo(
+            printable(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})"), err=aside
+        )
     raise SystemExit(0 if summary.complete else 1)
 
 

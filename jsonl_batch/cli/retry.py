@@ -6,6 +6,7 @@ import click
 import orjson
 
 from ..manifests import manifest_text
+from ..output import is_stdout
 from ..render import lines, printable, report_text
 from ..retrying import SELECTIONS, RetryResult, write_retry
 from .join import ResultsCommand, inputs_and_results
@@ -15,7 +16,11 @@ from .options import format_option, library_errors, limits, profile_options
 @click.command("retry", cls=ResultsCommand)
 @inputs_and_results
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Retry file to write."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Retry file to write (-: standard output).",
 )
 @click.option(
     "--only",
@@ -65,7 +70,8 @@ def retry_command(
         force=force,
         **limits(max_requests, max_bytes, max_embedding_inputs),
     )
-    click.echo(orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result))
+    text = orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result)
+    click.echo(text, err=is_stdout(output))  # the retry file is on standard output
     raise SystemExit(0 if result.ok else 1)
 
 
