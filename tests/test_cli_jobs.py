@@ -193,3 +193,55 @@ def test_metadata_has_room_for_the_jobs_tags(
     ok = job(requests_file, tmp_path / "job2", "--metadata", "team=eval")
     assert ok.exit_code == 0
     assert fake.batches["batch_0000"]["metadata"]["team"] == "eval"
+
+
+def progress(**fields: Any) -> jobs.JobProgress:
+    base: dict[str, Any] = {
+        "event": None,
+        "round": 1,
+        "queued": 2,
+        "active": 1,
+        "done": 3,
+        "failed": 0,
+        "requests": 100,
+        "completed": 40,
+        "round_requests": 100,
+        "elapsed": 125.0,
+        "eta": 190.0,
+        "expires_in": 3600.0 * 23,
+    }
+    return jobs.JobProgress(**{**base, **fields})
+
+
+def test_the_live_view_on_a_terminal() -> None:
+    import io
+
+    from jsonl_batch.render_jobs import JobView, progress_text
+
+    assert progress_text(progress()) == (
+        "round 1 · 2 queued · 1 running · 3 done · [########------------] 40/100 requests · "
+        "2m05s · ETA 3m10s · expires in 23h00m"
+    )
+    out = io.StringIO()
+    view = JobView(out, tty=True)
+    view(progress())
+    view(progress(event="part-1: submitted as batch_1", stalled=["batch_0"]))
+    view(progress(stalled=["batch_0"]))  # warned once
+    view.close()
+    text = out.getvalue()
+    assert text.count("\r") == 4 and text.endswith("\n")
+    assert "[2m05s] part-1: submitted as batch_1\n" in text
+    assert text.count("warning: batch_0 has made no progress") == 1
+
+
+def test_a_line_per_state_change_elsewhere() -> None:
+    import io
+
+    from jsonl_batch.render_jobs import JobView
+
+    out = io.StringIO()
+    view = JobView(out, tty=False)
+    view(progress())
+    view(progress(event="part-1: submitted as batch_1"))
+    view.close()
+    assert out.getvalue() == "[2m05s] part-1: submitted as batch_1\n"

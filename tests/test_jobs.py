@@ -213,7 +213,10 @@ def test_rerunning_a_finished_job_submits_nothing(
     fake.simulate()
     path = make_input(write, 3)
     first = run([path], tmp_path / "job")
+    stale = tmp_path / "job" / "results" / ".batch_0000.output.jsonl.x1y2.tmp"
+    stale.write_bytes(b"half a download")
     again = run([path], tmp_path / "job")
+    assert not stale.exists()
     assert len(fake.batches) == 1
     assert table(again) == table(first)
 
@@ -329,3 +332,39 @@ def test_the_ledger_is_sqlite_and_records_each_part(
         assert ledger.get("prepared") is True
         with pytest.raises(UsageError, match="another run"):
             Ledger.open(tmp_path / "job")
+
+
+def test_progress_has_eta_expiry_and_stalled_batches(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "STALL_AFTER", 120.0)
+    fake.simulate(stall={"r-2": 1}, window=3000, rate=0.2)
+    seen: list[jobs.JobProgress] = []
+    result = run([make_input(write, 4)], tmp_path / "job", progress=seen.append)
+    assert result.summary.ok
+    assert any(p.stalled == ["batch_0000"] for p in seen)
+    assert any(p.eta is not None for p in seen)
+    assert any(p.expires_in is not None and p.expires_in > 0 for p in seen)
+    last = seen[-1]
+    assert (last.round, last.done, last.completed, last.round_requests, last.requests) == (
+        2,
+        1,
+        2,
+        2,
+        4,
+    )
+
+
+def test_a_split_manifest_is_an_input(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    from jsonl_batch import split_file
+
+    fake.simulate()
+    split = split_file(make_input(write, 5), tmp_path / "parts", max_requests=2)
+    assert split.manifest is not None and split.manifest.path is not None
+    manifest = Path(split.manifest.path)
+    result = run([manifest], tmp_path / "job")
+    rows = table(result)
+    assert rows["custom_id"] == [f"r-{i}" for i in range(5)]
+    assert result.summary.ok and len(result.parts) == 3
