@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .building import BatchWriter, BuildError
-    from .joining import Join, JoinError, JoinSummary, join
+    from .joining import Join, JoinError, JoinSummary, join, join_to
     from .manifests import Manifest, Part
     from .pricing import PriceTable, load_prices
     from .problems import CATALOGUE, Problem, Report, Stats
@@ -49,6 +49,7 @@ _EXPORTS = {
     "JoinError": "joining",
     "JoinSummary": "joining",
     "join": "joining",
+    "join_to": "joining",
     "Manifest": "manifests",
     "Part": "manifests",
     "PriceTable": "pricing",
@@ -130,6 +131,7 @@ __all__ = [
     "iter_lines",
     "iter_problems",
     "join",
+    "join_to",
     "load_prices",
     "output_ceiling",
     "output_schema",

@@ -10,7 +10,9 @@ answer no request, a custom_id answered twice and lines that are not results are
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -28,9 +30,9 @@ from .errors import UsageError
 from .gathering import Block, Gathered, gather
 from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
 from .parallel import PARALLEL_MIN_BYTES, Workers, cores
-from .reading import ReadError, Source, as_file, open_source, source_name
+from .reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
 from .results import Anomaly
-from .tables import join_schema
+from .tables import DatasetWriter, TableWriter, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -140,6 +142,50 @@ def join(
     return Join(sink.table(), summary)
 
 
+def join_to(
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    output: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    partition_by: str | None = None,
+    force: bool = False,
+    include_bodies: bool = False,
+    include_tool_calls: bool = False,
+    include_embeddings: bool = False,
+    max_anomalies: int | None = 100,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> JoinSummary:
+    """``join``, written to ``output`` as it goes (memory does not grow with the answers):
+    one file (``fmt``: parquet, csv or jsonl; default from the extension), or with
+    ``partition_by`` (``status`` or ``input_file``) a folder of Parquet files read as one
+    table (``tables.DatasetWriter``). Written atomically; an existing output is only replaced
+    with ``force``. Parquet files hold the summary (``tables.read_summary``)."""
+    writer: TableWriter | DatasetWriter
+    if partition_by is not None:
+        if fmt not in (None, "parquet"):
+            raise UsageError("a partitioned table is written as Parquet files")
+        writer = DatasetWriter(output, partition_by, force=force)
+    else:
+        read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]
+        writer = TableWriter(output, fmt=fmt, force=force, inputs=read)  # never over an input
+    with writer:
+        summary = join_into(
+            writer,
+            inputs,
+            results,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+            max_anomalies=max_anomalies,
+            workers=workers,
+            progress=progress,
+        )
+        writer.summary = summary.to_dict()
+    return summary
+
+
 def join_into(
     sink: Sink,
     inputs: Sequence[Source],
@@ -170,6 +216,7 @@ def join_into(
     schema = join_schema(**options)
     extras = tuple(k for k, v in options.items() if v)
     input_sources = expand_inputs(inputs)
+    results = expand(results)
     with ExitStack() as stack:
         paths = [stack.enter_context(as_file(s)) for s in input_sources]
         names = [source_name(s) for s in input_sources]
@@ -371,14 +418,56 @@ def _block(
 
 
 def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
-    """The inputs with each split manifest replaced by its parts, in order."""
+    """The input files in order: folders and glob patterns expanded (``expand``), each split
+    manifest replaced by its parts."""
     out: list[Source] = []
-    for source in inputs:
+    for source in expand(inputs):
         if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(MANIFEST_SUFFIX):
             out.extend(manifest_parts(source))
         else:
             out.append(source)
     return out
+
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".jsonl.zst", ".ndjson.gz", ".ndjson.zst")
+"""The files a folder given as input or results stands for."""
+_GLOB = re.compile(r"[*?\[]")
+
+
+def expand(sources: Iterable[Source]) -> list[Source]:
+    """Sources with each folder replaced by its JSONL files (``JSONL_SUFFIXES``, sorted by
+    name, not recursive) and each glob pattern that names no file by the files it matches
+    (sorted by name). Raises ``ReadError`` for a folder or pattern that gives no file."""
+    out: list[Source] = []
+    for source in sources:
+        if not isinstance(source, (str, os.PathLike)) or os.fspath(source) == "-":
+            out.append(source)
+            continue
+        name = os.fspath(source)
+        if os.path.isdir(name):
+            found = sorted(
+                os.path.join(name, entry)
+                for entry in _listdir(name)
+                if entry.endswith(JSONL_SUFFIXES) and os.path.isfile(os.path.join(name, entry))
+            )
+            if not found:
+                raise ReadError(f"{name}: a folder with no JSONL file (*.jsonl, *.jsonl.gz, ...)")
+            out.extend(found)
+        elif _GLOB.search(name) and not os.path.exists(name):
+            matched = sorted(p for p in glob.glob(name) if os.path.isfile(p))
+            if not matched:
+                raise ReadError(f"{name}: no file matches this pattern")
+            out.extend(matched)
+        else:
+            out.append(source)
+    return out
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError as exc:
+        raise ReadError(describe_os_error(folder, exc)) from None
 
 
 def manifest_parts(path: str | os.PathLike[str]) -> list[Path]:

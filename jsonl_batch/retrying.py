@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import UsageError
-from .joining import expand_inputs, join
+from .joining import Collect, expand_inputs, join_into
 from .manifests import OutputSet
 from .output import atomic_output, check_writable, is_one_of, writes_through
 from .problems import Report
@@ -180,7 +180,7 @@ def _write_retry(
     )
     outputs.check_folder()
     outputs.check([target])
-    table = join(sources, results).table
+    table = _statuses(sources, results)
     mask = retry_mask(table, only)
     chosen = table.filter(mask)
     statuses = Counter(table.column("status").to_pylist())
@@ -227,6 +227,29 @@ def _write_retry(
         if split.written and force and not is_one_of(target, outputs.keep):
             target.unlink(missing_ok=True)  # an earlier retry's single file
     return result
+
+
+RETRY_COLUMNS = ("input_file", "line", "status", "status_code", "error_code")
+
+
+class _Keep:
+    """A join sink that keeps only what retry needs of each row (memory stays small)."""
+
+    def __init__(self) -> None:
+        self.sink = Collect()
+
+    def begin(self, schema: pa.Schema) -> None:
+        self.sink.begin(pa.schema([schema.field(n) for n in RETRY_COLUMNS]))
+
+    def write(self, table: pa.Table) -> None:
+        self.sink.write(table.select(list(RETRY_COLUMNS)))
+
+
+def _statuses(sources: Sequence[Source], results: Sequence[Source]) -> pa.Table:
+    """The join's ``RETRY_COLUMNS``, one row per request."""
+    keep = _Keep()
+    join_into(keep, sources, results)
+    return keep.sink.table()
 
 
 def copy_lines(source: Source, lines: set[int], out: IO[bytes]) -> int:

@@ -8,18 +8,24 @@ failed write leaves nothing under the final name.
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .output import atomic_output
+from .output import OutputExists, WriteError, atomic_output
 
 
 @dataclass(frozen=True)
@@ -163,29 +169,195 @@ def write_table(
     ``"-"`` is standard output; ``inputs`` (the files the table was made from) are never
     written over, even with ``force``.
     """
-    fmt = table_format(path, fmt)
-    with atomic_output(path, force=force, inputs=inputs) as handle:
-        if fmt == "parquet":
-            if summary is not None:
-                meta = dict(table.schema.metadata or {})
-                meta[SUMMARY_KEY] = orjson.dumps(summary)
-                table = table.replace_schema_metadata(meta)
-            pq.write_table(table, handle, compression="zstd", use_dictionary=_REPEATING)
-        elif fmt == "csv":
-            pacsv.write_csv(_lists_as_json(table), handle)
+    with TableWriter(path, fmt=fmt, force=force, inputs=inputs) as writer:
+        writer.begin(table.schema)
+        writer.write(table)
+        writer.summary = summary
+    return writer.fmt
+
+
+class TableWriter:
+    """The join table written as it comes, a block of rows at a time (a Parquet row group
+    each), to a temporary file renamed into place on success: a ``joining.Sink``.
+
+    ``begin(schema)``, ``write(table)``..., then ``summary`` (stored in a Parquet file's
+    key-value metadata) is set before the ``with`` block ends.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fmt: str | None = None,
+        force: bool = False,
+        inputs: Iterable[object] = (),
+    ) -> None:
+        self.path, self.force, self.inputs = path, force, inputs
+        self.fmt = table_format(path, fmt)
+        self.summary: dict[str, Any] | None = None
+        self._stack = ExitStack()
+        self._handle: IO[bytes] | None = None
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv: pacsv.CSVWriter | None = None
+
+    def __enter__(self) -> TableWriter:
+        self._handle = self._stack.enter_context(
+            atomic_output(self.path, force=self.force, inputs=self.inputs)
+        )
+        return self
+
+    def begin(self, schema: pa.Schema) -> None:
+        assert self._handle is not None
+        if self.fmt == "parquet":
+            self._parquet = pq.ParquetWriter(
+                self._handle, schema, compression="zstd", use_dictionary=_REPEATING
+            )
+        elif self.fmt == "csv":
+            self._csv = pacsv.CSVWriter(self._handle, _lists_as_json(schema.empty_table()).schema)
+
+    def write(self, table: pa.Table) -> None:
+        assert self._handle is not None
+        if self._parquet is not None:
+            self._parquet.write_table(table, row_group_size=max(1, table.num_rows))
+        elif self._csv is not None:
+            self._csv.write_table(_lists_as_json(table))
         else:
-            _write_jsonl(table, handle)
-    return fmt
+            _write_jsonl(table, self._handle)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._parquet is not None:
+                if exc[0] is None and self.summary is not None:
+                    self._parquet.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(self.summary)})
+                self._parquet.close()
+            if self._csv is not None:
+                self._csv.close()
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())  # the temporary file is removed
+            raise
+        self._stack.__exit__(*exc)  # renamed into place, or removed after an error
+
+
+class DatasetWriter:
+    """The join table as a folder of Parquet files, one subfolder per value of a column
+    (``status``, or ``input_file``): ``<folder>/succeeded/part-0.parquet``... Every file has
+    every column, so DuckDB (``'<folder>/**/*.parquet'``), polars and pyarrow read the folder
+    as one table. Written under a temporary folder renamed into place; an existing folder is
+    only replaced with ``force``. A ``joining.Sink``, used like ``TableWriter``.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], by: str, *, force: bool = False) -> None:
+        if by not in PARTITIONS:
+            raise UsageError(f"cannot partition by {by!r} (choose from {', '.join(PARTITIONS)})")
+        self.folder, self.by, self.force = Path(folder), by, force
+        self.fmt = "parquet"
+        self.summary: dict[str, Any] | None = None
+        self.files: list[Path] = []
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._names: dict[str, str] = {}
+        self._schema = pa.schema([])
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> DatasetWriter:
+        check_folder(self.folder, self.force)
+        try:
+            self._tmp = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{self.folder.name}.", suffix=".tmp", dir=self.folder.parent
+                )
+            )
+        except OSError as exc:
+            raise WriteError(f"{self.folder}: cannot write here ({exc.strerror or exc})") from None
+        return self
+
+    def begin(self, schema: pa.Schema) -> None:
+        self._schema = schema
+
+    def write(self, table: pa.Table) -> None:
+        column = table.column(self.by)
+        for value in pc.unique(column).to_pylist():
+            part = table.filter(pc.equal(column, value))
+            self._writer(value).write_table(part, row_group_size=max(1, part.num_rows))
+
+    def _writer(self, value: str) -> pq.ParquetWriter:
+        writer = self._writers.get(value)
+        if writer is None:
+            assert self._tmp is not None
+            name = self._names[value] = _segment(value, set(self._names.values()))
+            (self._tmp / name).mkdir()
+            writer = pq.ParquetWriter(
+                self._tmp / name / "part-0.parquet",
+                self._schema,
+                compression="zstd",
+                use_dictionary=_REPEATING,
+            )
+            self._writers[value] = writer
+        return writer
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._tmp is not None
+        try:
+            for writer in self._writers.values():
+                if exc[0] is None and self.summary is not None:
+                    writer.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(self.summary)})
+                writer.close()
+            if exc[0] is None:
+                self._replace()
+                self.files = sorted(self.folder.glob("*/part-0.parquet"))
+        except OSError as exc_:
+            raise WriteError(f"{self.folder}: {exc_.strerror or exc_}") from None
+        finally:
+            if self._tmp.exists():
+                shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _replace(self) -> None:
+        """The new folder in place of the old one (kept aside until the new one is there)."""
+        assert self._tmp is not None
+        old = None
+        if self.folder.exists():
+            check_folder(self.folder, self.force)
+            old = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{self.folder.name}.", suffix=".old", dir=self.folder.parent
+                )
+            )
+            os.replace(self.folder, old / "was")
+        os.replace(self._tmp, self.folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+PARTITIONS = ("status", "input_file")
+
+
+def check_folder(folder: Path, force: bool) -> None:
+    """Fail early if ``folder`` exists (without ``force``) or is something else than a folder."""
+    if folder.exists() and not folder.is_dir():
+        raise WriteError(f"{folder}: exists and is not a folder")
+    if folder.exists() and not force:
+        raise OutputExists(f"{folder} already exists; use --force to replace it")
+
+
+def _segment(value: str, taken: set[str]) -> str:
+    """A folder name for a partition value: its last path part, with only ``[A-Za-z0-9._-]``
+    (others become ``_``), made unique among ``taken``."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(value).name or "_").lstrip(".") or "_"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def read_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The join summary stored in a Parquet file written by ``write_table`` (or ``None``)."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = pq.read_metadata(path).metadata or {}
     raw = meta.get(SUMMARY_KEY)
     return None if raw is None else orjson.loads(raw)
 
 
 def _lists_as_json(table: pa.Table) -> pa.Table:
+    """List columns as JSON text (CSV has no lists)."""
     for i, field in enumerate(table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
             text = [None if v is None else orjson.dumps(v).decode() for v in table[i].to_pylist()]

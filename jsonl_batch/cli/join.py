@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from ..joining import JoinSummary, expand_inputs, join
+from ..joining import JoinSummary, expand, expand_inputs, join_to
 from ..output import check_writable, is_stdout
-from ..render import lines, plural, printable
-from ..tables import FORMATS, table_format, write_table
+from ..render import SizedProgress, lines, plural, printable
+from ..tables import FORMATS, PARTITIONS, check_folder, table_format
 from .options import library_errors
 
 SHOWN_PER_KIND = 5
@@ -52,10 +54,11 @@ def inputs_and_results(fn: Any) -> Any:
         "results",
         multiple=True,
         required=True,
-        type=click.Path(dir_okay=False, allow_dash=True),
-        help="Output and error files of the batch (one or more, any mix, any order).",
+        type=click.Path(allow_dash=True),
+        help="Output and error files of the batch (one or more, any mix, any order; "
+        "folders and glob patterns too).",
     )(fn)
-    return click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))(fn)
+    return click.argument("inputs", nargs=-1, required=True, type=click.Path())(fn)
 
 
 @click.command("join", cls=ResultsCommand)
@@ -64,8 +67,8 @@ def inputs_and_results(fn: Any) -> Any:
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="Table to write (-: standard output).",
+    type=click.Path(allow_dash=True),
+    help="Table to write (-: standard output; a folder with --partition-by).",
 )
 @click.option(
     "--format",
@@ -73,6 +76,13 @@ def inputs_and_results(fn: Any) -> Any:
     type=click.Choice(FORMATS),
     default=None,
     help="Table format (default: from the output's extension, else parquet).",
+)
+@click.option(
+    "--partition-by",
+    type=click.Choice(PARTITIONS),
+    default=None,
+    help="Write a folder of Parquet files, one subfolder per status or input file, that "
+    "DuckDB, polars and pyarrow read as one table.",
 )
 @click.option("--include-bodies", is_flag=True, help="Add request_body and response_body (JSON).")
 @click.option("--include-tool-calls", is_flag=True, help="Add tool_calls (JSON).")
@@ -98,6 +108,7 @@ def join_command(
     results: tuple[str, ...],
     output: str,
     fmt: str | None,
+    partition_by: str | None,
     include_bodies: bool,
     include_tool_calls: bool,
     include_embeddings: bool,
@@ -107,39 +118,64 @@ def join_command(
 ) -> None:
     """Join batch results to their INPUTS: one row per request, in input order.
 
-    INPUTS are the request files in order (e.g. split's parts) or a split manifest. Result
-    lines are matched by custom_id and classified by their own error and status code.
-    Requests in no result file are `missing`. Exit status: 0 every request succeeded, 1 some
-    failed or are missing (or there is no request), 2 usage or I/O error.
+    INPUTS are the request files in order (e.g. split's parts), folders or glob patterns
+    (their files in name order), or a split manifest; results likewise. Result lines are
+    matched by custom_id and classified by their own error and status code. Requests in no
+    result file are `missing`. Memory does not grow with the answers: the table is written
+    as it is built. Exit status: 0 every request succeeded, 1 some failed or are missing (or
+    there is no request), 2 usage or I/O error.
 
     Example:
 
     \b
         jsonl-batch join requests.jsonl --results output.jsonl errors.jsonl -o results.parquet
+        jsonl-batch join 'parts/*.jsonl' -r 'results/*.jsonl' -o table/ --partition-by status
     """
-    fmt = table_format(output, fmt)
     read = [*inputs, *expand_inputs(inputs), *results]  # never written over, even with --force
-    check_writable(output, force, inputs=read)
-    result = join(
-        list(inputs),
-        list(results),
-        include_bodies=include_bodies,
-        include_tool_calls=include_tool_calls,
-        include_embeddings=include_embeddings,
-        max_anomalies=max_anomalies or None,
-    )
-    summary = result.summary
-    write_table(result.table, output, fmt=fmt, summary=summary.to_dict(), force=force, inputs=read)
+    if partition_by is None:
+        fmt = table_format(output, fmt)
+        check_writable(output, force, inputs=read)
+    else:
+        if fmt not in (None, "parquet"):
+            raise click.UsageError("--partition-by writes Parquet files (drop --format)")
+        fmt = "parquet"
+        check_folder(Path(output), force)
+    bar = progress_bar(len(expand_inputs(inputs)) + len(expand(results)))
+    try:
+        summary = join_to(
+            list(inputs),
+            list(results),
+            output,
+            fmt=fmt,
+            partition_by=partition_by,
+            force=force,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+            max_anomalies=max_anomalies or None,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    written = f"{output} ({fmt}, {plural(summary.requests, 'row')})"
+    if partition_by is not None:
+        written = f"{output}/ (parquet files by {partition_by}, {plural(summary.requests, 'row')})"
     aside = is_stdout(output)  # the table is on standard output: the summary on stderr
     if summary_format == "json":
         data = {**summary.to_dict(), "output": output, "format": fmt}
         click.echo(orjson.dumps(data).decode(), err=aside)
     else:
         click.echo(summary_text(summary), err=aside)
-        click.echo(
-            printable(f"wrote {output} ({fmt}, {plural(summary.requests, 'row')})"), err=aside
-        )
+        click.echo(printable(f"wrote {written}"), err=aside)
     raise SystemExit(0 if summary.complete else 1)
+
+
+def progress_bar(files: int) -> SizedProgress | None:
+    """A progress bar on standard error when it is a terminal (never otherwise)."""
+    if not sys.stderr.isatty():
+        return None
+    return SizedProgress(sys.stderr, f"reading {plural(files, 'file')}")
 
 
 def summary_text(s: JoinSummary) -> str:
