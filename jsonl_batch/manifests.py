@@ -261,7 +261,8 @@ class OutputSet:
             point = next((f for f in finals if f.name.endswith(".manifest.json")), None)
             renames = [(self.staged[n], f) for n, f in zip(names, finals, strict=True)]
             self.staged.clear()  # replace_together's now: completed, or removed
-            replace_together(self.folder, renames, stale, point)
+            if renames or stale:
+                replace_together(self.folder, renames, stale, point)
         finally:
             self.discard()
         return finals

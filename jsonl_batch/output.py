@@ -243,21 +243,20 @@ def folder_lock(folder: str | os.PathLike[str], label: object = None) -> Iterato
     take the lock (not a nested take by this process) finishes what a crash left there
     (``recover``)."""
     key = os.path.realpath(folder)
-    if key in _held:
-        _held[key][1] += 1
-        try:
-            yield
-        finally:
-            _held[key][1] -= 1
-        return
-    fd = _lock(Path(folder), label if label is not None else folder)
-    _held[key] = [fd, 1]
+    held = _held.get(key)
+    first = held is None
+    if held is None:
+        held = _held[key] = [_lock(Path(folder), label if label is not None else folder), 0]
+    held[1] += 1
     try:
-        recover(folder)
+        if first:
+            recover(folder)
         yield
     finally:
-        del _held[key]
-        os.close(fd)
+        held[1] -= 1
+        if not held[1]:  # the last holder in this process, whichever took it first
+            del _held[key]
+            os.close(held[0])
 
 
 def _lock(folder: Path, label: object) -> int:

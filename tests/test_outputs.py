@@ -367,3 +367,17 @@ def test_dev_stdout_redirected_to_a_file_is_standard_output(batch: Path) -> None
         )
     assert done.returncode == 1, done.stderr
     assert table.read_text().startswith('"custom_id"') and b"9 requests" in done.stderr
+
+
+def test_two_writers_in_one_folder_of_one_process_end_in_any_order(tmp_path: Path) -> None:
+    from jsonl_batch import BatchWriter
+
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    first = BatchWriter(tmp_path / "a.jsonl", "/v1/chat/completions", model="gpt-4o-mini")
+    second = BatchWriter(tmp_path / "b.jsonl", "/v1/chat/completions", model="gpt-4o-mini")
+    first.add(body)
+    second.add(body)
+    first.close()  # the first to lock the folder ends first
+    second.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl"]
+    assert not output._held
