@@ -271,8 +271,6 @@ class Runner:
 
     def run(self) -> None:
         """Until every round is over: reconcile, poll, submit, sleep."""
-        for stale in (self.folder / RESULTS).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)  # a download cut short (the folder is locked: ours)
         self.reconcile()
         delay = self._floor()
         while True:

@@ -2,8 +2,8 @@
 
 One SQLite database through the standard library, in autocommit mode: each change is on disk
 before the call it prepares ("creating attempt 2 of part 7" is written before the create
-request), so a run killed at any moment resumes from what the ledger says. A lock file keeps
-two runs off the same folder.
+request), so a run killed at any moment resumes from what the ledger says. The folder's lock
+(``output.folder_lock``) keeps two runs off the same folder.
 """
 
 from __future__ import annotations
@@ -11,23 +11,17 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from .errors import UsageError
-from .output import WriteError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no lock
-    fcntl = None  # type: ignore[assignment]
+from .output import WriteError, folder_lock
 
 LEDGER = "ledger.sqlite"
-LOCK = ".ledger.lock"
 STATES = (
     "queued",
     "uploading",
@@ -117,7 +111,7 @@ _COLUMNS = [f.name for f in fields(PartRecord)]
 class Ledger:
     """A job's ledger (``Ledger.open(folder)``); close it, or use it as a context manager."""
 
-    def __init__(self, folder: Path, db: sqlite3.Connection, lock: IO[bytes] | None) -> None:
+    def __init__(self, folder: Path, db: sqlite3.Connection, lock: ExitStack) -> None:
         self.folder = folder
         self.db = db
         self._lock = lock
@@ -129,28 +123,30 @@ class Ledger:
         """Open (with ``create``, make) the ledger of ``folder``, locking the folder unless
         ``lock=False`` (for a look while a run goes on).
 
-        Raises ``UsageError`` when there is no job there (without ``create``) or another
-        process holds the folder, ``WriteError`` when the folder or the database cannot be
-        opened.
+        Raises ``UsageError`` when there is no job there (without ``create``), ``WriteError``
+        when another run holds the folder or the folder or the database cannot be opened.
         """
         path = Path(folder)
         if not create and not (path / LEDGER).is_file():
             raise UsageError(f"{path}: no job here (no {LEDGER})")
-        handle = _lock(path) if lock else None
         try:
-            db = sqlite3.connect(path / LEDGER, isolation_level=None, timeout=30)
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            if handle is not None:
-                handle.close()
-            raise WriteError(f"{path / LEDGER}: cannot open the ledger ({exc})") from None
-        return cls(path, db, handle)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+        with ExitStack() as stack:
+            if lock:
+                stack.enter_context(folder_lock(path))
+            try:
+                db = sqlite3.connect(path / LEDGER, isolation_level=None, timeout=30)
+                db.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise WriteError(f"{path / LEDGER}: cannot open the ledger ({exc})") from None
+            return cls(path, db, stack.pop_all())
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         self.db.close()
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        self._lock.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -265,21 +261,6 @@ class Ledger:
         ).fetchall()
         keys = ("batch_id", "part", "attempt", "status", "output_file_id", "error_file_id")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-def _lock(path: Path) -> IO[bytes]:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK, "ab")  # noqa: SIM115 - held until close()
-    except OSError as exc:
-        raise WriteError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
-    if fcntl is not None:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise UsageError(f"{path}: another run is using this folder") from None
-    return handle
 
 
 def _record(row: tuple[Any, ...]) -> PartRecord:

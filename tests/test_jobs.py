@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +15,10 @@ import pytest
 from fake_openai import FakeOpenAI
 from helpers import jsonl, request
 
-from jsonl_batch import api, jobs
+from jsonl_batch import api, jobs, output
 from jsonl_batch.errors import UsageError
 from jsonl_batch.ledger import Ledger
+from jsonl_batch.output import WriteError
 from jsonl_batch.preparing import InvalidInputs
 
 
@@ -213,10 +216,7 @@ def test_rerunning_a_finished_job_submits_nothing(
     fake.simulate()
     path = make_input(write, 3)
     first = run([path], tmp_path / "job")
-    stale = tmp_path / "job" / "results" / ".batch_0000.output.jsonl.x1y2.tmp"
-    stale.write_bytes(b"half a download")
     again = run([path], tmp_path / "job")
-    assert not stale.exists()
     assert len(fake.batches) == 1
     assert table(again) == table(first)
 
@@ -330,8 +330,36 @@ def test_the_ledger_is_sqlite_and_records_each_part(
     assert rows == [("done", p.batch_id, p.file_id, 1) for p in result.parts]
     with Ledger.open(tmp_path / "job") as ledger:
         assert ledger.get("prepared") is True
-        with pytest.raises(UsageError, match="another run"):
-            Ledger.open(tmp_path / "job")
+
+
+def test_two_runs_cannot_share_a_folder(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.simulate()
+    path = make_input(write, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "job")], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        monkeypatch.setattr(output, "LOCK_WAIT", 0.1)
+        with pytest.raises(WriteError, match="another jsonl-batch run"):
+            run([path], tmp_path / "job")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert fake.calls == []
+    assert run([path], tmp_path / "job").summary.ok
+
+
+HOLD = """
+import sys, time
+from jsonl_batch.ledger import Ledger
+from jsonl_batch.output import WriteError
+with Ledger.open(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_progress_has_eta_expiry_and_stalled_batches(
