@@ -3,28 +3,25 @@ tokens, read from one response body.
 
 A request can succeed (HTTP 200) and still give nothing usable: cut off by the output limit,
 stopped by a content filter, refused, or (when JSON was asked for) not JSON or not matching
-the schema. ``output_problem(body)`` finds the first three from the body alone;
-``AnswerChecks`` adds the structured checks of a join's ``StructuredPlan`` and returns
-every answer column at once (``ANSWER_COLUMNS``).
+the schema. ``output_problem(body)`` finds the first three from the body alone (and
+``problem_columns`` the same in Arrow, for the join's fast reader); ``check_answers`` adds
+the structured checks to a block of answers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .structured import StructuredPlan
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .structured import BlockChecks
 
 OUTPUT_PROBLEMS = ("truncated", "content_filter", "refusal", "not_json", "schema_mismatch")
 """The values of ``output_problem``, most fundamental first (a row gets the first that holds)."""
-ANSWER_COLUMNS = (
-    "parsed",
-    "output_problem",
-    "problem_message",
-    "cached_tokens",
-    "reasoning_tokens",
-)
-"""What ``AnswerChecks`` returns per answer, in order (``parsed`` only with a plan)."""
-_MESSAGE_LIMIT = 500
+CONTENT_FILTERED = "The answer was stopped by the content filter."
+CUT_OFF = "The answer was cut off at the output token limit (length)."
+REFUSED = "The model refused."
 
 
 def output_problem(body: Any) -> tuple[str, str] | None:
@@ -40,11 +37,11 @@ def output_problem(body: Any) -> tuple[str, str] | None:
             details = body.get("incomplete_details")
             reason = details.get("reason") if type(details) is dict else None
             if reason == "content_filter":
-                return "content_filter", "The response was stopped by the content filter."
+                return "content_filter", CONTENT_FILTERED
             if refusal is None:
-                return "truncated", f"The response is incomplete ({reason or 'no reason given'})."
+                return "truncated", _incomplete(reason if type(reason) is str else None)
         if refusal is not None:
-            return "refusal", _clip(refusal)
+            return "refusal", refusal
         return None
     choices = body.get("choices")
     if type(choices) is not list or not choices or type(choices[0]) is not dict:
@@ -52,14 +49,18 @@ def output_problem(body: Any) -> tuple[str, str] | None:
     choice = choices[0]
     finish = choice.get("finish_reason")
     if finish == "content_filter":
-        return "content_filter", "The answer was stopped by the content filter."
+        return "content_filter", CONTENT_FILTERED
     message = choice.get("message")
     refusal = message.get("refusal") if type(message) is dict else None
     if type(refusal) is str and refusal:
-        return "refusal", _clip(refusal)
+        return "refusal", refusal
     if finish == "length":
-        return "truncated", "The answer was cut off at the output token limit (length)."
+        return "truncated", CUT_OFF
     return None
+
+
+def _incomplete(reason: str | None) -> str:
+    return f"The response is incomplete ({reason or 'no reason given'})."
 
 
 def _responses_refusal(output: list[Any]) -> str | None:
@@ -68,12 +69,8 @@ def _responses_refusal(output: list[Any]) -> str | None:
             for part in item.get("content") or ():
                 if type(part) is dict and part.get("type") == "refusal":
                     text = part.get("refusal")
-                    return text if type(text) is str and text else "The model refused."
+                    return text if type(text) is str and text else REFUSED
     return None
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
 
 
 def usage_details(body: Any) -> tuple[int | None, int | None]:
@@ -92,36 +89,108 @@ def usage_details(body: Any) -> tuple[int | None, int | None]:
 def _detail(usage: dict[str, Any], chat: str, responses: str, name: str) -> int | None:
     for key in (chat, responses):
         details = usage.get(key)
-        if type(details) is dict:
-            value = details.get(name)
-            if type(value) is int and 0 <= value < 2**63:
-                return value
+        value = details.get(name) if type(details) is dict else None
+        if type(value) is int and -(2**63) <= value < 2**63:
+            return value
     return None
 
 
-class AnswerChecks:
-    """Per answer, every answer column: ``answer(body, content, ok, file, line)``.
+def problem_columns(
+    ok: pa.Array,
+    finish: pa.Array,
+    refusal: pa.Array,
+    responses: pa.Array,
+    status: pa.Array,
+    reason: pa.Array,
+    responses_refusal: pa.Array,
+) -> tuple[pa.Array, pa.Array]:
+    """``output_problem`` in Arrow, for a block of answers: ``(problem, message)`` columns
+    from the first choice's ``finish_reason`` and ``message.refusal`` (chat, completions) or,
+    where ``responses`` is true, the body's ``status``, incomplete ``reason`` and first
+    refusal part (``refusal_texts``). The same rules as ``output_problem``."""
+    responses = pc.fill_null(responses, False)
+    incomplete = pc.fill_null(pc.equal(status, "incomplete"), False)
+    filtered = pc.if_else(
+        responses,
+        pc.and_(incomplete, pc.fill_null(pc.equal(reason, "content_filter"), False)),
+        pc.fill_null(pc.equal(finish, "content_filter"), False),
+    )
+    chat_refusal = pc.if_else(pc.greater(pc.utf8_length(refusal), 0), refusal, None)
+    refused = pc.if_else(responses, responses_refusal, chat_refusal)
+    cut = pc.if_else(responses, incomplete, pc.fill_null(pc.equal(finish, "length"), False))
+    named = pc.fill_null(pc.greater(pc.utf8_length(reason), 0), False)
+    why = pc.binary_join_element_wise(
+        "The response is incomplete (", pc.if_else(named, reason, "no reason given"), ").", ""
+    )
+    null = pa.scalar(None, pa.string())
+    ok = pc.fill_null(ok, False)
+    has_refusal = refused.is_valid()
+    problem = pc.case_when(
+        pc.make_struct(
+            pc.and_(ok, filtered),
+            pc.and_(ok, has_refusal),
+            pc.and_(ok, cut),
+            field_names=list("abc"),
+        ),
+        "content_filter",
+        "refusal",
+        "truncated",
+    )
+    message = pc.case_when(
+        pc.make_struct(
+            pc.and_(ok, filtered),
+            pc.and_(ok, has_refusal),
+            pc.and_(ok, cut),
+            field_names=list("abc"),
+        ),
+        CONTENT_FILTERED,
+        refused,
+        pc.if_else(responses, why, CUT_OFF),
+    )
+    return pc.if_else(problem.is_valid(), problem, null), message
 
-    ``plan`` (``structured.plan_structured``) says which answers must be JSON and of which
-    schema; without one nothing is parsed. ``file`` and ``line`` locate the answer's request
-    in the join's inputs (input file index, 1-based line).
-    """
 
-    def __init__(self, plan: StructuredPlan | None = None) -> None:
-        self.plan = plan if plan is not None and plan.active else None
+def refusal_texts(output: pa.ListArray) -> pa.Array:
+    """Per responses ``output`` list: the text of its first refusal part (``REFUSED`` when
+    it has none), null when there is no refusal; in Arrow, as ``_responses_refusal``."""
+    items = pc.list_flatten(output)
+    parts = pc.struct_field(items, "content")
+    values = pc.list_flatten(parts)
+    rows = pc.list_parent_indices(output).take(pc.list_parent_indices(parts))
+    is_message = pc.fill_null(pc.equal(pc.struct_field(items, "type"), "message"), False)
+    keep = pc.and_(
+        is_message.take(pc.list_parent_indices(parts)),
+        pc.fill_null(pc.equal(pc.struct_field(values, "type"), "refusal"), False),
+    )
+    text = pc.struct_field(values, "refusal")
+    text = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(text), 0), False), text, REFUSED)
+    rows, text = rows.filter(keep), text.filter(keep)
+    first = pc.index_in(pc.subtract(pc.cumulative_sum(pa.repeat(1, len(output))), 1), rows)
+    return text.take(first)
 
-    def answer(
-        self, body: Any, content: str | None, ok: bool, file: int = 0, line: int = 0
-    ) -> tuple[Any, str | None, str | None, int | None, int | None]:
-        """``(parsed, output_problem, problem_message, cached_tokens, reasoning_tokens)``;
-        a failed request (``ok`` false) has no parsed value and no output problem."""
-        cached, reasoning = usage_details(body)
-        if not ok:
-            return None, None, None, cached, reasoning
-        found = output_problem(body)
-        if found is not None:
-            return None, found[0], found[1], cached, reasoning
-        if self.plan is None:
-            return None, None, None, cached, reasoning
-        checked = self.plan.check(file, line, content)
-        return checked.value, checked.problem, checked.message, cached, reasoning
+
+def check_answers(table: pa.Table, checks: BlockChecks) -> tuple[pa.Table, pa.Array]:
+    """The structured checks of a block of answers (``results``' columns, in request order):
+    the ``parsed`` column, and the table with ``output_problem`` and ``error_message`` set
+    for answers that are not JSON or do not match their schema. Only succeeded answers
+    without an output problem are parsed."""
+    todo = pc.and_(
+        pc.and_(pc.fill_null(table.column("ok"), False), table.column("output_problem").is_null()),
+        pc.not_equal(pa.array(checks.wanted, pa.int32()), -1),
+    )
+    rows = pc.indices_nonzero(todo).to_pylist()
+    values: list[Any] = [None] * table.num_rows
+    if not rows:
+        return table, checks.array(values)
+    problems = table.column("output_problem").to_pylist()
+    messages = table.column("error_message").to_pylist()
+    texts = table.column("content").take(rows).to_pylist()
+    for row, text in zip(rows, texts, strict=True):
+        checked = checks.check(row, text)
+        values[row] = checked.value
+        if checked.problem is not None:
+            problems[row], messages[row] = checked.problem, checked.message
+    for name, column in (("output_problem", problems), ("error_message", messages)):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, table.schema.field(at), pa.array(column, pa.string()))
+    return table, checks.array(values)

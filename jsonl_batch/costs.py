@@ -58,8 +58,8 @@ class CostTally:
             return pa.array(values, pa.float64()).take(where)
 
         has_usage = pc.or_(prompt.is_valid(), completion.is_valid())
-        cached_in = pc.fill_null(cached, 0)
         prompt_in = pc.fill_null(prompt, 0)
+        cached_in = pc.max_element_wise(pc.fill_null(cached, 0), 0)  # a server's nonsense
         cached_in = pc.min_element_wise(cached_in, prompt_in)
         input_unit = unit([p.input if p else None for p in prices])
         cached_unit = unit([p.cached_input if p else None for p in prices])

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from .answer_checks import check_answers
 from .reading import strip_ending
 from .results import (
     EXTRAS,
@@ -30,6 +31,7 @@ from .results import (
     rows_table,
 )
 from .slices import NOT_COPIED, copy_value
+from .structured import BlockChecks
 
 RUN_BYTES = 16 << 20
 """Adjacent answers are read together up to this many bytes."""
@@ -52,6 +54,8 @@ class Block:
     input: tuple[str, str, pa.Array, pa.Array, pa.Array, pa.Array] | None = None
     """For request bodies: the input's path and name, and per request its custom_id, line,
     offset and length."""
+    checks: BlockChecks | None = None
+    """What each answer must be (JSON, of a schema), when the requests asked for JSON."""
 
 
 @dataclass
@@ -60,6 +64,8 @@ class Gathered:
 
     table: pa.Table
     request_bodies: pa.Array | None = None
+    parsed: pa.Array | None = None
+    """The answers parsed and typed (``Block.checks``)."""
     input_anomalies: list[Anomaly] = field(default_factory=list)
     result_anomalies: list[tuple[int, Anomaly]] = field(default_factory=list)
     """``(result file number, anomaly)``."""
@@ -87,6 +93,8 @@ def gather(block: Block) -> Gathered:
         out.table = table.take(pa.array(where, pa.int64()))
     else:
         out.table = rows_table(_extract(block, raws, out), schema)
+    if block.checks is not None:
+        out.table, out.parsed = check_answers(out.table, block.checks)
     if block.input is not None:
         out.request_bodies = _bodies(block.input, out.input_anomalies)
     return out

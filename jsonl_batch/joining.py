@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -26,13 +27,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .answer_checks import OUTPUT_PROBLEMS
+from .costs import CostTally, input_estimates
 from .errors import UsageError
 from .gathering import Block, Gathered, gather
 from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
+from .origins import Origin, find_origins
 from .parallel import PARALLEL_MIN_BYTES, Workers, cores
+from .pricing import PriceTable, load_prices
 from .reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
 from .results import Anomaly
-from .tables import DatasetWriter, TableWriter, join_schema
+from .structured import StructuredPlan, flat_names, flatten, plan_structured
+from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -64,6 +70,15 @@ class JoinSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    output_problems: dict[str, int] = field(default_factory=dict)
+    """Succeeded answers that are not usable, per ``output_problem``."""
+    cost: dict[str, Any] = field(default_factory=dict)
+    """``costs.CostTally.to_dict()``: the total at batch prices, per 1,000 requests, the
+    models without a price, the input-token estimate against the reported prompt tokens."""
+    structured: dict[str, Any] | None = None
+    """``StructuredPlan.to_dict()`` (and ``flattened``) when answers were parsed as JSON."""
     anomalies: list[Anomaly] = field(default_factory=list)
 
     @property
@@ -120,11 +135,22 @@ def join(
     include_tool_calls: bool = False,
     include_embeddings: bool = False,
     max_anomalies: int | None = 100,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
 ) -> Join:
     """Join result files (outputs and errors, any mix and order) to their input files.
 
     ``inputs`` are request files in order (e.g. split's parts) or a split manifest
-    (``*.manifest.json``). The options add the columns ``tables.COLUMNS`` names. Raises
+    (``*.manifest.json``). The options add the columns ``tables.COLUMNS`` names. Answers to
+    requests that asked for JSON (a ``response_format`` / ``text.format`` JSON schema) are
+    parsed and checked into ``parsed``; ``schema`` (a JSON Schema dict, a pydantic model
+    class or a JSON file) checks every answer against that one instead, and ``flatten`` puts
+    the parsed top-level properties in columns of their own. ``cost_usd`` comes from
+    ``prices`` (a ``PriceTable`` or a price file; default the packaged table), and
+    ``estimate_tokens`` compares the reported prompt tokens with ``stats``' estimate of the
+    input lines (needs tiktoken; counting costs time). Raises
     ``ReadError`` when a file cannot be read and ``JoinError`` when an input line is not a
     request, a custom_id appears twice in the inputs, or no result line answers any request.
     The whole table is returned in memory; ``join_into`` hands it over a block at a time.
@@ -138,6 +164,10 @@ def join(
         include_tool_calls=include_tool_calls,
         include_embeddings=include_embeddings,
         max_anomalies=max_anomalies,
+        schema=schema,
+        flatten=flatten,
+        prices=prices,
+        estimate_tokens=estimate_tokens,
     )
     return Join(sink.table(), summary)
 
@@ -156,6 +186,10 @@ def join_to(
     max_anomalies: int | None = 100,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
 ) -> JoinSummary:
     """``join``, written to ``output`` as it goes (memory does not grow with the answers):
     one file (``fmt``: parquet, csv or jsonl; default from the extension), or with
@@ -181,6 +215,10 @@ def join_to(
             max_anomalies=max_anomalies,
             workers=workers,
             progress=progress,
+            schema=schema,
+            flatten=flatten,
+            prices=prices,
+            estimate_tokens=estimate_tokens,
         )
         writer.summary = summary.to_dict()
     return summary
@@ -197,8 +235,13 @@ def join_into(
     max_anomalies: int | None = 100,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
 ) -> JoinSummary:
-    """The join, written to ``sink`` a block of rows at a time (in input order).
+    """The join, written to ``sink`` a block of rows at a time (in input order); the
+    options are ``join``'s.
 
     Result files are indexed first (where each answer is), then the requests are taken in
     input order and each block's answers are read back from their byte ranges, so memory
@@ -213,13 +256,26 @@ def join_into(
         "include_tool_calls": include_tool_calls,
         "include_embeddings": include_embeddings,
     }
-    schema = join_schema(**options)
     extras = tuple(k for k, v in options.items() if v)
     input_sources = expand_inputs(inputs)
     results = expand(results)
+    table_prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
     with ExitStack() as stack:
         paths = [stack.enter_context(as_file(s)) for s in input_sources]
         names = [source_name(s) for s in input_sources]
+        answers = _Answers(
+            plan_structured(paths, schema),
+            find_origins(input_sources),
+            CostTally(table_prices),
+            input_estimates(paths) if estimate_tokens else None,
+        )
+        table_schema = join_schema(
+            parsed=answers.parsed_fields(flatten, [c.name for c in COLUMNS]),
+            origins=answers.has_origins,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+        )
         result_paths = [stack.enter_context(as_file(s)) for s in results]
         result_names = [source_name(s) for s in results]
         sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
@@ -242,7 +298,7 @@ def join_into(
             meter.add(os.path.getsize(r.path))
         plan = _resolve(indexed, answered, max_anomalies)
         summary = plan.summary
-        sink.begin(schema)
+        sink.begin(table_schema)
         firsts = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
         where = _blocks(plan, indexed, count)
         make = partial(
@@ -254,12 +310,14 @@ def join_into(
             tuple(result_names),
             extras,
             include_bodies,
+            answers.structured,
         )
         done = 0
         for (number, start, _rows_count), found in zip(
             where, pool.map(gather, map(make, where)), strict=True
         ):
-            table = _rows(plan, indexed[number], firsts[number], start, found, schema)
+            table = _rows(plan, indexed[number], firsts[number], start, found, table_schema)
+            table = answers.columns(table, number, found, table_schema)
             _tally(summary, table)
             plan.input_anomalies += found.input_anomalies
             for file, anomaly in found.result_anomalies:
@@ -269,6 +327,7 @@ def join_into(
             meter.rows(done, len(plan.ids))
         summary.requests = done
         _finish(plan, max_anomalies)
+        answers.finish(summary, flatten)
         return summary
 
 
@@ -386,10 +445,17 @@ def _block(
     names: tuple[str, ...],
     extras: tuple[str, ...],
     bodies: bool,
+    structured: StructuredPlan,
     where: tuple[int, int, int],
 ) -> Block:
     number, start, rows = where
     first = first_rows[number]
+    checks = None
+    if structured.active:
+        f = indexed[number]
+        assert f.table is not None
+        lines = f.table.column("line").slice(start - first, rows).to_pylist()
+        checks = structured.for_rows(number, lines)
 
     def cut(array: pa.Array, at: int = start) -> pa.Array:
         return pa.concat_arrays([array.slice(at, rows)])  # a copy: a slice pickles it all
@@ -414,6 +480,7 @@ def _block(
         cut(plan.line),
         extras,
         found,  # type: ignore[arg-type]
+        checks,
     )
 
 
@@ -593,8 +660,10 @@ def _rows(
     }
     if found.request_bodies is not None:
         columns["request_body"] = found.request_bodies
+    names = [n for n in schema.names if n in columns or n in answers.column_names]
     return pa.Table.from_arrays(
-        [columns[n] if n in columns else answers.column(n) for n in schema.names], schema=schema
+        [columns[n] if n in columns else answers.column(n) for n in names],
+        schema=pa.schema([schema.field(n) for n in names]),
     )
 
 
@@ -607,8 +676,117 @@ def _tally(summary: JoinSummary, table: pa.Table) -> None:
     for r in pc.value_counts(table.column("error_code").drop_null()).to_pylist():
         codes[r["values"]] += r["counts"]
     summary.error_codes = dict(sorted(codes.items()))
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+    for name in TOKEN_COLUMNS:
         setattr(summary, name, getattr(summary, name) + (pc.sum(table.column(name)).as_py() or 0))
+    problems = Counter(summary.output_problems)
+    for r in pc.value_counts(table.column("output_problem").drop_null()).to_pylist():
+        problems[r["values"]] += r["counts"]
+    summary.output_problems = {p: problems[p] for p in OUTPUT_PROBLEMS if problems[p]}
+
+
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
+
+
+def _origin_lines(origin: Origin) -> pa.Array:
+    """A part's original lines, and a null after them (for lines past its ranges)."""
+    return pa.concat_arrays([origin.lines(origin.lines_held), pa.nulls(1, pa.int64())])
+
+
+class _Answers:
+    """What join adds to each block's rows beyond the answer's own fields: ``parsed`` (or
+    its flattened columns), ``cost_usd``, the original file and line of a split's parts, and
+    the token estimate; and their summary."""
+
+    def __init__(
+        self,
+        structured: StructuredPlan,
+        origins: list[Origin | None],
+        costs: CostTally,
+        estimates: list[array[int] | None] | None,
+    ) -> None:
+        self.structured, self.origins, self.costs, self.estimates = (
+            structured,
+            origins,
+            costs,
+            estimates,
+        )
+        self.flat: list[str] = []
+        self._arrays: dict[tuple[str, int], pa.Array] = {}
+
+    @property
+    def has_origins(self) -> bool:
+        return any(o is not None for o in self.origins)
+
+    def parsed_fields(self, flatten: bool, taken: list[str]) -> list[pa.Field]:
+        kind = self.structured.column_type
+        if kind is None:
+            return []
+        meaning = {"description": COLUMN["parsed"].meaning}
+        if not (flatten and pa.types.is_struct(kind)):
+            return [pa.field("parsed", kind, metadata=meaning)]
+        names = [name for name, _ in flat_names(kind, taken)]
+        self.flat = names
+        return [pa.field(n, f.type, metadata=meaning) for n, f in zip(names, kind, strict=True)]
+
+    def columns(self, table: pa.Table, number: int, found: Gathered, schema: pa.Schema) -> pa.Table:
+        """A block's rows (``_rows``) with the added columns, in ``schema``'s order."""
+        added: dict[str, pa.Array] = {}
+        if found.parsed is not None:
+            if self.flat:
+                for name, (_, values) in zip(self.flat, flatten(found.parsed), strict=True):
+                    added[name] = values
+            else:
+                added["parsed"] = found.parsed
+        prompt = table.column("prompt_tokens")
+        added["cost_usd"] = self.costs.costs(
+            table.column("model"),
+            prompt,
+            table.column("completion_tokens"),
+            table.column("cached_tokens"),
+        )
+        lines = pc.subtract(table.column("line"), 1)
+        if self.has_origins:
+            origin = self.origins[number]
+            if origin is None:
+                added["original_file"] = pa.nulls(table.num_rows, pa.string())
+                added["original_line"] = pa.nulls(table.num_rows, pa.int64())
+            else:
+                held = self._cached(("origin", number), lambda: _origin_lines(origin))
+                added["original_file"] = pa.repeat(pa.scalar(origin.input), table.num_rows)
+                added["original_line"] = held.take(pc.min_element_wise(lines, len(held) - 1))
+        counted = self.estimates[number] if self.estimates is not None else None
+        if counted is not None:
+            estimates = self._cached(("estimate", number), lambda: pa.array(counted, pa.int64()))
+            self.costs.estimates(estimates.take(lines), prompt)
+        missing = [pa.nulls(table.num_rows, schema.field(n).type) for n in schema.names]
+        return pa.Table.from_arrays(
+            [
+                table.column(n) if n in table.column_names else added.get(n, missing[i])
+                for i, n in enumerate(schema.names)
+            ],
+            schema=schema,
+        )
+
+    def _cached(self, key: tuple[str, int], make: Callable[[], pa.Array]) -> pa.Array:
+        """A per-input-file array, made once (its blocks come one after another)."""
+        found = self._arrays.get(key)
+        if found is None:
+            found = self._arrays[key] = make()
+        return found
+
+    def finish(self, summary: JoinSummary, flatten: bool) -> None:
+        summary.cost = self.costs.to_dict()
+        if self.structured.active:
+            summary.structured = self.structured.to_dict() | {"flattened": bool(self.flat)}
+            if flatten and not self.flat:
+                why = self.structured.reason or "the schema's root is not an object"
+                summary.structured["not_flattened"] = why
 
 
 def _finish(plan: _Plan, cap: int | None) -> None:

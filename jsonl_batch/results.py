@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from .answer_checks import output_problem, problem_columns, refusal_texts, usage_details
 from .reading import (
     BUFFER_SIZE,
     MAX_DEPTH,
@@ -49,14 +50,19 @@ FIELDS = (
     "request_id",
     "error_code",
     "error_message",
+    "output_problem",
     "model",
     "content",
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
 )
 """The join columns a result line fills, in ``extract``'s order; then ``ok`` and extras."""
+_WIDTH = len(FIELDS) + 1
+"""``extract``'s values before the extras: ``FIELDS`` and ``ok``."""
 EXTRAS = {
     "include_bodies": "response_body",
     "include_tool_calls": "tool_calls",
@@ -151,11 +157,11 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
                 out.invalid.append(Anomaly("invalid_line", name, line_no, custom_id, found))
                 continue
             if NOT_COPIED in found:
-                values = zip(extra_columns, found[13:], strict=True)
+                values = zip(extra_columns, found[_WIDTH:], strict=True)
                 lost = ", ".join(c for c, v in values if v is NOT_COPIED)
                 found = tuple(None if v is NOT_COPIED else v for v in found)
                 out.invalid.append(not_copied(name, line_no, found[0], lost))
-            rows.append((*found[:13], line_no, *found[13:]))
+            rows.append((*found[:_WIDTH], line_no, *found[_WIDTH:]))
     out.table = rows_table(rows, result_schema(extras))
     return out
 
@@ -232,6 +238,10 @@ def extract(
     content, finish, tool_calls = _answer(body)
     usage = body.get("usage")
     usage = usage if type(usage) is dict else {}
+    found_problem = output_problem(body) if ok else None
+    problem = None
+    if found_problem is not None:
+        problem, message = found_problem
     row: tuple[Any, ...] = (
         custom_id,
         _str(obj.get("id")),
@@ -239,12 +249,14 @@ def extract(
         _str(response.get("request_id")) if response else None,
         code,
         message,
+        problem,
         _str(body.get("model")),
         content,
         finish,
         _first(_int(usage.get("prompt_tokens")), _int(usage.get("input_tokens"))),
         _first(_int(usage.get("completion_tokens")), _int(usage.get("output_tokens"))),
         _int(usage.get("total_tokens")),
+        *usage_details(body),
         ok,
     )
     if bodies:
@@ -380,19 +392,23 @@ def _status(value: Any) -> int | None:
 
 # -- the fast reader: pyarrow on a projected schema ---------------------------------------
 
+_CACHED = pa.struct([("cached_tokens", pa.int64())])
+_REASONING = pa.struct([("reasoning_tokens", pa.int64())])
 _USAGE = pa.struct(
     [(n, pa.int64()) for n in ("prompt_tokens", "completion_tokens", "total_tokens")]
     + [(n, pa.int64()) for n in ("input_tokens", "output_tokens")]
+    + [("prompt_tokens_details", _CACHED), ("input_tokens_details", _CACHED)]
+    + [("completion_tokens_details", _REASONING), ("output_tokens_details", _REASONING)]
 )
 _ERROR = pa.struct([("code", pa.string()), ("message", pa.string()), ("type", pa.string())])
 _CHOICE = pa.struct(
     [
-        ("message", pa.struct([("content", pa.string())])),
+        ("message", pa.struct([("content", pa.string()), ("refusal", pa.string())])),
         ("text", pa.string()),
         ("finish_reason", pa.string()),
     ]
 )
-_PART = pa.struct([("type", pa.string()), ("text", pa.string())])
+_PART = pa.struct([("type", pa.string()), ("text", pa.string()), ("refusal", pa.string())])
 _ITEM = pa.struct([("type", pa.string()), ("content", pa.list_(_PART))])
 _BODY = pa.struct(
     [
@@ -534,6 +550,7 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
     )
     null_text = pa.scalar(None, pa.string())
     content, finish = _content(raw, get)
+    problem, problem_message = _problems(raw, get, ok)
     usage = ("response", "body", "usage")
     return {
         "custom_id": custom_id,
@@ -541,7 +558,8 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         "status_code": pc.cast(status, pa.int32()),
         "request_id": get("response", "request_id"),
         "error_code": pc.if_else(ok, null_text, failed_code),
-        "error_message": pc.if_else(ok, null_text, failed_message),
+        "error_message": pc.if_else(ok, problem_message, failed_message),
+        "output_problem": problem,
         "model": get("response", "body", "model"),
         "content": content,
         "finish_reason": finish,
@@ -550,8 +568,41 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
             get(*usage, "completion_tokens"), get(*usage, "output_tokens")
         ),
         "total_tokens": get(*usage, "total_tokens"),
+        "cached_tokens": pc.coalesce(
+            get(*usage, "prompt_tokens_details", "cached_tokens"),
+            get(*usage, "input_tokens_details", "cached_tokens"),
+        ),
+        "reasoning_tokens": pc.coalesce(
+            get(*usage, "completion_tokens_details", "reasoning_tokens"),
+            get(*usage, "output_tokens_details", "reasoning_tokens"),
+        ),
         "ok": ok,
     }
+
+
+def _problems(
+    raw: pa.Table, get: Callable[..., pa.Array], ok: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """``answer_checks.output_problem`` of each line, in Arrow: ``(problem, message)``."""
+    choices = get("response", "body", "choices")
+    if pc.min(pc.list_value_length(choices)).as_py() == 0:  # list_element fails on []
+        empty = pc.equal(pc.list_value_length(choices), 0)
+        choices = pc.if_else(empty, pa.scalar(None, choices.type), choices)
+    first = pc.list_element(choices, 0)
+    output = get("response", "body", "output")
+    if output.null_count == len(output):
+        refusals = pa.nulls(len(output), pa.string())
+    else:
+        refusals = refusal_texts(output.combine_chunks())
+    return problem_columns(
+        ok,
+        pc.struct_field(first, "finish_reason"),
+        pc.struct_field(pc.struct_field(first, "message"), "refusal"),
+        output.is_valid(),
+        get("response", "body", "status"),
+        get("response", "body", "incomplete_details", "reason"),
+        refusals,
+    )
 
 
 def _content(raw: pa.Table, get: Callable[..., pa.Array]) -> tuple[pa.Array, pa.Array]:

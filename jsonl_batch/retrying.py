@@ -32,9 +32,11 @@ from .reading import BUFFER_SIZE, LineReader, Source, open_source, source_name
 from .splitting import LIMIT_CODES, SplitResult, split_file, without
 from .validation import validate_file
 
-SELECTIONS = ("all", "failed", "missing", "retryable")
+SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")
 """``all``: every request that did not succeed; ``retryable``: missing ones and failures that
-may succeed unchanged (``RETRYABLE_CODES``, HTTP 408, 429 and 5xx), not 4xx validation errors."""
+may succeed unchanged (``RETRYABLE_CODES``, HTTP 408, 429 and 5xx), not 4xx validation errors;
+``output-problems``: succeeded requests whose answer has an ``output_problem`` (truncated,
+filtered, refused, not JSON, off-schema)."""
 RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "request_timeout"})
 
 
@@ -107,6 +109,8 @@ def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
         return missing
     if only == "failed":
         return failed
+    if only == "output-problems":
+        return table.column("output_problem").is_valid()
     code = table.column("status_code")
     retryable = pc.or_kleene(
         pc.is_in(table.column("error_code"), value_set=pa.array(sorted(RETRYABLE_CODES))),
@@ -126,6 +130,7 @@ def write_retry(
     only: str = "all",
     profile: str | Profile = "openai",
     force: bool = False,
+    schema: Any = None,
     **limits: int | None,
 ) -> RetryResult:
     """Write the request lines to retry to ``output``, validated, split if over the limits.
@@ -140,8 +145,9 @@ def write_retry(
     file, or its parts or manifest when it is split) is refused, even with ``force``.
     ``"-"`` (standard output), a character device or a FIFO is written through, once the
     file is validated; it is never split there (over the limits: ``UsageError``).
-    Raises ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot
-    run.
+    ``schema`` is ``join``'s (the JSON Schema answers are checked against, for
+    ``only="output-problems"``). Raises ``ReadError``, ``JoinError``, ``OutputExists`` and
+    ``WriteError`` when it cannot run.
     """
     profile = get_profile(profile, **limits)
     sources = expand_inputs(inputs)
@@ -154,7 +160,9 @@ def write_retry(
             target = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "retry.jsonl"
         else:
             target = Path(output)
-        return _write_retry(sources, inputs, results, output, target, read, only, profile, force)
+        return _write_retry(
+            sources, inputs, results, output, target, read, only, profile, force, schema
+        )
 
 
 def _write_retry(
@@ -167,6 +175,7 @@ def _write_retry(
     only: str,
     profile: Profile,
     force: bool,
+    schema: Any,
 ) -> RetryResult:
     outputs = OutputSet(
         target.parent,
@@ -180,16 +189,21 @@ def _write_retry(
     )
     outputs.check_folder()
     outputs.check([target])
-    table = _statuses(sources, results)
+    table = _statuses(sources, results, schema)
     mask = retry_mask(table, only)
     chosen = table.filter(mask)
     statuses = Counter(table.column("status").to_pylist())
     result = RetryResult(None, succeeded=statuses["succeeded"])
-    result.not_selected = table.num_rows - statuses["succeeded"] - chosen.num_rows
+    if only == "output-problems":
+        result.not_selected = table.num_rows - chosen.num_rows
+    else:
+        result.not_selected = table.num_rows - statuses["succeeded"] - chosen.num_rows
     if not chosen.num_rows:
         outputs.commit()  # nothing new; with force, what an earlier retry left is removed
         return result
-    reasons = pc.coalesce(chosen.column("error_code"), chosen.column("status"))
+    reasons = pc.coalesce(
+        chosen.column("output_problem"), chosen.column("error_code"), chosen.column("status")
+    )
     result.reasons = dict(sorted(Counter(reasons.to_pylist()).items()))
     wanted: dict[str, set[int]] = defaultdict(set)
     for name, line in zip(
@@ -229,7 +243,7 @@ def _write_retry(
     return result
 
 
-RETRY_COLUMNS = ("input_file", "line", "status", "status_code", "error_code")
+RETRY_COLUMNS = ("input_file", "line", "status", "status_code", "error_code", "output_problem")
 
 
 class _Keep:
@@ -245,10 +259,10 @@ class _Keep:
         self.sink.write(table.select(list(RETRY_COLUMNS)))
 
 
-def _statuses(sources: Sequence[Source], results: Sequence[Source]) -> pa.Table:
-    """The join's ``RETRY_COLUMNS``, one row per request."""
+def _statuses(sources: Sequence[Source], results: Sequence[Source], schema: Any) -> pa.Table:
+    """The join's ``RETRY_COLUMNS``, one row per request (``schema``: ``join``'s)."""
     keep = _Keep()
-    join_into(keep, sources, results)
+    join_into(keep, sources, results, schema=schema)
     return keep.sink.table()
 
 

@@ -101,6 +101,10 @@ class OutputSchema:
         self.key = schema_key(self.schema)
         """The schema's canonical bytes: equal keys, equal schemas."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its schema (worker processes compile it again)."""
+        return (OutputSchema, (self.schema, self.name))
+
     @property
     def typed(self) -> bool:
         """False when the whole answer is kept as JSON text (no Arrow type for the root)."""
@@ -533,15 +537,16 @@ class StructuredPlan:
     def check(self, file: int, line: int, text: str | None) -> Checked:
         """Parse and check the answer's text against what its request asked for; the value
         fits ``column_type`` (the answer's text when that is JSON text)."""
-        wanted = self.schema_for(file, line)
-        if wanted is None:
-            return Checked()
-        if not isinstance(wanted, OutputSchema):
-            return _check_json(text)
-        checked = wanted.check(text)
-        if checked.problem is None and self.column_type == JSON_TEXT and wanted.typed:
-            return Checked(text.strip() if isinstance(text, str) else text)
-        return checked
+        return _check(self.schema_for(file, line), text, self.column_type == JSON_TEXT)
+
+    def for_rows(self, file: int, lines: Sequence[int]) -> BlockChecks:
+        """The checks of input ``file``'s requests on ``lines``, to send to a worker."""
+        numbers = {id(s): i for i, s in enumerate(self.schemas)}
+        wanted = []
+        for line in lines:
+            found = self.schema_for(file, line)
+            wanted.append(-1 if found is None else -2 if found is True else numbers[id(found)])
+        return BlockChecks(self.schemas, wanted, self.column_type or JSON_TEXT)
 
     def array(self, values: Sequence[Any]) -> pa.Array:
         """A batch of checked values as the ``parsed`` column."""
@@ -557,6 +562,37 @@ class StructuredPlan:
             "fallbacks": [f.to_dict() for s in self.schemas for f in s.fallbacks],
             "invalid_schemas": self.invalid[:10],
         }
+
+
+@dataclass
+class BlockChecks:
+    """What each answer of a block must be (picklable: sent to worker processes):
+    ``wanted[row]`` is a schema number, ``-1`` (plain text) or ``-2`` (any JSON)."""
+
+    schemas: list[OutputSchema]
+    wanted: list[int]
+    column_type: pa.DataType
+
+    def check(self, row: int, text: str | None) -> Checked:
+        """Check answer ``row``'s text; ``Checked()`` when it need not be JSON."""
+        at = self.wanted[row]
+        wanted = None if at == -1 else True if at == -2 else self.schemas[at]
+        return _check(wanted, text, self.column_type == JSON_TEXT)
+
+    def array(self, values: Sequence[Any]) -> pa.Array:
+        """The block's ``parsed`` column."""
+        return typed_array(values, self.column_type)
+
+
+def _check(wanted: OutputSchema | bool | None, text: str | None, json_text: bool) -> Checked:
+    if wanted is None:
+        return Checked()
+    if not isinstance(wanted, OutputSchema):
+        return _check_json(text)
+    checked = wanted.check(text)
+    if checked.problem is None and json_text and wanted.typed:
+        return Checked(text.strip() if isinstance(text, str) else text)
+    return checked
 
 
 def _check_json(text: str | None) -> Checked:
@@ -635,16 +671,24 @@ def _mentions_json(path: str | os.PathLike[str]) -> bool:
         return True  # not a regular file: read line by line (which reports errors)
 
 
-def flatten(parsed: pa.Array, taken: Iterable[str] = ()) -> list[tuple[str, pa.Array]]:
-    """The top-level fields of a struct ``parsed`` column as columns of their own; a name
-    already ``taken`` by another column gets a ``parsed_`` prefix."""
-    if not pa.types.is_struct(parsed.type):
-        raise UsageError("only a typed (object) parsed column can be flattened")
+def flat_names(kind: pa.StructType, taken: Iterable[str] = ()) -> list[tuple[str, pa.Field]]:
+    """The column name of each top-level field of a struct ``parsed`` type (``flatten``): its
+    own, or with a ``parsed_`` prefix when another column already has it."""
     used = set(taken)
     out = []
-    for i, child in enumerate(parsed.type):
-        values = pc.struct_field(parsed, [i])  # null where the whole answer is null
+    for child in kind:
         name = child.name if child.name not in used else f"parsed_{child.name}"
         used.add(name)
-        out.append((name, values))
+        out.append((name, child))
     return out
+
+
+def flatten(parsed: pa.Array, taken: Iterable[str] = ()) -> list[tuple[str, pa.Array]]:
+    """The top-level fields of a struct ``parsed`` column as columns of their own (null
+    where the whole answer is), named by ``flat_names``."""
+    if not pa.types.is_struct(parsed.type):
+        raise UsageError("only a typed (object) parsed column can be flattened")
+    return [
+        (name, pc.struct_field(parsed, [i]))
+        for i, (name, _) in enumerate(flat_names(parsed.type, taken))
+    ]

@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,8 @@ class Column:
     type: pa.DataType
     meaning: str
     option: str | None = None
+    added: str | None = None
+    """When the column is there, for columns no flag adds (``option`` names the rule)."""
 
     @property
     def field(self) -> pa.Field:
@@ -46,6 +48,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("custom_id", pa.string(), "The request's `custom_id`."),
     Column("input_file", pa.string(), "The input file the request came from."),
     Column("line", pa.int64(), "The request's line in its input file (1-based)."),
+    Column(
+        "original_file",
+        pa.string(),
+        "For a part of a split: the file that was split (from the split manifest beside it).",
+        "origins",
+        "joining a split's parts",
+    ),
+    Column(
+        "original_line",
+        pa.int64(),
+        "For a part of a split: the request's line in the file that was split.",
+        "origins",
+        "joining a split's parts",
+    ),
     Column(
         "status",
         pa.string(),
@@ -60,13 +76,36 @@ COLUMNS: tuple[Column, ...] = (
         "`request_timeout`, ...), else `response.body.error.code`, else its `type`, else "
         "`http_<status>`.",
     ),
-    Column("error_message", pa.string(), "`error.message`, else `response.body.error.message`."),
+    Column(
+        "error_message",
+        pa.string(),
+        "`error.message`, else `response.body.error.message`; for an `output_problem`, what "
+        "it is (the first schema validation error, the refusal, the incomplete reason).",
+    ),
+    Column(
+        "output_problem",
+        pa.string(),
+        "Why a succeeded answer is not usable: `truncated` (output token limit; responses "
+        "`incomplete`), `content_filter`, `refusal`, `not_json` or `schema_mismatch` (when "
+        "JSON or a JSON schema was asked for); null when it is fine.",
+    ),
     Column("model", pa.string(), "`response.body.model` (the model that answered)."),
     Column(
         "content",
         pa.string(),
         "Chat: the first choice's message content (text parts joined); completions: the first "
         "choice's text; responses: the `output_text` parts joined; null otherwise.",
+    ),
+    Column(
+        "parsed",
+        pa.string(),
+        "The answer parsed and checked against the JSON schema: typed from the schema "
+        "(objects as structs, arrays as lists, integer int64, number float64, string enums "
+        "dictionary strings); JSON text when the requests use several schemas, or asked for "
+        "JSON without one; null for an answer with an `output_problem`.",
+        "parsed",
+        "a JSON schema (the requests' `response_format` / `text.format`, or `--schema`); "
+        "`--flatten`: its top-level properties as columns instead",
     ),
     Column(
         "finish_reason",
@@ -81,6 +120,24 @@ COLUMNS: tuple[Column, ...] = (
         "`usage.completion_tokens` (responses: `usage.output_tokens`).",
     ),
     Column("total_tokens", pa.int64(), "`usage.total_tokens`."),
+    Column(
+        "cached_tokens",
+        pa.int64(),
+        "Prompt tokens read from the cache: `usage.prompt_tokens_details.cached_tokens` "
+        "(responses: `usage.input_tokens_details.cached_tokens`).",
+    ),
+    Column(
+        "reasoning_tokens",
+        pa.int64(),
+        "Reasoning tokens (in `completion_tokens`): `usage.completion_tokens_details."
+        "reasoning_tokens` (responses: `usage.output_tokens_details.reasoning_tokens`).",
+    ),
+    Column(
+        "cost_usd",
+        pa.float64(),
+        "What the answer cost at batch prices (cached input at its own price), from the price "
+        "table; null without usage or for a model the table does not price.",
+    ),
     Column("request_id", pa.string(), "`response.request_id` (quote it to the provider)."),
     Column("batch_request_id", pa.string(), "The result line's `id` (`batch_req_...`)."),
     Column(
@@ -111,7 +168,15 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 COLUMN = {c.name: c for c in COLUMNS}
-_REPEATING = ["input_file", "status", "status_code", "error_code", "model", "finish_reason"]
+_REPEATING = [
+    "input_file",
+    "status",
+    "status_code",
+    "error_code",
+    "output_problem",
+    "model",
+    "finish_reason",
+]
 """Columns with few distinct values: dictionary-encoded in Parquet (smaller, faster)."""
 OPTIONS = ("include_bodies", "include_tool_calls", "include_embeddings")
 STATUSES = ("succeeded", "failed", "missing")
@@ -120,12 +185,22 @@ SUMMARY_KEY = b"jsonl_batch.summary"
 """The Parquet key-value metadata key that holds the join summary (JSON)."""
 
 
-def join_schema(**options: bool) -> pa.Schema:
-    """The join table's schema: the base columns plus those the given options add."""
+def join_schema(
+    *, parsed: Sequence[pa.Field] = (), origins: bool = False, **options: bool
+) -> pa.Schema:
+    """The join table's schema: the base columns plus those the given options add;
+    ``parsed`` (the ``parsed`` field, or the flattened ones) where ``parsed`` goes, and the
+    ``original_*`` columns with ``origins``."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise UsageError(f"unknown join option(s): {', '.join(unknown)}")
-    return pa.schema([c.field for c in COLUMNS if c.option is None or options.get(c.option)])
+    fields: list[pa.Field] = []
+    for c in COLUMNS:
+        if c.option == "parsed":
+            fields += parsed
+        elif c.option is None or options.get(c.option) or (c.option == "origins" and origins):
+            fields.append(c.field)
+    return pa.schema(fields)
 
 
 def column_table() -> str:
@@ -133,7 +208,9 @@ def column_table() -> str:
     rows = ["| column | type | meaning | added by |", "|---|---|---|---|"]
     for c in COLUMNS:
         flag = "" if c.option is None else f"`--{c.option.replace('_', '-')}`"
-        rows.append(f"| `{c.name}` | `{_type_name(c.type)}` | {c.meaning} | {flag} |")
+        flag = c.added or flag
+        kind = "from the schema" if c.option == "parsed" else f"`{_type_name(c.type)}`"
+        rows.append(f"| `{c.name}` | {kind} | {c.meaning} | {flag} |")
     return "\n".join(rows)
 
 

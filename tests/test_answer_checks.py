@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from answer_bodies import GOOD, TICKET_SCHEMA, chat_body, dumps, responses_body
 
-from jsonl_batch.answer_checks import OUTPUT_PROBLEMS, AnswerChecks, output_problem, usage_details
+from jsonl_batch.answer_checks import check_answers, output_problem, usage_details
 from jsonl_batch.structured import plan_structured
 
 REFUSAL = "I'm sorry, I cannot help with that request."
@@ -43,11 +45,6 @@ def test_output_problem(body: Any, problem: str | None, message: str | None) -> 
         assert found is not None and message in found[1]
 
 
-def test_a_long_refusal_is_clipped() -> None:
-    found = output_problem(chat_body(None, refusal="no " * 400))
-    assert found is not None and len(found[1]) == 500 and found[1].endswith("...")
-
-
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -55,7 +52,7 @@ def test_a_long_refusal_is_clipped() -> None:
         (responses_body("x"), (0, 320)),
         ({"usage": {"prompt_tokens": 5, "completion_tokens": 1}}, (None, None)),
         ({"usage": {"prompt_tokens_details": {"cached_tokens": "5"}}}, (None, None)),
-        ({"usage": {"prompt_tokens_details": {"cached_tokens": -1}}}, (None, None)),
+        ({"usage": {"prompt_tokens_details": {"cached_tokens": -1}}}, (-1, None)),  # as sent
         ({"usage": None}, (None, None)),
         ({}, (None, None)),
     ],
@@ -64,45 +61,57 @@ def test_usage_details(body: Any, expected: tuple[int | None, int | None]) -> No
     assert usage_details(body) == expected
 
 
-@pytest.fixture
-def checks() -> AnswerChecks:
-    return AnswerChecks(plan_structured([], schema=TICKET_SCHEMA))
+def answers_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """A block of answers as ``results`` gives them: only the columns the checks read."""
+    schema = pa.schema(
+        [("ok", pa.bool_())]
+        + [(n, pa.string()) for n in ("output_problem", "error_message", "content")]
+    )
+    return pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema)
 
 
-@pytest.mark.parametrize(
-    ("body", "content", "ok", "expected"),
-    [
-        (chat_body(dumps(GOOD)), dumps(GOOD), True, (GOOD, None, None, 1024, 0)),
-        (responses_body(dumps(GOOD)), dumps(GOOD), True, (GOOD, None, None, 0, 320)),
-        (
-            chat_body(dumps({"label": "bug"})),
-            dumps({"label": "bug"}),
-            True,
-            (None, "schema_mismatch", "Missing required field parsed.confidence.", 1024, 0),
-        ),
-        (chat_body("It is a bug."), "It is a bug.", True, (None, "not_json", ..., 1024, 0)),
-        (
-            chat_body('{"label": "b', finish="length"),
-            '{"label": "b',
-            True,
-            (None, "truncated", ..., 1024, 0),
-        ),
-        (chat_body(None, refusal=REFUSAL), None, True, (None, "refusal", REFUSAL, 1024, 0)),
-        ({"error": {"code": "server_error"}}, None, False, (None, None, None, None, None)),
-    ],
-)
-def test_answer_columns(
-    checks: AnswerChecks, body: Any, content: str | None, ok: bool, expected: tuple[Any, ...]
-) -> None:
-    found = checks.answer(body, content, ok)
-    assert len(found) == 5
-    for got, want in zip(found, expected, strict=True):
-        if want is not ...:
-            assert got == want
-    assert found[1] is None or found[1] in OUTPUT_PROBLEMS
+def test_check_answers_parses_what_asked_for_json() -> None:
+    plan = plan_structured([], schema=TICKET_SCHEMA)
+    checks = plan.for_rows(0, [1, 2, 3, 4, 5, 6])
+    table = answers_table(
+        [
+            (True, None, None, dumps(GOOD)),
+            (True, None, None, dumps({"label": "bug"})),
+            (True, None, None, "It is a bug."),
+            (True, "truncated", "cut off", '{"label": "b'),
+            (False, None, "server error", None),
+            (None, None, None, None),  # missing
+        ]
+    )
+    checked, parsed = check_answers(table, checks)
+    assert parsed.to_pylist() == [GOOD, None, None, None, None, None]
+    assert checked.column("output_problem").to_pylist() == [
+        None,
+        "schema_mismatch",
+        "not_json",
+        "truncated",
+        None,
+        None,
+    ]
+    messages = checked.column("error_message").to_pylist()
+    assert messages[1] == "Missing required field parsed.confidence."
+    assert messages[2].startswith("The answer is not JSON")
+    assert messages[3:5] == ["cut off", "server error"]
 
 
-def test_without_a_plan_only_body_problems_are_found() -> None:
-    checks = AnswerChecks()
-    assert checks.answer(chat_body("not json"), "not json", True)[:3] == (None, None, None)
-    assert checks.answer(chat_body("x", finish="length"), "x", True)[1] == "truncated"
+def test_check_answers_leaves_plain_text_requests_alone(write: Any) -> None:
+    from helpers import request
+
+    path = write([request("a"), request("b", response_format={"type": "json_object"})])
+    checks = plan_structured([path]).for_rows(0, [1, 2])
+    table = answers_table([(True, None, None, "prose"), (True, None, None, "prose too")])
+    checked, parsed = check_answers(table, checks)
+    assert parsed.to_pylist() == [None, None]
+    assert checked.column("output_problem").to_pylist() == [None, "not_json"]
+
+
+def test_block_checks_survive_pickling() -> None:
+    checks = plan_structured([], schema=TICKET_SCHEMA).for_rows(0, [1])
+    again = pickle.loads(pickle.dumps(checks))
+    assert again.check(0, dumps(GOOD)).value == GOOD
+    assert again.schemas[0].type == checks.schemas[0].type

@@ -25,12 +25,16 @@ BASE = [
     "status_code",
     "error_code",
     "error_message",
+    "output_problem",
     "model",
     "content",
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
     "request_id",
     "batch_request_id",
 ]
@@ -61,7 +65,7 @@ def test_options_add_their_columns() -> None:
 def test_readme_documents_every_column() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert column_table() in readme
-    assert len(COLUMNS) == len(BASE) + 4
+    assert len(COLUMNS) == len(BASE) + 4 + 3  # the include options; parsed, original_*
 
 
 def test_parquet_keeps_types_descriptions_and_summary(chat: Any, tmp_path: Path) -> None:

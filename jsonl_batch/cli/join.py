@@ -101,6 +101,30 @@ def inputs_and_results(fn: Any) -> Any:
     show_default=True,
     help="List at most N anomalies of each kind (0: all); counts stay exact.",
 )
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(dir_okay=False),
+    help="Check every answer against this JSON Schema (a file; OpenAI's response_format "
+    "wrappers work too) instead of the requests' own; parsed answers go in `parsed`.",
+)
+@click.option("--flatten", is_flag=True, help="Parsed top-level properties as columns.")
+@click.option(
+    "--exit-on-output-problems",
+    is_flag=True,
+    help="Exit 1 when an answer is truncated, filtered, refused, not JSON or off-schema.",
+)
+@click.option(
+    "--prices",
+    "prices_file",
+    type=click.Path(dir_okay=False),
+    help="A price table (JSON, the shape of the packaged data/prices.json) for cost_usd.",
+)
+@click.option(
+    "--estimate-tokens",
+    is_flag=True,
+    help="Count the input lines' tokens (as `stats` does) against the reported prompt tokens.",
+)
 @click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
 @library_errors
 def join_command(
@@ -114,6 +138,11 @@ def join_command(
     include_embeddings: bool,
     summary_format: str,
     max_anomalies: int,
+    schema_file: str | None,
+    flatten: bool,
+    exit_on_output_problems: bool,
+    prices_file: str | None,
+    estimate_tokens: bool,
     force: bool,
 ) -> None:
     """Join batch results to their INPUTS: one row per request, in input order.
@@ -121,9 +150,12 @@ def join_command(
     INPUTS are the request files in order (e.g. split's parts), folders or glob patterns
     (their files in name order), or a split manifest; results likewise. Result lines are
     matched by custom_id and classified by their own error and status code. Requests in no
-    result file are `missing`. Memory does not grow with the answers: the table is written
-    as it is built. Exit status: 0 every request succeeded, 1 some failed or are missing (or
-    there is no request), 2 usage or I/O error.
+    result file are `missing`. Answers to requests that asked for a JSON schema (or checked
+    with --schema) are parsed into `parsed`; answers cut off, filtered, refused, not JSON or
+    off-schema get an `output_problem`; `cost_usd` is each answer's cost at batch prices.
+    Memory does not grow with the answers: the table is written as it is built. Exit status:
+    0 every request succeeded, 1 some failed or are missing (or there is no request; with
+    --exit-on-output-problems, or an answer has an output problem), 2 usage or I/O error.
 
     Example:
 
@@ -154,6 +186,10 @@ def join_command(
             include_embeddings=include_embeddings,
             max_anomalies=max_anomalies or None,
             progress=bar,
+            schema=schema_file,
+            flatten=flatten,
+            prices=prices_file,
+            estimate_tokens=estimate_tokens,
         )
     finally:
         if bar is not None:
@@ -168,7 +204,51 @@ def join_command(
     else:
         click.echo(summary_text(summary), err=aside)
         click.echo(printable(f"wrote {written}"), err=aside)
-    raise SystemExit(0 if summary.complete else 1)
+    problems = exit_on_output_problems and bool(summary.output_problems)
+    raise SystemExit(0 if summary.complete and not problems else 1)
+
+
+def cost_lines(cost: dict[str, Any]) -> list[str]:
+    """The cost part of the summary: total, per 1,000 requests, token drift, notes."""
+    out = []
+    if cost.get("total") is not None:
+        per = cost["per_1000_requests"]
+        prices = cost["prices"]
+        out.append(
+            f"  cost at batch prices: {usd(cost['total'])} ({cost['priced_answers']:,} answers; "
+            f"{usd(per)} per 1,000), prices as of {prices['as_of']}"
+        )
+    estimate = cost.get("token_estimate")
+    if estimate:
+        out.append(
+            f"  prompt tokens: {estimate['reported_prompt_tokens']:,} reported, "
+            f"{estimate['estimated_input_tokens']:,} estimated from the input "
+            f"({estimate['drift_percent']:+g}%)"
+        )
+    out += [f"  note: {note}" for note in cost.get("notes", ())]
+    return out
+
+
+def usd(amount: float) -> str:
+    """``$1,234.57``, or six decimals under a dollar (``$0.000013``)."""
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
+def structured_lines(found: dict[str, Any] | None) -> list[str]:
+    """How answers were parsed: typed or JSON text (and why), fallbacks, flattening."""
+    if not found:
+        return []
+    shape = "flattened into columns" if found["flattened"] else "in `parsed`"
+    out = [f"  structured output: {'typed' if found['typed'] else 'JSON text'}, {shape}"]
+    if found["reason"]:
+        out.append(f"    JSON text because {found['reason']}")
+    if found.get("not_flattened"):
+        out.append(f"    not flattened: {found['not_flattened']}")
+    for f in found["fallbacks"][:SHOWN_PER_KIND]:
+        out.append(f"    {f['path']} kept as JSON text: {f['reason']}")
+    for why in found["invalid_schemas"][:SHOWN_PER_KIND]:
+        out.append(f"    not checked: {why}")
+    return out
 
 
 def progress_bar(files: int) -> SizedProgress | None:
@@ -187,11 +267,20 @@ def summary_text(s: JoinSummary) -> str:
     if s.error_codes:
         codes = ", ".join(f"{code} {n:,}" for code, n in s.error_codes.items())
         out.append(f"  failed by error code: {codes}")
+    if s.output_problems:
+        found = ", ".join(f"{p} {n:,}" for p, n in s.output_problems.items())
+        out.append(f"  succeeded but not usable (output_problem): {found}")
     if s.total_tokens or s.prompt_tokens:
+        details = [
+            f"{n:,} {name}"
+            for name, n in (("cached", s.cached_tokens), ("reasoning", s.reasoning_tokens))
+            if n
+        ]
         out.append(
             f"  tokens: {s.prompt_tokens:,} prompt, {s.completion_tokens:,} completion, "
-            f"{s.total_tokens:,} total"
+            f"{s.total_tokens:,} total" + (f" ({', '.join(details)})" if details else "")
         )
+    out += cost_lines(s.cost) + structured_lines(s.structured)
     counts = {
         "orphan": s.orphans,
         "duplicate": s.duplicates,

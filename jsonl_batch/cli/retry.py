@@ -26,8 +26,15 @@ from .options import format_option, library_errors, limits, profile_options
     "--only",
     type=click.Choice(SELECTIONS[1:]),
     default=None,
-    help="failed, missing, or retryable (missing, expired, cancelled, timeouts, 408/429/5xx; "
-    "not 4xx errors). Default: every request that did not succeed.",
+    help="failed, missing, retryable (missing, expired, cancelled, timeouts, 408/429/5xx; "
+    "not 4xx errors), or output-problems (succeeded, but truncated, filtered, refused, not "
+    "JSON or off-schema). Default: every request that did not succeed.",
+)
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(dir_okay=False),
+    help="With --only output-problems: the JSON Schema answers must match (as join --schema).",
 )
 @profile_options
 @click.option(
@@ -43,6 +50,7 @@ def retry_command(
     results: tuple[str, ...],
     output: str,
     only: str | None,
+    schema_file: str | None,
     profile: str,
     max_requests: int | None,
     max_bytes: int | None,
@@ -68,6 +76,7 @@ def retry_command(
         only=only or "all",
         profile=profile,
         force=force,
+        schema=schema_file,
         **limits(max_requests, max_bytes, max_embedding_inputs),
     )
     text = orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result)
