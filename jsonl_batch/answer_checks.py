@@ -122,32 +122,16 @@ def problem_columns(
     why = pc.binary_join_element_wise(
         "The response is incomplete (", pc.if_else(named, reason, "no reason given"), ").", ""
     )
-    null = pa.scalar(None, pa.string())
     ok = pc.fill_null(ok, False)
-    has_refusal = refused.is_valid()
-    problem = pc.case_when(
-        pc.make_struct(
-            pc.and_(ok, filtered),
-            pc.and_(ok, has_refusal),
-            pc.and_(ok, cut),
-            field_names=list("abc"),
-        ),
-        "content_filter",
-        "refusal",
-        "truncated",
+    cases = pc.make_struct(
+        pc.and_(ok, filtered),
+        pc.and_(ok, refused.is_valid()),
+        pc.and_(ok, cut),
+        field_names=["content_filter", "refusal", "truncated"],
     )
-    message = pc.case_when(
-        pc.make_struct(
-            pc.and_(ok, filtered),
-            pc.and_(ok, has_refusal),
-            pc.and_(ok, cut),
-            field_names=list("abc"),
-        ),
-        CONTENT_FILTERED,
-        refused,
-        pc.if_else(responses, why, CUT_OFF),
-    )
-    return pc.if_else(problem.is_valid(), problem, null), message
+    problem = pc.case_when(cases, "content_filter", "refusal", "truncated")
+    message = pc.case_when(cases, CONTENT_FILTERED, refused, pc.if_else(responses, why, CUT_OFF))
+    return problem, message
 
 
 def refusal_texts(output: pa.ListArray) -> pa.Array:
