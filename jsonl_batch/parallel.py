@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice, pairwise
-from multiprocessing.pool import AsyncResult
+from multiprocessing.pool import AsyncResult, Pool
 from typing import IO, Any, Generic, TypeVar
 
 from .reading import (
@@ -34,7 +34,10 @@ Work = Callable[[Iterable[bytes]], T]
 
 PARALLEL_MIN_BYTES = 16 << 20
 """Files at least this big go to worker processes (when there are cores to use)."""
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 1 << 19
+"""A worker's share of a file at a time: small enough that a chunk full of problems stays
+some 25 MB (one chunk per worker is kept ahead of the caller)."""
+MAX_CHUNKS = 4096
 BLOCK_LINES = 4096
 """Lines per chunk in-process (a stream's results come a block at a time)."""
 
@@ -90,7 +93,7 @@ class LineChunks(Generic[T]):
             self.size = reader.offset
 
     def _forked(self, path: str, size: int) -> Iterator[T]:
-        count = max(2 * self.workers, min(256, -(-size // self.chunk_bytes)))
+        count = max(2 * self.workers, min(MAX_CHUNKS, -(-size // self.chunk_bytes)))
         try:
             bounds = chunk_bounds(path, size, count)
             if self.prime:
@@ -106,8 +109,10 @@ class LineChunks(Generic[T]):
             _inherited = None
         with pool:
             try:
-                tasks = [(path, a, b) for a, b in pairwise(bounds)]
-                for (_, _, end), result in zip(tasks, pool.imap(_run_range, tasks), strict=True):
+                ends = [b for _, b in pairwise(bounds)]
+                tasks = ((path, a, b) for a, b in pairwise(bounds))
+                results = in_order(pool, _run_range, tasks, self.workers)
+                for end, result in zip(ends, results, strict=True):
                     self.done = end
                     yield result  # type: ignore[misc]  # _run_range returns work's T
             except OSError as exc:
@@ -142,6 +147,20 @@ def _worker_count(size: int | None, workers: int | None, min_bytes: int) -> int:
     return min(cores or 1, 8)
 
 
+def in_order(
+    pool: Pool, function: Callable[[Any], T], tasks: Iterable[Any], ahead: int
+) -> Iterator[T]:
+    """``function(task)`` in ``pool`` for each task, yielded in order; at most ``ahead`` tasks
+    run ahead of the caller, so results never pile up in memory."""
+    running: deque[AsyncResult[T]] = deque()
+    for task in tasks:
+        running.append(pool.apply_async(function, (task,)))
+        if len(running) > ahead:
+            yield running.popleft().get()
+    while running:
+        yield running.popleft().get()
+
+
 def cores() -> int:
     """The cores this process may use (at most 8), or 1 where worker processes cannot fork."""
     return _worker_count(PARALLEL_MIN_BYTES, None, 0)
@@ -164,13 +183,7 @@ class Workers:
         if self.pool is None:
             yield from map(function, tasks)
             return
-        ahead: deque[AsyncResult[T]] = deque()
-        for task in tasks:
-            ahead.append(self.pool.apply_async(function, (task,)))
-            if len(ahead) > 2 * self.processes:
-                yield ahead.popleft().get()
-        while ahead:
-            yield ahead.popleft().get()
+        yield from in_order(self.pool, function, tasks, 2 * self.processes)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -4,8 +4,8 @@ small pieces every renderer shares: ``printable``/``lines`` (what reaches a term
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 import orjson
@@ -108,41 +108,119 @@ def report_json(report: Report) -> str:
     return orjson.dumps(report.to_dict()).decode()
 
 
-def report_text(report: Report) -> str:
-    """A short summary: the verdict, then problems grouped by code, first lines shown."""
-    s = report.stats
-    if report.error:
-        return printable(f"{report.file}: cannot read: {report.error}")
-    where = ", ".join(x for x in (s.endpoint, s.model) if x)
-    facts = f"{s.requests:,} request{'s' if s.requests != 1 else ''}"
-    facts += f" in {s.lines:,} line{'s' if s.lines != 1 else ''}, {s.bytes:,} bytes"
-    if where:
-        facts += f"; {where}"
-    if s.input_tokens is not None:
-        facts += f"; ~{s.input_tokens:,} input tokens (estimate)"
-    if s.embedding_inputs:
-        facts += f"; {plural(s.embedding_inputs, 'embedding input')}"
-    errors = sum(n for c, n in s.counts.items() if CATALOGUE[c].severity == "error")
-    warnings = sum(s.counts.values()) - errors
-    if errors:
-        verdict = f"INVALID ({plural(errors, 'error')}"
-        verdict += f", {plural(warnings, 'warning')})" if warnings else ")"
-    else:
-        verdict = f"valid ({plural(warnings, 'warning')})" if warnings else "valid"
-    out = [f"{report.file}: {verdict}: {facts}"]
-    grouped: dict[str, list[Problem]] = defaultdict(list)
+def report_text(report: Report, per_code: int | None = SHOWN_PER_CODE) -> str:
+    """A short summary: the verdict, then problems grouped by code, the first ``per_code``
+    of each listed (``None``: all)."""
+    out = ReportOutput("text", per_code)
     for p in report.problems:
-        grouped[p.code].append(p)
-    order = sorted(s.counts, key=lambda c: (CATALOGUE[c].severity != "error", c not in grouped))
-    for code in order:
-        total = s.counts[code]
-        label = "warning" if CATALOGUE[code].severity == "warning" else "error"
-        out.append(f"  {code} ({label}, {total:,}):")
-        shown = grouped.get(code, [])[:SHOWN_PER_CODE]
-        for p in shown:
+        out.add(p)
+    return "".join(out.chunks(report))
+
+
+class ReportOutput:
+    """A report's text or JSON built while its problems arrive, in bounded memory: each
+    listed problem is rendered at once into a temporary file (in memory while small), so a
+    million problems cost a few MB. ``add`` each problem, then ``chunks(report)`` yields the
+    output, equal to ``report_text(report, per_code)`` or ``report_json(report)`` of a report
+    holding them."""
+
+    def __init__(self, fmt: str = "text", per_code: int | None = SHOWN_PER_CODE) -> None:
+        self.fmt, self.per_code = fmt, per_code
+        self.spools: dict[str, IO[str]] = {}
+        self.listed: dict[str, int] = {}
+
+    def add(self, p: Problem) -> None:
+        n = self.listed.get(p.code, 0)
+        self.listed[p.code] = n + 1
+        if self.fmt == "json":
+            key, line = "", orjson.dumps(p.to_dict()).decode()
+            if key in self.spools:
+                line = "," + line
+        elif self.per_code is None or n < self.per_code:
             where = f"line {p.line}" if p.line is not None else "file"
             param = f" [{p.param}]" if p.param else ""
-            out.append(f"    {where}{param}: {p.message}")
-        if total > len(shown):
-            out.append(f"    ... and {total - len(shown):,} more")
-    return lines(out)
+            key, line = p.code, "\n" + printable(f"    {where}{param}: {p.message}")
+        else:
+            return
+        spool = self.spools.get(key)
+        if spool is None:
+            spool = self.spools[key] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                SPOOL_BYTES, "w+", encoding="utf-8", newline=""
+            )  # closed by chunks()
+        spool.write(line)
+
+    def chunks(self, report: Report) -> Iterator[str]:
+        """The output, a piece at a time (no final newline); closes the spools."""
+        try:
+            yield from (self._json(report) if self.fmt == "json" else self._text(report))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop what was spooled (``chunks`` does it when done)."""
+        for spool in self.spools.values():
+            spool.close()
+
+    def _spooled(self, key: str) -> Iterator[str]:
+        spool = self.spools.get(key)
+        if spool is None:
+            return
+        spool.seek(0)
+        while block := spool.read(SPOOL_BYTES):
+            yield block
+
+    def _json(self, report: Report) -> Iterator[str]:
+        head, _, tail = orjson.dumps({**report.to_dict(), "problems": []}).partition(
+            b'"problems":[]'
+        )
+        yield (head + b'"problems":[').decode()
+        yield from self._spooled("")
+        yield ("]" + tail.decode())
+
+    def _text(self, report: Report) -> Iterator[str]:
+        s = report.stats
+        if report.error:
+            yield printable(f"{report.file}: cannot read: {report.error}")
+            return
+        yield printable(f"{report.file}: {verdict(report)}: {facts(report)}")
+        listed = self.listed
+        order = sorted(s.counts, key=lambda c: (CATALOGUE[c].severity != "error", c not in listed))
+        for code in order:
+            total = s.counts[code]
+            label = "warning" if CATALOGUE[code].severity == "warning" else "error"
+            yield f"\n  {code} ({label}, {total:,}):"
+            yield from self._spooled(code)
+            shown = listed.get(code, 0)
+            if self.per_code is not None:
+                shown = min(shown, self.per_code)
+            if total > shown:
+                yield f"\n    ... and {total - shown:,} more"
+
+
+SPOOL_BYTES = 1 << 20
+"""Rendered problems kept in memory per spool before it moves to a temporary file."""
+
+
+def verdict(report: Report) -> str:
+    """``valid``, ``valid (2 warnings)`` or ``INVALID (3 errors, 1 warning)``."""
+    counts = report.stats.counts
+    errors = sum(n for c, n in counts.items() if CATALOGUE[c].severity == "error")
+    warnings = sum(counts.values()) - errors
+    if errors:
+        text = f"INVALID ({plural(errors, 'error')}"
+        return text + (f", {plural(warnings, 'warning')})" if warnings else ")")
+    return f"valid ({plural(warnings, 'warning')})" if warnings else "valid"
+
+
+def facts(report: Report) -> str:
+    """What the file holds: requests, lines, bytes, endpoint, model, tokens, inputs."""
+    s = report.stats
+    where = ", ".join(x for x in (s.endpoint, s.model) if x)
+    text = f"{plural(s.requests, 'request')} in {plural(s.lines, 'line')}, {s.bytes:,} bytes"
+    if where:
+        text += f"; {where}"
+    if s.input_tokens is not None:
+        text += f"; ~{s.input_tokens:,} input tokens (estimate)"
+    if s.embedding_inputs:
+        text += f"; {plural(s.embedding_inputs, 'embedding input')}"
+    return text

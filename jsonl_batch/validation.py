@@ -252,22 +252,29 @@ def validate_file(
     profile: str | Profile = "openai",
     *,
     max_problems: int | None = 100,
+    on_problem: Callable[[Problem], None] | None = None,
     **options: Any,
 ) -> Report:
     """Validate a JSONL batch file and return a ``Report`` (never raises for I/O problems;
     with ``max_enqueued_tokens``, raises ``TokensUnavailable`` if tokens cannot be counted).
 
     At most ``max_problems`` line problems are listed (``None``: all); file-level problems
-    are always listed, and ``report.stats.counts`` stays exact. Other options are those of
-    ``Validation`` (``endpoint``, ``model``, ``ignore``, ``workers``, limit overrides).
+    are always listed, and ``report.stats.counts`` stays exact. ``on_problem`` receives each
+    listed problem instead of ``report.problems`` (to render a million of them in bounded
+    memory). Other options are those of ``Validation`` (``endpoint``, ``model``, ``ignore``,
+    ``workers``, limit overrides).
     """
     run = Validation(source, profile, **options)
     report = Report(file=source_name(source))
-    listed = report.problems
+    keep = report.problems.append if on_problem is None else on_problem
+    line_problems = 0
     try:
         for found in run:
-            if found.line is None or max_problems is None or len(listed) < max_problems:
-                listed.append(found)
+            if found.line is None:
+                keep(found)
+            elif max_problems is None or line_problems < max_problems:
+                line_problems += 1
+                keep(found)
     except ReadError as exc:
         report.error = str(exc)
     report.stats = run.stats

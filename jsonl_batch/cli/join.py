@@ -202,7 +202,8 @@ def join_command(
         data = {**summary.to_dict(), "output": output, "format": fmt}
         click.echo(orjson.dumps(data).decode(), err=aside)
     else:
-        click.echo(summary_text(summary), err=aside)
+        per_kind = None if max_anomalies == 0 else SHOWN_PER_KIND
+        click.echo(summary_text(summary, per_kind), err=aside)
         click.echo(printable(f"wrote {written}"), err=aside)
     problems = exit_on_output_problems and bool(summary.output_problems)
     raise SystemExit(0 if summary.complete and not problems else 1)
@@ -258,8 +259,9 @@ def progress_bar(files: int) -> SizedProgress | None:
     return SizedProgress(sys.stderr, f"reading {plural(files, 'file')}")
 
 
-def summary_text(s: JoinSummary) -> str:
-    """The join summary for people: counts, error codes, tokens, then anomalies by kind."""
+def summary_text(s: JoinSummary, per_kind: int | None = SHOWN_PER_KIND) -> str:
+    """The join summary for people: counts, error codes, tokens, then anomalies by kind (the
+    first ``per_kind`` of each; ``None``: all listed)."""
     out = [
         f"{plural(s.requests, 'request')}: {s.succeeded:,} succeeded, {s.failed:,} failed, "
         f"{s.missing:,} missing"
@@ -299,7 +301,7 @@ def summary_text(s: JoinSummary) -> str:
             continue
         out.append(f"  {labels[kind]} ({total:,}):")
         for a in s.anomalies:
-            if a.kind == kind and shown[kind] < SHOWN_PER_KIND:
+            if a.kind == kind and (per_kind is None or shown[kind] < per_kind):
                 shown[kind] += 1
                 out.append(f"    {a.file} line {a.line}: {a.message}")
         if total > shown[kind]:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..problems import CATALOGUE
-from ..render import SizedProgress, printable, report_json, report_text
+from ..render import SHOWN_PER_CODE, ReportOutput, SizedProgress, printable
 from ..validation import validate_file
 from .options import (
     format_option,
@@ -67,17 +67,19 @@ def validate(
 
         jsonl-batch validate big.jsonl --max-enqueued-tokens 2000000
     """
-    render = report_json if fmt == "json" else report_text
     status = 0
     for path in files:
         # Counting tokens takes seconds on a big file: show progress on a terminal.
         show = max_enqueued_tokens is not None and sys.stderr.isatty()
         progress = SizedProgress(sys.stderr, f"checking {path}") if show else None
+        # --max-problems 0 lists every problem, in text too; they are rendered as they come.
+        out = ReportOutput(fmt, per_code=None if max_problems == 0 else SHOWN_PER_CODE)
         report = validate_file(
             path,
             profile,
             progress=progress,
             max_problems=max_problems or None,
+            on_problem=out.add,
             endpoint=endpoint,
             model=model,
             ignore=ignore,
@@ -91,8 +93,11 @@ def validate(
             status = 2
             if fmt == "text":
                 click.echo(printable(f"Error: {report.error}"), err=True)
+                out.close()
                 continue
         elif not report.valid:
             status = max(status, 1)
-        click.echo(render(report))
+        for chunk in out.chunks(report):
+            click.echo(chunk, nl=False)
+        click.echo()
     raise SystemExit(status)
