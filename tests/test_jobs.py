@@ -396,3 +396,18 @@ def test_a_split_manifest_is_an_input(
     rows = table(result)
     assert rows["custom_id"] == [f"r-{i}" for i in range(5)]
     assert result.summary.ok and len(result.parts) == 3
+
+
+def test_the_table_keeps_each_requests_last_answer(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    fake.simulate(stall={"r-1": 1}, flaky={"r-1": 2}, window=300)  # expired, then HTTP 500
+    result = run([make_input(write, 3)], tmp_path / "job", retries=1)
+    rows = table(result)
+    assert rows["status"] == ["succeeded", "failed", "succeeded"]
+    assert (rows["status_code"][1], rows["error_code"][1], rows["attempts"][1]) == (
+        500,
+        "server_error",
+        2,
+    )
+    assert rows["batch_id"][1] == result.parts[-1].batch_id
