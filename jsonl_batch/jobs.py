@@ -293,9 +293,11 @@ class Runner:
     def _pause(self, delay: float) -> float:
         """``delay``, or less when a part waiting out a backoff may go sooner (not below the
         floor), or when nothing is in flight."""
-        waiting = [p.not_before for p in self.ledger.parts(states=("queued", "uploaded"))]
+        now = self.clock()
+        queued = self.ledger.parts(states=("queued", "uploaded"))
+        waiting = [p.not_before for p in queued if p.not_before > now]
         if waiting:
-            soonest = min(waiting) - self.clock()
+            soonest = min(waiting) - now
             if not self.ledger.parts(states=IN_FLIGHT):
                 return max(soonest, MIN_INTERVAL)
             return max(min(delay, soonest), MIN_INTERVAL)
