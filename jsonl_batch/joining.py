@@ -33,6 +33,7 @@ from .errors import UsageError
 from .gathering import Block, Gathered, gather
 from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
 from .origins import Origin, find_origins
+from .output import check_folder_target
 from .parallel import PARALLEL_MIN_BYTES, Workers, cores
 from .pricing import PriceTable, load_prices
 from .reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
@@ -197,13 +198,14 @@ def join_to(
     table (``tables.DatasetWriter``). Written atomically; an existing output is only replaced
     with ``force``. Parquet files hold the summary (``tables.read_summary``)."""
     writer: TableWriter | DatasetWriter
+    read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]  # never written over
     if partition_by is not None:
         if fmt not in (None, "parquet"):
             raise UsageError("a partitioned table is written as Parquet files")
+        check_folder_target(output, force, inputs=read)
         writer = DatasetWriter(output, partition_by, force=force)
     else:
-        read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]
-        writer = TableWriter(output, fmt=fmt, force=force, inputs=read)  # never over an input
+        writer = TableWriter(output, fmt=fmt, force=force, inputs=read)
     with writer:
         summary = join_into(
             writer,

@@ -155,6 +155,28 @@ def check_writable(
     return target
 
 
+def check_folder_target(
+    path: str | os.PathLike[str], force: bool = False, *, inputs: Iterable[object] = ()
+) -> Path:
+    """Fail early if the folder ``path`` cannot be replaced as a whole (a partitioned
+    table): it holds or is one of ``inputs`` (even with ``force``), it is a symbolic link or
+    not a folder (``WriteError``), or it exists and ``force`` is not given."""
+    target = Path(path)
+    inside = os.path.realpath(target) + os.sep
+    for found in same_files(inputs):
+        if isinstance(found, str) and (found + os.sep).startswith(inside):
+            raise OutputExists(f"{target} holds an input ({found}); choose another output name")
+    if target.is_symlink():
+        raise WriteError(
+            f"{target}: is a symbolic link; give the path it points to, or remove the link"
+        )
+    if target.exists() and not target.is_dir():
+        raise WriteError(f"{target}: exists and is not a folder")
+    if target.exists() and not force:
+        raise OutputExists(f"{target} already exists; use --force to replace it")
+    return target
+
+
 # -- writing one file
 
 

@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .output import OutputExists, WriteError, atomic_output
+from .output import WriteError, atomic_output, check_folder_target
 
 
 @dataclass(frozen=True)
@@ -409,10 +409,7 @@ PARTITIONS = ("status", "input_file")
 
 def check_folder(folder: Path, force: bool) -> None:
     """Fail early if ``folder`` exists (without ``force``) or is something else than a folder."""
-    if folder.exists() and not folder.is_dir():
-        raise WriteError(f"{folder}: exists and is not a folder")
-    if folder.exists() and not force:
-        raise OutputExists(f"{folder} already exists; use --force to replace it")
+    check_folder_target(folder, force)
 
 
 def _segment(value: str, taken: set[str]) -> str:

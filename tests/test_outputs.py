@@ -381,3 +381,27 @@ def test_two_writers_in_one_folder_of_one_process_end_in_any_order(tmp_path: Pat
     second.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl"]
     assert not output._held
+
+
+@pytest.mark.parametrize("where", [".", "sub"])
+def test_a_partitioned_table_never_replaces_a_folder_holding_inputs(
+    batch: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(batch)
+    if where == "sub":  # the inputs in a subfolder of the output folder
+        (batch / "sub").mkdir()
+        for name in ("requests.jsonl", "output.jsonl", "errors.jsonl"):
+            (batch / name).rename(batch / "sub" / name)
+    before = sorted(p.name for p in batch.rglob("*"))
+    args = results_args(batch / where, "join", batch, "--partition-by", "status", "--force")
+    code, out = run(*args)
+    assert code == 2 and "holds an input" in out, out
+    assert sorted(p.name for p in batch.rglob("*")) == before
+
+
+def test_a_partitioned_table_never_replaces_a_link(batch: Path) -> None:
+    (batch / "real").mkdir()
+    (batch / "table").symlink_to(batch / "real")
+    code, out = run(*results_args(batch, "join", batch / "table", "--partition-by", "status"))
+    assert code == 2 and "is a symbolic link" in out, out
+    assert (batch / "table").is_symlink()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
 from ..joining import JoinSummary, expand, expand_inputs, join_to
-from ..output import check_writable, is_stdout
+from ..output import check_folder_target, check_writable, is_stdout
 from ..render import SizedProgress, lines, plural, printable
-from ..tables import FORMATS, PARTITIONS, check_folder, table_format
+from ..tables import FORMATS, PARTITIONS, table_format
 from .options import library_errors
 
 SHOWN_PER_KIND = 5
@@ -163,7 +162,7 @@ def join_command(
         jsonl-batch join requests.jsonl --results output.jsonl errors.jsonl -o results.parquet
         jsonl-batch join 'parts/*.jsonl' -r 'results/*.jsonl' -o table/ --partition-by status
     """
-    read = [*inputs, *expand_inputs(inputs), *results]  # never written over, even with --force
+    read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]  # never written over
     if partition_by is None:
         fmt = table_format(output, fmt)
         check_writable(output, force, inputs=read)
@@ -171,7 +170,7 @@ def join_command(
         if fmt not in (None, "parquet"):
             raise click.UsageError("--partition-by writes Parquet files (drop --format)")
         fmt = "parquet"
-        check_folder(Path(output), force)
+        check_folder_target(output, force, inputs=read)
     bar = progress_bar(len(expand_inputs(inputs)) + len(expand(results)))
     try:
         summary = join_to(
