@@ -24,7 +24,7 @@ from .manifests import Manifest, OutputSet, Part, manifest_path, part_name
 from .output import WriteError
 from .problems import CATALOGUE
 from .profiles import Profile, get_profile
-from .rules import FileRules
+from .rules import FileRules, request_line
 from .schemas import describe
 from .validation import LineChecker
 
@@ -150,7 +150,9 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             if rotate:
                 raise UsageError("rotation needs a path to write parts next to, not a stream")
             self.stream = target
-        self.checker = LineChecker(self.profile, ("token_limit_exceeded",))  # counted here
+        self.checker = LineChecker(
+            self.profile, ("token_limit_exceeded",), endpoint
+        )  # counted here
         self._count_tokens = _token_counter() if self.max_tokens is not None else None
         self.rules = FileRules(self.profile, endpoint, model)
         self.requests = 0
@@ -177,7 +179,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         number = self.requests + 1
         if custom_id is None:
             custom_id = f"{self.id_prefix}{number}"
-        line = {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": body}
+        line = request_line(self.profile, custom_id, self.endpoint, body)
         try:
             raw = orjson.dumps(line)
         except TypeError as exc:

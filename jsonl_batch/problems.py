@@ -109,6 +109,11 @@ CATALOGUE: dict[str, Code] = {
             file_level=True,
         ),
         Code(
+            "invalid_custom_id",
+            "The custom_id breaks a rule of the profile's provider (Together: at most 64 "
+            "characters).",
+        ),
+        Code(
             "unknown_parameter",
             "A top-level key other than custom_id, method, url, body.",
             severity="warning",

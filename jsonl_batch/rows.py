@@ -287,7 +287,7 @@ class BodyShaper:
         if template is not None and not isinstance(template, dict):
             raise UsageError("the template must be a JSON object (the request body)")
         if system is not None and self.fields.system_field is None:
-            takers = " and ".join(sorted(e.url for e in ENDPOINTS.values() if e.system_field))
+            takers = " and ".join(sorted({e.kind for e in ENDPOINTS.values() if e.system_field}))
             raise UsageError(f"--system applies to {takers}, not {endpoint}")
         self.endpoint, self.prompt_column, self.system = endpoint, prompt_column, system
         self.template = template

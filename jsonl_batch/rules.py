@@ -7,35 +7,53 @@ or ``None``; the engine adds the line number. File rules keep state across lines
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .profiles import EMBEDDINGS_URL, ENDPOINTS, Profile
+from .profiles import EMBEDDINGS_URLS, ENDPOINTS, Profile
 from .schemas import BodySchema, body_schema, describe
 
 Finding = tuple[str, str, "str | None"]
 """``(code, message, param)``: a problem before the engine gives it a line."""
 
 ENVELOPE = ("custom_id", "method", "url", "body")
+"""The keys of a line of OpenAI's shape (``Profile.envelope`` for the profile's own)."""
 
 
 class Context:
-    """What line rules need to know about the run: the profile, compiled once."""
+    """What line rules need to know about the run: the profile, compiled once, and for
+    profiles whose lines are ``{custom_id, body}`` the endpoint the job is created for
+    (``endpoint``; the profile's first when not given)."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, endpoint: str | None = None) -> None:
         self.profile = profile
         self.endpoints = frozenset(profile.endpoints)
         self.custom_id_re = profile.custom_id_re
+        self.custom_id_rule = re.compile(profile.custom_id_rule or "(?s:.*)")
+        self.envelope = profile.envelope
+        self.endpoint: str | None = None
+        """The endpoint of every line, when lines do not name it."""
+        if profile.line_shape == "body":
+            self.endpoint = endpoint or profile.endpoints[0]
+        self.allow = frozenset(profile.allow_params)
+
+    def url_of(self, req: dict[str, Any]) -> Any:
+        """The endpoint a parsed line is for: its ``url``, or the job's."""
+        return self.endpoint or req.get("url")
 
     def schema(self, url: str) -> BodySchema:
         """The endpoint's compiled body schema, as this profile checks it."""
-        return body_schema(url)
+        profile = self.profile
+        return body_schema(url, self.allow, profile.closed_bodies, profile.model_in_body)
 
     def required(self, url: str) -> tuple[str, ...]:
-        """The body parameters a request to ``url`` must have: ``model`` (the batch runs one
-        model) and what the endpoint's definition requires."""
-        return tuple(dict.fromkeys(("model", *self.schema(url).required)))
+        """The body parameters a request to ``url`` must have: ``model`` (where the profile
+        runs one model per file, named in the body) and what the endpoint's definition
+        requires."""
+        model = ("model",) if self.profile.model_in_body else ()
+        return tuple(dict.fromkeys((*model, *self.schema(url).required)))
 
 
 TEXT_MESSAGE = {
@@ -74,15 +92,23 @@ def clean_line_schema(url: str, ctx: Context) -> dict[str, Any]:
     if url in SHORTCUTS:
         name = SHORTCUTS[url]
         body["properties"] = {**body["properties"], name: _first(body["properties"][name], defs)}
+    profile = ctx.profile
+    custom_id: dict[str, Any] = {
+        "type": "string",
+        "pattern": f"^(?:{profile.portable_custom_id})$",
+    }
+    if profile.custom_id_rule:
+        custom_id["allOf"] = [{"pattern": f"^(?:{profile.custom_id_rule})$"}]
+    envelope: dict[str, Any] = {"custom_id": custom_id, "method": {"const": "POST"}}
+    if ctx.endpoint is None:
+        envelope["url"] = {"const": url}
     return {
         "$defs": defs,
         "type": "object",
-        "required": list(ENVELOPE),
+        "required": list(ctx.envelope),
         "additionalProperties": False,
         "properties": {
-            "custom_id": {"type": "string", "pattern": f"^(?:{ctx.profile.portable_custom_id})$"},
-            "method": {"const": "POST"},
-            "url": {"const": url},
+            **{k: v for k, v in envelope.items() if k in ctx.envelope},
             "body": {
                 "allOf": [
                     body,
@@ -126,7 +152,7 @@ def active_rules(ignore: Collection[str] = ()) -> list[LineCheck]:
 
 @line_rule("missing_required_parameter")
 def required_fields(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
-    missing = [f for f in ENVELOPE if f not in req]
+    missing = [f for f in ctx.envelope if f not in req]
     if not missing:
         return None
     return [
@@ -143,7 +169,7 @@ def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
         ("body", dict, "an object"),
     ):
         value = req.get(name)
-        if name in req and type(value) is not wanted:
+        if name in req and name in ctx.envelope and type(value) is not wanted:
             found.append(("invalid_type", f"{name} must be {word}, found {describe(value)}.", name))
     return found or None
 
@@ -151,7 +177,7 @@ def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
 @line_rule("invalid_method")
 def method(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     value = req.get("method", "POST")
-    if value == "POST":
+    if value == "POST" or ctx.endpoint is not None:
         return None
     hint = " (upper case)" if isinstance(value, str) and value.upper() == "POST" else ""
     return [
@@ -162,7 +188,7 @@ def method(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
 @line_rule("unsupported_endpoint")
 def endpoint(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     url = req.get("url")
-    if type(url) is not str or url in ctx.endpoints:
+    if type(url) is not str or url in ctx.endpoints or ctx.endpoint is not None:
         return None
     path = "/v1/" + url.split("/v1/", 1)[1] if "/v1/" in url else None
     hint = (
@@ -184,7 +210,7 @@ def streaming(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     body = req.get("body")
     if type(body) is not dict or body.get("stream") is not True:
         return None
-    url = req.get("url")
+    url = ctx.url_of(req)
     known = ENDPOINTS.get(url) if type(url) is str else None
     name = f"{known.name}: " if known else ""
     return [
@@ -203,10 +229,10 @@ def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | No
     body = req.get("body")
     if type(body) is not dict:
         return None
-    url = req.get("url")
+    url = ctx.url_of(req)
     known = url if type(url) is str and url in ctx.endpoints else None
     schema = ctx.schema(known) if known else None
-    required = ctx.required(known) if known else ("model",)
+    required = ctx.required(known) if known else ("model",) if ctx.profile.model_in_body else ()
     missing = [f for f in required if body.get(f) is None]
     found: list[Finding] = [
         ("invalid_request", f"{f.capitalize()} parameter is required.", f"body.{f}")
@@ -224,18 +250,34 @@ def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | No
 
 @line_rule("unknown_parameter")
 def unknown_keys(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
-    if len(req) <= len(ENVELOPE) and all(k in ENVELOPE for k in req):
+    envelope = ctx.envelope
+    if len(req) <= len(envelope) and all(k in envelope for k in req):
         return None
+    reads = ", ".join(envelope[:-1]) + " and " + envelope[-1]
     return [
         (
             "unknown_parameter",
-            f"Unknown top-level key {key!r}; the Batch API reads only custom_id, method, url "
-            "and body.",
+            f"Unknown top-level key {key!r}; the {ctx.profile.name} batch lines hold only {reads}.",
             key,
         )
         for key in req
-        if key not in ENVELOPE
+        if key not in envelope
     ] or None
+
+
+@line_rule("invalid_custom_id")
+def custom_id_rule(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+    custom_id = req.get("custom_id")
+    if type(custom_id) is not str or ctx.custom_id_rule.fullmatch(custom_id):
+        return None
+    rule = ctx.profile.custom_id_rule_text
+    return [
+        (
+            "invalid_custom_id",
+            f"custom_id {describe(custom_id)} breaks the {ctx.profile.name} rule: {rule}.",
+            "custom_id",
+        )
+    ]
 
 
 @line_rule("nonportable_custom_id")
@@ -243,6 +285,8 @@ def portable_custom_id(req: dict[str, Any], ctx: Context) -> list[Finding] | Non
     custom_id = req.get("custom_id")
     if type(custom_id) is not str or ctx.custom_id_re.fullmatch(custom_id):
         return None
+    if not ctx.custom_id_rule.fullmatch(custom_id):
+        return None  # invalid_custom_id says it
     return [
         (
             "nonportable_custom_id",
@@ -260,13 +304,13 @@ Facts = tuple["str | None", "str | None", "str | None", int]
 def facts(req: dict[str, Any], ctx: Context) -> Facts:
     """Extract a request's facts; ``url`` only when it is an endpoint of the profile."""
     custom_id = req.get("custom_id")
-    url = req.get("url")
+    url = ctx.url_of(req)
     body = req.get("body")
     model = None
     inputs = 0
     if type(body) is dict:
         model = body.get("model")
-        if url == EMBEDDINGS_URL:
+        if type(url) is str and url in EMBEDDINGS_URLS:
             inputs = count_inputs(body.get("input"))
     return (
         custom_id if type(custom_id) is str else None,
@@ -274,6 +318,15 @@ def facts(req: dict[str, Any], ctx: Context) -> Facts:
         model if type(model) is str else None,
         inputs,
     )
+
+
+def request_line(
+    profile: Profile, custom_id: str, url: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A request in the profile's line shape (what a builder writes)."""
+    if profile.line_shape == "body":
+        return {"custom_id": custom_id, "body": body}
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
 
 
 def count_inputs(value: Any) -> int:
@@ -341,7 +394,7 @@ class FileRules:
             self.tokens = (self.tokens or 0) + chunk.tokens
         found: list[tuple[int, Finding]] = []
         ids = chunk.custom_ids
-        if not self._add_unique(base, ids):
+        if self.profile.unique_custom_ids and not self._add_unique(base, ids):
             for line, custom_id in enumerate(ids, base + 1):
                 if custom_id is not None and (f := self.duplicate(line, custom_id)):
                     found.append((line, f))
@@ -351,6 +404,10 @@ class FileRules:
             for line in range(base + start, base + stop):
                 wrong_url = url is not None and self.other_url(line, url)
                 wrong_model = model is not None and self.other_model(line, model)
+                if not self.profile.one_endpoint:
+                    wrong_url = None
+                if not self.profile.one_model:
+                    wrong_model = None
                 if not (wrong_url or wrong_model):
                     break  # the rest of the run has the same url and model
                 found += [(line, f) for f in (wrong_url, wrong_model) if f]
@@ -417,7 +474,7 @@ class FileRules:
         """File-level findings once every line has been fed; ``size`` is the file's bytes."""
         p = self.profile
         found: list[Finding] = []
-        if self.requests == 0:
+        if self.requests == 0 and not p.empty_file_ok:
             found.append(("empty_file", "The file contains no requests.", None))
         over = [
             ("too_many_tasks", self.requests, p.max_requests, "requests", " per batch"),

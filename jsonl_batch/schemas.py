@@ -51,17 +51,24 @@ class BodySchema:
 
     The shipped schemas close every object the definition describes (an unknown key is an
     error); ``allow`` names extra body parameters to accept (newer than the definition), and
-    ``closed=False`` accepts unknown keys everywhere (servers that ignore them).
+    ``closed=False`` accepts unknown keys everywhere (servers that ignore them);
+    ``model=False`` does not require ``model`` (where the job names it).
     """
 
     def __init__(
-        self, schema: dict[str, Any], allow: Collection[str] = (), closed: bool = True
+        self,
+        schema: dict[str, Any],
+        allow: Collection[str] = (),
+        closed: bool = True,
+        model: bool = True,
     ) -> None:
-        if allow or not closed:
+        if allow or not closed or not model:
             schema = copy.deepcopy(schema)
             schema["properties"].update({name: {} for name in allow})
             if not closed:
                 _open(schema)
+            if not model and "model" in schema.get("required", ()):
+                schema["required"] = [r for r in schema["required"] if r != "model"]
         self.schema = schema
         self.required: tuple[str, ...] = tuple(schema.get("required", ()))
         self.validator = jsonschema_rs.validator_for(schema)
@@ -107,9 +114,12 @@ TOO_DEEP = (
 
 
 @cache
-def body_schema(url: str, allow: frozenset[str] = frozenset(), closed: bool = True) -> BodySchema:
-    """The compiled body schema for an endpoint url (which must be in ``ENDPOINTS``)."""
-    return BodySchema(load_schema(ENDPOINTS[url].schema), allow, closed)
+def body_schema(
+    url: str, allow: frozenset[str] = frozenset(), closed: bool = True, model: bool = True
+) -> BodySchema:
+    """The compiled body schema for an endpoint url (which must be in ``ENDPOINTS``); the
+    options are ``BodySchema``'s."""
+    return BodySchema(load_schema(ENDPOINTS[url].schema), allow, closed, model)
 
 
 def parameter_names(url: str) -> list[str]:

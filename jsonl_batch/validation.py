@@ -18,7 +18,7 @@ from orjson import JSONDecodeError, loads
 from .errors import UsageError
 from .parallel import LineChunks
 from .problems import CATALOGUE, Problem, Report, Stats, problem
-from .profiles import EMBEDDINGS_URL, Profile, get_profile
+from .profiles import EMBEDDINGS_URLS, Profile, get_profile
 from .reading import ReadError, Source, explain_invalid, open_source, source_name
 from .rules import (
     Chunk,
@@ -45,8 +45,10 @@ class LineChecker:
     line problems; only the others go through the rules, which say what is wrong.
     """
 
-    def __init__(self, profile: Profile, ignore: Collection[str] = ()) -> None:
-        self.ctx = ctx = Context(profile)
+    def __init__(
+        self, profile: Profile, ignore: Collection[str] = (), endpoint: str | None = None
+    ) -> None:
+        self.ctx = ctx = Context(profile, endpoint)
         self.rules = active_rules(ignore)
         self.clean = _CleanValidators(ctx)
         self.counter: TokenCounter | None = None
@@ -71,6 +73,7 @@ class LineChecker:
         chunk = Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
         clean_for, explain, counter = self.clean, self.explain, self.counter
+        fixed = self.ctx.endpoint  # the endpoint of lines that do not name one
         n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
         for raw in lines:
@@ -85,7 +88,7 @@ class LineChecker:
             else:
                 if counter is not None:
                     tokens += request_tokens(counter, req) or 0
-                url = req.get("url") if type(req) is dict else None
+                url = (fixed or req.get("url")) if type(req) is dict else None
                 clean = clean_for[url] if type(url) is str else None
                 try:
                     ok = clean is not None and clean(req)  # then url is a str, body a dict
@@ -95,9 +98,9 @@ class LineChecker:
                     body = req["body"]
                     ids.append(req["custom_id"])
                     requests += 1
-                    if url == EMBEDDINGS_URL:
+                    if url in EMBEDDINGS_URLS:
                         inputs += count_inputs(body.get("input"))
-                    target = url, body["model"]
+                    target = url, body.get("model")
                     if target != last:
                         targets.append((n, *target))
                         last = target
@@ -192,10 +195,10 @@ class Validation:
 
     def __iter__(self) -> Iterator[Problem]:
         stats = self.stats = Stats()
-        rules = FileRules(self.profile, self.endpoint, self.model)
+        checker = LineChecker(self.profile, self.ignore, self.endpoint)
+        rules = FileRules(self.profile, checker.ctx.endpoint or self.endpoint, self.model)
         emit = self._emit
         base = 0
-        checker = LineChecker(self.profile, self.ignore)
         with open_source(self.source) as handle:
             chunks = LineChunks(
                 self.source,

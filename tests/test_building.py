@@ -299,7 +299,7 @@ def test_stream_target(tmp_path: Path) -> None:
 
 def test_bad_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an endpoint of the azure profile"):
-        BatchWriter(tmp_path / "o.jsonl", EMBED, profile="azure")
+        BatchWriter(tmp_path / "o.jsonl", "/v1/completions", profile="azure")
     with pytest.raises(ValueError, match="max_requests must be at least 1"):
         BatchWriter(tmp_path / "o.jsonl", CHAT, max_requests=0)
     writer = BatchWriter(tmp_path / "o.jsonl", CHAT, model="m")

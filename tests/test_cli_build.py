@@ -223,7 +223,7 @@ def test_bad_data_exits_1_and_writes_nothing(
             "--system applies",
         ),
         (
-            (*QUICK, "--endpoint", "/v1/embeddings", "--profile", "azure"),
+            (*QUICK, "--endpoint", "/v1/completions", "--profile", "azure"),
             "not an endpoint of the azure profile",
         ),
         ((*QUICK, "--endpoint", "/v2/x"), "Invalid value"),

@@ -154,7 +154,8 @@ def test_max_tokens_without_token_counter_exits_2(
 
 def test_profile(tmp_path: Path) -> None:
     path = tmp_path / "emb.jsonl"
-    path.write_bytes(jsonl(embedding("e1", "x")))
+    line = embedding("e1", "x")
+    path.write_bytes(jsonl({**line, "url": "/v1/completions"}))
     result = run(str(path), "--profile", "azure")
     assert result.exit_code == 1 and "unsupported_endpoint" in result.stdout
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from jsonl_batch import validate_file
-from jsonl_batch.profiles import ENDPOINTS
+from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS
 from jsonl_batch.rules import TEXT_MESSAGE
 from jsonl_batch.schemas import body_schema, load_schema, unknown_key
 

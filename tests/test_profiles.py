@@ -7,19 +7,21 @@ import dataclasses
 import pytest
 
 from jsonl_batch import get_profile, parse_size
-from jsonl_batch.profiles import ENDPOINTS, PROFILES
+from jsonl_batch.profiles import OPENAI_ENDPOINTS, PROFILES
 
 
 def test_openai_defaults() -> None:
     p = get_profile()
     assert (p.max_requests, p.max_bytes, p.max_embedding_inputs) == (50_000, 209_715_200, 50_000)
-    assert set(p.endpoints) == set(ENDPOINTS) and len(p.endpoints) == 8
+    assert set(p.endpoints) == set(OPENAI_ENDPOINTS) and len(p.endpoints) == 8
 
 
 def test_azure() -> None:
     p = get_profile("azure")
     assert p.max_requests == 100_000
-    assert p.endpoints == ("/v1/chat/completions", "/v1/responses")
+    spellings = {"/chat/completions", "/embeddings", "/responses"}
+    assert set(p.endpoints) == spellings | {f"/v1{url}" for url in spellings}
+    assert "learn.microsoft.com" in p.source
     assert p.model_label == "deployment"
 
 

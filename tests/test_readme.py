@@ -88,6 +88,12 @@ def test_join_and_retry_examples_use_the_shipped_results() -> None:
     assert {"join", "retry", "validate", "stats"} <= commands
 
 
+def test_profile_table_is_the_profiles() -> None:
+    from jsonl_batch.profiles import profile_table
+
+    assert profile_table() in README
+
+
 def test_code_table_is_the_catalogue() -> None:
     assert code_table() in README
     for code in CATALOGUE:

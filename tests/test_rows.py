@@ -343,7 +343,7 @@ def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:
 
 def test_prompt_and_system_fields_come_from_the_profiles() -> None:
     from jsonl_batch import rows as rows_module
-    from jsonl_batch.profiles import ENDPOINTS
+    from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS
 
     assert not hasattr(rows_module, "PROMPT_FIELDS") and not hasattr(rows_module, "_regular_size")
     assert {url: e.prompt_field for url, e in ENDPOINTS.items()} == {

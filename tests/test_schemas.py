@@ -15,7 +15,7 @@ import pytest
 from helpers import EXAMPLES
 from jsonschema.exceptions import best_match
 
-from jsonl_batch.profiles import ENDPOINTS as ENDPOINTS_BY_URL
+from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS_BY_URL
 from jsonl_batch.schemas import body_schema, param_path
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -30,7 +30,7 @@ BODY_REQUIRED = {  # as OpenAI's definition has it (the batch also requires "mod
     "images_edits": ["images", "prompt"],
     "videos": ["prompt"],
 }
-ALL_SCHEMAS = ["request", "result", "batch", *BODY_REQUIRED]
+ALL_SCHEMAS = ["request", "result", "batch", "provider_body", *BODY_REQUIRED]
 URLS = {e.schema: url for url, e in ENDPOINTS_BY_URL.items()}
 ENDPOINTS = list(ENDPOINTS_BY_URL)
 

@@ -9,7 +9,7 @@ import click
 
 from ..building import BuildError
 from ..manifests import Manifest, manifest_json, manifest_text
-from ..profiles import ENDPOINTS
+from ..profiles import ENDPOINTS, PROFILES
 from ..render import SizedProgress, printable
 from ..rows import build_file, load_template, parse_params
 from .options import format_option, library_errors, limits, profile_options
@@ -86,6 +86,7 @@ def build(
     max_requests: int | None,
     max_bytes: int | None,
     max_embedding_inputs: int | None,
+    allow_param: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Build a valid batch file from the rows of SOURCE (CSV, TSV, JSONL, Parquet; - for stdin).
@@ -101,7 +102,7 @@ def build(
         jsonl-batch build questions.csv -o batch.jsonl --model gpt-4o-mini
         --prompt-column question --system "Answer briefly." --param temperature=0
     """
-    if template is None and model is None:
+    if template is None and model is None and PROFILES[profile].model_in_body:
         raise click.UsageError("give --model (or a --template that sets the model)")
     terminal = _terminal()
     progress = SizedProgress(terminal, "building") if terminal is not None else None
@@ -123,7 +124,7 @@ def build(
             force=force,
             progress=progress,
             max_tokens=max_tokens,
-            **limits(max_requests, max_bytes, max_embedding_inputs),
+            **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
         )
     except BuildError as exc:
         raise click.ClickException(printable(str(exc))) from None

@@ -57,7 +57,8 @@ class Size(click.ParamType):
 
 
 def profile_options(fn: F) -> F:
-    """``--profile`` and the limit overrides, passed on as ``profile`` and ``limits``."""
+    """``--profile``, the limit overrides and ``--allow-param``, passed on as ``profile``,
+    ``max_requests``, ``max_bytes``, ``max_embedding_inputs`` and ``allow_param``."""
     options = [
         click.option(
             "--profile",
@@ -84,6 +85,13 @@ def profile_options(fn: F) -> F:
             default=None,
             help="Override the embedding-input limit.",
         ),
+        click.option(
+            "--allow-param",
+            multiple=True,
+            metavar="NAME",
+            help="Accept this body parameter although OpenAI's definition lacks it (newer "
+            "than the definition; repeatable).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -91,13 +99,17 @@ def profile_options(fn: F) -> F:
 
 
 def limits(
-    max_requests: int | None, max_bytes: int | None, max_embedding_inputs: int | None
-) -> dict[str, int]:
-    """The limit overrides that were given, as keyword arguments for the library."""
-    given = {
+    max_requests: int | None,
+    max_bytes: int | None,
+    max_embedding_inputs: int | None,
+    allow_param: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The profile overrides that were given, as keyword arguments for the library."""
+    given: dict[str, Any] = {
         "max_requests": max_requests,
         "max_bytes": max_bytes,
         "max_embedding_inputs": max_embedding_inputs,
+        "allow_params": tuple(allow_param) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
 

@@ -55,6 +55,7 @@ def retry_command(
     max_requests: int | None,
     max_bytes: int | None,
     max_embedding_inputs: int | None,
+    allow_param: tuple[str, ...],
     force: bool,
     fmt: str,
 ) -> None:
@@ -77,7 +78,7 @@ def retry_command(
         profile=profile,
         force=force,
         schema=schema_file,
-        **limits(max_requests, max_bytes, max_embedding_inputs),
+        **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
     )
     text = orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result)
     click.echo(text, err=is_stdout(output))  # the retry file is on standard output

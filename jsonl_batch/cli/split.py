@@ -70,6 +70,7 @@ def split(
     max_requests: int | None,
     max_bytes: int | None,
     max_embedding_inputs: int | None,
+    allow_param: tuple[str, ...],
     max_tokens: int | None,
     parts: int | None,
     by: str | None,
@@ -105,7 +106,9 @@ def split(
         result = split_file(
             file,
             output_dir,
-            get_profile(profile, **limits(max_requests, max_bytes, max_embedding_inputs)),
+            get_profile(
+                profile, **limits(max_requests, max_bytes, max_embedding_inputs, allow_param)
+            ),
             parts=parts,
             by=by,  # type: ignore[arg-type]
             skip_invalid=skip_invalid,

@@ -48,6 +48,7 @@ def validate(
     max_requests: int | None,
     max_bytes: int | None,
     max_embedding_inputs: int | None,
+    allow_param: tuple[str, ...],
     endpoint: str | None,
     model: str | None,
     max_enqueued_tokens: int | None,
@@ -85,7 +86,7 @@ def validate(
             ignore=ignore,
             workers=jobs,
             max_enqueued_tokens=max_enqueued_tokens,
-            **limits(max_requests, max_bytes, max_embedding_inputs),
+            **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
         )
         if progress is not None:
             progress.close()
