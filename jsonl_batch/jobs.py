@@ -364,13 +364,15 @@ class Runner:
         """Look at every batch in flight; download what ended; finish interrupted downloads."""
         for part in self.ledger.parts(states=("submitted",)):
             batch = api.get_batch(self.client, part.batch_id or "")
+            self._watch(part, batch)
+            if batch == part.batch:
+                continue  # nothing new: nothing to write
             self.ledger.record_batch(part, batch)
             status = batch["status"]
             if status not in api.TERMINAL:
                 event = None
                 if status != part.status:
                     event = f"{batch['id']} {status}{_counts(batch)}"
-                self._watch(part, batch)
                 self._set(part, event, "submitted", status=status, batch=batch)
             elif status == "failed" and _token_limited(batch):
                 wait = RESUBMIT_AFTER * 2 ** min(part.resubmits, 4)

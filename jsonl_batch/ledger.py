@@ -138,6 +138,8 @@ class Ledger:
                 stack.enter_context(folder_lock(path))
             try:
                 db = sqlite3.connect(path / LEDGER, isolation_level=None, timeout=30)
+                db.execute("PRAGMA journal_mode = WAL")  # one fsync per change, readers welcome
+                db.execute("PRAGMA synchronous = FULL")  # a change is on disk before the call
                 db.executescript(_SCHEMA)
             except sqlite3.Error as exc:
                 raise WriteError(f"{path / LEDGER}: cannot open the ledger ({exc})") from None

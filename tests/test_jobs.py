@@ -367,7 +367,7 @@ def test_progress_has_eta_expiry_and_stalled_batches(
     fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs, "STALL_AFTER", 120.0)
-    fake.simulate(stall={"r-2": 1}, window=3000, rate=0.2)
+    fake.simulate(stall={"r-2": 1}, window=400, rate=0.2)
     seen: list[jobs.JobProgress] = []
     result = run([make_input(write, 4)], tmp_path / "job", progress=seen.append)
     assert result.summary.ok
