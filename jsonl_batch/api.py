@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .api_answers import BATCH, FILE, batch_answer, file_answer, page_answer, pages, safe_id
 from .api_client import INSTALL_HINT, ApiError, MissingSdk, calling, load_sdk, make_client
+from .downloading import download_file
 from .errors import UsageError
-from .output import WriteError, atomic_output, check_writable
+from .output import WriteError, check_writable
 from .problems import Report
-from .reading import BUFFER_SIZE, ReadError, parse_line, read_lines
+from .reading import ReadError, parse_line, read_lines
 from .validation import validate_file
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ STATUSES = (
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 BACKOFF = 1.5
+MIN_INTERVAL = 1.0
+"""The floor of the pause between two polls of ``wait_for_batch``: never a busy loop."""
 """Each poll of ``wait_for_batch`` waits this much longer than the last, up to a cap."""
 
 Batch = dict[str, Any]
@@ -113,10 +117,6 @@ class WaitTimeout(ApiError):
         self.batch = batch
 
 
-def _dump(obj: Any) -> Any:
-    return obj.to_dict(mode="json")
-
-
 def list_batches(
     client: Any,
     *,
@@ -137,10 +137,10 @@ def list_batches(
         )
     else:
         _check_limit(limit)
-        with calling(client, "list batches"):
-            raw = _dump(client.batches.list(limit=limit, **({"after": after} if after else {})))
+        call = _batches_page(client, limit)
+        raw = page_answer(client, "list batches", lambda: call(after), BATCH, "batch")
         page = BatchPage(
-            raw["data"], raw.get("first_id"), raw.get("last_id"), bool(raw["has_more"])
+            raw["data"], raw.get("first_id"), raw.get("last_id"), bool(raw.get("has_more"))
         )
     if status:
         page.data = [b for b in page.data if b["status"] in status]
@@ -150,9 +150,15 @@ def list_batches(
 def iter_batches(client: Any, *, limit: int = 100, after: str | None = None) -> Iterator[Batch]:
     """Every batch, newest first, fetching pages of ``limit`` as needed (SDK auto-pagination)."""
     _check_limit(limit)
-    with calling(client, "list batches"):
-        for batch in client.batches.list(limit=limit, **({"after": after} if after else {})):
-            yield _dump(batch)
+    yield from pages(client, "list batches", _batches_page(client, limit), BATCH, "batch", after)
+
+
+def _batches_page(client: Any, limit: int) -> Callable[[str | None], Any]:
+    def call(after: str | None) -> Any:
+        cursor = {"after": after} if after else {}
+        return client.batches.with_raw_response.list(limit=limit, **cursor)
+
+    return call
 
 
 def _check_limit(limit: int) -> None:
@@ -162,15 +168,24 @@ def _check_limit(limit: int) -> None:
 
 def get_batch(client: Any, batch_id: str) -> Batch:
     """One batch, every field."""
-    with calling(client, f"get {batch_id}"):
-        return _dump(client.batches.retrieve(batch_id))
+    _given(batch_id)
+    return batch_answer(
+        client, f"get {batch_id}", lambda: client.batches.with_raw_response.retrieve(batch_id)
+    )
+
+
+def _given(batch_id: str) -> None:
+    if not batch_id:
+        raise UsageError("the batch id is empty")
 
 
 def cancel_batch(client: Any, batch_id: str) -> Batch:
     """Ask the API to cancel a batch; returns it (status ``cancelling``)."""
+    _given(batch_id)
     try:
-        with calling(client, f"cancel {batch_id}"):
-            return _dump(client.batches.cancel(batch_id))
+        return batch_answer(
+            client, f"cancel {batch_id}", lambda: client.batches.with_raw_response.cancel(batch_id)
+        )
     except ApiError as exc:
         if exc.status == 409:
             hint = "only a validating, in_progress or finalizing batch can be cancelled"
@@ -237,8 +252,15 @@ def upload_file(
     """Upload ``path`` for ``batch`` (as ``filename``, default its name); the file object."""
     path = Path(path)
     name = filename or path.name
-    with calling(client, f"upload {path.name}"), open(path, "rb") as handle:
-        return _dump(client.files.create(file=(name, handle), purpose="batch"))
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        create = client.files.with_raw_response.create
+        return file_answer(
+            client, f"upload {path.name}", lambda: create(file=(name, handle), purpose="batch")
+        )
 
 
 def start_batch(
@@ -256,19 +278,22 @@ def start_batch(
     extra: dict[str, Any] = {"metadata": meta} if meta else {}
     if output_expires_after is not None:
         extra["output_expires_after"] = {"anchor": "created_at", "seconds": output_expires_after}
-    with calling(client, "create the batch"):
-        return _dump(
-            client.batches.create(
-                input_file_id=file_id, endpoint=endpoint, completion_window=window, **extra
-            )
-        )
+    create = client.batches.with_raw_response.create
+    return batch_answer(
+        client,
+        "create the batch",
+        lambda: create(input_file_id=file_id, endpoint=endpoint, completion_window=window, **extra),
+    )
 
 
 def iter_files(client: Any, *, purpose: str = "batch") -> Iterator[dict[str, Any]]:
     """Every file of ``purpose`` the organization has uploaded (file objects)."""
-    with calling(client, "list files"):
-        for file in client.files.list(purpose=purpose):
-            yield _dump(file)
+
+    def call(after: str | None) -> Any:
+        cursor = {"extra_query": {"after": after}} if after else {}
+        return client.files.with_raw_response.list(purpose=purpose, **cursor)
+
+    yield from pages(client, "list files", call, FILE, "file")
 
 
 def delete_file(client: Any, file_id: str) -> bool:
@@ -305,13 +330,14 @@ def wait_for_batch(
 ) -> Batch:
     """Poll a batch until its status is terminal; return it.
 
-    The pause starts at ``interval`` and grows by ``BACKOFF`` up to ``max_interval``.
+    The pause starts at ``interval`` (at least ``MIN_INTERVAL``) and grows by ``BACKOFF`` up
+    to ``max_interval``.
     ``on_poll(batch, elapsed_seconds)`` sees every poll. Past ``timeout`` seconds it raises
     ``WaitTimeout``.
     """
     start = clock()
-    delay = interval
-    cap = max(interval, max_interval)
+    delay = max(interval, MIN_INTERVAL)
+    cap = max(delay, max_interval)
     while True:
         batch = get_batch(client, batch_id)
         elapsed = clock() - start
@@ -339,9 +365,16 @@ class Download:
 
 
 def result_paths(batch_id: str, directory: str | os.PathLike[str] = ".") -> tuple[Path, Path]:
-    """Where a batch's output and error files go: ``<id>.output.jsonl``, ``<id>.errors.jsonl``."""
-    folder = Path(directory)
-    return folder / f"{batch_id}.output.jsonl", folder / f"{batch_id}.errors.jsonl"
+    """Where a batch's output and error files go: ``<id>.output.jsonl``, ``<id>.errors.jsonl``
+    (an id that is not plain is an ``ApiError``: ``safe_id``)."""
+    return batch_file(batch_id, ".output.jsonl", directory), batch_file(
+        batch_id, ".errors.jsonl", directory
+    )
+
+
+def batch_file(batch_id: str, suffix: str, directory: str | os.PathLike[str] = ".") -> Path:
+    """``directory/<batch_id><suffix>``, the one way a batch id becomes a file name."""
+    return Path(directory) / f"{safe_id(batch_id, 'the batch id')}{suffix}"
 
 
 def download_results(
@@ -364,7 +397,9 @@ def download_results(
     batch_id, status = batch["id"], batch["status"]
     output_path, errors_path = result_paths(batch_id, directory)
     targets = {"output_file_id": output_path, "error_file_id": errors_path}
-    wanted = {batch[key]: path for key, path in targets.items() if batch.get(key)}
+    wanted = {
+        safe_id(batch[key], f"the {key}"): path for key, path in targets.items() if batch.get(key)
+    }
     if not wanted and status not in TERMINAL:
         raise ApiError(
             f"{batch_id} is {status}: no results yet; "
@@ -377,13 +412,7 @@ def download_results(
     for path in wanted.values():
         check_writable(path, force, inputs=inputs)
     for file_id, path in wanted.items():
-        with (
-            calling(client, f"download {file_id}"),
-            atomic_output(path, force=force, inputs=inputs) as out,
-            client.files.with_streaming_response.content(file_id) as response,
-        ):
-            for chunk in response.iter_bytes(BUFFER_SIZE):
-                out.write(chunk)
+        download_file(client, file_id, path, force=force, inputs=inputs)
     output = targets["output_file_id"] if batch.get("output_file_id") else None
     errors = targets["error_file_id"] if batch.get("error_file_id") else None
     return Download(batch, output, errors)
@@ -432,7 +461,7 @@ def run_batch(
     download = download_results(client, batch, folder, force=force, inputs=[path])
     results = [p for p in (download.output, download.errors) if p]
     joined = join([path], results)
-    table = folder / f"{batch['id']}.parquet"
+    table = batch_file(batch["id"], ".parquet", folder)
     summary = joined.summary.to_dict()
     write_table(joined.table, table, summary=summary, force=force, inputs=[path, *results])
     return Run(created, batch, download, table, joined.summary)

@@ -2,12 +2,15 @@
 
 The SDK is the optional ``[api]`` extra: it is imported only when a client is made, so the
 rest of the package never needs it. Every SDK failure becomes an ``ApiError`` whose message
-is one line and never contains an API key: secrets are removed from the full text before it
-is shortened (a key cut in half by the length limit would no longer match).
+is one line and never contains an API key: secrets are removed, in every form a message may
+show them (raw, escaped, as bytes, URL-quoted), from the full text before it is shortened (a
+key cut in half by the length limit would no longer match). A key an HTTP header cannot
+carry (spaces or a line break around it, non-ASCII) is refused before any request.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -16,6 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote, quote_plus
+
+import orjson
 
 from .errors import UsageError
 
@@ -27,6 +33,8 @@ SECRET_VARS = (
     "AZURE_OPENAI_AD_TOKEN",
 )
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*.\-]{3,}")
+SHORT_SECRET = 8
+"""A secret shorter than this is redacted only where it stands alone (not inside a word)."""
 _STATUS = {
     400: "bad request",
     401: "authentication failed",
@@ -60,13 +68,31 @@ class MissingSdk(ApiError):
 
 
 def load_sdk() -> ModuleType:
-    """Import ``openai``, or raise ``MissingSdk`` saying how to install it."""
+    """Import ``openai``, or raise ``MissingSdk`` saying how to install it.
+
+    Ctrl-C during the import stays a ``KeyboardInterrupt``, even where Python wrapped it
+    (``RuntimeError: Error calling __set_name__`` while a class was being made)."""
     try:
         return importlib.import_module("openai")
-    except ImportError:
-        raise MissingSdk(
-            f"the batches commands need the openai SDK; install it with: {INSTALL_HINT}"
-        ) from None
+    except Exception as exc:
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None
+        if isinstance(exc, ImportError):
+            raise MissingSdk(
+                f"the batches commands need the openai SDK; install it with: {INSTALL_HINT}"
+            ) from None
+        raise
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` was caused by a ``KeyboardInterrupt`` (its chain holds one)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def make_client(
@@ -98,15 +124,39 @@ def make_client(
         factory = sdk.OpenAI
     else:
         raise UsageError(f"unknown API profile {profile!r} (choose from openai, azure)")
+    var = "AZURE_OPENAI_API_KEY" if profile == "azure" else "OPENAI_API_KEY"
     try:
-        return factory(**options)
+        client = factory(**options)
     except sdk.OpenAIError as exc:
         if "credentials" in str(exc).lower() or "api_key" in str(exc):
-            var = "AZURE_OPENAI_API_KEY" if profile == "azure" else "OPENAI_API_KEY"
             raise ApiError(f"no API key: set {var}") from None
         raise ApiError(safe_line(str(exc))) from None
     except ValueError as exc:
         raise ApiError(safe_line(str(exc))) from None
+    check_headers(client, var)
+    return client
+
+
+def check_headers(client: Any, key_var: str = "OPENAI_API_KEY") -> None:
+    """Refuse what the client would send in a header and HTTP cannot carry: a key (or the
+    organization, project, Azure token) with spaces or a line break around it, or with
+    non-ASCII or control characters. The message names the variable, never the value."""
+    values = [
+        ("the API key", key_var, getattr(client, "api_key", None)),
+        ("the organization", "OPENAI_ORG_ID", getattr(client, "organization", None)),
+        ("the project", "OPENAI_PROJECT_ID", getattr(client, "project", None)),
+        ("the token", "AZURE_OPENAI_AD_TOKEN", os.environ.get("AZURE_OPENAI_AD_TOKEN")),
+    ]
+    for what, var, value in values:
+        if not isinstance(value, str) or not value:
+            continue
+        if value != value.strip():
+            raise ApiError(f"{what} in {var} has spaces or a line break around it; remove them")
+        if not (value.isascii() and value.isprintable()):
+            raise ApiError(
+                f"{what} in {var} holds characters a request header cannot carry "
+                "(non-ASCII or control characters); check its value"
+            )
 
 
 def _check_azure_env(base_url: str | None) -> None:
@@ -155,10 +205,25 @@ def describe(exc: Exception, sdk: ModuleType, client: Any) -> str:
         text = f"{label} (HTTP {status})"
         if detail:
             text += f": {safe_line(str(detail), client).rstrip('.')}"
+        elif not isinstance(body, dict) and exc.response is not None:
+            text += f"; {not_json(exc.response)}"
         if status == 429 or status >= 500:
             text += after
         return text + _HINTS.get(status, "")
     return safe_line(str(exc), client) or type(exc).__name__
+
+
+def not_json(response: Any) -> str:
+    """Where an answer that is not JSON came from, what it was, and the likely cause."""
+    content = response.content or b""
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    if "html" in kind or content.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
+        what = "an HTML page"
+    elif not content:
+        what = "nothing"
+    else:
+        what = f"{kind or 'something'} ({len(content):,} bytes)"
+    return f"{response.request.url} answered {what}, not JSON; check the API's base URL"
 
 
 def safe_line(text: str, client: Any = None) -> str:
@@ -173,10 +238,60 @@ def one_line(text: str) -> str:
 
 
 def redact(text: str, client: Any = None) -> str:
-    """Remove API keys and tokens (the client's, the environment's, ``sk-...``) from ``text``."""
-    secrets = {os.environ.get(name, "") for name in SECRET_VARS}
-    secrets.add(str(getattr(client, "api_key", "") or ""))
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 8:
-            text = text.replace(secret, "***")
+    """Remove API keys and tokens (the client's, the environment's, ``sk-...``) from ``text``,
+    in every form a message may show them: raw or stripped, escaped as Python or JSON does,
+    as a ``bytes`` repr, URL-quoted. A short secret is removed where it stands alone."""
+    pattern = _secrets_pattern(_secrets(client))
+    if pattern is not None:
+        text = pattern.sub("***", text)
     return _KEY_LIKE.sub("sk-***", text)
+
+
+def redact_value(value: Any, client: Any = None) -> Any:
+    """``value`` (a server's JSON answer) with ``redact`` applied to every string in it, keys
+    included: a key the server echoes back (in metadata, in errors) is never shown."""
+    pattern = _secrets_pattern(_secrets(client))
+
+    def clean(text: str) -> str:
+        return _KEY_LIKE.sub("sk-***", pattern.sub("***", text) if pattern else text)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return clean(item)
+        if isinstance(item, dict):
+            return {clean(k) if isinstance(k, str) else k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
+
+
+def _secrets(client: Any) -> frozenset[str]:
+    found = {os.environ.get(name, "") for name in SECRET_VARS}
+    found.add(str(getattr(client, "api_key", "") or ""))
+    return frozenset(s for s in found if s.strip())
+
+
+@functools.lru_cache(maxsize=16)
+def _secrets_pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    forms = {form for secret in secrets for form in _forms(secret) if form.strip()}
+    parts = []
+    for form in sorted(forms, key=len, reverse=True):
+        part = re.escape(form)
+        if len(form.strip()) < SHORT_SECRET:
+            part = rf"(?<![A-Za-z0-9]){part}(?![A-Za-z0-9])"
+        parts.append(part)
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _forms(secret: str) -> set[str]:
+    """How ``secret`` may appear in a message."""
+    forms = set()
+    for text in {secret, secret.strip()}:
+        forms |= {text, repr(text)[1:-1], orjson.dumps(text).decode()[1:-1]}
+        forms |= {quote(text, safe=""), quote(text), quote_plus(text)}
+        forms.add(text.encode("unicode_escape").decode("ascii"))
+        for encoding in ("utf-8", "latin-1"):
+            forms.add(repr(text.encode(encoding, "backslashreplace"))[2:-1])
+    return forms

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from helpers import jsonl
 
-pytest_plugins = ["fake_openai"]  # the fake OpenAI server: the ``fake`` fixture
+# the fake OpenAI server (the ``fake`` fixture) and a misbehaving one (``hostile``)
+pytest_plugins = ["fake_openai", "hostile_openai"]
 
 
 @pytest.fixture

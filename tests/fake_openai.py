@@ -257,6 +257,13 @@ class FakeOpenAI(HTTPServerBase):
         self.deleted.append(file_id)
         return _json({"id": file_id, "object": "file", "deleted": True})
 
+    def retrieve_file(self, request: Request, file_id: str) -> Response:
+        if file_id not in self.files:
+            return _error(404, f"No such File object: {file_id}")
+        file = self.files[file_id]
+        default = {"id": file_id, "object": "file", "purpose": file["purpose"]}
+        return _json({**file.get("object", default), "bytes": len(file["data"])})
+
     def content(self, request: Request, file_id: str) -> Response:
         if file_id not in self.files:
             return _error(404, f"No such File object: {file_id}")
@@ -331,6 +338,7 @@ class FakeOpenAI(HTTPServerBase):
         ("POST", r"/files", upload),
         ("GET", r"/files", list_files),
         ("DELETE", r"/files/([^/]+)", delete_file),
+        ("GET", r"/files/([^/]+)", retrieve_file),
         ("GET", r"/files/([^/]+)/content", content),
         ("POST", r"/batches", create),
         ("GET", r"/batches", list_batches),

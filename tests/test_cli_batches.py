@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from fake_openai import KEY, FakeOpenAI, closed_port
 from helpers import ROOT, jsonl, request
 
+from jsonl_batch import api
 from jsonl_batch.cli import main
 from jsonl_batch.cli.batches import batches
 
@@ -20,6 +21,12 @@ def run(*args: str) -> Result:
     assert KEY not in result.output  # stdout and stderr
     assert "Traceback" not in result.output
     return result
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--interval 0`` polls at once here (a real run waits at least ``api.MIN_INTERVAL``)."""
+    monkeypatch.setattr(api, "MIN_INTERVAL", 0.0)
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ def wait_options(fn: F) -> F:
         default=5.0,
         show_default=True,
         metavar="SECONDS",
-        help="First pause between polls; it grows up to 60s.",
+        help="First pause between polls (at least 1s); it grows up to 60s.",
     )(fn)
 
 
