@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -124,8 +125,11 @@ _inherited: Work[object] | None = None
 
 
 def _quiet_worker() -> None:
-    """Workers ignore Ctrl-C (the terminal sends it to them too): the parent stops them."""
+    """Workers ignore Ctrl-C (the terminal sends it to them too: the parent stops them) and
+    print nothing: a task's error reaches the parent with its result, and a parent gone while
+    a result is sent (killed: the worker ends on the broken pipe) is no news."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the worker's lifetime)
 
 
 def _run_range(task: tuple[str, int, int]) -> object:

@@ -126,3 +126,20 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
         err = process.stderr.read()
         assert process.wait(timeout=60) == 1
         assert err == b""
+
+
+def test_worker_processes_print_nothing() -> None:
+    """A worker whose parent is gone ends on a broken pipe: it must not print a traceback
+    under the parent's one line (its stderr goes nowhere; errors reach the parent)."""
+    code = (
+        "import sys\n"
+        "from jsonl_batch.parallel import Workers\n"
+        "def noisy(n):\n"
+        "    print('worker noise', file=sys.stderr)\n"
+        "    return n\n"
+        "with Workers(2) as pool:\n"
+        "    print(sum(pool.map(noisy, range(8))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.stdout == b"28\n" and done.stderr == b""
