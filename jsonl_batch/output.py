@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -193,7 +194,43 @@ def temporary(target: Path, label: str | os.PathLike[str] | None = None) -> tupl
         raise WriteError(f"{where}: cannot write here ({exc.strerror or exc})") from None
     with suppress(OSError):  # a file system without modes keeps mkstemp's
         os.fchmod(fd, mode_for(target))
+    _mark_live(fd)
     return os.fdopen(fd, "wb", buffering=BUFFER_SIZE), Path(tmp)
+
+
+def temporary_folder(target: Path) -> tuple[int, Path]:
+    """A new empty folder next to ``target`` under a temporary name, to be put in place by
+    ``replace_together``; the returned descriptor marks it live until closed."""
+    with folder_lock(target.parent, target):
+        try:
+            tmp = tempfile.mkdtemp(
+                prefix=TEMP_PREFIX, suffix=f"-{target.name[:100]}.tmp", dir=target.parent
+            )
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise WriteError(f"{target}: cannot write here ({exc.strerror or exc})") from None
+        _mark_live(fd)
+    return fd, Path(tmp)
+
+
+def _mark_live(fd: int) -> None:
+    """A temporary in use: ``recover`` (in another process) leaves it alone."""
+    with suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _is_live(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -212,18 +249,22 @@ def atomic_output(
         with _through(target) as out:
             yield out
         return
-    with folder_lock(target.parent, target):
+    with folder_lock(target.parent, target):  # held to start and to finish, not to write
         handle, tmp = temporary(target)
-        try:
-            with handle:
-                yield handle
+    try:
+        yield handle
+        handle.flush()
+        with folder_lock(target.parent, target):
+            handle.close()
             check_writable(target, force, inputs=inputs)  # what appeared while we wrote
             os.replace(tmp, target)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise WriteError(f"{target}: {exc.strerror or exc}") from None
-            raise
+    except BaseException as exc:
+        with suppress(OSError):
+            handle.close()
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteError(f"{target}: {exc.strerror or exc}") from None
+        raise
 
 
 @contextmanager
@@ -335,9 +376,17 @@ def recover(folder: str | os.PathLike[str]) -> None:
         if name.endswith(".commit"):
             _apply(where, where / name)
     for name in names:
-        if name.endswith(".tmp"):
-            with suppress(OSError):
-                (where / name).unlink()
+        if name.endswith((".tmp", ".old")) and not _is_live(where / name):
+            _remove(where / name)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder (a temporary, or a folder set aside), quietly."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with suppress(OSError):
+            path.unlink()
 
 
 def replace_together(
@@ -346,12 +395,13 @@ def replace_together(
     remove: Iterable[Path] = (),
     point: Path | None = None,
 ) -> None:
-    """Rename each ``(temporary, final)`` into place and remove ``remove`` as one step: a
-    journal is written first, so a run interrupted at any moment is completed by the next
-    writer in ``folder`` (``recover``); if it fails before that, the temporaries are
-    removed. ``point`` (a final, e.g. a manifest) is the commit point: the old one is removed
-    first and the new one renamed last, so a ``point`` in place always describes the files
-    beside it. Call it under ``folder_lock``."""
+    """Rename each ``(temporary, final)`` into place and remove ``remove`` as one step (a
+    final that is a folder is set aside, then removed): a journal is written first, so a
+    run interrupted at any moment is completed by the next writer in ``folder``
+    (``recover``); if it fails before that, the temporaries are removed. ``point`` (a
+    final, e.g. a manifest) is the commit point: the old one is removed first and the new
+    one renamed last, so a ``point`` in place always describes the files beside it. Call it
+    under ``folder_lock``."""
     journal = {
         "renames": [[tmp.name, final.name] for tmp, final in renames],
         "remove": [p.name for p in remove],
@@ -370,7 +420,7 @@ def replace_together(
     except BaseException as exc:
         if path is None or not path.exists():  # not committed: the old files stay
             for left in staged:
-                left.unlink(missing_ok=True)
+                _remove(left)
         elif not isinstance(exc, WriteError):  # committed: finish it (Ctrl-C lands here)
             with suppress(Exception):
                 _apply(folder, path)
@@ -397,9 +447,15 @@ def _apply(folder: Path, journal: Path) -> None:
         for old in remove:
             old.unlink(missing_ok=True)
         ordered = sorted(renames, key=lambda r: r[1].name == point)
+        aside = journal.name.removesuffix(".commit")
         for tmp, final in ordered:
             if tmp.exists():
+                if final.is_dir() and not final.is_symlink():  # a folder: set aside first
+                    os.replace(final, folder / f"{aside}-{final.name[:100]}.old")
                 os.replace(tmp, final)
+        for left in os.listdir(folder):
+            if left.startswith(aside) and left.endswith(".old"):
+                _remove(folder / left)
         journal.unlink(missing_ok=True)
     except OSError as exc:
         name = exc.filename or folder

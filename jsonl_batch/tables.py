@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +24,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .output import WriteError, atomic_output, check_folder_target
+from .output import (
+    WriteError,
+    atomic_output,
+    check_folder_target,
+    folder_lock,
+    replace_together,
+    temporary_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -334,17 +340,11 @@ class DatasetWriter:
         self._names: dict[str, str] = {}
         self._schema = pa.schema([])
         self._tmp: Path | None = None
+        self._live = -1
 
     def __enter__(self) -> DatasetWriter:
         check_folder(self.folder, self.force)
-        try:
-            self._tmp = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{self.folder.name}.", suffix=".tmp", dir=self.folder.parent
-                )
-            )
-        except OSError as exc:
-            raise WriteError(f"{self.folder}: cannot write here ({exc.strerror or exc})") from None
+        self._live, self._tmp = temporary_folder(self.folder)  # live until __exit__
         return self
 
     def begin(self, schema: pa.Schema) -> None:
@@ -384,24 +384,17 @@ class DatasetWriter:
         except OSError as exc_:
             raise WriteError(f"{self.folder}: {exc_.strerror or exc_}") from None
         finally:
+            os.close(self._live)
             if self._tmp.exists():
                 shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _replace(self) -> None:
-        """The new folder in place of the old one (kept aside until the new one is there)."""
+        """The new folder in place of the old one, in one journaled step (the old one set
+        aside, then removed; a run killed meanwhile is completed by the next one there)."""
         assert self._tmp is not None
-        old = None
-        if self.folder.exists():
+        with folder_lock(self.folder.parent, self.folder):
             check_folder(self.folder, self.force)
-            old = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{self.folder.name}.", suffix=".old", dir=self.folder.parent
-                )
-            )
-            os.replace(self.folder, old / "was")
-        os.replace(self._tmp, self.folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            replace_together(self.folder.parent, [(self._tmp, self.folder)])
 
 
 PARTITIONS = ("status", "input_file")

@@ -405,3 +405,68 @@ def test_a_partitioned_table_never_replaces_a_link(batch: Path) -> None:
     code, out = run(*results_args(batch, "join", batch / "table", "--partition-by", "status"))
     assert code == 2 and "is a symbolic link" in out, out
     assert (batch / "table").is_symlink()
+
+
+SLOW_WRITER = """
+import sys, time
+from jsonl_batch.output import atomic_output
+with atomic_output(sys.argv[1]) as out:
+    out.write(b"half")
+    out.flush()
+    print("writing", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_one_file_writers_share_a_folder_and_a_killed_ones_temporary_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long write (a join streaming its table) holds no lock while it writes: another
+    writer there goes ahead, leaves the live temporary alone, and removes it once dead."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    slow = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(tmp_path / "slow.csv")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert slow.stdout is not None and slow.stdout.readline() == "writing\n"
+        monkeypatch.setattr(output, "LOCK_WAIT", 0.2)
+        with atomic_output(tmp_path / "fast.csv") as out:
+            out.write(b"done")
+        assert len(list(tmp_path.glob(f"{TEMP_PREFIX}*slow.csv.tmp"))) == 1  # still live
+    finally:
+        slow.kill()
+        slow.wait()
+    with atomic_output(tmp_path / "next.csv") as out:
+        out.write(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.csv", "next.csv"]
+
+
+def test_a_folder_being_replaced_when_killed_is_completed(tmp_path: Path) -> None:
+    """A partitioned table killed between setting the old folder aside and renaming the
+    new one in: the next writer there puts the new one in place and removes the old."""
+    new = tmp_path / f"{TEMP_PREFIX}abc-table.tmp"
+    (new / "succeeded").mkdir(parents=True)
+    (new / "succeeded" / "part-0.parquet").write_bytes(b"new")
+    journal = f"{TEMP_PREFIX}j-journal"
+    old = tmp_path / f"{journal}-table.old"
+    (old / "failed").mkdir(parents=True)
+    (tmp_path / f"{journal}.commit").write_bytes(
+        orjson.dumps({"renames": [[new.name, "table"]], "remove": [], "point": None})
+    )
+    recover(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["table"]
+    assert (tmp_path / "table" / "succeeded" / "part-0.parquet").read_bytes() == b"new"
+
+
+def test_a_partitioned_table_replaces_the_old_one_whole(batch: Path) -> None:
+    table = batch / "table"
+    args = results_args(batch, "join", table, "--partition-by", "status")
+    assert run(*args)[0] == 1
+    (table / "stale").mkdir()
+    code, out = run(*args, "--force")
+    assert code == 1, out
+    assert sorted(p.name for p in table.iterdir()) == ["failed", "missing", "succeeded"]
+    assert not [p for p in batch.iterdir() if p.name.startswith(TEMP_PREFIX)]
