@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -69,8 +71,9 @@ def _text(rng: random.Random, chars: int) -> str:
     return "".join(out).strip()
 
 
-def chat_file(name: str, lines: int, user_chars: int, seed: int = 1) -> Path:
-    """A valid chat-completions batch file of ``lines`` requests, made once and reused."""
+def chat_file(name: str, lines: int, user_chars: int, seed: int = 1, **extra: Any) -> Path:
+    """A valid chat-completions batch file of ``lines`` requests, made once and reused;
+    ``extra`` goes into every body."""
     path = DATA / name
     if path.exists():
         return path
@@ -87,6 +90,7 @@ def chat_file(name: str, lines: int, user_chars: int, seed: int = 1) -> Path:
                 ],
                 "max_tokens": 256,
                 "temperature": round(rng.random(), 2),
+                **extra,
             }
             line = {
                 "custom_id": f"request-{i + 1}",
@@ -109,8 +113,15 @@ def small_chat() -> Path:
     return chat_file("chat-25mb.jsonl", 50_000, 230)
 
 
-def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> Path:
-    """A chat-completions output file answering ``request-1..N`` in shuffled order."""
+Answer = Callable[[random.Random], tuple[str | None, str, str | None]]
+"""Makes one answer: ``(content, finish_reason, refusal)``."""
+
+
+def chat_output(
+    name: str, requests: int, answer_chars: int, seed: int = 2, answer: Answer | None = None
+) -> Path:
+    """A chat-completions output file answering ``request-1..N`` in shuffled order (prose
+    answers of ``answer_chars``, or what ``answer`` makes)."""
     path = DATA / name
     if path.exists():
         return path
@@ -122,6 +133,9 @@ def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> P
     with open(tmp, "wb") as out:
         for i in order:
             prompt, completion = rng.randint(40, 120), rng.randint(60, 250)
+            content, finish, refusal = (
+                (_text(rng, answer_chars), "stop", None) if answer is None else answer(rng)
+            )
             body = {
                 "id": f"chatcmpl-{rng.getrandbits(64):x}",
                 "object": "chat.completion",
@@ -132,12 +146,12 @@ def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> P
                         "index": 0,
                         "message": {
                             "role": "assistant",
-                            "content": _text(rng, answer_chars),
-                            "refusal": None,
+                            "content": content,
+                            "refusal": refusal,
                             "annotations": [],
                         },
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": {
@@ -169,3 +183,57 @@ def chat_output(name: str, requests: int, answer_chars: int, seed: int = 2) -> P
 def small_chat_output() -> Path:
     """~56 MB, 50,000 results for ``small_chat()``'s requests, in shuffled order."""
     return chat_output("chat-25mb.output.jsonl", 50_000, 350)
+
+
+TICKET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["bug", "feature", "question", "other"]},
+        "confidence": {"type": "number"},
+        "priority": {"type": "integer"},
+        "summary": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "owner": {
+            "type": ["object", "null"],
+            "properties": {"team": {"type": "string"}, "oncall": {"type": "boolean"}},
+            "required": ["team", "oncall"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["label", "confidence", "priority", "summary", "tags", "owner"],
+    "additionalProperties": False,
+}
+"""The structured-output case's schema: an enum, numbers, a list and a nullable object."""
+
+
+def _ticket(rng: random.Random) -> tuple[str | None, str, str | None]:
+    """A structured answer: 96% matching, 2% off-schema, 1% cut off, 1% refused."""
+    roll = rng.random()
+    if roll < 0.01:
+        return None, "stop", "I'm sorry, I can't help with that."
+    value: dict[str, Any] = {
+        "label": rng.choice(["bug", "feature", "question", "other"]),
+        "confidence": round(rng.random(), 3),
+        "priority": rng.randint(1, 5),
+        "summary": _text(rng, 120),
+        "tags": [rng.choice(WORDS) for _ in range(rng.randint(0, 4))],
+        "owner": None if rng.random() < 0.3 else {"team": rng.choice(WORDS), "oncall": True},
+    }
+    if roll < 0.03:
+        del value["priority"]
+    text = orjson.dumps(value).decode()
+    if 0.03 <= roll < 0.04:
+        return text[: len(text) // 2], "length", None
+    return text, "stop", None
+
+
+def structured_requests() -> Path:
+    """50,000 chat requests asking for ``TICKET_SCHEMA`` (``response_format``), ~56 MB."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "strict": True,
+                                                   "schema": TICKET_SCHEMA}}  # fmt: skip
+    return chat_file("structured-50k.jsonl", 50_000, 230, response_format=fmt)
+
+
+def structured_output() -> Path:
+    """The structured requests' answers (shuffled), ~51 MB."""
+    return chat_output("structured-50k.output.jsonl", 50_000, 0, answer=_ticket)

@@ -2,17 +2,20 @@
 
 Both read the same 25 MB input and ~56 MB output file, join results to requests by
 custom_id in input order (one row per request), extract the same columns and write a
-zstd-compressed Parquet file.
+zstd-compressed Parquet file. ``join-structured-50k``: 50,000 answers to requests that asked
+for a JSON schema; ours parses, validates and types each one (``parsed``), DuckDB parses them
+with ``json_transform`` (no validation).
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import datasets
+import orjson
 
 from jsonl_batch import join, write_table
+from jsonl_batch.joining import join_to
 
 _RESULT_COLUMNS = """{
     id: 'VARCHAR', custom_id: 'VARCHAR',
@@ -49,13 +52,14 @@ COPY (
         r.response.body.usage.completion_tokens AS completion_tokens,
         r.response.body.usage.total_tokens AS total_tokens,
         r.response.request_id AS request_id,
-        r.id AS batch_request_id
+        r.id AS batch_request_id{extra}
     FROM requests q LEFT JOIN results r USING (custom_id)
     ORDER BY q.line
 ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
 """
 
-_OUT = Path(tempfile.gettempdir())
+_OUT = datasets.DATA / "out"
+"""Where both sides write their tables (one folder of ours: no other run writes there)."""
 
 
 def paths() -> tuple[Path, Path]:
@@ -66,6 +70,7 @@ def paths() -> tuple[Path, Path]:
 def ours() -> None:
     """``jsonl-batch join`` as a library call: join, then write Parquet."""
     requests, output = paths()
+    _OUT.mkdir(parents=True, exist_ok=True)
     result = join([requests], [output])
     target = _OUT / "jsonl-batch-bench-ours.parquet"
     write_table(result.table, target, summary=result.summary.to_dict(), force=True)
@@ -78,5 +83,46 @@ def duckdb_native() -> None:
     requests, output = paths()
     target = _OUT / "jsonl-batch-bench-duckdb.parquet"
     with duckdb.connect() as con:
-        query = _QUERY.format(columns=_RESULT_COLUMNS, target=target)
+        query = _QUERY.format(columns=_RESULT_COLUMNS, target=target, extra="")
+        con.execute(query, [str(requests), str(output), str(requests)])
+
+
+def structured_paths() -> tuple[Path, Path]:
+    """The structured case's files: 50,000 requests asking for a JSON schema, their answers."""
+    return datasets.structured_requests(), datasets.structured_output()
+
+
+def structured_ours() -> None:
+    """``jsonl-batch join`` of structured answers: each parsed, validated against the
+    request's schema and typed into ``parsed`` (a struct), written as it goes."""
+    requests, output = structured_paths()
+    _OUT.mkdir(parents=True, exist_ok=True)
+    join_to([requests], [output], _OUT / "jsonl-batch-bench-structured.parquet", force=True)
+
+
+_PARSED = orjson.dumps(
+    {
+        "label": "VARCHAR",
+        "confidence": "DOUBLE",
+        "priority": "BIGINT",
+        "summary": "VARCHAR",
+        "tags": ["VARCHAR"],
+        "owner": {"team": "VARCHAR", "oncall": "BOOLEAN"},
+    }
+).decode()
+
+
+def structured_duckdb() -> None:
+    """The same join in DuckDB, with the answers parsed into a struct by ``json_transform``
+    (JSON syntax only: no schema validation, no output problems)."""
+    import duckdb
+
+    requests, output = structured_paths()
+    target = _OUT / "jsonl-batch-bench-structured-duckdb.parquet"
+    content = "r.response.body.choices[1].message.content"
+    parsed = f"CASE WHEN json_valid({content}) THEN json_transform({content}, '{_PARSED}') END"
+    with duckdb.connect() as con:
+        query = _QUERY.format(
+            columns=_RESULT_COLUMNS, target=target, extra=f",\n {parsed} AS parsed"
+        )
         con.execute(query, [str(requests), str(output), str(requests)])

@@ -117,6 +117,13 @@ VERSUS: dict[
 ] = {
     # name: (datasets, our operation, another tool's, its name, target ratio ours/theirs)
     "join-50k": (join_case.paths, join_case.ours, join_case.duckdb_native, "duckdb", 1.0),
+    "join-structured-50k": (
+        join_case.structured_paths,
+        join_case.structured_ours,
+        join_case.structured_duckdb,
+        "duckdb",
+        1.5,
+    ),
 }
 
 

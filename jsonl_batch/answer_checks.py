@@ -165,7 +165,7 @@ def check_answers(table: pa.Table, checks: BlockChecks) -> tuple[pa.Table, pa.Ar
     rows = pc.indices_nonzero(todo).to_pylist()
     values: list[Any] = [None] * table.num_rows
     if not rows:
-        return table, checks.array(values)
+        return table, checks.array(values)[0]
     problems = table.column("output_problem").to_pylist()
     messages = table.column("error_message").to_pylist()
     texts = table.column("content").take(rows).to_pylist()
@@ -174,7 +174,10 @@ def check_answers(table: pa.Table, checks: BlockChecks) -> tuple[pa.Table, pa.Ar
         values[row] = checked.value
         if checked.problem is not None:
             problems[row], messages[row] = checked.problem, checked.message
+    parsed, unfit = checks.array(values)
+    for row, why in unfit.items():
+        problems[row], messages[row] = "schema_mismatch", why
     for name, column in (("output_problem", problems), ("error_message", messages)):
         at = table.schema.get_field_index(name)
         table = table.set_column(at, table.schema.field(at), pa.array(column, pa.string()))
-    return table, checks.array(values)
+    return table, parsed

@@ -584,20 +584,22 @@ def _problems(
     raw: pa.Table, get: Callable[..., pa.Array], ok: pa.Array
 ) -> tuple[pa.Array, pa.Array]:
     """``answer_checks.output_problem`` of each line, in Arrow: ``(problem, message)``."""
-    choices = get("response", "body", "choices")
-    if pc.min(pc.list_value_length(choices)).as_py() == 0:  # list_element fails on []
-        empty = pc.equal(pc.list_value_length(choices), 0)
-        choices = pc.if_else(empty, pa.scalar(None, choices.type), choices)
-    first = pc.list_element(choices, 0)
+    first = _first_choice(get)
+    finish = pc.struct_field(first, "finish_reason")
+    refusal = pc.struct_field(pc.struct_field(first, "message"), "refusal")
     output = get("response", "body", "output")
     if output.null_count == len(output):
+        stopped = pc.any(pc.is_in(finish, value_set=_STOPPED)).as_py()
+        if not stopped and refusal.null_count == len(refusal):  # the usual block: none
+            nothing = pa.nulls(len(output), pa.string())
+            return nothing, nothing
         refusals = pa.nulls(len(output), pa.string())
     else:
         refusals = refusal_texts(output.combine_chunks())
     return problem_columns(
         ok,
-        pc.struct_field(first, "finish_reason"),
-        pc.struct_field(pc.struct_field(first, "message"), "refusal"),
+        finish,
+        refusal,
         output.is_valid(),
         get("response", "body", "status"),
         get("response", "body", "incomplete_details", "reason"),
@@ -605,12 +607,21 @@ def _problems(
     )
 
 
-def _content(raw: pa.Table, get: Callable[..., pa.Array]) -> tuple[pa.Array, pa.Array]:
+_STOPPED = pa.array(["length", "content_filter"])
+"""Chat finish reasons that are output problems."""
+
+
+def _first_choice(get: Callable[..., pa.Array]) -> pa.Array:
+    """Each body's first choice (null when it has none)."""
     choices = get("response", "body", "choices")
     if pc.min(pc.list_value_length(choices)).as_py() == 0:  # list_element fails on []
         empty = pc.equal(pc.list_value_length(choices), 0)
         choices = pc.if_else(empty, pa.scalar(None, choices.type), choices)
-    first = pc.list_element(choices, 0)
+    return pc.list_element(choices, 0)
+
+
+def _content(raw: pa.Table, get: Callable[..., pa.Array]) -> tuple[pa.Array, pa.Array]:
+    first = _first_choice(get)
     message, text = pc.struct_field(first, "message"), pc.struct_field(first, "text")
     content = pc.struct_field(message, "content")
     if text.null_count < len(text):  # completions bodies (copying all text costs time)

@@ -22,7 +22,7 @@ import os
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema_rs
 import orjson
@@ -58,9 +58,9 @@ class Fallback:
         return {"path": self.path, "reason": self.reason}
 
 
-@dataclass(frozen=True)
-class Checked:
-    """One answer checked: its typed value, or why it has none (``problem`` and ``message``)."""
+class Checked(NamedTuple):
+    """One answer checked: its typed value, or why it has none (``problem`` and ``message``).
+    A named tuple: one is made per answer."""
 
     value: Any = None
     problem: str | None = None
@@ -95,9 +95,13 @@ class OutputSchema:
             raise SchemaError(f"not a usable JSON Schema: {first}") from None
         self.fallbacks: list[Fallback] = []
         self._refs: list[str] = []
+        self._loose = False
         node = self._node(self.schema, "parsed")
         self.type: pa.DataType = node.type
         self._convert = node.convert
+        found, self.fallbacks, self._loose = self.fallbacks, [], True
+        self._convert_loose = self._node(self.schema, "parsed").convert  # same fallbacks
+        self.fallbacks = found
         self.key = schema_key(self.schema)
         """The schema's canonical bytes: equal keys, equal schemas."""
 
@@ -110,17 +114,26 @@ class OutputSchema:
         """False when the whole answer is kept as JSON text (no Arrow type for the root)."""
         return not any(f.path == "parsed" for f in self.fallbacks)
 
-    def check(self, text: str | bytes | None) -> Checked:
-        """Parse an answer's text, validate it, and convert it for ``type``."""
+    def check(self, text: str | bytes | None, strict: bool = True) -> Checked:
+        """Parse an answer's text, validate it, and convert it for ``type``; ``strict=False``
+        leaves numbers as they are (``array`` then takes a batch at once, see ``convert``)."""
         if text is None:
             return Checked(None, "not_json", "The answer has no text to parse as JSON.")
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             return Checked(None, "not_json", f"The answer is not JSON: {exc}.")
-        return self.check_value(value)
+        return self.check_value(value, strict)
 
-    def check_value(self, value: Any) -> Checked:
+    def convert(self, value: Any) -> Checked:
+        """A valid value converted strictly (an integer over 64 bits is ``schema_mismatch``):
+        for a batch that ``array`` could not take as checked loosely."""
+        try:
+            return Checked(value if self._convert is None else self._convert(value))
+        except Unfit as exc:
+            return Checked(None, "schema_mismatch", str(exc))
+
+    def check_value(self, value: Any, strict: bool = True) -> Checked:
         """Validate a parsed answer and convert it for ``type``."""
         try:
             valid = self._validator.is_valid(value)
@@ -128,10 +141,10 @@ class OutputSchema:
             return Checked(None, "schema_mismatch", "The answer nests too deeply to check.")
         if not valid:
             return Checked(None, "schema_mismatch", self.first_error(value))
-        try:
-            return Checked(value if self._convert is None else self._convert(value))
-        except Unfit as exc:
-            return Checked(None, "schema_mismatch", str(exc))
+        if not strict:
+            loose = self._convert_loose
+            return Checked(value if loose is None else loose(value))
+        return self.convert(value)
 
     def first_error(self, value: Any) -> str:
         """The first validation failure of ``value``, as a sentence."""
@@ -193,6 +206,8 @@ class OutputSchema:
         if scalar is None:
             return self._fallback(path, f"unknown type {kind!r}")
         arrow_type, convert = scalar
+        if self._loose:
+            convert = None  # pyarrow converts numbers itself (and refuses what does not fit)
         return _Node(arrow_type, nullable, _nullable(convert, nullable))
 
     def _ref(self, schema: dict[str, Any], path: str) -> _Node:
@@ -246,7 +261,8 @@ class OutputSchema:
         if values and all(type(v) is str for v in values):
             return _Node(ENUM, True, None)  # nullable: see typed_array
         if values and all(type(v) is int for v in values):
-            return _Node(pa.int64(), nullable, _nullable(_int64, nullable))
+            convert = None if self._loose else _nullable(_int64, nullable)
+            return _Node(pa.int64(), nullable, convert)
         if values and all(type(v) is bool for v in values):
             return _Node(pa.bool_(), nullable, None)
         return self._fallback(path, "an enum of mixed values")
@@ -467,8 +483,6 @@ def requested_schema(body: Any) -> Requested | None:
 
 # -- a join's requests: which schema each asked for ----------------------------------------
 
-_MARKERS = (b'"json_schema"', b'"json_object"')
-
 
 @dataclass
 class StructuredPlan:
@@ -574,22 +588,37 @@ class BlockChecks:
     column_type: pa.DataType
 
     def check(self, row: int, text: str | None) -> Checked:
-        """Check answer ``row``'s text; ``Checked()`` when it need not be JSON."""
+        """Check answer ``row``'s text; ``Checked()`` when it need not be JSON. Numbers are
+        left as they are: ``array`` converts them."""
         at = self.wanted[row]
         wanted = None if at == -1 else True if at == -2 else self.schemas[at]
-        return _check(wanted, text, self.column_type == JSON_TEXT)
+        return _check(wanted, text, self.column_type == JSON_TEXT, strict=False)
 
-    def array(self, values: Sequence[Any]) -> pa.Array:
-        """The block's ``parsed`` column."""
-        return typed_array(values, self.column_type)
+    def array(self, values: list[Any]) -> tuple[pa.Array, dict[int, str]]:
+        """The block's ``parsed`` column, and the rows whose value does not fit it (an
+        integer over 64 bits: set to null here) with why."""
+        try:
+            return typed_array(values, self.column_type), {}
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            unfit = {}
+            for row, value in enumerate(values):
+                at = self.wanted[row]
+                if value is not None and at >= 0:
+                    converted = self.schemas[at].convert(value)
+                    values[row] = converted.value
+                    if converted.problem is not None:
+                        unfit[row] = converted.message or converted.problem
+            return typed_array(values, self.column_type), unfit
 
 
-def _check(wanted: OutputSchema | bool | None, text: str | None, json_text: bool) -> Checked:
+def _check(
+    wanted: OutputSchema | bool | None, text: str | None, json_text: bool, strict: bool = True
+) -> Checked:
     if wanted is None:
         return Checked()
     if not isinstance(wanted, OutputSchema):
         return _check_json(text)
-    checked = wanted.check(text)
+    checked = wanted.check(text, strict)
     if checked.problem is None and json_text and wanted.typed:
         return Checked(text.strip() if isinstance(text, str) else text)
     return checked
@@ -616,6 +645,7 @@ def plan_structured(inputs: Iterable[Source], schema: Any = None) -> StructuredP
         return StructuredPlan([output_schema(schema)], user=True)
     plan = StructuredPlan()
     keys: dict[bytes, int] = {}
+    tails: dict[bytes, int] = {}
     for source in inputs:
         rows: array[int] = array("i")
         plan.index.append(rows)
@@ -623,13 +653,36 @@ def plan_structured(inputs: Iterable[Source], schema: Any = None) -> StructuredP
             continue
         name = source_name(source)
         with open_source(source) as handle:
-            for line, _offset, raw in LineReader(handle):
-                if _MARKERS[0] in raw or _MARKERS[1] in raw:
+            for line, raw in enumerate(LineReader(handle).raw(), 1):
+                if b'"json_' not in raw:
+                    continue
+                tail = _tail(raw)
+                at = tails.get(tail) if tail is not None else None
+                if at is None:
                     at = _schema_of_line(raw, plan, keys, name, line)
-                    if at != -1:
-                        rows.extend([-1] * (line - 1 - len(rows)))
-                        rows.append(at)
+                    if tail is not None and len(tails) < _TAILS:
+                        tails[tail] = at
+                elif at == -2:
+                    plan.json_mode += 1
+                if at != -1:
+                    rows.extend([-1] * (line - 1 - len(rows)))
+                    rows.append(at)
     return plan
+
+
+_TAILS = 4096
+"""Distinct line tails remembered (requests usually share one format: a few suffice)."""
+
+
+def _tail(raw: bytes) -> bytes | None:
+    """The line from the first ``"response_format"`` or ``"text"`` on: it holds the whole
+    format value (a key is a string no earlier occurrence can follow unescaped), so two lines
+    with the same tail ask for the same thing and only the first is parsed."""
+    at = raw.find(b'"response_format"')
+    text = raw.find(b'"text"', 0, None if at == -1 else at)  # only an earlier one matters
+    if text != -1:
+        at = text
+    return None if at == -1 else raw[at:].rstrip()
 
 
 def _schema_of_line(
@@ -666,7 +719,7 @@ def _mentions_json(path: str | os.PathLike[str]) -> bool:
             if os.fstat(handle.fileno()).st_size == 0:
                 return False
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return any(data.find(m) != -1 for m in _MARKERS)
+                return data.find(b'"json_') != -1  # one pass for both markers
     except (OSError, ValueError):
         return True  # not a regular file: read line by line (which reports errors)
 

@@ -342,3 +342,14 @@ def test_retry_output_problems_copies_their_lines_byte_identical(
     }
     original = inputs.read_bytes().splitlines(keepends=True)
     assert target.read_bytes() == b"".join(original[2:7])
+
+
+def test_an_integer_too_big_for_int64_is_a_mismatch_not_a_crash(write: Any) -> None:
+    inputs = write(chat_requests(3))
+    huge = dumps(GOOD | {"priority": 7}).replace("7", str(2**64 - 1))
+    bodies = [chat_body(dumps(GOOD)), chat_body(huge), chat_body(dumps(QUESTION))]
+    outputs = write([result_line(f"t{i}", b) for i, b in enumerate(bodies)], "o.jsonl")
+    table = join([inputs], [outputs]).table
+    assert table.column("parsed").to_pylist() == [GOOD, None, QUESTION]
+    assert table.column("output_problem").to_pylist() == [None, "schema_mismatch", None]
+    assert "too large for a 64-bit column" in table.column("error_message").to_pylist()[1]

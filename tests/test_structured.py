@@ -460,3 +460,19 @@ def _parquet(table: pa.Table) -> pa.BufferReader:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return pa.BufferReader(sink.getvalue())
+
+
+def test_plan_reads_each_distinct_request_format_once(write: Any) -> None:
+    lines = [
+        request(f"c{i}", messages=[{"role": "user", "content": f"text {i}"}],
+                response_format=chat_format())
+        for i in range(5)
+    ]  # fmt: skip
+    lines += [request(f"j{i}", response_format={"type": "json_object"}) for i in range(3)]
+    lines.append(request("last", response_format=chat_format({"type": "object", "properties": {
+        "x": {"type": "integer"}}})))  # fmt: skip
+    plan = plan_structured([write(lines)])
+    assert plan.json_mode == 3 and len(plan.schemas) == 2
+    assert [plan.schema_for(0, n) is plan.schemas[0] for n in range(1, 6)] == [True] * 5
+    assert [plan.schema_for(0, n) for n in range(6, 9)] == [True] * 3
+    assert plan.schema_for(0, 9) is plan.schemas[1]
