@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from .render import ProgressLine, bar, lines, plural
+from .render import ProgressLine, bar, lines, plural, printable
 from .render_batches import duration
 
 STALL_WORDS = "has made no progress for"
@@ -38,18 +38,18 @@ class JobView:
         self.warned: set[str] = set()
 
     def __call__(self, p: Any) -> None:
-        lines = [p.event] if p.event else []
+        said = [p.event] if p.event else []
         for batch_id in p.stalled:
             if batch_id not in self.warned:
                 self.warned.add(batch_id)
-                lines.append(f"warning: {batch_id} {STALL_WORDS} a long time")
-        if lines and self.line.drawn:
+                said.append(f"warning: {batch_id} {STALL_WORDS} a long time")
+        if said and self.line.drawn:
             self.stream.write("\r\x1b[K")  # the events go above the live line
             self.line.drawn = False
-        for text in lines:
-            self.stream.write(f"[{duration(p.elapsed)}] {text}\n")
+        for text in said:
+            self.stream.write(printable(f"[{duration(p.elapsed)}] {text}") + "\n")
         if self.tty:
-            self.line.draw(progress_text(p))
+            self.line.draw(printable(progress_text(p)))
         self.stream.flush()
 
     def close(self) -> None:

@@ -245,3 +245,13 @@ def test_a_line_per_state_change_elsewhere() -> None:
     view(progress(event="part-1: submitted as batch_1"))
     view.close()
     assert out.getvalue() == "[2m05s] part-1: submitted as batch_1\n"
+
+
+def test_what_the_server_says_cannot_drive_the_terminal() -> None:
+    import io
+
+    from jsonl_batch.render_jobs import JobView
+
+    out = io.StringIO()
+    JobView(out, tty=False)(progress(event="batch_x failed: \x1b[31mred\r\nforged line"))
+    assert out.getvalue() == "[2m05s] batch_x failed: \\x1b[31mred\\r\\nforged line\n"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..render import report_text
+from ..render import lines, printable, report_text
 from ..render_batches import to_json
 from .batches import ApiSettings, batch_command, parse_metadata
 from .options import Size, format_option, jobs_option, max_problems_option
@@ -146,13 +146,13 @@ def run(
         )
     except InvalidInputs as exc:
         view.close()
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(printable(f"Error: {exc}"), err=True)
         for report in exc.reports:
             click.echo(report_text(report), err=True)
         raise SystemExit(1) from None
     except JobInterrupted as exc:
         view.close()
-        click.echo(_interrupted_text(exc), err=True)
+        click.echo(lines(_interrupted_text(exc).splitlines()), err=True)
         raise SystemExit(130) from None
     finally:
         view.close()
