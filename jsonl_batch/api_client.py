@@ -133,6 +133,9 @@ def make_client(
         raise ApiError(safe_line(str(exc))) from None
     except ValueError as exc:
         raise ApiError(safe_line(str(exc))) from None
+    except Exception as exc:  # the HTTP library's InvalidURL (not a ValueError): no I/O yet
+        why = safe_line(str(exc)) or type(exc).__name__
+        raise ApiError(f"cannot make the API client: {why}; check the API's base URL") from None
     check_headers(client, var)
     return client
 

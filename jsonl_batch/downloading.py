@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .api_answers import file_answer
-from .api_client import ApiError, calling
+from .api_client import ApiError, calling, redact
 from .output import atomic_output
 from .reading import BUFFER_SIZE
 
@@ -55,7 +55,8 @@ def download_file(
         except Broken as exc:
             if attempt == tries:
                 times = f"{tries} tries" if tries > 1 else "1 try"
-                raise ApiError(f"cannot download {file_id}: {exc} ({times})") from None
+                message = f"cannot download {file_id}: {exc} ({times})"
+                raise ApiError(redact(message, client)) from None
             sleep(PAUSE * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 

@@ -90,6 +90,18 @@ def test_a_file_id_that_is_not_plain_is_never_asked_for(
     assert [c for c in hostile.calls if "/files" in c[1]] == []
 
 
+def test_a_batch_object_given_to_download_is_checked_too(hostile: Hostile, tmp_path: Path) -> None:
+    """``batches run`` hands ``download_results`` the batch it polled, not an id."""
+    serve_file(hostile, "file-out", results(3))
+    with pytest.raises(api.ApiError, match="cannot name a file"):
+        api.download_results(api.make_client(), batch("../escaped"), tmp_path / "out")
+    assert files_under(tmp_path) == [] and hostile.calls == []
+
+
+def test_a_base_url_the_http_library_refuses_is_one_line(hostile: Hostile) -> None:
+    failed(run("list", "--base-url", "http://[::1"), "cannot make the API client: ")
+
+
 def test_result_paths_check_the_id(tmp_path: Path) -> None:
     assert api.result_paths("batch_A-1", tmp_path)[0] == tmp_path / "batch_A-1.output.jsonl"
     for bad in HOSTILE_IDS:
@@ -177,6 +189,20 @@ def test_a_key_the_server_echoes_in_an_error_is_never_shown(
     result = run("list")
     failed(result, "authentication failed (HTTP 401): ***")
     assert SHORT_KEY not in result.output
+
+
+def test_a_bug_whose_message_holds_the_key_does_not_show_it(
+    hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", LONG_KEY)
+
+    def bug(*args: object) -> None:
+        raise RuntimeError(f"Bearer {LONG_KEY!r}")
+
+    monkeypatch.setattr(api, "get_batch", bug)
+    result = CliRunner().invoke(main, ["batches", "get", "batch_1"])
+    assert result.exit_code == 2 and "internal error (RuntimeError: Bearer '***')" in result.stderr
+    assert LONG_KEY not in result.output
 
 
 # -- downloads are whole or absent -----------------------------------------------------------

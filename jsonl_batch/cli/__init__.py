@@ -72,12 +72,12 @@ class Main(click.Group):
                 stream_fault(exc)
             if os.environ.get("JSONL_BATCH_DEBUG"):
                 raise
+            from ..api_client import redact  # a bug's message may hold the key: never shown
             from ..render import printable
 
             click.echo(
-                f"Error: internal error ({type(exc).__name__}: {printable(str(exc))}); please "
-                "report it "
-                "(set JSONL_BATCH_DEBUG=1 to see the traceback).",
+                f"Error: internal error ({type(exc).__name__}: {printable(redact(str(exc)))}); "
+                "please report it (set JSONL_BATCH_DEBUG=1 to see the traceback).",
                 err=True,
             )
             sys.exit(2)
