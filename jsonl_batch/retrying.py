@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .errors import UsageError
 from .joining import Collect, expand_inputs, join_into
 from .manifests import OutputSet
-from .output import atomic_output, check_writable, is_one_of, writes_through
+from .output import atomic_output, check_writable, writes_through
 from .problems import Report
 from .profiles import Profile, get_profile
 from .reading import BUFFER_SIZE, LineReader, Source, open_source, source_name
@@ -234,12 +234,17 @@ def _write_retry(
                 f"{result.output}: the retry file is over the limits, so it would be split "
                 "into parts; give a file name to write them next to"
             )
-        split = result.split = split_file(
-            staged, target.parent, profile, force=force, report=report, name=target, keep=read
+        result.split = split_file(
+            staged,
+            target.parent,
+            profile,
+            force=force,
+            report=report,
+            name=target,
+            keep=read,
+            replaces=target,  # an earlier retry's single file goes with the new parts
         )
         outputs.discard()  # the parts, if any, were written; the whole file never is
-        if split.written and force and not is_one_of(target, outputs.keep):
-            target.unlink(missing_ok=True)  # an earlier retry's single file
     return result
 
 

@@ -86,6 +86,7 @@ def split_file(
     name: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     keep: Iterable[str | os.PathLike[str]] = (),
+    replaces: str | os.PathLike[str] | None = None,
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
@@ -106,7 +107,8 @@ def split_file(
     new file is complete; never, even with ``force``, the split of another input sharing
     the stem (its manifest names that input: ``OutputExists``), nor the files of ``keep``
     (the caller's inputs: never removed, and an output named like one is refused).
-    ``progress(bytes_done, size)`` follows the token counting.
+    ``replaces``: a single file the parts stand for (an earlier retry file), removed in the
+    same step with ``force``. ``progress(bytes_done, size)`` follows the token counting.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -168,6 +170,7 @@ def split_file(
             folder,
             label.stem,
             force=force,
+            whole=replaces,
             keep=[path, *keep],
             run="split",
             input=label,

@@ -470,3 +470,28 @@ def test_a_partitioned_table_replaces_the_old_one_whole(batch: Path) -> None:
     assert code == 1, out
     assert sorted(p.name for p in table.iterdir()) == ["failed", "missing", "succeeded"]
     assert not [p for p in batch.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_retry_parts_replace_an_earlier_single_retry_in_one_step(
+    batch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier ``retry.jsonl`` goes in the journaled step that puts the parts in place,
+    so no kill can leave it beside them."""
+    from jsonl_batch import manifests
+
+    steps: list[tuple[list[str], list[str]]] = []
+
+    def recording(
+        folder: Path, renames: list[tuple[Path, Path]], remove: list[Path], point: Path | None
+    ) -> None:
+        steps.append(([f.name for _, f in renames], [p.name for p in remove]))
+        output.replace_together(folder, renames, remove, point)
+
+    target = batch / "retry.jsonl"
+    assert run(*results_args(batch, "retry", target))[0] == 0
+    monkeypatch.setattr(manifests, "replace_together", recording)
+    code, out = run(*results_args(batch, "retry", target, "--max-requests", "2", "--force"))
+    assert code == 0, out
+    [(written, removed)] = steps
+    assert "retry.manifest.json" in written and removed == ["retry.jsonl"]
+    assert not target.exists()
