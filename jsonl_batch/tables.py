@@ -424,11 +424,15 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def _lists_as_json(table: pa.Table) -> pa.Table:
-    """List columns as JSON text (CSV has no lists)."""
+    """List and struct columns (``embedding``, ``parsed`` and its flattened fields) as JSON
+    text, dictionary columns as plain text: CSV has none of them."""
     for i, field in enumerate(table.schema):
-        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+        kind = field.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_struct(kind):
             text = [None if v is None else orjson.dumps(v).decode() for v in table[i].to_pylist()]
             table = table.set_column(i, field.name, pa.array(text, pa.string()))
+        elif pa.types.is_dictionary(kind):
+            table = table.set_column(i, field.name, table[i].cast(kind.value_type))
     return table
 
 

@@ -3,6 +3,7 @@ usage and cost, a split's original lines; read back with DuckDB and polars."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,20 @@ def test_an_integer_too_big_for_int64_is_a_mismatch_not_a_crash(write: Any) -> N
     assert table.column("parsed").to_pylist() == [GOOD, None, QUESTION]
     assert table.column("output_problem").to_pylist() == [None, "schema_mismatch", None]
     assert "too large for a 64-bit column" in table.column("error_message").to_pylist()[1]
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_csv_and_jsonl_tables_hold_parsed_as_json(
+    ticket_files: tuple[Path, Path], tmp_path: Path, flat: bool
+) -> None:
+    found = join([ticket_files[0]], [ticket_files[1]], flatten=flat)
+    write_table(found.table, tmp_path / "t.csv")
+    write_table(found.table, tmp_path / "t.jsonl")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open(encoding="utf-8")))
+    first = orjson.loads((tmp_path / "t.jsonl").read_bytes().splitlines()[0])
+    if flat:
+        assert rows[0]["label"] == "bug" and orjson.loads(rows[0]["owner"]) == GOOD["owner"]
+        assert first["label"] == "bug" and first["steps"] == GOOD["steps"]
+    else:
+        assert orjson.loads(rows[0]["parsed"]) == GOOD and rows[2]["parsed"] == ""
+        assert first["parsed"] == GOOD
