@@ -89,8 +89,11 @@ CATALOGUE: dict[str, Code] = {
             "The body fails its endpoint's schema, generated from OpenAI's API definition: "
             "a wrong type, an unknown role, a value out of range, or a key the definition "
             "does not have (a body parameter, or one in a message or tool: 'did you mean "
-            "...?'). The server accepts the file and fails this request with HTTP 400. param "
-            "is the path, e.g. `body.messages[1].role`. Not checked on a line with `invalid_url`.",
+            "...?'); more output than the model writes (`max_tokens`, `max_completion_tokens`, "
+            "`max_output_tokens`, from the shipped model facts); with `--count-tokens`, input "
+            "plus output over the model's context window. The server accepts the file and "
+            "fails this request with HTTP 400. param is the path, e.g. `body.messages[1].role`. "
+            "Not checked on a line with `invalid_url`.",
         ),
         Code("empty_file", "The file contains no requests.", file_level=True),
         Code("too_many_tasks", "More requests than the profile allows.", file_level=True),

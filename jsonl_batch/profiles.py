@@ -101,6 +101,8 @@ class Profile:
     estimate) only when set, as counting costs ~13x validation."""
     model_label: str = "model"
     """What the provider calls ``body.model`` (Azure: the deployment name)."""
+    model_names: bool = True
+    """Whether ``body.model`` names a model (then its facts apply), not a deployment."""
     portable_custom_id: str = r"[A-Za-z0-9_-]{1,64}"
     """custom_ids outside this pattern get a warning: other providers reject them."""
     custom_id_rule: str | None = None
@@ -176,6 +178,7 @@ AZURE = Profile(
     max_bytes=200_000_000,
     max_embedding_inputs=None,
     model_label="deployment",
+    model_names=False,
     source=(
         "learn.microsoft.com/azure/ai-foundry/openai/how-to/batch (lines written with "
         '"url": "/chat/completions"; one deployment name on every line) and its limits '

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .models import model_facts, output_over, requested_output
 from .profiles import EMBEDDINGS_URLS, ENDPOINTS, Profile
 from .schemas import BodySchema, body_schema, describe
 
@@ -224,8 +225,9 @@ def streaming(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
 
 @line_rule("invalid_request", "invalid_body")
 def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
-    """Required body parameters (the server fails the whole file) and the rest of the
-    endpoint's schema (the server fails only this request, with HTTP 400)."""
+    """Required body parameters (the server fails the whole file), the rest of the
+    endpoint's schema and the model's output limit (the server fails only this request, with
+    HTTP 400)."""
     body = req.get("body")
     if type(body) is not dict:
         return None
@@ -245,7 +247,45 @@ def body_against_schema(req: dict[str, Any], ctx: Context) -> list[Finding] | No
             for param, message in schema.failures(body)
             if param not in skip
         ]
+    elif over := output_limit(body, ctx):
+        found.append(over)
     return found or None
+
+
+def output_limit(body: dict[str, Any], ctx: Context) -> Finding | None:
+    """More output asked for than the model writes (from the shipped model facts)."""
+    over = output_over(body.get("model"), body) if ctx.profile.model_names else None
+    if over is None:
+        return None
+    param, tokens, facts = over
+    return (
+        "invalid_body",
+        f"body.{param} asks for {tokens:,} output tokens; {facts.name} writes at most "
+        f"{facts.max_output_tokens:,} (its model page, as of {facts.as_of}).",
+        f"body.{param}",
+    )
+
+
+def context_overflow(body: dict[str, Any], input_tokens: int, ctx: Context) -> Finding | None:
+    """Estimated input plus requested output over the model's context window (when tokens
+    are counted)."""
+    model = body.get("model")
+    if not ctx.profile.model_names or type(model) is not str:
+        return None
+    facts = model_facts(model)
+    if facts is None:
+        return None
+    asked = requested_output(body)
+    output = asked[1] if asked else 0
+    if input_tokens + output <= facts.context_window or output > facts.max_output_tokens:
+        return None  # (too much output is output_limit's problem: one problem per cause)
+    return (
+        "invalid_body",
+        f"The request needs an estimated {input_tokens:,} input tokens (tiktoken) plus "
+        f"{output:,} requested output tokens, {input_tokens + output:,} in all: over "
+        f"{facts.name}'s context window of {facts.context_window:,}.",
+        "body",
+    )
 
 
 @line_rule("unknown_parameter")

@@ -16,6 +16,7 @@ import jsonschema_rs
 from orjson import JSONDecodeError, loads
 
 from .errors import UsageError
+from .models import model_facts
 from .parallel import LineChunks
 from .problems import CATALOGUE, Problem, Report, Stats, problem
 from .profiles import EMBEDDINGS_URLS, Profile, get_profile
@@ -28,6 +29,7 @@ from .rules import (
     Finding,
     active_rules,
     clean_line_schema,
+    context_overflow,
     count_inputs,
     facts,
 )
@@ -46,14 +48,22 @@ class LineChecker:
     """
 
     def __init__(
-        self, profile: Profile, ignore: Collection[str] = (), endpoint: str | None = None
+        self,
+        profile: Profile,
+        ignore: Collection[str] = (),
+        endpoint: str | None = None,
+        count_tokens: bool = False,
     ) -> None:
         self.ctx = ctx = Context(profile, endpoint)
         self.rules = active_rules(ignore)
         self.clean = _CleanValidators(ctx)
         self.counter: TokenCounter | None = None
-        if profile.max_enqueued_tokens is not None and "token_limit_exceeded" not in ignore:
+        capped = profile.max_enqueued_tokens is not None and "token_limit_exceeded" not in ignore
+        if capped or count_tokens:
             self.counter = TokenCounter()
+        self.check_output = profile.model_names and "invalid_body" not in ignore
+        self.caps: dict[Any, int] = {}
+        """model -> its maximum output tokens (0: unknown), for the fast path."""
 
     def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
         """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
@@ -73,7 +83,8 @@ class LineChecker:
         chunk = Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
         clean_for, explain, counter = self.clean, self.explain, self.counter
-        fixed = self.ctx.endpoint  # the endpoint of lines that do not name one
+        ctx, check_output, caps = self.ctx, self.check_output, self.caps
+        fixed = ctx.endpoint  # the endpoint of lines that do not name one
         n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
         for raw in lines:
@@ -86,14 +97,35 @@ class LineChecker:
                     ("invalid_json_line", explain_invalid(raw, exc), None)
                 ]
             else:
-                if counter is not None:
-                    tokens += request_tokens(counter, req) or 0
                 url = (fixed or req.get("url")) if type(req) is dict else None
+                overflow: Finding | None = None
+                if counter is not None:
+                    counted = {"url": url, "body": req.get("body")} if fixed else req
+                    line_tokens = request_tokens(counter, counted) or 0
+                    tokens += line_tokens
+                    if line_tokens and check_output:
+                        overflow = context_overflow(req["body"], line_tokens, ctx)
                 clean = clean_for[url] if type(url) is str else None
                 try:
                     ok = clean is not None and clean(req)  # then url is a str, body a dict
                 except ValueError:  # jsonschema-rs: too deep to check; the rules explain
                     ok = False
+                if ok and check_output:  # then the model is a string: the output cap
+                    body = req["body"]
+                    model = body.get("model")
+                    cap = caps.get(model)
+                    if cap is None:
+                        facts = model_facts(model) if type(model) is str else None
+                        cap = caps[model] = facts.max_output_tokens if facts else 0
+                    if overflow or (  # the clean schema made these integers or null
+                        cap
+                        and (
+                            (body.get("max_tokens") or 0) > cap
+                            or (body.get("max_completion_tokens") or 0) > cap
+                            or (body.get("max_output_tokens") or 0) > cap
+                        )
+                    ):
+                        ok = False
                 if ok:
                     body = req["body"]
                     ids.append(req["custom_id"])
@@ -106,6 +138,8 @@ class LineChecker:
                         last = target
                     continue
                 line_facts, found = explain(req)
+                if overflow is not None:
+                    found = [*(found or ()), overflow]
             if found:
                 findings.append((n, found))
             if line_facts is None:
@@ -161,7 +195,9 @@ class Validation:
     fix the batch's endpoint and model instead of taking them from the first line. Codes in
     ``ignore`` are neither checked nor reported. ``workers``: processes for large files
     (``None``: one per core; ``1``: in-process). ``progress(bytes_done, size)`` is called
-    after each chunk (``size`` is ``None`` for a stream).
+    after each chunk (``size`` is ``None`` for a stream). ``count_tokens`` estimates input
+    tokens (as ``max_enqueued_tokens`` does, without a cap): a request whose estimate plus its
+    requested output is over its model's context window is ``invalid_body``.
     """
 
     def __init__(
@@ -174,9 +210,11 @@ class Validation:
         ignore: Collection[str] = (),
         workers: int | None = None,
         progress: Callable[[int, int | None], None] | None = None,
+        count_tokens: bool = False,
         **overrides: Any,
     ) -> None:
         self.source = source
+        self.count_tokens = count_tokens
         self.progress = progress
         self.profile = get_profile(profile, **overrides)
         unknown = sorted(set(ignore) - set(CATALOGUE))
@@ -195,7 +233,7 @@ class Validation:
 
     def __iter__(self) -> Iterator[Problem]:
         stats = self.stats = Stats()
-        checker = LineChecker(self.profile, self.ignore, self.endpoint)
+        checker = LineChecker(self.profile, self.ignore, self.endpoint, self.count_tokens)
         rules = FileRules(self.profile, checker.ctx.endpoint or self.endpoint, self.model)
         emit = self._emit
         base = 0

@@ -31,6 +31,12 @@ from .options import (
     help="Your organization's enqueued-token cap for the model: estimate input tokens "
     "(tiktoken; slower) and report token_limit_exceeded when over.",
 )
+@click.option(
+    "--count-tokens",
+    is_flag=True,
+    help="Estimate input tokens (tiktoken; slower) to report requests over their model's "
+    "context window (and stats.input_tokens).",
+)
 @max_problems_option
 @click.option(
     "--ignore",
@@ -52,6 +58,7 @@ def validate(
     endpoint: str | None,
     model: str | None,
     max_enqueued_tokens: int | None,
+    count_tokens: bool,
     max_problems: int,
     ignore: tuple[str, ...],
     jobs: int | None,
@@ -71,7 +78,7 @@ def validate(
     status = 0
     for path in files:
         # Counting tokens takes seconds on a big file: show progress on a terminal.
-        show = max_enqueued_tokens is not None and sys.stderr.isatty()
+        show = (max_enqueued_tokens is not None or count_tokens) and sys.stderr.isatty()
         progress = SizedProgress(sys.stderr, f"checking {path}") if show else None
         # --max-problems 0 lists every problem, in text too; they are rendered as they come.
         out = ReportOutput(fmt, per_code=None if max_problems == 0 else SHOWN_PER_CODE)
@@ -86,6 +93,7 @@ def validate(
             ignore=ignore,
             workers=jobs,
             max_enqueued_tokens=max_enqueued_tokens,
+            count_tokens=count_tokens,
             **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
         )
         if progress is not None:
