@@ -1,20 +1,31 @@
-"""The ``join-50k`` case: our join to Parquet against DuckDB's native JSON reader doing the same.
+"""The join cases: our join to Parquet against DuckDB's native JSON reader doing the same.
 
-Both read the same 25 MB input and ~56 MB output file, join results to requests by
-custom_id in input order (one row per request), extract the same columns and write a
-zstd-compressed Parquet file. ``join-structured-50k``: 50,000 answers to requests that asked
-for a JSON schema; ours parses, validates and types each one (``parsed``), DuckDB parses them
-with ``json_transform`` (no validation).
+Both read the same request and result files, join results to requests by custom_id in input
+order (one row per request), extract the same columns and write a zstd-compressed Parquet
+file. ``join-structured-50k``: 50,000 answers to requests that asked for a JSON schema; ours
+parses, validates and types each one (``parsed``), DuckDB parses them with ``json_transform``
+(no validation). The other join cases run each side as its own process (as a user runs
+them), timed from outside, with its peak memory (the largest resident set of the process
+and the workers it waited for).
+
+- ``join-50k``: one 25 MB input, one ~56 MB output file (every request answered, shuffled).
+- ``join-500k`` / ``join-2m``: 10 / 40 batches of 50,000 chat requests; per batch an output
+  file (shuffled) and an error file: 2% failed (expired or HTTP 500), 1% missing, answers
+  of about 300 characters. Generated once into ``bench/data/`` (not committed).
 """
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import datasets
 import orjson
 
-from jsonl_batch import join, write_table
 from jsonl_batch.joining import join_to
 
 _RESULT_COLUMNS = """{
@@ -28,6 +39,39 @@ _RESULT_COLUMNS = """{
 }"""
 
 _QUERY = """
+COPY (
+    WITH requests AS (
+        SELECT filename AS input_file, row_number() OVER (PARTITION BY filename) AS line,
+               custom_id
+        FROM read_json({inputs}, format = 'newline_delimited',
+                       columns = {{custom_id: 'VARCHAR'}}, filename = true)
+    ),
+    results AS (
+        SELECT * FROM read_json({results}, format = 'newline_delimited', columns = {columns})
+    )
+    SELECT
+        q.custom_id, q.input_file, q.line,
+        CASE WHEN r.custom_id IS NULL THEN 'missing'
+             WHEN r.error IS NULL AND r.response.status_code BETWEEN 200 AND 299 THEN 'succeeded'
+             ELSE 'failed' END AS status,
+        r.response.status_code AS status_code,
+        coalesce(r.error.code, r.response.body.error.code) AS error_code,
+        coalesce(r.error.message, r.response.body.error.message) AS error_message,
+        r.response.body.model AS model,
+        coalesce(r.response.body.choices[1].message.content, r.response.body.choices[1].text)
+            AS content,
+        r.response.body.choices[1].finish_reason AS finish_reason,
+        r.response.body.usage.prompt_tokens AS prompt_tokens,
+        r.response.body.usage.completion_tokens AS completion_tokens,
+        r.response.body.usage.total_tokens AS total_tokens,
+        r.response.request_id AS request_id,
+        r.id AS batch_request_id
+    FROM requests q LEFT JOIN results r USING (custom_id)
+    ORDER BY q.input_file, q.line
+) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+_SINGLE_QUERY = """
 COPY (
     WITH requests AS (
         SELECT row_number() OVER () AS line, custom_id
@@ -60,31 +104,184 @@ COPY (
 
 _OUT = datasets.DATA / "out"
 """Where both sides write their tables (one folder of ours: no other run writes there)."""
+BATCH = 50_000
 
 
-def paths() -> tuple[Path, Path]:
-    """The case's input and output files (generated once)."""
-    return datasets.small_chat(), datasets.small_chat_output()
+def batches(count: int) -> tuple[list[Path], list[Path]]:
+    """``count`` batches of ``BATCH`` requests: their input files and result files."""
+    folder = datasets.DATA / f"join-{count}x{BATCH}"
+    inputs = [folder / f"batch-{k:03d}.jsonl" for k in range(count)]
+    results = [folder / f"batch-{k:03d}.{kind}.jsonl" for k in range(count) for kind in _KINDS]
+    if not all(p.exists() for p in (*inputs, *results)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(count):
+            _batch(folder, k)
+    return inputs, results
 
 
-def ours() -> None:
-    """``jsonl-batch join`` as a library call: join, then write Parquet."""
-    requests, output = paths()
+_KINDS = ("output", "errors")
+
+
+def _batch(folder: Path, k: int) -> None:
+    """One batch's input, output and error files (written under temporary names first)."""
+    rng = random.Random(k)
+    prompts = [datasets._text(rng, 230) for _ in range(500)]
+    answers = [datasets._text(rng, 300) for _ in range(500)]
+    ids = [f"b{k:03d}-request-{i + 1}" for i in range(BATCH)]
+    requests, output, errors = [], [], []
+    for custom_id in ids:
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are a careful assistant."},
+                {"role": "user", "content": rng.choice(prompts)},
+            ],
+            "max_tokens": 256,
+        }
+        requests.append({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions"})
+        requests[-1]["body"] = body
+        fate = rng.random()
+        if fate < 0.01:
+            continue  # missing
+        if fate < 0.02:
+            errors.append(_expired(custom_id, rng))
+        elif fate < 0.03:
+            errors.append(_server_error(custom_id, rng))
+        else:
+            output.append(_answer(custom_id, rng, rng.choice(answers)))
+    rng.shuffle(output)
+    for name, lines in (("", requests), (".output", output), (".errors", errors)):
+        path = folder / f"batch-{k:03d}{name}.jsonl"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        tmp.rename(path)
+
+
+def _answer(custom_id: str, rng: random.Random, text: str) -> dict[str, object]:
+    prompt, completion = rng.randint(40, 120), rng.randint(60, 250)
+    body = {
+        "id": f"chatcmpl-{rng.getrandbits(64):x}",
+        "object": "chat.completion",
+        "created": 1711475054,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+        "system_fingerprint": "fp_0ba0d124f1",
+    }
+    return {
+        "id": f"batch_req_{rng.getrandbits(64):x}",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": 200,
+            "request_id": f"req_{rng.getrandbits(32):x}",
+            "body": body,
+        },
+        "error": None,
+    }
+
+
+def _expired(custom_id: str, rng: random.Random) -> dict[str, object]:
+    message = "This request could not be executed before the completion window expired."
+    return {
+        "id": f"batch_req_{rng.getrandbits(64):x}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": "batch_expired", "message": message},
+    }
+
+
+def _server_error(custom_id: str, rng: random.Random) -> dict[str, object]:
+    error = {"message": "The server had an error.", "type": "server_error", "code": None}
+    return {
+        "id": f"batch_req_{rng.getrandbits(64):x}",
+        "custom_id": custom_id,
+        "response": {"status_code": 500, "request_id": "req_x", "body": {"error": error}},
+        "error": None,
+    }
+
+
+CASES = {
+    # name: (make the files, target ratio ours/DuckDB, peak memory target of ours in MB)
+    "join-50k": (lambda: ([datasets.small_chat()], [datasets.small_chat_output()]), 1.0, None),
+    "join-500k": (lambda: batches(10), 1.0, None),
+    "join-2m": (lambda: batches(40), 1.0, 500),
+}
+
+EXPLICIT = ("join-500k", "join-2m")
+"""Cases run only when named (minutes of generated data): ``python bench/run.py join-2m``."""
+
+_OURS = """
+import sys
+from jsonl_batch.cli import main
+inputs, results, target = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3]
+args = ["join", *inputs, *(x for r in results for x in ("-r", r)), "-o", target, "--force"]
+main(args)
+"""
+
+_DUCKDB = """
+import sys
+import duckdb
+with duckdb.connect() as con:
+    con.execute('SET enable_progress_bar = false')
+    con.execute(sys.argv[1])
+"""
+
+
+def _run(code: str, *args: str) -> tuple[float, float]:
+    """Run a Python snippet as its own process: ``(seconds, peak resident MB)``."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):  # join exits 1 when some requests failed
+        raise SystemExit(f"benchmark process failed ({process.returncode})")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def compare(name: str, repeat: int) -> None:
+    """Time ours and DuckDB's, alternating, best of ``repeat``; print both and the ratio."""
+    make, target, memory_target = CASES[name]
+    inputs, results = make()
     _OUT.mkdir(parents=True, exist_ok=True)
-    result = join([requests], [output])
-    target = _OUT / "jsonl-batch-bench-ours.parquet"
-    write_table(result.table, target, summary=result.summary.to_dict(), force=True)
-
-
-def duckdb_native() -> None:
-    """The same join with DuckDB's JSON reader, written by DuckDB."""
-    import duckdb
-
-    requests, output = paths()
-    target = _OUT / "jsonl-batch-bench-duckdb.parquet"
-    with duckdb.connect() as con:
-        query = _QUERY.format(columns=_RESULT_COLUMNS, target=target, extra="")
-        con.execute(query, [str(requests), str(output), str(requests)])
+    size = sum(p.stat().st_size for p in (*inputs, *results)) / 1e6
+    ours_args = (
+        ",".join(map(str, inputs)),
+        ",".join(map(str, results)),
+        str(_OUT / "jsonl-batch-bench-ours.parquet"),
+    )
+    query = _QUERY.format(
+        inputs=[str(p) for p in inputs],
+        results=[str(p) for p in results],
+        columns=_RESULT_COLUMNS,
+        target=_OUT / "jsonl-batch-bench-duckdb.parquet",
+    )
+    ours = theirs = (float("inf"), 0.0)
+    for _ in range(max(1, repeat)):
+        found = _run(_DUCKDB, query)
+        theirs = (min(theirs[0], found[0]), max(theirs[1], found[1]))
+        found = _run(_OURS, *ours_args)
+        ours = (min(ours[0], found[0]), max(ours[1], found[1]))
+    ratio = ours[0] / theirs[0]
+    flag = "" if ratio <= target else "  over target"
+    if memory_target is not None and ours[1] > memory_target:
+        flag += f"  over {memory_target} MB"
+    print(
+        f"{name:<18}{size:>8.0f}MB{theirs[0]:>9.3f}s{ours[0]:>9.3f}s{ratio:>7.2f}x"
+        f"{target:>7.1f}x  (floor column: duckdb; peak memory: duckdb {theirs[1]:.0f} MB, "
+        f"ours {ours[1]:.0f} MB){flag}"
+    )
 
 
 def structured_paths() -> tuple[Path, Path]:
@@ -122,7 +319,7 @@ def structured_duckdb() -> None:
     content = "r.response.body.choices[1].message.content"
     parsed = f"CASE WHEN json_valid({content}) THEN json_transform({content}, '{_PARSED}') END"
     with duckdb.connect() as con:
-        query = _QUERY.format(
+        query = _SINGLE_QUERY.format(
             columns=_RESULT_COLUMNS, target=target, extra=f",\n {parsed} AS parsed"
         )
         con.execute(query, [str(requests), str(output), str(requests)])

@@ -1,14 +1,16 @@
 """Benchmark: our commands against the raw orjson-parse floor, measured in the same run.
 
-    python bench/run.py            # every case
+    python bench/run.py            # every case (but join-500k and join-2m)
     python bench/run.py validate   # cases whose name starts with "validate"
+    python bench/run.py join-2m    # 2,000,000 requests in 40 batches against DuckDB
 
 Each case prints the floor (read every line with a 1 MiB buffer and orjson-parse it, one
 core), our time, and the ratio. Some cases print a second baseline beside (``BESIDE``):
 ``stats`` the counting floor (the token counter alone over the same texts, one core),
-``split`` GNU ``split -l`` into the same number of parts. Times are the best of
-``--repeat`` runs on a warm cache. Peak RSS is the largest of this process and its worker
-processes.
+``split`` GNU ``split -l`` into the same number of parts. The join cases compare with DuckDB
+instead, each side in its own process, with both peak memories (``join_case``). Times are the
+best of ``--repeat`` runs on a warm cache. Peak RSS is the largest of this process and its
+worker processes.
 """
 
 from __future__ import annotations
@@ -116,7 +118,6 @@ VERSUS: dict[
     tuple[Callable[[], tuple[Path, ...]], Callable[[], object], Callable[[], object], str, float],
 ] = {
     # name: (datasets, our operation, another tool's, its name, target ratio ours/theirs)
-    "join-50k": (join_case.paths, join_case.ours, join_case.duckdb_native, "duckdb", 1.0),
     "join-structured-50k": (
         join_case.structured_paths,
         join_case.structured_ours,
@@ -179,6 +180,10 @@ def main() -> None:
         )
         if name in BESIDE:
             beside(name, path, ours_s, args.repeat)
+    for name in join_case.CASES:
+        named = any(name.startswith(c) for c in args.cases)
+        if named or (not args.cases and name not in join_case.EXPLICIT):
+            join_case.compare(name, args.repeat)
     for name in VERSUS:
         if not args.cases or any(name.startswith(c) for c in args.cases):
             versus(name, args.repeat)

@@ -1,173 +1,51 @@
-"""The answers of a block of requests, read from their byte ranges: the join's columns.
+"""The answers of a block of requests, taken from where the index set them aside.
 
-``joining`` cuts the requests into blocks (in input order); for each block it knows where
-each request's kept answer is (result file, byte offset, length: ``indexing``). ``gather``
-reads those bytes (sorted by file and offset, adjacent lines in one read), parses each answer
-once and turns it into the answer columns with ``results.extract``, the one place that says
-which fields of an answer become which column. Blocks run in worker processes
-(``parallel.Workers``), so only one block's answers are in memory per process.
+``indexing`` wrote each result line's answer columns to spill files (Arrow IPC); for a block
+of requests (in input order) ``take_answers`` takes each kept answer's row from them,
+memory-mapping only the spill files the block needs, for as long as it needs them, and
+``request_bodies`` copies the requests' bodies from their lines (``--include-bodies``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from itertools import groupby
-from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .answer_checks import check_answers
 from .reading import strip_ending
-from .results import (
-    EXTRAS,
-    FIELDS,
-    Anomaly,
-    answer_columns,
-    extract,
-    not_copied,
-    result_schema,
-    rows_table,
-)
+from .results import Anomaly, not_copied
 from .slices import NOT_COPIED, copy_value
-from .structured import BlockChecks
-
-RUN_BYTES = 16 << 20
-"""Adjacent answers are read together up to this many bytes."""
 
 
-@dataclass
-class Block:
-    """A block of consecutive requests of one input file and where their answers are."""
-
-    results: tuple[str, ...]
-    """The result files' paths (``file`` numbers index them)."""
-    result_names: tuple[str, ...]
-    file: pa.Array
-    """Per request: the number of the file holding its answer (null: missing)."""
-    offset: pa.Array
-    length: pa.Array
-    line: pa.Array
-    """The answer's line number in its file."""
-    extras: tuple[str, ...] = ()
-    input: tuple[str, str, pa.Array, pa.Array, pa.Array, pa.Array] | None = None
-    """For request bodies: the input's path and name, and per request its custom_id, line,
-    offset and length."""
-    checks: BlockChecks | None = None
-    """What each answer must be (JSON, of a schema), when the requests asked for JSON."""
-
-
-@dataclass
-class Gathered:
-    """A block's answer columns (``answer_schema``) and what could not be copied."""
-
-    table: pa.Table
-    request_bodies: pa.Array | None = None
-    parsed: pa.Array | None = None
-    """The answers parsed and typed (``Block.checks``)."""
-    input_anomalies: list[Anomaly] = field(default_factory=list)
-    result_anomalies: list[tuple[int, Anomaly]] = field(default_factory=list)
-    """``(result file number, anomaly)``."""
+def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.Schema) -> pa.Table:
+    """The answer rows ``(spill[i], row[i])`` in order, a row of nulls where ``spill[i]`` is
+    null (a request without an answer)."""
+    valid = spill.is_valid()
+    present = pc.indices_nonzero(valid)
+    if not len(present):
+        return pa.Table.from_arrays([pa.nulls(len(spill), f.type) for f in schema], schema=schema)
+    spill, row = spill.filter(valid), row.filter(valid)
+    parts, positions = [], []
+    for number in pc.unique(spill).to_pylist():
+        mask = pc.equal(spill, number)
+        with pa.memory_map(spills[number]) as source:
+            table = pa.ipc.open_file(source).read_all()
+            parts.append(table.take(row.filter(mask)).combine_chunks())
+        positions.append(pc.indices_nonzero(mask))
+    found = pa.concat_tables(parts).take(pc.sort_indices(pa.chunked_array(positions)))
+    rank = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+    return found.take(pc.if_else(valid, rank, pa.scalar(None, pa.int64())))
 
 
-def answer_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
-    """``extract``'s columns: ``results.FIELDS``, ``ok`` and the extras asked for."""
-    schema = result_schema(extras)
-    return schema.remove(schema.get_field_index("line"))
-
-
-def gather(block: Block) -> Gathered:
-    """Read and extract the answers of a block (run in a worker)."""
-    raws = _read(block)
-    out = Gathered(pa.table({}))
-    schema = answer_schema(block.extras)
-    present = [i for i, raw in enumerate(raws) if raw is not None]
-    lines = [raw for raw in raws if raw is not None]
-    columns = None if block.extras else answer_columns(lines)
-    if columns is not None:  # the common case, in Arrow: no Python object per field
-        where: list[int | None] = [None] * len(raws)
-        for position, i in enumerate(present):
-            where[i] = position
-        table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-        out.table = table.take(pa.array(where, pa.int64()))
-    else:
-        out.table = rows_table(_extract(block, raws, out), schema)
-    if block.checks is not None:
-        out.table, out.parsed = check_answers(out.table, block.checks)
-    if block.input is not None:
-        out.request_bodies = _bodies(block.input, out.input_anomalies)
-    return out
-
-
-def _read(block: Block) -> list[bytes | None]:
-    """Each request's answer line (without its ending), ``None`` when it has none; read
-    in file and offset order, adjacent lines at once."""
-    files = block.file.to_pylist()
-    offsets = block.offset.to_pylist()
-    lengths = block.length.to_pylist()
-    raws: list[bytes | None] = [None] * len(files)
-    found = (i for i, f in enumerate(files) if f is not None)
-    order = sorted(found, key=lambda i: (files[i], offsets[i]))
-    for number, group in groupby(order, key=lambda i: files[i]):
-        fd = os.open(block.results[number], os.O_RDONLY)
-        try:
-            for run in _runs(list(group), offsets, lengths):
-                start = offsets[run[0]]
-                data = os.pread(fd, offsets[run[-1]] + lengths[run[-1]] - start, start)
-                for i in run:
-                    at = offsets[i] - start
-                    raws[i] = strip_ending(data[at : at + lengths[i]])
-        finally:
-            os.close(fd)
-    return raws
-
-
-def _extract(block: Block, raws: list[bytes | None], out: Gathered) -> list[tuple[Any, ...]]:
-    """``results.extract`` of each answer (a row of nulls for none); values that could not
-    be copied become nulls and anomalies."""
-    flags = tuple(option in block.extras for option in EXTRAS)
-    extra_columns = [column for option, column in EXTRAS.items() if option in block.extras]
-    nothing = (None,) * (len(FIELDS) + 1 + len(extra_columns))
-    loads = orjson.loads
-    rows: list[tuple[Any, ...]] = []
-    for i, raw in enumerate(raws):
-        if raw is None:
-            rows.append(nothing)
-            continue
-        row = extract(loads(raw), *flags, raw=raw)
-        assert not isinstance(row, str)  # the index took it as a result line
-        if NOT_COPIED in row:
-            values = zip(extra_columns, row[len(FIELDS) + 1 :], strict=True)
-            lost = ", ".join(c for c, v in values if v is NOT_COPIED)
-            row = tuple(None if v is NOT_COPIED else v for v in row)
-            number = block.file[i].as_py()
-            anomaly = not_copied(block.result_names[number], block.line[i].as_py(), row[0], lost)
-            out.result_anomalies.append((number, anomaly))
-        rows.append(row)
-    return rows
-
-
-def _runs(order: list[int], offsets: list[int], lengths: list[int]) -> list[list[int]]:
-    """Rows whose byte ranges follow each other (read at once, up to ``RUN_BYTES``)."""
-    runs: list[list[int]] = []
-    end = size = -1
-    for i in order:
-        if offsets[i] == end and size + lengths[i] <= RUN_BYTES:
-            runs[-1].append(i)
-            size += lengths[i]
-        else:
-            runs.append([i])
-            size = lengths[i]
-        end = offsets[i] + lengths[i]
-    return runs
-
-
-def _bodies(
-    found: tuple[str, str, pa.Array, pa.Array, pa.Array, pa.Array], anomalies: list[Anomaly]
+def request_bodies(
+    path: str, name: str, requests: pa.Table, ids: pa.Array, anomalies: list[Anomaly]
 ) -> pa.Array:
-    """The requests' bodies as JSON text, copied from their lines (consecutive in the file)."""
-    path, name, ids, lines, offset, length = found
+    """The bodies of consecutive requests of an input file (``line``, ``offset``, ``length``;
+    their custom_ids ``ids``) as JSON text, copied from their lines as written."""
+    lines = requests.column("line")
+    offset, length = requests.column("offset"), requests.column("length")
     offsets, lengths = offset.to_pylist(), length.to_pylist()
     texts: list[str | None] = []
     if not offsets:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,17 +28,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .answer_checks import OUTPUT_PROBLEMS
+from .answer_checks import OUTPUT_PROBLEMS, check_answers
 from .costs import CostTally, input_estimates
 from .errors import UsageError
-from .gathering import Block, Gathered, gather
-from .indexing import INDEX_SCHEMA, FileIndex, index_files, index_inputs, index_results
+from .gathering import request_bodies, take_answers
+from .indexing import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of
 from .origins import Origin, find_origins
 from .output import check_folder_target
 from .parallel import PARALLEL_MIN_BYTES, Workers, cores
 from .pricing import PriceTable, load_prices
 from .reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
-from .results import Anomaly
+from .results import Anomaly, answer_schema
 from .structured import StructuredPlan, flat_names, flatten, plan_structured
 from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
 
@@ -281,56 +282,88 @@ def join_into(
         result_paths = [stack.enter_context(as_file(s)) for s in results]
         result_names = [source_name(s) for s in results]
         sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
-        total = sum(sizes)
-        meter = _Meter(progress, total)
+        meter = _Meter(progress, sum(sizes))
         count = workers if workers is not None else cores()
-        if total < PARALLEL_MIN_BYTES:
+        if sum(sizes) < PARALLEL_MIN_BYTES:
             count = 1
         pool = stack.enter_context(Workers(count))
         indexed = []
-        for f in index_files(paths, names, index_inputs, pool, results=False):
+        for f in index_inputs_of(paths, names, pool):
             if f.invalid:
-                line, _, why = f.invalid[0]
+                line, _, why, _ = f.invalid[0]
                 raise JoinError(_input_error(f.name, line, why))
             indexed.append(f)
-        meter.add(sum(sizes[: len(paths)]))
-        answered = []
-        for r in index_files(result_paths, result_names, index_results, pool, results=True):
-            answered.append(r)
-            meter.add(os.path.getsize(r.path))
-        plan = _resolve(indexed, answered, max_anomalies)
+            meter.add(os.path.getsize(f.path))
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
+        answered, spills = index_results_of(result_paths, result_names, pool, folder, extras)
+        meter.add(sum(sizes[len(paths) :]))
+        pool.close()
+        plan = _resolve(indexed, answered, max_anomalies, include_bodies)
         summary = plan.summary
         sink.begin(table_schema)
-        firsts = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
-        where = _blocks(plan, indexed, count)
-        make = partial(
-            _block,
-            plan,
-            indexed,
-            firsts,
-            tuple(result_paths),
-            tuple(result_names),
-            extras,
-            include_bodies,
-            answers.structured,
-        )
+        answer_columns = answer_schema(extras)
         done = 0
-        for (number, start, _rows_count), found in zip(
-            where, pool.map(gather, map(make, where)), strict=True
-        ):
-            table = _rows(plan, indexed[number], firsts[number], start, found, table_schema)
-            table = answers.columns(table, number, found, table_schema)
-            _tally(summary, table)
-            plan.input_anomalies += found.input_anomalies
-            for file, anomaly in found.result_anomalies:
-                plan.result_anomalies[file].append(anomaly)
-            sink.write(table)
+        writing = stack.enter_context(_Behind(sink, summary))
+        for number, start, rows in _blocks(plan, indexed):
+            f = indexed[number]
+            assert f.table is not None
+            found = take_answers(
+                spills, plan.spill.slice(start, rows), plan.row.slice(start, rows), answer_columns
+            )
+            parsed = None
+            if answers.structured.active:
+                lines = f.table.column("line").slice(start - plan.first[number], rows)
+                checks = answers.structured.for_rows(number, lines.to_pylist())
+                found, parsed = check_answers(found, checks)
+            bodies = None
+            if include_bodies:
+                bodies = request_bodies(
+                    f.path,
+                    f.name,
+                    f.table.slice(start - plan.first[number], rows),
+                    plan.ids.slice(start, rows),
+                    plan.input_anomalies,
+                )
+            table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
+            table = answers.columns(table, number, parsed, table_schema)
+            writing.write(table)  # while the next block is taken
             done += table.num_rows
             meter.rows(done, len(plan.ids))
+        writing.close()
         summary.requests = done
         _finish(plan, max_anomalies)
         answers.finish(summary, flatten)
         return summary
+
+
+class _Behind:
+    """Writes (and counts) each block in a thread, one block behind: pyarrow's encoding and
+    compression release the GIL, so writing overlaps taking the next block's answers."""
+
+    def __init__(self, sink: Sink, summary: JoinSummary) -> None:
+        self.sink, self.summary = sink, summary
+        self.pool = ThreadPoolExecutor(1)
+        self.pending: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self.close()
+        self.pending = self.pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
+        _tally(self.summary, table)
+        self.sink.write(table)
+
+    def close(self) -> None:
+        """Wait for the block being written (and raise its error, if any)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
 
 
 class _Meter:
@@ -356,33 +389,47 @@ class _Plan:
 
     summary: JoinSummary
     ids: pa.Array
-    file: pa.Array
-    offset: pa.Array
-    length: pa.Array
-    line: pa.Array
+    spill: pa.Array
+    """Per request: the spill file holding its answer's columns (null: missing)..."""
+    row: pa.Array
+    """... and the row there."""
+    first: list[int]
+    """Each input file's first request (row of the table)."""
     input_anomalies: list[Anomaly] = field(default_factory=list)
-    result_anomalies: list[list[Anomaly]] = field(default_factory=list)
-    """Per result file: lines that are not results, values not copied (in line order)."""
+    result_anomalies: list[Anomaly] = field(default_factory=list)
+    """Result lines that are not results, values not copied (file, then line order)."""
     later: list[Anomaly] = field(default_factory=list)
     """Orphans, then duplicates."""
 
 
-def _resolve(indexed: list[FileIndex], answered: list[FileIndex], cap: int | None) -> _Plan:
+def _resolve(
+    indexed: list[FileIndex], answered: list[FileIndex], cap: int | None, bodies: bool
+) -> _Plan:
     summary = JoinSummary()
     for f in indexed:
         summary.inputs[f.name] = summary.inputs.get(f.name, 0) + _rows_of(f)
     for r in answered:
         summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
     ids = _column(indexed, "custom_id", pa.string())
+    unused = ["custom_id"] if bodies else ["custom_id", "offset", "length"]
+    for f in indexed:  # the ids are in ``ids`` now: memory holds them once
+        assert f.table is not None
+        f.table = f.table.drop_columns(unused)
     _check_unique(ids, indexed)
     result_anomalies = []
     for r in answered:
-        summary.invalid_lines += len(r.invalid)
-        listed = r.invalid if cap is None else r.invalid[:cap]
-        result_anomalies.append(
-            [Anomaly("invalid_line", r.name, line, cid, why) for line, cid, why in listed]
-        )
+        kept: Counter[str] = Counter()
+        for line, cid, message, kind in r.invalid:
+            if kind == "not_copied":
+                summary.not_copied += 1
+            else:
+                summary.invalid_lines += 1
+            kept[kind] += 1
+            if cap is None or kind == "not_copied" or kept[kind] <= cap:
+                result_anomalies.append(Anomaly(kind, r.name, line, cid, message))
     results = _concat_index(answered)
+    for r in answered:
+        r.table = None  # concatenated in ``results``
     position = pc.index_in(results.column("custom_id"), value_set=ids)
     orphan = position.is_null()
     summary.orphans = pc.sum(orphan).as_py() or 0
@@ -392,14 +439,15 @@ def _resolve(indexed: list[FileIndex], answered: list[FileIndex], cap: int | Non
     if summary.orphans:
         later += _orphans(results.filter(orphan), answered, cap)
         results = results.filter(pc.invert(orphan))
-    results, summary.duplicates, superseded = _dedup(results, answered, cap)
+        position = position.filter(pc.invert(orphan))
+    once = len(pc.unique(position)) == len(position)  # ints: cheaper than the ids
+    results, summary.duplicates, superseded = _dedup(results, answered, cap, once)
     later += superseded
     where = pc.index_in(ids, value_set=results.column("custom_id"))
-    kept = results.take(where)  # one row per request, null when missing
-    file, offset, length, line = (
-        kept.column(n).combine_chunks() for n in ("file", "offset", "length", "line")
-    )
-    return _Plan(summary, ids, file, offset, length, line, [], result_anomalies, later)
+    kept_rows = results.select(["spill", "row"]).take(where)  # per request, null when missing
+    spill, row = (kept_rows.column(n).combine_chunks() for n in ("spill", "row"))
+    first = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
+    return _Plan(summary, ids, spill, row, first, [], result_anomalies, later)
 
 
 def _rows_of(f: FileIndex) -> int:
@@ -419,71 +467,21 @@ def _concat_index(answered: list[FileIndex]) -> pa.Table:
         file = pa.repeat(pa.scalar(number, pa.int32()), r.table.num_rows)
         tables.append(r.table.append_column("file", file))
     if not tables:
-        return INDEX_SCHEMA.append(pa.field("file", pa.int32())).empty_table()
+        return RESULT_SCHEMA.append(pa.field("file", pa.int32())).empty_table()
     return pa.concat_tables(tables).combine_chunks()
 
 
-def _blocks(plan: _Plan, indexed: list[FileIndex], workers: int) -> list[tuple[int, int, int]]:
-    """``(input file number, first row, rows)`` of each block, in input order: enough blocks
-    for every worker, at most ``BLOCK_ROWS`` rows each (a Parquet row group)."""
-    size = max(MIN_BLOCK_ROWS, min(BLOCK_ROWS, -(-len(plan.ids) // (4 * workers))))
-    out, start = [], 0
+def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]:
+    """``(input file number, first row, rows)`` of each block of requests, in input order:
+    at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file."""
+    out = []
     for number, f in enumerate(indexed):
-        rows = _rows_of(f)
-        out += [(number, start + a, min(size, rows - a)) for a in range(0, rows, size)]
-        start += rows
+        rows, start = _rows_of(f), plan.first[number]
+        out += [(number, start + a, min(BLOCK_ROWS, rows - a)) for a in range(0, rows, BLOCK_ROWS)]
     return out
 
 
 BLOCK_ROWS = 65_536
-MIN_BLOCK_ROWS = 4_096
-
-
-def _block(
-    plan: _Plan,
-    indexed: list[FileIndex],
-    first_rows: list[int],
-    paths: tuple[str, ...],
-    names: tuple[str, ...],
-    extras: tuple[str, ...],
-    bodies: bool,
-    structured: StructuredPlan,
-    where: tuple[int, int, int],
-) -> Block:
-    number, start, rows = where
-    first = first_rows[number]
-    checks = None
-    if structured.active:
-        f = indexed[number]
-        assert f.table is not None
-        lines = f.table.column("line").slice(start - first, rows).to_pylist()
-        checks = structured.for_rows(number, lines)
-
-    def cut(array: pa.Array, at: int = start) -> pa.Array:
-        return pa.concat_arrays([array.slice(at, rows)])  # a copy: a slice pickles it all
-
-    found = None
-    if bodies:
-        f = indexed[number]
-        assert f.table is not None
-        at = start - first
-        found = (
-            f.path,
-            f.name,
-            *(cut(f.table.column(n).combine_chunks(), at) for n in ("custom_id", "line")),
-            *(cut(f.table.column(n).combine_chunks(), at) for n in ("offset", "length")),
-        )
-    return Block(
-        paths,
-        names,
-        cut(plan.file),
-        cut(plan.offset),
-        cut(plan.length),
-        cut(plan.line),
-        extras,
-        found,  # type: ignore[arg-type]
-        checks,
-    )
 
 
 def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
@@ -567,8 +565,12 @@ def no_match(results: int, requests: int) -> str:
 
 
 def _check_unique(ids: pa.Array, files: list[FileIndex]) -> None:
-    if len(pc.unique(ids)) == len(ids):
+    if len(ids) < 2:
         return
+    ordered = ids.take(pc.sort_indices(ids))  # a sort holds less memory than a hash table
+    if not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
+        return
+    del ordered
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
     rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]
@@ -604,13 +606,14 @@ def _orphans(rows: pa.Table, read: list[FileIndex], cap: int | None) -> list[Ano
 
 
 def _dedup(
-    results: pa.Table, read: list[FileIndex], cap: int | None
+    results: pa.Table, read: list[FileIndex], cap: int | None, once: bool
 ) -> tuple[pa.Table, int, list[Anomaly]]:
     """One result per custom_id: a succeeded one first, else the later (file, then line).
 
     Returns the kept rows, how many were dropped, and (at most ``cap``) anomalies for them.
+    ``once``: every custom_id is answered once (nothing to do).
     """
-    if len(pc.unique(results.column("custom_id"))) == results.num_rows:
+    if once:
         return results, 0, []
     keys = [("custom_id", "ascending"), ("ok", "descending"), ("file", "descending")]
     ranked = results.take(pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
@@ -644,10 +647,15 @@ def _dedup(
 
 
 def _rows(
-    plan: _Plan, f: FileIndex, first: int, start: int, found: Gathered, schema: pa.Schema
+    plan: _Plan,
+    f: FileIndex,
+    first: int,
+    start: int,
+    answers: pa.Table,
+    bodies: pa.Array | None,
+    schema: pa.Schema,
 ) -> pa.Table:
     """A block's rows in the join's schema: the request's columns, then its answer's."""
-    answers = found.table
     ok = answers.column("ok")
     status = pc.if_else(
         ok.is_null(), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
@@ -660,8 +668,8 @@ def _rows(
         "line": f.table.column("line").slice(start - first, rows),
         "status": status,
     }
-    if found.request_bodies is not None:
-        columns["request_body"] = found.request_bodies
+    if bodies is not None:
+        columns["request_body"] = bodies
     names = [n for n in schema.names if n in columns or n in answers.column_names]
     return pa.Table.from_arrays(
         [columns[n] if n in columns else answers.column(n) for n in names],
@@ -736,15 +744,17 @@ class _Answers:
         self.flat = names
         return [pa.field(n, f.type, metadata=meaning) for n, f in zip(names, kind, strict=True)]
 
-    def columns(self, table: pa.Table, number: int, found: Gathered, schema: pa.Schema) -> pa.Table:
+    def columns(
+        self, table: pa.Table, number: int, parsed: pa.Array | None, schema: pa.Schema
+    ) -> pa.Table:
         """A block's rows (``_rows``) with the added columns, in ``schema``'s order."""
         added: dict[str, pa.Array] = {}
-        if found.parsed is not None:
+        if parsed is not None:
             if self.flat:
-                for name, (_, values) in zip(self.flat, flatten(found.parsed), strict=True):
+                for name, (_, values) in zip(self.flat, flatten(parsed), strict=True):
                     added[name] = values
             else:
-                added["parsed"] = found.parsed
+                added["parsed"] = parsed
         prompt = table.column("prompt_tokens")
         added["cost_usd"] = self.costs.costs(
             table.column("model"),
@@ -795,12 +805,9 @@ def _finish(plan: _Plan, cap: int | None) -> None:
     """The summary's anomalies in the order of a whole-table join: the inputs', each result
     file's (line order), orphans, duplicates; at most ``cap`` of each kind."""
     summary = plan.summary
-    anomalies = list(plan.input_anomalies)
-    for listed in plan.result_anomalies:
-        anomalies += sorted(listed, key=lambda a: a.line)
-    found = [a for a in anomalies if a.kind == "not_copied"]
-    summary.not_copied = len(found)
-    summary.anomalies = _cap(anomalies + plan.later, cap)
+    summary.not_copied += len(plan.input_anomalies)
+    anomalies = plan.input_anomalies + plan.result_anomalies + plan.later
+    summary.anomalies = _cap(anomalies, cap)
 
 
 def _cap(anomalies: list[Anomaly], cap: int | None) -> list[Anomaly]:

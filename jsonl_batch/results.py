@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import codecs
 import os
+import re
 import sys
 from array import array
 from collections.abc import Callable, Sequence
@@ -494,6 +495,54 @@ def project_lines(data: bytes, schema: pa.Schema) -> pa.Table | None:
     except (pa.ArrowException, ValueError):
         return None
     return table
+
+
+def answer_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
+    """``extract``'s columns: ``FIELDS``, ``ok`` and the extras asked for."""
+    schema = result_schema(extras)
+    return schema.remove(schema.get_field_index("line"))
+
+
+def fast_answers(data: bytes) -> pa.Table | None:
+    """``answer_schema()``'s columns of the result lines in ``data`` (whole lines), computed
+    by pyarrow and Arrow, or ``None`` when a line is not a clean result line of the shapes
+    the projected schema holds (then ``extract`` reads them one by one)."""
+    count = plain_lines(data)
+    if not count:
+        return None
+    raw = project_lines(data, _SCHEMA)
+    if raw is None or raw.num_rows != count:
+        return None
+    columns = _columns(raw)
+    if columns is None:
+        return None
+    schema = answer_schema()
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def plain_lines(data: bytes) -> int | None:
+    """The number of lines in ``data`` if pyarrow may be given them (see
+    ``safe_line_count``): valid UTF-8, every line starting with ``{``, none able to nest
+    deeper than orjson reads. Else ``None``. Checked at C speed, without a loop per line."""
+    if data[:1] != b"{" or _NOT_AN_OBJECT.search(data):
+        return None
+    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    try:
+        pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        return None  # not UTF-8
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()  # what follows the last newline
+    if max(map(len, lines)) >= _DEEP_LINE:
+        for line in lines:
+            if len(line) >= _DEEP_LINE and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+                return None
+    return len(lines)
+
+
+_NOT_AN_OBJECT = re.compile(rb"\n[^{]")
+"""A line (after the first) that does not start with ``{``: blank, ``null``, a BOM..."""
 
 
 def answer_columns(lines: list[bytes]) -> dict[str, pa.Array] | None:

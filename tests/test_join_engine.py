@@ -141,7 +141,7 @@ def test_worker_processes_give_the_same_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(joining, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(joining, "MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(joining, "BLOCK_ROWS", 7)
     monkeypatch.setattr("jsonl_batch.indexing.RANGE_BYTES", 4096)
     kinds = ["ok", "http", "expired", "parts", "null"]
     ids = [f"r{i}" for i in range(300)]
