@@ -56,6 +56,8 @@ RESUBMIT_AFTER = 60.0
 """A part failed for the enqueued-token cap waits this long, doubled each time (to 16x)."""
 STALL_AFTER = 1800.0
 """A batch whose counts have not moved for this long is reported as stalled."""
+MAX_TROUBLE = 30
+"""Steps in a row ended by a failure that may pass (a server down) before the run stops."""
 SEARCH_MARGIN = 3600.0
 """Clock skew allowed when searching the server for what a crashed run left."""
 RUN_KEY, PART_KEY, ATTEMPT_KEY = "jsonl_batch_run", "jsonl_batch_part", "jsonl_batch_attempt"
@@ -266,17 +268,16 @@ class Runner:
         self.answered_at_start: int | None = None
         self.moved: dict[int, tuple[Any, float]] = {}  # part -> (counts, when they last moved)
         self.changed = False
+        self.trouble = 0  # steps in a row that ended with a failure that may pass
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:
         """Until every round is over: reconcile, poll, submit, sleep."""
-        self.reconcile()
         delay = self._floor()
         while True:
             self.changed = False
-            self.poll()
-            self.submit()
+            self.step()
             round_ = self.ledger.get("round", 0)
             if all(p.state in FINAL for p in self.ledger.parts(round=round_)):
                 if round_ < self.retries and self.next_round(round_):
@@ -286,6 +287,22 @@ class Runner:
             self.report(None)
             delay = self._floor() if self.changed else min(delay * BACKOFF, MAX_INTERVAL)
             self.sleep(self._pause(delay))
+
+    def step(self) -> None:
+        """One round of calls. A failure that may pass (no answer, 408, 409, 429, 5xx) ends
+        the step and is tried again at the next (up to ``MAX_TROUBLE`` steps in a row): the
+        ledger says where each part is, and a part cut short is reconciled first."""
+        try:
+            self.reconcile()
+            self.poll()
+            self.submit()
+        except ApiError as exc:
+            if not _passing(exc) or self.trouble >= MAX_TROUBLE:
+                raise
+            self.trouble += 1
+            self.report(f"{exc}; trying again")
+            return
+        self.trouble = 0
 
     def _floor(self) -> float:
         return max(self.interval, MIN_INTERVAL)
@@ -451,7 +468,7 @@ class Runner:
                 output_expires_after=self.output_expires_after,
             )
         except ApiError as exc:
-            if exc.status is None or exc.status in (408, 409, 429) or exc.status >= 500:
+            if _passing(exc):
                 self.report(f"{self._label(part)}: {exc}; will look for it before trying again")
                 self._find_batches([part])  # "creating" with an unknown outcome: look first
                 return
@@ -596,6 +613,11 @@ class Runner:
                     }
                 )
         return JobResult(self.folder, self.folder / TABLE, summary, parts)
+
+
+def _passing(exc: ApiError) -> bool:
+    """A failure that may pass: no answer (connection, timeout), 408, 409, 429 or 5xx."""
+    return exc.status is None or exc.status in (408, 409, 429) or exc.status >= 500
 
 
 def _answered(part: PartRecord) -> int:

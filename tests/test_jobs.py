@@ -412,3 +412,22 @@ def test_the_table_keeps_each_requests_last_answer(
         2,
     )
     assert rows["batch_id"][1] == result.parts[-1].batch_id
+
+
+def test_failures_that_may_pass_are_waited_out(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    fake.simulate()
+    fake.fault(r"/files", 500, "upload went wrong")  # the first upload
+    fake.fault(r"/batches/batch_\d+", 503, "overloaded", times=3)  # polls
+    events: list[str] = []
+    result = run(
+        [make_input(write, 2)], tmp_path / "job", progress=lambda p: events.append(p.event or "")
+    )
+    assert result.summary.ok and len(fake.batches) == 1
+    assert sum("trying again" in e for e in events) == 4
+    fake.reset()
+    fake.simulate()
+    fake.fault(r"/batches/batch_\d+", 403, "no access")
+    with pytest.raises(api.ApiError, match="permission denied"):
+        run([make_input(write, 2)], tmp_path / "job2")
