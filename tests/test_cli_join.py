@@ -16,7 +16,7 @@ from jsonl_batch.cli import main
 
 J = DATA / "join"
 CHAT = [str(J / "chat.input.jsonl"), "--results", str(J / "chat.output.jsonl")]
-CHAT += [str(J / "chat.errors.jsonl")]
+CHAT += ["--results", str(J / "chat.errors.jsonl")]
 
 
 def run(*args: str) -> object:
@@ -154,7 +154,7 @@ def test_commands_have_help_with_an_example() -> None:
     for name in ("join", "retry"):
         result = run(name, "--help")
         assert result.exit_code == 0
-        assert f"jsonl-batch {name} requests.jsonl --results output.jsonl" in result.output
+        assert f"jsonl-batch {name} requests.jsonl -r output.jsonl -r errors.jsonl" in result.output
 
 
 # -- no traceback: deep bodies and malformed result files --------------------------------------
@@ -290,3 +290,23 @@ def test_join_results_of_another_batch_exit_2(tmp_path: Path) -> None:
         no_traceback(result)
         assert result.exit_code == 2, result.output
         assert "results of another batch" in result.output
+
+
+def test_results_option_takes_one_file(tmp_path: Path) -> None:
+    """``-r out err in``: the error file would be read as requests; say how to write it."""
+    data = Path(__file__).parent / "data" / "join"
+    out, err, source = (
+        str(data / n) for n in ("chat.output.jsonl", "chat.errors.jsonl", "chat.input.jsonl")
+    )
+    table = str(tmp_path / "t.csv")
+    for command in ("join", "retry"):
+        for r in (["-r", out], ["--results", out], [f"--results={out}"], [f"-r{out}"]):
+            result = CliRunner().invoke(main, [command, *r, err, source, "-o", table])
+            assert result.exit_code == 2, result.output
+            assert "takes one file" in result.output and f"-r {out} -r {err}" in result.output
+            assert "Missing argument" not in result.output
+        args = [command, source, "-r", out, "-r", err, "-o", table, "--force"]
+        fine = CliRunner().invoke(main, args)
+        assert fine.exit_code in (0, 1), fine.output
+        after = CliRunner().invoke(main, [command, "-r", out, "-o", table, "--force", source])
+        assert after.exit_code in (0, 1), after.output

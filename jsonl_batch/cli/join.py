@@ -21,42 +21,53 @@ RESULT_FLAGS = ("--results", "-r")
 
 
 class ResultsCommand(click.Command):
-    """A command whose ``--results`` takes several files: ``--results out.jsonl err.jsonl``.
+    """A command with INPUTS and ``-r/--results FILE`` (one file each, repeatable).
 
-    Click options take one value each, so the words after ``--results`` (up to the next
-    option) are each given their own ``--results`` before parsing.
+    A word right after ``-r FILE`` is refused: ``-r out.jsonl err.jsonl in.jsonl`` would
+    otherwise read the error file as requests. INPUTS go before the options (or after
+    another option's value, or after ``--``).
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        out: list[str] = []
-        greedy = False
+        value: str | None = None  # -r's value, when it was the previous word
+        waiting = False  # the previous word was -r itself
         for arg in args:
             if arg == "--":
-                greedy = False
-            elif arg in RESULT_FLAGS:
-                greedy = True
-                out.append(arg)
+                break
+            if waiting:
+                value, waiting = arg, False
                 continue
-            elif greedy and (arg == "-" or not arg.startswith("-")):
-                if out[-1] not in RESULT_FLAGS:
-                    out.append(RESULT_FLAGS[0])
-            else:
-                greedy = False
-            out.append(arg)
-        return super().parse_args(ctx, out)
+            if arg in RESULT_FLAGS:
+                waiting = True
+                continue
+            if arg.startswith("--results="):
+                value = arg.partition("=")[2]
+                continue
+            if arg.startswith("-r") and len(arg) > 2:
+                value = arg[2:]
+                continue
+            if value is not None and (arg == "-" or not arg.startswith("-")):
+                raise click.UsageError(
+                    f"-r/--results takes one file, and {arg!r} follows {value!r}: repeat it "
+                    f"for each result file (-r {value} -r {arg}), or give a folder or a quoted "
+                    "pattern; put the INPUTS before the options.",
+                    ctx,
+                )
+            value = None
+        return super().parse_args(ctx, args)
 
 
 def inputs_and_results(fn: Any) -> Any:
-    """``INPUT...`` (request files or a split manifest) and ``--results FILE...`` (output and
-    error files, any mix, in any order; repeatable): what join and retry both read."""
+    """``INPUT...`` (request files or a split manifest) and ``-r/--results FILE`` (output and
+    error files, any mix, in any order; one per ``-r``, repeated): what join and retry read."""
     fn = click.option(
         *RESULT_FLAGS,
         "results",
         multiple=True,
         required=True,
         type=click.Path(allow_dash=True),
-        help="Output and error files of the batch (one or more, any mix, any order; "
-        "folders and glob patterns too).",
+        help="An output or error file of the batch (repeat for each, any mix, any order; "
+        "a folder or a quoted glob pattern names several).",
     )(fn)
     return click.argument("inputs", nargs=-1, required=True, type=click.Path())(fn)
 
@@ -160,7 +171,7 @@ def join_command(
     Example:
 
     \b
-        jsonl-batch join requests.jsonl --results output.jsonl errors.jsonl -o results.parquet
+        jsonl-batch join requests.jsonl -r output.jsonl -r errors.jsonl -o results.parquet
         jsonl-batch join 'parts/*.jsonl' -r 'results/*.jsonl' -o table/ --partition-by status
     """
     read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]  # never written over

@@ -68,7 +68,7 @@ def retry_command(
     Example:
 
     \b
-        jsonl-batch retry requests.jsonl --results output.jsonl errors.jsonl -o retry.jsonl
+        jsonl-batch retry requests.jsonl -r output.jsonl -r errors.jsonl -o retry.jsonl
     """
     result = write_retry(
         list(inputs),
