@@ -91,10 +91,16 @@ def checked(value: dict[str, Any], check: Check, what: str, action: str) -> dict
 
 
 def batch_answer(client: Any, action: str, call: Callable[[], Any]) -> dict[str, Any]:
-    """A batch object, checked (``BATCH``)."""
-    batch = checked(answer(client, action, call), BATCH, "batch", action)
-    errors = batch.get("errors")
-    if errors is not None and not all(isinstance(e, dict) for e in errors.get("data") or []):
+    """A batch object, checked (``check_batch``)."""
+    return check_batch(answer(client, action, call), action)
+
+
+def check_batch(batch: dict[str, Any], action: str) -> dict[str, Any]:
+    """``batch`` if its fields are of the kinds ``BATCH`` says and ``errors.data`` holds
+    objects, else ``ApiError``: what the renderers may rely on."""
+    checked(batch, BATCH, "batch", action)
+    data = (batch.get("errors") or {}).get("data")
+    if data is not None and not (isinstance(data, list) and all(isinstance(e, dict) for e in data)):
         raise ApiError(f"cannot {action}: the server's batch is malformed (errors.data)")
     return batch
 

@@ -52,12 +52,40 @@ def to_jsonl(objs: Iterable[Any]) -> str:
     return "\n".join(orjson.dumps(obj).decode() for obj in objs)
 
 
-def when(ts: int | None, seconds: bool = True) -> str:
-    """A Unix timestamp as a readable UTC time; ``-`` for none."""
+def when(ts: Any, seconds: bool = True) -> str:
+    """A Unix timestamp as a readable UTC time; ``-`` for none; as it is when it is not one
+    (not an integer, or out of the calendar's range)."""
     if ts is None:
         return "-"
     fmt = "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M"
-    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+    if not _is_int(ts):
+        return str(ts)
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: Any) -> int:
+    """A count from a server for arithmetic: 0 unless it is an integer."""
+    return value if _is_int(value) else 0
+
+
+def _num(value: Any) -> str:
+    """A count from a server for display: ``1,234``, or the value as it is."""
+    return f"{value:,}" if _is_int(value) else str(value)
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
 
 
 def duration(seconds: float) -> str:
@@ -88,10 +116,10 @@ def batches_table(batches: Sequence[Batch]) -> str:
     head = ("ID", "STATUS", "ENDPOINT", "MODEL", "CREATED (UTC)", "DONE/FAILED/TOTAL", "METADATA")
     rows = [
         (
-            b["id"],
-            b["status"],
-            b.get("endpoint") or "-",
-            b.get("model") or "-",
+            _cell(b["id"]),
+            _cell(b["status"]),
+            _cell(b.get("endpoint")),
+            _cell(b.get("model")),
             when(b.get("created_at"), seconds=False),
             counts(b),
             short_metadata(b.get("metadata")),
@@ -116,12 +144,12 @@ def error_lines(batch: Batch) -> list[str]:
 
 
 def _usage(u: Mapping[str, Any]) -> str:
-    cached = (u.get("input_tokens_details") or {}).get("cached_tokens", 0)
-    reasoning = (u.get("output_tokens_details") or {}).get("reasoning_tokens", 0)
+    cached = _dict(u.get("input_tokens_details")).get("cached_tokens", 0)
+    reasoning = _dict(u.get("output_tokens_details")).get("reasoning_tokens", 0)
     return (
-        f"input {u.get('input_tokens', 0):,} (cached {cached:,}), "
-        f"output {u.get('output_tokens', 0):,} (reasoning {reasoning:,}), "
-        f"total {u.get('total_tokens', 0):,}"
+        f"input {_num(u.get('input_tokens', 0))} (cached {_num(cached)}), "
+        f"output {_num(u.get('output_tokens', 0))} (reasoning {_num(reasoning)}), "
+        f"total {_num(u.get('total_tokens', 0))}"
     )
 
 
@@ -175,8 +203,8 @@ def final_text(batch: Batch, hint: bool = True) -> str:
 
 def progress_bar(batch: Batch, elapsed: float, width: int = BAR_WIDTH) -> str:
     """A one-line bar of finished requests (completed + failed) out of the total."""
-    c = batch.get("request_counts") or {}
-    total, done = c.get("total", 0), c.get("completed", 0) + c.get("failed", 0)
+    c = _dict(batch.get("request_counts"))
+    total, done = _int(c.get("total")), _int(c.get("completed")) + _int(c.get("failed"))
     return printable(
         f"{batch['id']} {bar(done, total, width)} {done}/{total} ({c.get('failed', 0)} failed) "
         f"{batch['status']} {duration(elapsed)}"
