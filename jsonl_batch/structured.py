@@ -33,6 +33,8 @@ from .errors import UsageError
 from .reading import LineReader, Source, open_source, source_name
 from .schemas import explain
 
+MAX_DEPTH = 32
+"""Schema levels typed at most; deeper values are JSON text (no Python recursion limit)."""
 JSON_TEXT = pa.string()
 """The type of values kept as JSON text (whole answers, or the parts Arrow cannot type)."""
 ENUM = pa.dictionary(pa.int32(), pa.string())
@@ -95,6 +97,7 @@ class OutputSchema:
             raise SchemaError(f"not a usable JSON Schema: {first}") from None
         self.fallbacks: list[Fallback] = []
         self._refs: list[str] = []
+        self._depth = 0
         self._loose = False
         node = self._node(self.schema, "parsed")
         self.type: pa.DataType = node.type
@@ -163,6 +166,15 @@ class OutputSchema:
         return _Node(JSON_TEXT, True, _as_json)
 
     def _node(self, schema: Any, path: str) -> _Node:
+        if self._depth >= MAX_DEPTH:
+            return self._fallback(path, f"nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            return self._node_of(schema, path)
+        finally:
+            self._depth -= 1
+
+    def _node_of(self, schema: Any, path: str) -> _Node:
         if schema is True or schema == {}:
             return self._fallback(path, "any JSON value is allowed here")
         if not isinstance(schema, dict):

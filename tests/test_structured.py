@@ -476,3 +476,28 @@ def test_plan_reads_each_distinct_request_format_once(write: Any) -> None:
     assert [plan.schema_for(0, n) is plan.schemas[0] for n in range(1, 6)] == [True] * 5
     assert [plan.schema_for(0, n) for n in range(6, 9)] == [True] * 3
     assert plan.schema_for(0, 9) is plan.schemas[1]
+
+
+def test_a_schema_nested_deeper_than_arrow_types_is_json_text_there() -> None:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(100):
+        schema = {"type": "array", "items": schema}
+    compiled = OutputSchema(schema)
+    assert [f.reason for f in compiled.fallbacks] == ["nested more than 32 levels deep"]
+    value: Any = 1
+    for _ in range(100):
+        value = [value]
+    checked = compiled.check(orjson.dumps(value))
+    assert checked.problem is None
+    deep, inner = compiled.array([checked.value]).to_pylist()[0], value
+    for _ in range(32):
+        deep, inner = deep[0], inner[0]
+    assert orjson.loads(deep) == inner  # 32 typed levels, then JSON text
+
+
+def test_a_schema_too_deep_to_compile_is_a_schema_error() -> None:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(1000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(SchemaError):
+        OutputSchema(schema)
