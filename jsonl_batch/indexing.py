@@ -145,6 +145,10 @@ def _index_inputs(path: str, start: int, end: int) -> Piece:
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
         for raw in LineReader(handle, start=start, end=end).raw():
             number += 1
+            if not raw.strip():  # a blank line holds no request: skipped, and said so
+                piece.invalid.append((number, None, BLANK_INPUT, "blank_line"))
+                position += len(raw)
+                continue
             try:
                 obj = loads(raw)
             except decode_error:
@@ -161,6 +165,9 @@ def _index_inputs(path: str, start: int, end: int) -> Piece:
             position += len(raw)
     piece.count = number
     return piece
+
+
+BLANK_INPUT = "This line is blank; it was skipped (it holds no request)."
 
 
 def not_a_request(obj: Any) -> str | None:
@@ -290,7 +297,7 @@ def _gather_files(
         else:
             parts.append(_result_table(piece, spill, base))
         current.lines += piece.count
-        if spills is None and piece.invalid:
+        if spills is None and any(kind == "invalid_line" for *_, kind in piece.invalid):
             break  # an input line that is not a request: the join stops there
     if current is not None:
         current.table = _concat(parts, spills is not None)

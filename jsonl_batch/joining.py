@@ -288,10 +288,12 @@ def join_into(
             count = 1
         pool = stack.enter_context(Workers(count))
         indexed = []
+        blank: list[Anomaly] = []
         for f in index_inputs_of(paths, names, pool):
-            if f.invalid:
-                line, _, why, _ = f.invalid[0]
-                raise JoinError(_input_error(f.name, line, why))
+            for line, _, why, kind in f.invalid:
+                if kind != "blank_line":
+                    raise JoinError(_input_error(f.name, line, why))
+                blank.append(Anomaly("invalid_line", f.name, line, None, why))
             indexed.append(f)
             meter.add(os.path.getsize(f.path))
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
@@ -300,6 +302,8 @@ def join_into(
         pool.close()
         plan = _resolve(indexed, answered, max_anomalies, include_bodies)
         summary = plan.summary
+        summary.invalid_lines += len(blank)
+        plan.input_anomalies += blank
         sink.begin(table_schema)
         answer_columns = answer_schema(extras)
         done = 0
@@ -805,7 +809,7 @@ def _finish(plan: _Plan, cap: int | None) -> None:
     """The summary's anomalies in the order of a whole-table join: the inputs', each result
     file's (line order), orphans, duplicates; at most ``cap`` of each kind."""
     summary = plan.summary
-    summary.not_copied += len(plan.input_anomalies)
+    summary.not_copied += sum(a.kind == "not_copied" for a in plan.input_anomalies)
     anomalies = plan.input_anomalies + plan.result_anomalies + plan.later
     summary.anomalies = _cap(anomalies, cap)
 

@@ -46,32 +46,97 @@ def source_name(source: Source) -> str:
 
 @contextmanager
 def open_source(source: Source) -> Iterator[IO[bytes]]:
-    """Open a source for buffered binary reading; turn OS errors into ``ReadError``."""
+    """Open a source for buffered binary reading; turn OS errors into ``ReadError``.
+
+    A gzip or zstd file (known by its first bytes, whatever its name) is read decompressed;
+    such a stream has no size and cannot seek, so per-line work on it stays in-process.
+    """
     if not isinstance(source, (str, os.PathLike)):
         yield source
         return
     if os.fspath(source) == "-":
-        yield sys.stdin.buffer
+        yield _decompressing(sys.stdin.buffer, "<stdin>")
         return
     try:
         handle = open(source, "rb", buffering=BUFFER_SIZE)  # noqa: SIM115
     except OSError as exc:
         raise ReadError(describe_os_error(source, exc)) from None
     with handle:
-        yield handle
+        yield _decompressing(handle, os.fspath(source))
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def compression(handle: IO[bytes]) -> str | None:
+    """``"gzip"`` or ``"zstd"`` when an open buffered file starts like one, else ``None``."""
+    try:
+        head = handle.peek(4)[:4]  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    return "zstd" if head.startswith(ZSTD_MAGIC) else None
+
+
+def is_compressed(path: str | os.PathLike[str]) -> bool:
+    """True for a gzip or zstd file (its first bytes say so)."""
+    try:
+        with open(path, "rb") as handle:
+            return compression(handle) is not None
+    except OSError:
+        return False
+
+
+def _decompressing(handle: IO[bytes], name: str) -> IO[bytes]:
+    """``handle`` itself, or a buffered stream of its decompressed bytes."""
+    kind = compression(handle)
+    if kind is None:
+        return handle
+    if kind == "gzip":
+        import gzip
+
+        reader: Any = gzip.GzipFile(fileobj=handle, mode="rb")
+    else:
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+    stream = io.BufferedReader(_Decompressed(reader, name, kind), BUFFER_SIZE)
+    return stream
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressing reader as a raw stream without a file number (so nothing takes it
+    for the file it reads) whose corrupt data is an ``OSError`` naming the file."""
+
+    def __init__(self, reader: Any, name: str, kind: str) -> None:
+        self.reader, self.name, self.kind = reader, name, kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.reader.read(len(buffer))
+        except Exception as exc:  # gzip: OSError, EOFError; zstandard: ZstdError
+            raise OSError(f"not valid {self.kind} data ({exc})") from None
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @contextmanager
 def as_file(source: Source) -> Iterator[str]:
     """The path of a regular file holding ``source``'s bytes, for readers that seek: a plain
-    file's own path, else (standard input, a stream) a temporary copy removed afterwards."""
+    file's own path, else (standard input, a stream, a compressed file: decompressed) a
+    temporary copy removed afterwards."""
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
         path = os.fspath(source)
         try:
             regular = stat.S_ISREG(os.stat(path).st_mode)
         except OSError as exc:
             raise ReadError(describe_os_error(source, exc)) from None
-        if regular:
+        if regular and not is_compressed(path):
             yield path
             return
     with tempfile.TemporaryDirectory(prefix="jsonl-batch-") as folder:

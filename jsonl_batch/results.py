@@ -188,17 +188,59 @@ def classify(obj: Any) -> tuple[str, bool] | str:
     if type(custom_id) is not str:
         return "This line has no string 'custom_id', so it answers no request."
     error, response = obj.get("error"), obj.get("response")
-    if error is not None and type(error) is not dict:
-        return "This line's 'error' is neither an object nor null."
+    if error is not None and type(error) is not dict and type(error) is not str:
+        return "This line's 'error' is neither an object, a string nor null."
     if response is not None and type(response) is not dict:
         return "This line's 'response' is neither an object nor null."
     status = _status(response.get("status_code")) if response else None
-    if error is None and status is None:
+    completion = status is None and _is_completion(response)
+    if error is None and status is None and not completion:
         return (
             "This line has neither an 'error' nor a 'response' with an integer 'status_code'; "
             "is it a batch result line?"
         )
-    return custom_id, error is None and status is not None and 200 <= status < 300
+    succeeded = completion or (status is not None and 200 <= status < 300)
+    return custom_id, error is None and succeeded
+
+
+def _is_completion(response: Any) -> bool:
+    """A ``response`` that is the answer itself, without ``status_code`` and ``body`` (the
+    shape of vLLM's run-batch before 0.5: ``response`` a ``ChatCompletionResponse``)."""
+    return (
+        type(response) is dict
+        and "status_code" not in response
+        and "body" not in response
+        and any(key in response for key in ("choices", "data", "output"))
+    )
+
+
+def _body_of(response: Any) -> dict[str, Any]:
+    """The answer's body: ``response.body`` (an object, or JSON text of one, as llama-stack
+    writes it), or the ``response`` itself (``_is_completion``); ``{}`` when none."""
+    if not response:
+        return {}
+    if _is_completion(response):
+        return response  # type: ignore[no-any-return]
+    body = response.get("body")
+    if type(body) is str:
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return {}
+    return body if type(body) is dict else {}
+
+
+def _error_of(error: Any) -> dict[str, Any]:
+    """The line's ``error`` as an object: a string (vLLM's run-batch) is its message; an
+    object holding only another ``error`` (vLLM's ``ErrorResponse``) is that one."""
+    if type(error) is str:
+        return {"message": error}
+    if type(error) is not dict:
+        return {}
+    inner = error.get("error")
+    if type(inner) is dict and "message" not in error and "code" not in error:
+        return inner
+    return error
 
 
 def extract(
@@ -221,15 +263,15 @@ def extract(
     custom_id, ok = found
     error, response = obj.get("error"), obj.get("response")
     status = _status(response.get("status_code")) if response else None
-    body = response.get("body") if response else None
-    body = body if type(body) is dict else {}
+    body = _body_of(response)
     code = message = None
     if not ok:
         berr = body.get("error")
         berr = berr if type(berr) is dict else {}
-        err = error or {}
+        err = _error_of(error)
         code = _first(
             _str(err.get("code")),
+            _str(err.get("type")),
             _str(berr.get("code")),
             _str(berr.get("type")),
             None if status is None else f"http_{status}",
@@ -261,8 +303,11 @@ def extract(
         ok,
     )
     if bodies:
-        kept = response.get("body") if response else None
-        row += (None if kept is None else copy_value(raw, ("response", "body"), kept),)
+        if _is_completion(response):
+            row += (copy_value(raw, ("response",), response),)
+        else:
+            kept = response.get("body") if response else None
+            row += (None if kept is None else copy_value(raw, ("response", "body"), kept),)
     if tools:
         row += (_tool_calls_text(raw, body, tool_calls) if tool_calls else None,)
     if embeddings:
@@ -401,7 +446,14 @@ _USAGE = pa.struct(
     + [("prompt_tokens_details", _CACHED), ("input_tokens_details", _CACHED)]
     + [("completion_tokens_details", _REASONING), ("output_tokens_details", _REASONING)]
 )
-_ERROR = pa.struct([("code", pa.string()), ("message", pa.string()), ("type", pa.string())])
+_ERROR = pa.struct(
+    [
+        ("code", pa.string()),
+        ("message", pa.string()),
+        ("type", pa.string()),
+        ("error", pa.struct([("message", pa.string())])),  # present: ``extract`` reads it
+    ]
+)
 _CHOICE = pa.struct(
     [
         ("message", pa.struct([("content", pa.string()), ("refusal", pa.string())])),
@@ -587,8 +639,11 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         False,
     )
     http = pc.binary_join_element_wise("http_", pc.cast(status, pa.string()), "")
+    if get("error", "error").null_count < raw.num_rows:
+        return None  # an error wrapped in another (``_error_of``)
     failed_code = pc.coalesce(
         get("error", "code"),
+        get("error", "type"),
         get("response", "body", "error", "code"),
         get("response", "body", "error", "type"),
         http,

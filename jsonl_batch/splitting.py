@@ -38,7 +38,7 @@ from .manifests import (
 )
 from .problems import Problem, Report
 from .profiles import Profile, get_profile
-from .reading import ReadError, describe_os_error
+from .reading import ReadError, describe_os_error, is_compressed
 from .validation import validate_file
 
 __all__ = ["LIMIT_CODES", "SplitError", "SplitResult", "split_file", "without"]
@@ -202,6 +202,8 @@ def _require_file(path: Path) -> None:
         raise ReadError(f"{path}: is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise ReadError(f"{path}: not a regular file (split reads its input twice)")
+    if is_compressed(path):  # parts are byte ranges of the file: decompress it first
+        raise ReadError(f"{path}: compressed; split copies byte ranges, so decompress it first")
 
 
 def _add_problems(report: Report, found: list[Problem], cap: int | None) -> None:

@@ -79,8 +79,9 @@ COLUMNS: tuple[Column, ...] = (
         "error_code",
         pa.string(),
         "For failed requests: `error.code` (`batch_expired`, `batch_cancelled`, "
-        "`request_timeout`, ...), else `response.body.error.code`, else its `type`, else "
-        "`http_<status>`.",
+        "`request_timeout`, ...), else `error.type`, else `response.body.error.code`, else "
+        "its `type`, else `http_<status>` (an `error` given as a string, as vLLM writes it, "
+        "is the message).",
     ),
     Column(
         "error_message",
