@@ -485,40 +485,47 @@ class Runner:
     # -- rounds ---------------------------------------------------------------------------
 
     def next_round(self, round_: int) -> bool:
-        """Write the retryable requests of ``round_`` into the next round's parts."""
-        done = [p for p in self.ledger.parts(round=round_) if p.state == "done"]
-        results = [self.folder / r for p in done for r in (p.output, p.errors) if r]
-        if not done:
-            return False
-        target = self.folder / RETRIES / f"round-{round_ + 1}" / "retry.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        """Write the retryable requests of ``round_`` into the next round's parts: one retry
+        file per input (its endpoint and model), split as needed."""
+        groups: dict[str, list[PartRecord]] = {}
+        for part in self.ledger.parts(round=round_):
+            if part.state == "done":
+                groups.setdefault(Path(part.path).parent.name, []).append(part)
         limits = {"max_enqueued_tokens": self.max_tokens} if self.max_tokens else {}
-        retry = write_retry(
-            [self.folder / p.path for p in done],
-            results,
-            target,
-            only="retryable",
-            profile=self.profile,
-            force=True,
-            **limits,
-        )
-        if retry.output is None:
+        made: list[tuple[Path, str | None]] = []
+        requests = 0
+        for group, parts in groups.items():
+            target = self.folder / RETRIES / f"round-{round_ + 1}" / group / "retry.jsonl"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            retry = write_retry(
+                [self.folder / p.path for p in parts],
+                [self.folder / r for p in parts for r in (p.output, p.errors) if r],
+                target,
+                only="retryable",
+                profile=self.profile,
+                force=True,
+                **limits,
+            )
+            if retry.output is None:
+                continue
+            if not retry.ok:  # lines that were valid once are valid again: never
+                raise RuntimeError(f"{target}: the retry file cannot be sent")
+            requests += retry.requests
+            made += [(Path(path), parts[0].endpoint) for path in retry.files]
+        if not made:
             return False
-        if not retry.ok:
-            raise api.ApiError(f"{target}: the retry file cannot be sent ({retry.report})")
-        endpoint = done[0].endpoint
         with self.ledger.transaction():
-            for path in retry.files:
+            for path, endpoint in made:
                 self.ledger.add_part(
                     round=round_ + 1,
-                    path=os.fspath(Path(path).relative_to(self.folder)),
+                    path=os.fspath(path.relative_to(self.folder)),
                     endpoint=endpoint,
                     since=self.clock(),
-                    **_describe(Path(path), self.max_tokens is not None),
+                    **_describe(path, self.max_tokens is not None),
                 )
             self.ledger.set("round", round_ + 1)
-        files = plural(len(retry.files), "part")
-        self.report(f"round {round_ + 2}: {plural(retry.requests, 'request')} to retry in {files}")
+        files = plural(len(made), "part")
+        self.report(f"round {round_ + 2}: {plural(requests, 'request')} to retry in {files}")
         return True
 
     # -- state, progress, the end ---------------------------------------------------------

@@ -148,7 +148,7 @@ def test_http_500_answers_are_retried_in_a_second_round(
     rounds = {p.batch_id: p.round for p in result.parts}
     assert [rounds[b] for b in rows["batch_id"]] == [0, 1, 0, 0, 2, 0]
     assert result.summary.rounds == 3
-    retry = (tmp_path / "job" / "retries" / "round-1" / "retry.jsonl").read_bytes()
+    retry = (tmp_path / "job" / "retries" / "round-1" / "001" / "retry.jsonl").read_bytes()
     assert retry == jsonl(request("r-1"), request("r-4"))  # byte-identical lines
 
 
@@ -431,3 +431,19 @@ def test_failures_that_may_pass_are_waited_out(
     fake.fault(r"/batches/batch_\d+", 403, "no access")
     with pytest.raises(api.ApiError, match="permission denied"):
         run([make_input(write, 2)], tmp_path / "job2")
+
+
+def test_each_inputs_retries_go_in_their_own_parts(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    fake.simulate(flaky={"a-1": 1, "b-0": 1})
+    mini = write([request(f"a-{i}") for i in range(3)], "mini.jsonl")
+    big = write([request(f"b-{i}", model="gpt-4o") for i in range(2)], "big.jsonl")
+    result = run([mini, big], tmp_path / "job")
+    assert result.summary.ok
+    retries = [p for p in result.parts if p.round == 1]
+    assert [p.path for p in retries] == [
+        "retries/round-1/001/retry.jsonl",
+        "retries/round-1/002/retry.jsonl",
+    ]  # one model per batch file
+    assert {b["model"] for b in fake.batches.values()} == {"gpt-4o-mini", "gpt-4o"}
