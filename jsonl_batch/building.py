@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from hashlib import sha256
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -21,7 +21,7 @@ import orjson
 from .errors import UsageError
 from .limits import PartLimits, Totals
 from .manifests import Manifest, OutputSet, Part, manifest_path, part_name
-from .output import WriteError
+from .output import WriteError, atomic_output, writes_through
 from .problems import CATALOGUE
 from .profiles import Profile, get_profile
 from .rules import FileRules, request_line
@@ -91,7 +91,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
     did not write is removed, so no stale part remains to be uploaded twice. ``keep``: the
     files the requests come from, never removed, and never replaced (an output named like
     one is ``OutputExists``, even with ``force``). A missing folder is a ``WriteError`` at
-    once.
+    once. A ``target`` named ``"-"`` (standard output), a character device or a FIFO is
+    written through as a stream (``rotate=True`` is refused there, ``"auto"`` is one file).
     """
 
     def __init__(
@@ -129,6 +130,12 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         self.stream: IO[bytes] | None = None
         self.path: Path | None = None
         self.outputs: OutputSet | None = None
+        self._through = ExitStack()  # a device, a pipe or standard output, opened by name
+        if isinstance(target, (str, os.PathLike)) and writes_through(target):
+            if rotate is True:
+                raise UsageError(f"{target}: parts need a file name to be written next to")
+            target = self._through.enter_context(atomic_output(target, force=force, inputs=keep))
+            rotate = self.rotate = False
         if isinstance(target, (str, os.PathLike)):
             self.path = path = Path(target)
             self.suffix = path.suffix or ".jsonl"
@@ -317,6 +324,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 elif self.rotate and self.write_manifest:
                     outputs.add_manifest(manifest)
                 outputs.commit()
+            self._through.close()
         except BaseException:
             self.abort()
             raise
@@ -328,6 +336,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         """Discard every file this writer wrote (earlier outputs stay as they were)."""
         if self.outputs is not None:
             self.outputs.discard()
+        self._through.close()
         self._part = self._out = None
         self._closed = True
 

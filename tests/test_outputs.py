@@ -495,3 +495,24 @@ def test_retry_parts_replace_an_earlier_single_retry_in_one_step(
     [(written, removed)] = steps
     assert "retry.manifest.json" in written and removed == ["retry.jsonl"]
     assert not target.exists()
+
+
+def test_batch_writer_writes_through_a_device_or_a_pipe(tmp_path: Path) -> None:
+    from jsonl_batch import BatchWriter
+
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    with BatchWriter("/dev/null", "/v1/chat/completions", model="gpt-4o-mini") as writer:
+        writer.add(body)
+    assert writer.manifest is not None and writer.manifest.requests == 1
+    assert Path("/dev/null").is_char_device()
+    with pytest.raises(ValueError, match="parts need a file name"):
+        BatchWriter("/dev/null", "/v1/chat/completions", rotate=True)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with BatchWriter(fifo, "/v1/chat/completions", model="gpt-4o-mini", rotate="auto") as w:
+        w.add(body)
+    reader.join(10)
+    assert fifo.is_fifo() and orjson.loads(got[0])["custom_id"] == "request-1"
