@@ -8,6 +8,7 @@ request's input tokens are then estimated with ``TokenCounter``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -68,6 +69,27 @@ class BuildError(ValueError):
             if x
         )
         return f"{where + ': ' if where else ''}{self.message} ({self.code})"
+
+
+NON_FINITE_HINT = "give a finite number, or text"
+
+
+def non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    """The first NaN or infinite float in ``value`` (nested in lists and dicts) as
+    ``(path, value)``, the path like ``.messages[0].x``; ``None`` if there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f".{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for step, item in items:
+        found = non_finite(item, where + step)
+        if found is not None:
+            return found
+    return None
 
 
 class BatchWriter(AbstractContextManager["BatchWriter"]):
@@ -193,6 +215,16 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             raise BuildError(
                 "invalid_body", f"The body cannot be written as JSON: {exc}.", param="body"
             ) from None
+        if b"null" in raw:  # orjson writes NaN and infinities as null: never silently
+            found = non_finite(body)
+            if found is not None:
+                at = f"body{found[0]}"
+                raise BuildError(
+                    "invalid_body",
+                    f"{at} is {found[1]!r}, a number JSON cannot hold: {NON_FINITE_HINT}.",
+                    param=at,
+                    value=found[1],
+                )
         facts, findings = self.checker.check(raw)
         errors = [f for f in findings or () if CATALOGUE[f[0]].severity == "error"]
         if errors:

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import orjson
 
-from .building import BatchWriter, BuildError, Rotate
+from .building import NON_FINITE_HINT, BatchWriter, BuildError, Rotate, non_finite
 from .errors import UsageError
 from .manifests import Manifest
 from .output import atomic_output, writes_through
@@ -168,7 +168,17 @@ def cell(row: dict[str, Any], column: str, number: int) -> Any:
     value = row[column]
     if value is None:
         raise BuildError("null_value", "The value is null (empty).", row=number, column=column)
-    return plain(value)
+    value = plain(value)
+    found = non_finite(value)
+    if found is not None:
+        raise BuildError(
+            "invalid_input",
+            f"The value{found[0]} is {found[1]!r}, a number JSON cannot hold: {NON_FINITE_HINT}.",
+            row=number,
+            column=column,
+            value=found[1],
+        )
+    return value
 
 
 def prompt_cell(row: dict[str, Any], column: str, number: int) -> Any:

@@ -353,3 +353,67 @@ def test_force_keeps_the_mode_of_the_replaced_file(csv: Path, tmp_path: Path) ->
     out.chmod(0o600)
     assert run(str(csv), "-o", str(out), *QUICK, "--force").exit_code == 0
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+CHAT_PROMPT = '"messages": [{"role": "user", "content": "{{prompt}}"}]'
+
+
+@pytest.mark.parametrize(
+    ("temp", "score", "template", "where"),
+    [
+        (
+            "inf",
+            "1",
+            '{"temperature": "{{temp}}", ' + CHAT_PROMPT + "}",
+            "column 'temp': The value is inf",
+        ),
+        (
+            "0.5",
+            "-inf",
+            '{"messages": [{"role": "user", "content": "s {{score}}"}]}',
+            "column 'score': The value is -inf",
+        ),
+        (
+            float("nan"),
+            1.0,
+            '{"top_p": "{{temp}}", ' + CHAT_PROMPT + "}",
+            "column 'temp': The value is nan",
+        ),
+    ],
+)
+def test_non_finite_numbers_are_refused_not_written_as_null(
+    tmp_path: Path, temp: object, score: object, template: str, where: str
+) -> None:
+    """JSON has no NaN or infinity: orjson wrote them as null (and "null" inside text)."""
+    if isinstance(temp, str):
+        source = tmp_path / "rows.csv"
+        source.write_text(f"id,prompt,temp,score\na,hello,{temp},{score}\n")
+    else:  # a CSV "nan" is read as empty; Parquet holds NaN
+        source = tmp_path / "rows.parquet"
+        rows = {"id": ["a"], "prompt": ["hello"], "temp": [temp], "score": [score]}
+        pq.write_table(pa.table(rows), source)
+    body = tmp_path / "template.json"
+    body.write_text(template)
+    out = tmp_path / "batch.jsonl"
+    args = ["build", str(source), "-o", str(out), "--model", "m", "--template", str(body)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"row 1, {where}" in result.output and "a number JSON cannot hold" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_batch_writer_refuses_non_finite_numbers(value: float) -> None:
+    from jsonl_batch import BatchWriter, BuildError
+
+    with BatchWriter(io.BytesIO(), "/v1/chat/completions", model="m") as writer:
+        writer.add({"messages": [{"role": "user", "content": "ok"}]})
+        body = {"messages": [{"role": "user", "content": "x", "extra": [1, value]}]}
+        with pytest.raises(BuildError) as caught:
+            writer.add(body)
+        assert caught.value.param == "body.messages[0].extra[1]"
+        assert caught.value.code == "invalid_body" and "JSON cannot hold" in str(caught.value)
+        with pytest.raises(BuildError, match=r"body\.temperature"):
+            writer.add({"messages": [{"role": "user", "content": "x"}], "temperature": value})
+        writer.add({"messages": [{"role": "user", "content": "null"}], "stop": None})
+    assert writer.requests == 2
