@@ -162,6 +162,7 @@ def reset(data: bytes = b"", sent: int = 0) -> Answer:
     def answer(h: Handler) -> None:
         if data:
             h.send(200, "application/octet-stream", data, sent=sent)
+            time.sleep(0.1)  # the client reads the headers before the reset discards them
         h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         h.close_connection = True
         h.connection.close()
