@@ -447,3 +447,15 @@ def test_each_inputs_retries_go_in_their_own_parts(
         "retries/round-1/002/retry.jsonl",
     ]  # one model per batch file
     assert {b["model"] for b in fake.batches.values()} == {"gpt-4o-mini", "gpt-4o"}
+
+
+def test_parts_are_the_input_byte_for_byte(
+    fake: FakeOpenAI, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    fake.simulate()
+    data = jsonl(*(request(f"r-{i}") for i in range(5))).replace(b"\n", b"\r\n", 2)
+    path = write(data, "crlf.jsonl")
+    result = run([path], tmp_path / "job", max_requests=2)
+    assert b"".join((tmp_path / "job" / p.path).read_bytes() for p in result.parts) == data
+    assert fake.uploads[0][1] + fake.uploads[1][1] + fake.uploads[2][1] == data
+    assert table(result)["line"] == [1, 2, 3, 4, 5]
