@@ -202,17 +202,20 @@ def run_job(
             max_problems=max_problems,
             now=clock(),
         )
+        sending = Sending(
+            max_enqueued_tokens,
+            max_active,
+            retries,
+            interval,
+            window,
+            user_metadata,
+            output_expires_after,
+        )
         runner = Runner(
             ledger,
             client if client is not None else api.make_client(profile.name),
-            profile=profile,
-            max_enqueued_tokens=max_enqueued_tokens,
-            max_active=max_active,
-            retries=retries,
-            interval=interval,
-            window=window,
-            metadata=user_metadata,
-            output_expires_after=output_expires_after,
+            profile,
+            sending,
             progress=progress,
             clock=clock,
             sleep=sleep,
@@ -229,6 +232,19 @@ def _smallest(*values: int | None) -> int | None:
     return min(given) if given else None
 
 
+@dataclass(frozen=True)
+class Sending:
+    """How a job sends its parts: ``run_job``'s quotas, retries, polling and batch options."""
+
+    max_enqueued_tokens: int | None = None
+    max_active: int | None = None
+    retries: int = 2
+    interval: float = 5.0
+    window: str = "24h"
+    metadata: dict[str, str] = field(default_factory=dict)
+    output_expires_after: int | None = None
+
+
 class Runner:
     """The loop of one job over its ledger (``run_job`` builds it)."""
 
@@ -236,15 +252,9 @@ class Runner:
         self,
         ledger: Ledger,
         client: Any,
-        *,
         profile: Profile,
-        max_enqueued_tokens: int | None,
-        max_active: int | None,
-        retries: int,
-        interval: float,
-        window: str,
-        metadata: dict[str, str],
-        output_expires_after: int | None,
+        sending: Sending,
+        *,
         progress: Callable[[JobProgress], None] | None,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
@@ -253,13 +263,8 @@ class Runner:
         self.folder = ledger.folder
         self.client = client
         self.profile = profile
-        self.max_tokens = max_enqueued_tokens
-        self.max_active = max_active
-        self.retries = retries
-        self.interval = interval
-        self.window = window
-        self.metadata = metadata
-        self.output_expires_after = output_expires_after
+        self.sending = sending
+        self.max_tokens = sending.max_enqueued_tokens
         self.progress = progress
         self.clock = clock
         self.sleep = sleep
@@ -280,7 +285,7 @@ class Runner:
             self.step()
             round_ = self.ledger.get("round", 0)
             if all(p.state in FINAL for p in self.ledger.parts(round=round_)):
-                if round_ < self.retries and self.next_round(round_):
+                if round_ < self.sending.retries and self.next_round(round_):
                     continue
                 self.report(None)
                 return
@@ -305,7 +310,7 @@ class Runner:
         self.trouble = 0
 
     def _floor(self) -> float:
-        return max(self.interval, MIN_INTERVAL)
+        return max(self.sending.interval, MIN_INTERVAL)
 
     def _pause(self, delay: float) -> float:
         """``delay``, or less when a part waiting out a backoff may go sooner (not below the
@@ -436,7 +441,7 @@ class Runner:
         tokens = sum(p.tokens or 0 for p in flying)
         now = self.clock()
         for part in self.ledger.parts(states=("queued", "uploaded")):
-            if self.max_active is not None and active >= self.max_active:
+            if self.sending.max_active is not None and active >= self.sending.max_active:
                 return
             if part.not_before > now:
                 continue
@@ -457,15 +462,16 @@ class Runner:
             self._set(part, f"uploaded as {uploaded['id']}", "uploaded", file_id=uploaded["id"])
         self._set(part, None, "creating", attempt=part.attempt + 1)
         tag_part, tag_attempt = self._tag(part)
-        meta = {**self.metadata, RUN_KEY: self.run_id, PART_KEY: tag_part, ATTEMPT_KEY: tag_attempt}
+        tags = {RUN_KEY: self.run_id, PART_KEY: tag_part, ATTEMPT_KEY: tag_attempt}
+        meta = {**self.sending.metadata, **tags}
         try:
             batch = api.start_batch(
                 self.client.with_options(max_retries=0),  # a blind retry could create twice
                 part.file_id or "",
                 part.endpoint or "",
-                window=self.window,
+                window=self.sending.window,
                 metadata=meta,
-                output_expires_after=self.output_expires_after,
+                output_expires_after=self.sending.output_expires_after,
             )
         except ApiError as exc:
             if _passing(exc):
