@@ -222,6 +222,8 @@ def _mark_live(fd: int) -> None:
 def _is_live(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        return True  # another user's, maybe in use: left alone
     except OSError:
         return False
     try:
@@ -433,8 +435,8 @@ def _apply(folder: Path, journal: Path) -> None:
     """Carry out a journal (again, if it was interrupted: every step can be repeated)."""
     try:
         data = orjson.loads(journal.read_bytes())
-        renames = [(folder / t, folder / f) for t, f in data["renames"]]
-        remove = [folder / n for n in data["remove"]]
+        renames = [(folder / _plain(t), folder / _plain(f)) for t, f in data["renames"]]
+        remove = [folder / _plain(n) for n in data["remove"]]
         point = data["point"]
     except (OSError, ValueError, TypeError, KeyError):
         with suppress(OSError):
@@ -462,3 +464,10 @@ def _apply(folder: Path, journal: Path) -> None:
         raise WriteError(
             f"{name}: cannot finish writing the outputs in {folder} ({exc.strerror or exc})"
         ) from None
+
+
+def _plain(name: object) -> str:
+    """A journal's file name: a plain name in its folder, or ``ValueError``."""
+    if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or "\0" in name:
+        raise ValueError(f"not a file name: {name!r}")
+    return name

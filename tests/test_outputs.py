@@ -516,3 +516,13 @@ def test_batch_writer_writes_through_a_device_or_a_pipe(tmp_path: Path) -> None:
         w.add(body)
     reader.join(10)
     assert fifo.is_fifo() and orjson.loads(got[0])["custom_id"] == "request-1"
+
+
+def test_a_journal_naming_files_elsewhere_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    journal = {"renames": [], "remove": ["../victim.txt"], "point": None}
+    (tmp_path / "in" / f"{TEMP_PREFIX}x.commit").write_bytes(orjson.dumps(journal))
+    recover(tmp_path / "in")
+    assert victim.read_text() == "mine" and not list((tmp_path / "in").iterdir())
