@@ -1,39 +1,32 @@
 """Choosing where ``split`` cuts: which input lines go in which part.
 
-One pass over the lines (``plan_cuts``), parsing a line only when a limit or ``by`` needs
-it, with each line's estimated input tokens read from worker processes as they count them
-(``token_counts``). Greedy: each part is as full as the limits (``PartLimits``) allow, or,
-with ``parts``, an even share. The result is byte runs per part, for ``copying``.
+The validation's workers measure every line as they check it (``validation.Measured``: its
+bytes, estimated input tokens, embedding inputs, and the (url, model) runs); ``LineFacts``
+keeps that, a few bytes per line, with which lines have errors, as the chunks come. Then
+``plan_cuts`` walks those numbers, never the file. Greedy: each part is as full as the limits
+(``PartLimits``) allow, or, with ``parts``, an even share. The result is byte runs per part,
+for ``copying``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import chain
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from orjson import loads
+from orjson import JSONDecodeError, loads
 
 from .errors import UsageError
 from .limits import PartLimits, Totals
 from .problems import Problem, Report, problem
-from .profiles import EMBEDDINGS_URL, Profile
-from .reading import BUFFER_SIZE, LineReader, ReadError, open_source
-from .rules import FileRules, count_inputs
-
-if TYPE_CHECKING:
-    pass
+from .profiles import Profile
+from .reading import ReadError
+from .rules import Chunk, Context, FileRules, facts
+from .tokens import TokenCounter, request_tokens
+from .validation import Measured
 
 Progress = Callable[[int, "int | None"], None]
 By = Literal["model", "endpoint"]
-TOKENS_PARALLEL_BYTES = 8 << 20
-"""Counting tokens costs ~8x parsing: files this big are counted by worker processes..."""
-TOKENS_CHUNK_BYTES = 4 << 20
-"""...a chunk of this many bytes at a time."""
 Key = tuple[str | None, str | None]
 """A line's (endpoint, model)."""
 
@@ -145,102 +138,112 @@ class Planner:
         return out
 
 
+class LineFacts:
+    """What cutting needs of every line, from the validation's ``Measured`` chunks (``add``
+    is its ``on_chunk`` hook): per chunk, the line measures (the (url, model) runs only for
+    ``by``; tokens and embedding inputs only where there are some) and a byte per line, 1
+    where the line has an error (``bad`` counts them). ``given``: the error lines of an
+    earlier validation, used instead of the chunks' ones."""
+
+    def __init__(self, by: By | None = None, given: set[int] | None = None) -> None:
+        self.chunks: list[tuple[Measured, bytearray]] = []
+        self.bad = 0
+        self.by, self.given = by, given
+
+    def add(self, base: int, chunk: Chunk, errors: Iterable[int]) -> None:
+        assert isinstance(chunk, Measured)
+        n = chunk.lines
+        bad = bytearray(n)
+        if self.given is not None:
+            errors = (line for line in self.given if base < line <= base + n)
+        for line in errors:
+            bad[line - base - 1] = 1
+        self.bad += bad.count(1)
+        chunk.custom_ids, chunk.findings = [], []  # the rules are done with them
+        if self.by is None:
+            chunk.targets = []
+        for totals in (chunk.tokens_before, chunk.inputs_before):
+            if not totals[-1]:
+                del totals[1:]  # none in this chunk: plan_cuts reads 0
+        self.chunks.append((chunk, bad))
+
+
+def measure_lines(ctx: Context, counter: TokenCounter | None, lines: Iterable[bytes]) -> Measured:
+    """Measure raw lines as ``LineChecker`` does with ``measure``, without checking them:
+    for a file validated before (its report given to ``split_file``)."""
+    chunk = Measured()
+    size, tokens_at, inputs_at = (
+        a.append for a in (chunk.sizes, chunk.tokens_before, chunk.inputs_before)
+    )
+    targets = chunk.targets
+    n = tokens = inputs = 0
+    last: Key | None = None
+    for raw in lines:
+        n += 1
+        size(len(raw))
+        tokens_at(tokens)
+        inputs_at(inputs)
+        target: Key = (None, None)
+        try:
+            req = loads(raw)
+        except JSONDecodeError:
+            req = None
+        if type(req) is dict:
+            if counter is not None:  # as LineChecker counts (lines may leave the url out)
+                counted = {"url": ctx.endpoint, "body": req.get("body")} if ctx.endpoint else req
+                tokens += request_tokens(counter, counted) or 0
+            _, url, model, found = facts(req, ctx)
+            inputs += found
+            target = (url, model)
+        if target != last:
+            targets.append((n, *target))
+            last = target
+    chunk.lines = n
+    tokens_at(tokens)
+    inputs_at(inputs)
+    return chunk
+
+
 def plan_cuts(
-    path: Path,
+    facts: LineFacts,
     limits: PartLimits,
     profile: Profile,
     by: By | None,
     parts: int | None,
-    bad: set[int],
     report: Report,
-    tokens: Iterable[int] | None = None,
+    alone: Collection[int] = (),
 ) -> Planner:
-    """The cut-point pass: one read of the lines, parsing only when a limit or ``by`` needs it.
-
-    ``bad``: the numbers of invalid lines (rejected); ``report``: the file's validation;
-    ``tokens``: each line's estimated input tokens, in line order (with a token budget).
-    """
+    """The cut points, from the measures of every line (``facts``) and the file's validation
+    (``report``); the lines in ``alone`` are rejected too (with ``parts``: the lines no part
+    can hold, found by an earlier plan)."""
     stats = report.stats
-    good = stats.lines - len(bad)
+    good = stats.lines - facts.bad - len(alone)
     if parts is not None and parts > good:
         raise SplitError(f"cannot make {parts} parts from {good} request(s)")
     planner = Planner(limits, profile, by, parts, good)
-    embeddings = limits.max_embedding_inputs is not None and (
-        stats.endpoint == EMBEDDINGS_URL or by is not None
-    )
-    parse = by is not None or embeddings
     key: Key = (stats.endpoint, stats.model)
-    reject = planner.rejected.add
-    place = planner.place
-    counts = iter(tokens if tokens is not None else ())
-    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
-        reader = LineReader(handle)
-        pending: tuple[int, int, bytes, int] | None = None
-        for line in reader:
-            if pending is not None:
-                _one(pending, line[1], bad, parse, key, place, reject)
-            pending = (*line, next(counts, 0))
-        if pending is not None:
-            _one(pending, reader.offset, bad, parse, key, place, reject)
-    if reader.offset != stats.bytes:
-        raise ReadError(f"{path}: the file changed while it was being split")
+    reject, place = planner.rejected.add, planner.place
+    line_no = end = 0
+    for chunk, bad in facts.chunks:
+        measures = (chunk.tokens_before, chunk.inputs_before)
+        tokens, inputs = (t if len(t) > 1 else None for t in measures)
+        runs = chunk.targets if by is not None else []
+        turn, at = 0, runs[0][0] - 1 if runs else -1  # the index where the next run starts
+        for i, size in enumerate(chunk.sizes):
+            line_no += 1
+            start = end
+            end += size
+            if i == at:
+                key = runs[turn][1:]
+                turn += 1
+                at = runs[turn][0] - 1 if turn < len(runs) else -1
+            if bad[i] or line_no in alone:
+                reject(line_no, start, end, 0)
+                continue
+            found = inputs[i + 1] - inputs[i] if inputs is not None else 0
+            used = tokens[i + 1] - tokens[i] if tokens is not None else 0
+            if not place(line_no, start, end, key, found, used):
+                reject(line_no, start, end, 0)
+    if end != stats.bytes:
+        raise ReadError(f"{report.file}: the file changed while it was being split")
     return planner
-
-
-def _one(
-    line: tuple[int, int, bytes, int],
-    end: int,
-    bad: set[int],
-    parse: bool,
-    key: Key,
-    place: Any,
-    reject: Any,
-) -> None:
-    line_no, start, raw, tokens = line
-    if line_no in bad:
-        reject(line_no, start, end, 0)
-        return
-    inputs = 0
-    if parse:
-        req = loads(raw)
-        body = req["body"]
-        key = (req["url"], body.get("model"))
-        if key[0] == EMBEDDINGS_URL:
-            inputs = count_inputs(body.get("input"))
-    if not place(line_no, start, end, key, inputs, tokens):
-        reject(line_no, start, end, 0)
-
-
-def token_counts(
-    stack: ExitStack, path: Path, workers: int | None, progress: Progress | None = None
-) -> Iterator[int]:
-    """Each line's estimated input tokens, in order (``tokens.tokens_of_lines``), counted by
-    worker processes for a large file. The first count is asked for at once, so the workers
-    are forked before any thread starts; ``stack`` closes the file and the workers.
-    ``progress(bytes_done, size)`` is called as chunks are counted."""
-    from .parallel import LineChunks  # loaded only when counting
-    from .tokens import TokenCounter, tokens_of_lines
-
-    handle = stack.enter_context(open_source(path))
-    work = partial(tokens_of_lines, TokenCounter())
-    chunks = LineChunks(
-        path,
-        handle,
-        work,
-        workers=workers,
-        prime=True,
-        min_parallel_bytes=TOKENS_PARALLEL_BYTES,
-        chunk_bytes=TOKENS_CHUNK_BYTES,
-    )
-    each = _reporting(chunks, progress)
-    stack.callback(each.close)
-    counts = chain.from_iterable(each)
-    first = next(counts, None)
-    return chain(() if first is None else (first,), counts)
-
-
-def _reporting(chunks: Any, progress: Progress | None) -> Generator[Any, None, None]:
-    for counts in chunks:  # a chunk is counted once it comes: report it before handing it on
-        if progress is not None:
-            progress(chunks.done, chunks.size)
-        yield counts

@@ -16,7 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
-from itertools import chain, islice, pairwise
+from itertools import chain, islice
 from multiprocessing.pool import AsyncResult, Pool
 from typing import IO, Any, Generic, TypeVar
 
@@ -25,7 +25,6 @@ from .reading import (
     LineReader,
     ReadError,
     Source,
-    chunk_bounds,
     describe_os_error,
     regular_size,
 )
@@ -35,10 +34,11 @@ Work = Callable[[Iterable[bytes]], T]
 
 PARALLEL_MIN_BYTES = 16 << 20
 """Files at least this big go to worker processes (when there are cores to use)."""
-CHUNK_BYTES = 1 << 19
-"""A worker's share of a file at a time: small enough that a chunk full of problems stays
-some 25 MB (one chunk per worker is kept ahead of the caller)."""
-MAX_CHUNKS = 4096
+CHUNK_BYTES = 2 << 20
+"""The most a worker gets at a time, while the caller keeps up..."""
+MIN_CHUNK_BYTES = 1 << 19
+"""...and the least: the first chunks, and while the caller falls behind (a chunk full of
+problems stays some 25 MB; one chunk per worker is kept ahead of the caller then)."""
 BLOCK_LINES = 4096
 """Lines per chunk in-process (a stream's results come a block at a time)."""
 
@@ -94,12 +94,11 @@ class LineChunks(Generic[T]):
             self.size = reader.offset
 
     def _forked(self, path: str, size: int) -> Iterator[T]:
-        count = max(2 * self.workers, min(MAX_CHUNKS, -(-size // self.chunk_bytes)))
         try:
-            bounds = chunk_bounds(path, size, count)
             if self.prime:
                 with open(path, "rb") as handle:
                     self.work(islice(handle, 1))
+            handle = open(path, "rb")  # noqa: SIM115  # closed with the pool, below
         except OSError as exc:
             raise ReadError(describe_os_error(path, exc)) from None
         global _inherited
@@ -108,16 +107,41 @@ class LineChunks(Generic[T]):
             pool = multiprocessing.get_context("fork").Pool(self.workers, _quiet_worker)
         finally:
             _inherited = None
-        with pool:
+        # Chunks are cut as they are handed out. While the caller keeps up, two per worker
+        # are in flight and they grow (to chunk_bytes: few chunks, little overhead); when it
+        # falls behind (its next result was ready before it asked: many problems, say), one
+        # per worker and they shrink (to MIN_CHUNK_BYTES). Results wait here only while the
+        # caller is busy, so memory stays flat however slow it is.
+        window: deque[tuple[int, AsyncResult[object]]] = deque()
+        start, step = 0, MIN_CHUNK_BYTES
+        with pool, handle:
             try:
-                ends = [b for _, b in pairwise(bounds)]
-                tasks = ((path, a, b) for a, b in pairwise(bounds))
-                results = in_order(pool, _run_range, tasks, self.workers)
-                for end, result in zip(ends, results, strict=True):
+                while True:
+                    behind = bool(window) and window[0][1].ready()
+                    room = (1 if behind else 2) * self.workers - len(window)
+                    while room > 0 and start < size:
+                        end = _next_line(handle, start + min(step, self.chunk_bytes), size)
+                        window.append((end, pool.apply_async(_run_range, ((path, start, end),))))
+                        start, room = end, room - 1
+                    if not window:
+                        return
+                    end, pending = window.popleft()
+                    result = pending.get()
                     self.done = end
                     yield result  # type: ignore[misc]  # _run_range returns work's T
+                    step = max(MIN_CHUNK_BYTES, step // 2) if behind else step * 2
+                    step = min(step, self.chunk_bytes)
             except OSError as exc:
                 raise ReadError(describe_os_error(path, exc)) from None
+
+
+def _next_line(handle: IO[bytes], target: int, size: int) -> int:
+    """The start of the first line at or after ``target`` (``size`` at the end)."""
+    if target >= size:
+        return size
+    handle.seek(target - 1)
+    handle.readline()  # finish the line that covers target - 1
+    return min(handle.tell(), size)
 
 
 _inherited: Work[object] | None = None

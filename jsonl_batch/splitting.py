@@ -1,13 +1,15 @@
 """Splitting a batch file into parts that each satisfy the limits, copying lines as bytes.
 
-Three steps: validate the file (in parallel, like ``validate``; the limits themselves are not
-problems here); one pass over the lines to choose the cut points (``cutting``, with a token
-budget reading each line's estimated tokens from worker processes as they count them); then
-copy each part's byte ranges through fixed buffers, hashing as it goes (``copying``). Lines
-are never re-serialized: without ``by``, the parts concatenated are the input, byte for byte.
-Memory stays flat apart from the custom_id set and the cut points. The parts, the rejected
-lines and the manifest are written under temporary names and renamed together at the end
-(``manifests.OutputSet``), so a failure leaves an earlier split as it was.
+One pass over the file: the validation (in parallel, like ``validate``; the limits
+themselves are not problems here) also measures every line (bytes, estimated tokens with a
+token budget, embedding inputs) and says which have errors; ``cutting`` chooses the cut
+points from those numbers, a few bytes per line, without reading the file again; then
+``copying`` copies each part's byte ranges (in the kernel where it can) and hashes them.
+Problems are not held (``--skip-invalid`` on a million invalid lines stays flat). Lines are
+never re-serialized: without ``by``, the parts concatenated are the input, byte for byte.
+Memory stays flat apart from the custom_id set and the per-line measures. The parts, the
+rejected lines and the manifest are written under temporary names and renamed together at
+the end (``manifests.OutputSet``), so a failure leaves an earlier split as it was.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from concurrent.futures import Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from orjson import loads
 
 from .copying import ByteRanges
-from .cutting import By, PartPlan, Progress, SplitError, plan_cuts, token_counts
+from .cutting import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
 from .errors import UsageError
 from .limits import PartLimits
 from .manifests import (
@@ -36,9 +39,12 @@ from .manifests import (
     part_name,
     rejected_name,
 )
+from .parallel import LineChunks
 from .problems import Problem, Report
 from .profiles import Profile, get_profile
-from .reading import ReadError, describe_os_error, is_compressed
+from .reading import ReadError, describe_os_error, is_compressed, open_source
+from .rules import Chunk, Context
+from .tokens import TokenCounter
 from .validation import validate_file
 
 __all__ = ["LIMIT_CODES", "SplitError", "SplitResult", "split_file", "without"]
@@ -95,7 +101,7 @@ def split_file(
     group per (endpoint, model), ``"endpoint"`` one per endpoint, each split further as
     needed. ``max_tokens`` (default: the profile's ``max_enqueued_tokens``): each part's
     estimated input tokens (``TokenCounter``, counted by ``workers``) stay at or under it;
-    raises ``TokensUnavailable`` without tiktoken. Writes ``<stem>.part-001-of-00N.jsonl``...
+    raises ``TokensUnavailable`` without bpe-openai. Writes ``<stem>.part-001-of-00N.jsonl``...
     and ``<stem>.manifest.json`` in ``out_dir`` (default: next to the input); ``name``
     (default: ``source``) gives the stem and the manifest's ``input``. If the file has
     problems (as ``validate`` reports them, minus the limits), nothing is written and the
@@ -108,7 +114,8 @@ def split_file(
     the stem (its manifest names that input: ``OutputExists``), nor the files of ``keep``
     (the caller's inputs: never removed, and an output named like one is refused).
     ``replaces``: a single file the parts stand for (an earlier retry file), removed in the
-    same step with ``force``. ``progress(bytes_done, size)`` follows the token counting.
+    same step with ``force``. ``progress(bytes_done, size)`` follows the validation (and
+    token counting).
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -121,33 +128,51 @@ def split_file(
         raise UsageError("--parts cannot be combined with --by (each group is split as needed)")
     _require_file(path)
     ignore = LIMIT_CODES + (TARGET_CODES if by else ())
-    if report is None:
-        cap = None if skip_invalid else max_problems
-        report = validate_file(path, profile, max_problems=cap, ignore=ignore, workers=workers)
-    else:
+    given = None
+    if report is not None:
         report = without(report, ignore)
         if skip_invalid and report.truncated:
             raise UsageError("with skip_invalid, the report must list every problem")
+        given = {p.line for p in report.problems if p.severity == "error" and p.line is not None}
     folder = Path(out_dir) if out_dir is not None else path.parent
-    result = SplitResult(report, None, folder)
-    if report.error or (not report.valid and not skip_invalid) or not report.stats.lines:
+    result = SplitResult(report or Report(str(path)), None, folder)
+    if report is not None and _nothing_to_write(report, skip_invalid):
         return result
-    bad = {p.line for p in report.problems if p.severity == "error" and p.line is not None}
+    facts = LineFacts(by, given)
     with ExitStack() as stack:
-        budget = part_limits.max_tokens
-        tokens = token_counts(stack, path, workers, progress) if budget is not None else None
-        recorded = array("q")  # with parts, the counts, in case the cuts must be planned again
-        if tokens is not None and parts is not None and skip_invalid:
-            tokens = _recording(tokens, recorded)
-        # hashing the whole input starts now, in threads (after any worker was forked)
-        data = stack.enter_context(closing(ByteRanges(path)))
-        planner = plan_cuts(path, part_limits, profile, by, parts, bad, report, tokens)
+        hashing: list[ByteRanges] = []
+
+        def measured(base: int, chunk: Chunk, errors: list[int]) -> None:
+            if not hashing:  # hash the whole input in a thread from now (workers are forked)
+                hashing.append(stack.enter_context(closing(ByteRanges(path))))
+            facts.add(base, chunk, errors)
+
+        if report is None:
+            report = result.report = validate_file(
+                path, profile, max_problems=max_problems, ignore=ignore, workers=workers,
+                measure=True, count_tokens=part_limits.max_tokens is not None,
+                on_chunk=measured, progress=progress,
+            )  # fmt: skip
+        else:
+            counter = TokenCounter() if part_limits.max_tokens is not None else None
+            work = partial(measure_lines, Context(profile), counter)
+            with open_source(path) as handle:
+                chunks = LineChunks(path, handle, work, workers=workers, prime=bool(counter))
+                base = 0
+                for chunk in chunks:
+                    measured(base, chunk, [])
+                    base += chunk.lines
+                    if progress is not None:
+                        progress(chunks.done, chunks.size)
+        if _nothing_to_write(report, skip_invalid) or not hashing:
+            return result
+        data = hashing[0]
+        planner = plan_cuts(facts, part_limits, profile, by, parts, report)
         if parts is not None and planner.extra and skip_invalid:
             # the lines no part can hold took a share of the parts: plan without them
             alone = {p.line for p in planner.extra if p.line is not None}
-            again = None if tokens is None else recorded
             extra = planner.extra
-            planner = plan_cuts(path, part_limits, profile, by, parts, bad | alone, report, again)
+            planner = plan_cuts(facts, part_limits, profile, by, parts, report, alone)
             planner.extra = extra
         made = len(planner.plans())
         if parts is not None and made != parts and (skip_invalid or not planner.extra):
@@ -181,6 +206,11 @@ def split_file(
     return result
 
 
+def _nothing_to_write(report: Report, skip_invalid: bool) -> bool:
+    """An unreadable or empty file, or one with problems and no ``skip_invalid``."""
+    return bool(report.error) or (not report.valid and not skip_invalid) or not report.stats.lines
+
+
 def without(report: Report, codes: Iterable[str]) -> Report:
     """A copy of ``report`` without the problems of ``codes`` (nor their counts)."""
     drop = set(codes)
@@ -208,10 +238,12 @@ def _require_file(path: Path) -> None:
 
 def _add_problems(report: Report, found: list[Problem], cap: int | None) -> None:
     counts = report.stats.counts
+    listed = sum(1 for q in report.problems if q.line is not None)
     for p in found:
         counts[p.code] = counts.get(p.code, 0) + 1
-        if cap is None or sum(1 for q in report.problems if q.line is not None) < cap:
+        if cap is None or listed < cap:
             report.problems.append(p)
+            listed += 1
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
 
 
@@ -221,12 +253,6 @@ def _cap(report: Report, cap: int | None) -> None:
         return
     lines = [p for p in report.problems if p.line is not None][:cap]
     report.problems[:] = lines + [p for p in report.problems if p.line is None]
-
-
-def _recording(counts: Iterator[int], into: array[int]) -> Iterator[int]:
-    for n in counts:
-        into.append(n)
-        yield n
 
 
 def _write(
@@ -246,33 +272,41 @@ def _write(
     make_folder(folder)
     counted = manifest.limits.get("max_tokens") is not None
     with outputs:
+        hashes = []
         for plan, name in zip(plans, names, strict=False):
-            part = _copy(source, plan, outputs, name)
+            part, digest = _copy(source, plan, outputs, name)
             part.endpoint, part.model = plan.key
             part.input_tokens = plan.tokens if counted else None
             manifest.parts.append(part)
+            hashes.append((part, digest))
         if rejected.lines:
-            manifest.rejected = _copy(source, rejected, outputs, names[-1])
+            manifest.rejected, digest = _copy(source, rejected, outputs, names[-1])
             manifest.rejected.first_custom_id = manifest.rejected.last_custom_id = None
+            hashes.append((manifest.rejected, digest))
+        for part, digest in hashes:  # the parts are hashed in a thread as they are copied
+            part.sha256 = digest.result()
         manifest.sha256 = source.sha256.result()
         outputs.add_manifest(manifest)
         outputs.commit()
 
 
-def _copy(source: ByteRanges, plan: PartPlan, outputs: OutputSet, name: str) -> Part:
+def _copy(
+    source: ByteRanges, plan: PartPlan, outputs: OutputSet, name: str
+) -> tuple[Part, Future[str]]:
+    """Copy one plan into its file; the part (its sha256 left to the future)."""
     with outputs.create(name) as out:
         digest = source.copy(plan.runs, out)
-    return Part(
+    part = Part(
         path=name,
         requests=plan.requests,
         lines=plan.lines,
         bytes=plan.bytes,
-        sha256=digest,
         first_custom_id=_custom_id(source.read(*plan.first)),
         last_custom_id=_custom_id(source.read(*plan.last)),
         embedding_inputs=plan.inputs,
         line_ranges=[(first, last) for _s, _e, first, last in plan.runs],
     )
+    return part, digest
 
 
 def _custom_id(line: bytes) -> str | None:

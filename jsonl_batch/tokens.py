@@ -99,7 +99,7 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
         copies = max(copies, _int(body.get("best_of")) or 1) * prompts
     else:
         return None
-    return None if limit is None else limit * copies
+    return None if limit is None else max(0, limit) * copies  # a negative limit is invalid
 
 
 def countable(req: Any) -> bool:

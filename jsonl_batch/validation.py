@@ -8,7 +8,9 @@ not, the problems and their order are the same.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from heapq import merge
 from typing import Any
 
@@ -40,11 +42,23 @@ BODY_CODES = frozenset({"invalid_request", "invalid_body"})
 the batch endpoint the url is the one problem (one problem per cause, as the server)."""
 
 
+@dataclass
+class Measured(Chunk):
+    """A ``Chunk`` that also measured each line, for ``split``'s cut points: its bytes (ending
+    included), and the running totals of estimated input tokens and embedding inputs before
+    each line and after the last (line ``i``'s own are ``tokens[i + 1] - tokens[i]``)."""
+
+    sizes: array[int] = field(default_factory=lambda: array("q"))
+    tokens_before: array[int] = field(default_factory=lambda: array("q"))
+    inputs_before: array[int] = field(default_factory=lambda: array("q"))
+
+
 class LineChecker:
     """The per-line half of validation: parse once, check, extract the facts.
 
     A line that passes its endpoint's clean-line schema (one jsonschema-rs call) has no
     line problems; only the others go through the rules, which say what is wrong.
+    ``measure``: return ``Measured`` chunks.
     """
 
     def __init__(
@@ -53,8 +67,11 @@ class LineChecker:
         ignore: Collection[str] = (),
         endpoint: str | None = None,
         count_tokens: bool = False,
+        *,
+        measure: bool = False,
     ) -> None:
         self.ctx = ctx = Context(profile, endpoint)
+        self.measure = measure
         self.rules = active_rules(ignore)
         self.clean = _CleanValidators(ctx)
         self.counter: TokenCounter | None = None
@@ -80,15 +97,24 @@ class LineChecker:
         The hot loop, kept flat: a clean line costs one parse and one schema call; the rest
         go through ``explain``.
         """
-        chunk = Chunk()
+        chunk = Measured() if self.measure else Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
         clean_for, explain, counter = self.clean, self.explain, self.counter
         ctx, check_output, caps = self.ctx, self.check_output, self.caps
         fixed = ctx.endpoint  # the endpoint of lines that do not name one
         n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
+        measured = chunk if isinstance(chunk, Measured) else None
+        if measured is not None:
+            size, tokens_at, inputs_at = (
+                a.append for a in (measured.sizes, measured.tokens_before, measured.inputs_before)
+            )
         for raw in lines:
             n += 1
+            if measured is not None:
+                size(len(raw))
+                tokens_at(tokens)
+                inputs_at(inputs)
             try:
                 req = loads(raw)
             except JSONDecodeError as exc:
@@ -155,6 +181,9 @@ class LineChecker:
                 last = target
         chunk.lines, chunk.requests, chunk.embedding_inputs = n, requests, inputs
         chunk.tokens = tokens if counter is not None else None
+        if measured is not None:
+            tokens_at(tokens)
+            inputs_at(inputs)
         return chunk
 
     def explain(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
@@ -198,6 +227,9 @@ class Validation:
     after each chunk (``size`` is ``None`` for a stream). ``count_tokens`` estimates input
     tokens (as ``max_enqueued_tokens`` does, without a cap): a request whose estimate plus its
     requested output is over its model's context window is ``invalid_body``.
+    ``on_chunk(base, chunk, errors)`` sees each chunk of lines (``Measured`` with
+    ``measure``) once its problems are yielded, with the numbers of its lines that have an
+    error: ``split`` plans its cuts from them, with no second pass over the file.
     """
 
     def __init__(
@@ -211,10 +243,13 @@ class Validation:
         workers: int | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         count_tokens: bool = False,
+        measure: bool = False,
+        on_chunk: Callable[[int, Chunk, list[int]], None] | None = None,
         **overrides: Any,
     ) -> None:
         self.source = source
         self.count_tokens = count_tokens
+        self.measure, self.on_chunk = measure, on_chunk
         self.progress = progress
         self.profile = get_profile(profile, **overrides)
         unknown = sorted(set(ignore) - set(CATALOGUE))
@@ -233,7 +268,9 @@ class Validation:
 
     def __iter__(self) -> Iterator[Problem]:
         stats = self.stats = Stats()
-        checker = LineChecker(self.profile, self.ignore, self.endpoint, self.count_tokens)
+        checker = LineChecker(
+            self.profile, self.ignore, self.endpoint, self.count_tokens, measure=self.measure
+        )
         rules = FileRules(self.profile, checker.ctx.endpoint or self.endpoint, self.model)
         emit = self._emit
         base = 0
@@ -254,8 +291,14 @@ class Validation:
                     for f in found
                     if not (base + rel in wrong_url and f[0] in BODY_CODES)
                 ]
+                errors: list[int] = []  # the lines with an error, for on_chunk
                 for line, finding in merge(own, cross, key=lambda pair: pair[0]):
-                    yield from emit(line, [finding])
+                    for found in emit(line, [finding]):
+                        if found.severity == "error":
+                            errors.append(line)
+                        yield found
+                if self.on_chunk is not None:
+                    self.on_chunk(base, chunk, errors)
                 base += chunk.lines
                 if self.progress is not None:
                     self.progress(chunks.done, chunks.size)

@@ -3,8 +3,11 @@ manifests, refusals; and the property over random files and limits."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +17,21 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import SplitError, TokenCounter, cutting, split_file, splitting, validate_file
+from jsonl_batch import (
+    SplitError,
+    TokenCounter,
+    copying,
+    parallel,
+    split_file,
+    splitting,
+    tokens_of_lines,
+    validate_file,
+)
 from jsonl_batch.copying import ByteRanges
 from jsonl_batch.output import OutputExists, WriteError
-from jsonl_batch.reading import ReadError
+from jsonl_batch.profiles import get_profile
+from jsonl_batch.reading import LineReader, ReadError
+from jsonl_batch.validation import LineChecker, Measured
 
 
 def embedding(custom_id: str, inputs: Any, model: str = "e") -> dict[str, Any]:
@@ -392,8 +406,8 @@ def test_tokens_counted_by_worker_processes_give_the_same_parts(
 ) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(worded(i, i % 40) for i in range(400)) + b"not json\n")
-    monkeypatch.setattr(cutting, "TOKENS_PARALLEL_BYTES", 1)
-    monkeypatch.setattr(cutting, "TOKENS_CHUNK_BYTES", 2048)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 2048)
     forked = split_file(path, tmp_path / "2", max_tokens=500, workers=2, skip_invalid=True)
     alone = split_file(path, tmp_path / "1", max_tokens=500, workers=1, skip_invalid=True)
     assert len(forked.manifest.parts) > 5
@@ -597,3 +611,59 @@ def test_an_output_folder_that_cannot_be_listed_is_a_write_error(
     monkeypatch.setattr(Path, "iterdir", denied)  # a -wx folder (root may list any folder)
     with pytest.raises(WriteError, match=r"cannot list this folder \(Permission denied\)"):
         split_file(path)
+
+
+# -- one pass: cut points from the validation's measures; copies in the kernel -----------------
+
+
+def test_skip_invalid_holds_nothing_per_problem(tmp_path: Path) -> None:
+    """Regression: every problem was held until the end (960 MB for 10^6 invalid lines)."""
+    import tracemalloc
+
+    peaks = []
+    for n in (5_000, 35_000):
+        path = tmp_path / f"{n}.jsonl"
+        path.write_bytes(b'{"custom_id": "x", "oops"}\n' * n + chat_file(1))
+        tracemalloc.start()
+        result = split_file(path, tmp_path / str(n), skip_invalid=True, workers=1)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert result.manifest is not None and result.manifest.rejected is not None
+        assert result.manifest.rejected.lines == n and len(result.report.problems) == 100
+        assert result.report.stats.counts == {"invalid_json_line": n}
+    assert peaks[1] - peaks[0] < 30 * 30_000  # a few bytes per line, not a problem each
+
+
+@pytest.mark.parametrize("how", ["in the kernel", "through buffers", "kernel refuses"])
+def test_copies_in_the_kernel_or_through_buffers_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(40) + b"not json\n" + chat_file(30, prefix="s"))
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0 if how != "through buffers" else 1 << 40)
+    if how == "kernel refuses":
+
+        def refuse(*args: Any) -> int:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    result = split_file(path, tmp_path / "out", max_requests=25, skip_invalid=True)
+    assert result.manifest is not None
+    files = [*part_paths(result), result.folder / result.manifest.rejected.path]
+    assert b"".join(f.read_bytes() for f in files[:-1]) == chat_file(40) + chat_file(30, prefix="s")
+    assert files[-1].read_bytes() == b"not json\n"
+    for part, file in zip([*result.manifest.parts, result.manifest.rejected], files, strict=True):
+        assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert result.manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_measures_of_each_line_are_what_cutting_reads(tmp_path: Path) -> None:
+    lines = [orjson.dumps(request("a")), b"", b"not json", orjson.dumps(embedding("e", ["x", "y"]))]
+    data = b"\r\n".join(lines) + b"\n"
+    checker = LineChecker(get_profile("openai"), measure=True, count_tokens=True)
+    chunk = checker.check_lines(LineReader(io.BytesIO(data)).raw())
+    assert isinstance(chunk, Measured)
+    assert list(chunk.sizes) == [len(line) + 2 for line in lines[:-1]] + [len(lines[-1]) + 1]
+    own = [b - a for a, b in pairwise(chunk.tokens_before)]
+    assert own == list(tokens_of_lines(TokenCounter(), LineReader(io.BytesIO(data)).raw()))
+    assert [b - a for a, b in pairwise(chunk.inputs_before)] == [0, 0, 0, 2]

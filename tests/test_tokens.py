@@ -316,6 +316,7 @@ def test_encoding_names(model: str | None, url: str, expected: str) -> None:
         (CHAT, {"max_completion_tokens": 50, "max_tokens": 100, "n": 3}, 150),
         (CHAT, {}, None),
         (CHAT, {"max_tokens": True}, None),
+        (CHAT, {"max_tokens": -1, "n": 2}, 0),  # invalid (validate says so): no output
         ("/v1/responses", {"max_output_tokens": 64, "n": 9}, 64),
         ("/v1/responses", {}, None),
         ("/v1/completions", {"prompt": "x"}, 16),
