@@ -42,6 +42,7 @@ from .results import (
     project_lines,
     rows_table,
 )
+from .rules import not_a_request
 from .slices import NOT_COPIED
 
 RANGE_BYTES = 8 << 20
@@ -168,18 +169,6 @@ def _index_inputs(path: str, start: int, end: int) -> Piece:
 
 
 BLANK_INPUT = "This line is blank; it was skipped (it holds no request)."
-
-
-def not_a_request(obj: Any) -> str | None:
-    """Why a parsed input line is not a request, or ``None``. A request is an object with a
-    string ``custom_id`` and a ``url`` or (for providers whose lines have none) a ``body``."""
-    if type(obj) is not dict:
-        return "This line is not a JSON object."
-    if type(obj.get("custom_id")) is not str:
-        return "This line has no string 'custom_id'."
-    if type(obj.get("url")) is not str and type(obj.get("body")) is not dict:
-        return "This line has no string 'url', so it is not a request (is it a result line?)."
-    return None
 
 
 # -- results --------------------------------------------------------------------------------

@@ -337,6 +337,20 @@ def portable_custom_id(req: dict[str, Any], ctx: Context) -> list[Finding] | Non
     ]
 
 
+def not_a_request(obj: Any) -> str | None:
+    """Why a parsed input line is not a request, or ``None``: a request is an object with a
+    string ``custom_id`` and a ``url`` (OpenAI's shape) or a ``body`` (``{custom_id, body}``
+    providers'). The one rule for what join and retry read as a request, in either shape;
+    ``facts`` reads the rest."""
+    if type(obj) is not dict:
+        return "This line is not a JSON object."
+    if type(obj.get("custom_id")) is not str:
+        return "This line has no string 'custom_id'."
+    if type(obj.get("url")) is not str and type(obj.get("body")) is not dict:
+        return "This line has no string 'url', so it is not a request (is it a result line?)."
+    return None
+
+
 Facts = tuple["str | None", "str | None", "str | None", int]
 """What file rules need from a request: ``(custom_id, url, model, embedding_inputs)``."""
 

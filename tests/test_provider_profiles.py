@@ -163,3 +163,12 @@ def test_cli_build_split_join_retry_with_a_body_shape_profile(tmp_path: Path) ->
     result = run("retry", str(batch), "-r", str(results), "-o", str(retry), "--profile", "together")
     assert result.exit_code == 0, result.output
     assert retry.read_bytes().splitlines() == batch.read_bytes().splitlines()[1:]
+
+
+def test_join_and_validation_share_the_request_rule() -> None:
+    from jsonl_batch import indexing, rules
+
+    assert indexing.not_a_request is rules.not_a_request
+    assert rules.not_a_request({"custom_id": "a", "body": {}}) is None  # {custom_id, body}
+    assert rules.not_a_request({"custom_id": "a", "url": CHAT}) is None
+    assert rules.not_a_request({"custom_id": "a", "response": {}}) is not None  # a result

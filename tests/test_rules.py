@@ -184,7 +184,7 @@ requests = st.fixed_dictionaries(
     optional={
         "custom_id": st.sampled_from(["r-1", "has space", None, 3]),
         "method": st.sampled_from(["POST", "post", None]),
-        "url": st.sampled_from([*CTX.endpoints, "/v1/nope", None]),
+        "url": st.sampled_from([*CTX.endpoints, "/chat/completions", "/v1/nope", None]),
         "body": bodies | values,
         "extra": values,
     },
@@ -197,4 +197,28 @@ def test_clean_schema_agrees_with_rules(req: dict[str, Any]) -> None:
     url = req.get("url")
     clean = type(url) is str and url in CLEAN and CLEAN[url].is_valid(req)
     findings = [f for rule in LINE_RULES for f in (rule.check(req, CTX) or [])]
+    assert clean == (not findings), findings
+
+
+OTHER = {
+    name: Context(get_profile(name), "/v1/chat/completions" if name == "together" else None)
+    for name in ("together", "vllm", "azure")
+}
+OTHER_CLEAN = {
+    (name, url): jsonschema_rs.validator_for(clean_line_schema(url, ctx))
+    for name, ctx in OTHER.items()
+    for url in ctx.endpoints
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER))
+@settings(max_examples=150, deadline=None)
+@given(req=requests)
+def test_clean_schema_agrees_with_rules_in_every_shape(name: str, req: dict[str, Any]) -> None:
+    """The same for a {custom_id, body} profile, an open-bodied one and Azure's urls."""
+    ctx = OTHER[name]
+    url = ctx.url_of(req)
+    check = OTHER_CLEAN.get((name, url)) if type(url) is str else None
+    clean = check is not None and check.is_valid(req)
+    findings = [f for rule in LINE_RULES for f in (rule.check(req, ctx) or [])]
     assert clean == (not findings), findings
