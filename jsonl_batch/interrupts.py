@@ -4,8 +4,10 @@ Two regimes. While modules load (and after the command ends), there is nothing t
 so SIGINT prints the line and leaves at once (``exit_now``). While a command runs, SIGINT
 raises ``KeyboardInterrupt`` so that ``finally`` blocks remove temporary files; the CLI turns
 it into the same line and status (``raising``), even when a library caught it and raised
-something else (``interrupted()`` says a SIGINT arrived). This module imports only what the
-interpreter has already loaded: ``launch`` installs the handler before anything else loads.
+something else (``interrupted()`` says a SIGINT arrived); a clean-up stuck for ``GRACE``
+seconds (a worker pool's shutdown can deadlock) ends the process anyway. This module
+imports only what the interpreter has already loaded: ``launch`` installs the handler before
+anything else loads.
 """
 
 from __future__ import annotations
@@ -35,8 +37,19 @@ def exit_now(signum: int = 2, frame: FrameType | None = None) -> None:
         os._exit(EXIT_INTERRUPTED)
 
 
+GRACE = 5.0
+"""Seconds the clean-up after Ctrl-C may take (``finally`` blocks, worker pools); past them
+the process ends anyway, as ``exit_now`` does (a stuck clean-up must not hang it)."""
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
     global _seen
+    if not _seen:
+        import threading
+
+        watchdog = threading.Timer(GRACE, exit_now)
+        watchdog.daemon = True
+        watchdog.start()
     _seen = True
     raise KeyboardInterrupt
 

@@ -143,3 +143,21 @@ def test_worker_processes_print_nothing() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert done.stdout == b"28\n" and done.stderr == b""
+
+
+def test_a_stuck_clean_up_after_ctrl_c_still_ends() -> None:
+    """A worker pool's shutdown can deadlock while unwinding: the process ends anyway."""
+    code = (
+        "import os, signal, time\n"
+        "from jsonl_batch import interrupts\n"
+        "interrupts.GRACE = 0.5\n"
+        "with interrupts.raising():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        "        time.sleep(30)  # stuck\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=20)
+    assert done.returncode == 130 and done.stderr == b"Interrupted.\n"

@@ -28,6 +28,7 @@ when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -735,6 +736,8 @@ def big_results(rng: random.Random, lines: int) -> bytes:
     return b"".join(out)
 
 
+HANG = 120.0
+"""Seconds after which a run (or an interrupted run) counts as hung."""
 KILL_LINES = (20_000, 40_000, 80_000)
 """Sizes of the inputs that kills interrupt (big enough to take a second or so)."""
 
@@ -834,7 +837,12 @@ def run_kill(
 
             def complete(args: list[str]) -> float:
                 started = time.monotonic()
-                done = subprocess.run(cli(*args), env=env, capture_output=True, timeout=600)
+                try:
+                    done = subprocess.run(cli(*args), env=env, capture_output=True, timeout=HANG)
+                except subprocess.TimeoutExpired:
+                    raise Failure(
+                        f"{' '.join(args[:2])}: still running after {HANG:.0f} s"
+                    ) from None
                 if done.returncode not in (0, 1) or b"Traceback" in done.stderr:
                     raise Failure(
                         f"{' '.join(args[:2])}: exit {done.returncode}: {done.stderr[-500:]!r}"
@@ -852,13 +860,25 @@ def run_kill(
             how = rng.choice([signal.SIGINT, signal.SIGKILL])
             delay = rng.uniform(0, took * 1.1)
             process = subprocess.Popen(
-                cli(*case.new), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                cli(*case.new),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a group, as a terminal's Ctrl-C reaches
             )
             try:
                 process.wait(timeout=delay)
             except subprocess.TimeoutExpired:
-                process.send_signal(how)
-            _, err = process.communicate(timeout=600)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, how)
+            try:
+                _, err = process.communicate(timeout=HANG)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise Failure(
+                    f"{signal.Signals(how).name}: still running {HANG:.0f} s later"
+                ) from None
             code = process.returncode
             if how == signal.SIGINT and code not in (0, 1) and not interpreter_start(err):
                 if code == 130 and err != b"Interrupted.\n":
