@@ -190,8 +190,11 @@ def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
         piece.lines = pa.array(range(1, table.num_rows + 1), pa.int64())
     else:
         table = _extract_lines(data, extras, piece, os.fspath(path))
-    with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    try:
+        with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    except (OSError, pa.ArrowException) as exc:  # a full or read-only temporary folder
+        raise ReadError(f"cannot write the join's temporary files ({exc})") from None
     return piece
 
 

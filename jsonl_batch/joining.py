@@ -296,7 +296,10 @@ def join_into(
                 blank.append(Anomaly("invalid_line", f.name, line, None, why))
             indexed.append(f)
             meter.add(os.path.getsize(f.path))
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
+        try:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
+        except OSError as exc:
+            raise ReadError(f"cannot make the join's temporary folder ({exc})") from None
         answered, spills = index_results_of(result_paths, result_names, pool, folder, extras)
         meter.add(sum(sizes[len(paths) :]))
         pool.close()

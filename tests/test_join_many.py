@@ -162,3 +162,15 @@ def test_retry_takes_folders_and_globs(batches: Path) -> None:
     data = orjson.loads(result.output)
     assert data["requests"] == 6
     assert data["reasons"] == {"batch_expired": 3, "missing": 3}
+
+
+def test_an_unwritable_temporary_folder_is_one_line(
+    batches: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(batches / "no-such-folder"))
+    args = ["join", str(batches / "parts"), "-r", str(batches / "results")]
+    result = run(*args, "-o", str(batches / "t.parquet"))
+    assert result.exit_code == 2
+    assert "temporary" in result.output and "Traceback" not in result.output
