@@ -1,5 +1,6 @@
-"""A job's table: ``join`` of its inputs with every round's results, plus ``attempts`` and
-``batch_id``.
+"""A job's table: ``join`` of its inputs with every round's results, plus ``attempts`` (how
+many batches the request was sent in) and ``batch_id`` (the batch whose answer the row holds;
+for a request without an answer, its last batch).
 
 Round 0's parts hold the inputs' requests in order, so its ``batch_id`` column is each part's
 batch repeated over its requests. A retry round holds the requests that failed before, so
@@ -24,10 +25,6 @@ from .reading import read_lines
 from .tables import write_table
 
 TABLE = "results.parquet"
-EXTRA_COLUMNS = {
-    "attempts": "How many batches the request was sent in (1 + the retry rounds it was in).",
-    "batch_id": "The batch whose answer the row holds (for a missing request: its last batch).",
-}
 
 
 def write_job_table(folder: Path, inputs: list[Path], parts: list[PartRecord]) -> JoinSummary:
