@@ -82,7 +82,7 @@ CASES: dict[str, tuple[Callable[[], Path], Callable[[Path], object], float]] = {
     "validate-200mb": (datasets.large_chat, check_valid, 1.3),
     "validate-25mb": (datasets.small_chat, check_valid, 1.5),
     "split-200mb": (datasets.large_chat, split_in_five, 2.5),
-    "stats-200mb": (datasets.large_chat, count_tokens, 9.0),
+    "stats-200mb": (datasets.large_chat, count_tokens, 6.0),
 }
 
 
