@@ -281,6 +281,8 @@ def _through(target: Path) -> Iterator[IO[bytes]]:
         with open(target, "wb") as out:
             yield out
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and is_stdout(target):
+            raise  # the reader went away (``| head``): the caller's to handle, as for print
         raise WriteError(f"{target}: {exc.strerror or exc}") from None
 
 

@@ -161,3 +161,23 @@ def test_a_stuck_clean_up_after_ctrl_c_still_ends() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=20)
     assert done.returncode == 130 and done.stderr == b"Interrupted.\n"
+
+
+@pytest.mark.parametrize("command", ["join", "retry"])
+def test_closed_pipe_on_a_written_table_is_quiet(command: str) -> None:
+    """`-o -` read by a command that stopped: exit 1 and nothing on stderr but the summary,
+    not "Error: -: Broken pipe" with status 2."""
+    samples = ROOT / "samples"
+    args = [str(samples / "requests.jsonl"), "-r", str(samples / "output.jsonl"), "-o", "-"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jsonl_batch", command, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes: every write fails
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert b"Error" not in err and b"Traceback" not in err, err

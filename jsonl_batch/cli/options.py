@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,11 @@ def library_errors(fn: F) -> F:
             raise CliError(str(exc)) from None
         except UsageError as exc:
             raise click.UsageError(printable(str(exc))) from None
+        except BrokenPipeError as exc:  # `-o -` read by a command that stopped (`| head`)
+            from . import stream_fault
+
+            stream_fault(exc, sys.stdout)
+            raise
 
     return wrapper  # type: ignore[return-value]
 
