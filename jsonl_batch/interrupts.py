@@ -5,9 +5,12 @@ so SIGINT prints the line and leaves at once (``exit_now``). While a command run
 raises ``KeyboardInterrupt`` so that ``finally`` blocks remove temporary files; the CLI turns
 it into the same line and status (``raising``), even when a library caught it and raised
 something else (``interrupted()`` says a SIGINT arrived); a clean-up stuck for ``GRACE``
-seconds (a worker pool's shutdown can deadlock) ends the process anyway. This module
-imports only what the interpreter has already loaded: ``launch`` installs the handler before
-anything else loads.
+seconds (a worker pool's shutdown can deadlock) ends the process anyway. Except while a
+native module initializes (orjson, pyarrow's parts: their set-up runs Python code, and an
+exception they do not expect crashes the process): then the line and exit at once, as while
+loading; a temporary file left behind is removed by the next run (``output.recover``). This
+module imports only what the interpreter has already loaded: ``launch`` installs the handler
+before anything else loads.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ the process ends anyway, as ``exit_now`` does (a stuck clean-up must not hang it
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     global _seen
+    if _loading_native(frame):
+        exit_now()
     if not _seen:
         import threading
 
@@ -52,6 +57,16 @@ def _raise(signum: int, frame: FrameType | None) -> None:
         watchdog.start()
     _seen = True
     raise KeyboardInterrupt
+
+
+def _loading_native(frame: FrameType | None) -> bool:
+    """True if ``frame`` runs (maybe deep down) inside the initialization of an extension
+    module, which cannot be unwound by an exception."""
+    while frame is not None:
+        if frame.f_code.co_qualname.startswith("ExtensionFileLoader."):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def interrupted() -> bool:

@@ -47,10 +47,27 @@ def interrupting(tmp_path: Path, module: str) -> Path:
         ("click", ["--version"]),  # before the command line is even parsed
         ("pyarrow", ["join", str(DATA / "chat.input.jsonl"), "-r", "x.jsonl", "-o", "t.csv"]),
         ("openai", ["batches", "list"]),
+        # orjson's native set-up imports dataclasses: an exception there was a SIGSEGV
+        ("dataclasses", ["join", str(DATA / "chat.input.jsonl"), "-r", "x.jsonl", "-o", "t.csv"]),
     ],
 )
 def test_ctrl_c_while_loading_is_one_line(tmp_path: Path, module: str, args: list[str]) -> None:
     done = run(*args, path=interrupting(tmp_path, module), env={"OPENAI_API_KEY": "sk-test"})
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == b"Interrupted.\n"
+
+
+def test_ctrl_c_while_a_native_module_loads_in_a_command(tmp_path: Path) -> None:
+    """A module loaded while a command runs (SIGINT raises then): an interrupt inside a
+    native module's set-up ends the process at once instead of crashing it."""
+    code = "from jsonl_batch import interrupts\nwith interrupts.raising():\n    import orjson\n"
+    paths = os.pathsep.join([str(interrupting(tmp_path, "dataclasses")), str(ROOT)])
+    done = subprocess.run(  # orjson's set-up imports dataclasses, which sends the SIGINT
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": paths},
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 130, done.stderr
     assert done.stderr == b"Interrupted.\n"
 

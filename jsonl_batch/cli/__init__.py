@@ -39,7 +39,9 @@ class Main(click.Group):
         if target is None:
             return None
         module, attribute = target.split(":")
-        command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        with interrupts.handler(interrupts.exit_now):  # loading: nothing to clean up yet
+            loaded = importlib.import_module(f".{module}", __name__)
+        command: click.Command = getattr(loaded, attribute)
         return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
