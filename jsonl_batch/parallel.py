@@ -104,7 +104,7 @@ class LineChunks(Generic[T]):
         global _inherited
         _inherited = self.work
         try:
-            pool = multiprocessing.get_context("fork").Pool(self.workers, _quiet_worker)
+            pool = fork_pool(self.workers)
         finally:
             _inherited = None
         # Chunks are cut as they are handed out. While the caller keeps up, two per worker
@@ -148,11 +148,27 @@ _inherited: Work[object] | None = None
 """The work, set in the parent just before forking so that workers inherit it as it is."""
 
 
+def fork_pool(processes: int) -> Pool:
+    """A pool of forked workers that never see Ctrl-C: SIGINT is blocked while they are
+    forked (one landing in a child's first instants printed a traceback there) and ignored
+    in them; a SIGINT meanwhile reaches this process once the pool is made."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is not None:
+        mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return multiprocessing.get_context("fork").Pool(processes, _quiet_worker)
+    finally:
+        if mask is not None:
+            mask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _quiet_worker() -> None:
     """Workers ignore Ctrl-C (the terminal sends it to them too: the parent stops them) and
     print nothing: a task's error reaches the parent with its result, and a parent gone while
     a result is sent (killed: the worker ends on the broken pipe) is no news."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the worker's lifetime)
 
 
@@ -203,7 +219,7 @@ class Workers:
         self.pool = None
         self.processes = processes
         if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
-            self.pool = multiprocessing.get_context("fork").Pool(processes, _quiet_worker)
+            self.pool = fork_pool(processes)
 
     def map(self, function: Callable[[Any], T], tasks: Iterable[Any]) -> Iterator[T]:
         """``function(task)`` for each task, in order; at most two tasks per process run

@@ -198,3 +198,24 @@ def test_closed_pipe_on_a_written_table_is_quiet(command: str) -> None:
     err = process.stderr.read()
     assert process.wait(timeout=60) == 1
     assert b"Error" not in err and b"Traceback" not in err, err
+
+
+def test_workers_are_forked_with_ctrl_c_blocked() -> None:
+    """A Ctrl-C in a worker's first instants (before it ignores SIGINT) printed tracebacks
+    from the fork hooks: it is blocked while workers are forked, ignored in them after."""
+    code = (
+        "import os, signal\n"
+        "from jsonl_batch.parallel import fork_pool\n"
+        "seen = []\n"
+        "def mask():\n"
+        "    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+        "os.register_at_fork(after_in_child=lambda: seen.append(mask()))\n"
+        "def probe(_):\n"
+        "    return seen, signal.getsignal(signal.SIGINT) == signal.SIG_IGN, mask()\n"
+        "pool = fork_pool(1)\n"
+        "print(pool.apply(probe, (0,)), mask())\n"
+        "pool.terminate()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.stdout == b"([True], True, False) False\n", done.stderr
