@@ -1,7 +1,9 @@
 """jsonl-batch: validate, build, split and join the JSONL files of OpenAI-style Batch APIs.
 
-The names below are re-exported lazily (PEP 562): ``import jsonl_batch`` stays cheap, and
-pyarrow or tiktoken load only when something that needs them is used.
+``__all__`` is the public API: each name is declared once, in ``_EXPORTS`` (name -> the module
+that defines it), and imported lazily on first use (PEP 562), so ``import jsonl_batch`` stays
+cheap and pyarrow, tiktoken or the openai SDK load only when something that needs them is
+used. Every exception the library raises derives from ``JsonlBatchError``.
 """
 
 from __future__ import annotations
@@ -12,140 +14,74 @@ TYPE_CHECKING = False  # not typing's: the entry point loads this before its SIG
 if TYPE_CHECKING:
     from typing import Any
 
-    from .building import BatchWriter, BuildError
-    from .joining import Join, JoinError, JoinSummary, join, join_to
-    from .manifests import Manifest, Part
-    from .pricing import PriceTable, load_prices
-    from .problems import CATALOGUE, Problem, Report, Stats
-    from .profiles import PROFILES, Profile, get_profile, parse_size
-    from .reading import ReadError, iter_lines, parse_line
-    from .results import Anomaly
-    from .retrying import RetryResult, write_retry
-    from .rows import BodyShaper, build_file
-    from .splitting import SplitError, SplitResult, split_file
-    from .stats import BatchStats, file_stats
-    from .structured import OutputSchema, SchemaError, output_schema
-    from .tables import COLUMNS, read_summary, write_table
-    from .tokens import (
-        TokenCounter,
-        TokensUnavailable,
-        countable,
-        output_ceiling,
-        request_tokens,
-        tokens_of_lines,
-    )
-    from .validation import Validation, iter_problems, validate_file
-
 _EXPORTS = {
-    "BatchWriter": "building",
-    "BuildError": "building",
-    "InvalidInputs": "preparing",
-    "JobInterrupted": "jobs",
-    "JobProgress": "jobs",
-    "JobResult": "jobs",
-    "JobSummary": "jobs",
-    "run_job": "jobs",
-    "Join": "joining",
-    "JoinError": "joining",
-    "JoinSummary": "joining",
-    "join": "joining",
-    "join_to": "joining",
-    "Manifest": "manifests",
-    "Part": "manifests",
-    "PriceTable": "pricing",
-    "load_prices": "pricing",
-    "CATALOGUE": "problems",
-    "Problem": "problems",
+    # validate
+    "validate_file": "validation",
+    "iter_problems": "validation",
+    "Validation": "validation",
     "Report": "problems",
+    "Problem": "problems",
     "Stats": "problems",
+    "CATALOGUE": "problems",
     "PROFILES": "profiles",
     "Profile": "profiles",
     "get_profile": "profiles",
     "parse_size": "profiles",
-    "ReadError": "reading",
     "iter_lines": "reading",
     "parse_line": "reading",
-    "Anomaly": "results",
-    "RetryResult": "retrying",
-    "write_retry": "retrying",
-    "BodyShaper": "rows",
+    # build
+    "BatchWriter": "building",
     "build_file": "rows",
-    "SplitError": "splitting",
-    "SplitResult": "splitting",
+    "BodyShaper": "rows",
+    # split
     "split_file": "splitting",
-    "BatchStats": "stats",
-    "file_stats": "stats",
-    "OutputSchema": "structured",
-    "SchemaError": "structured",
-    "output_schema": "structured",
-    "COLUMNS": "tables",
+    "SplitResult": "splitting",
+    "Manifest": "manifests",
+    "Part": "manifests",
+    # join and retry
+    "join": "joining",
+    "join_to": "joining",
+    "Join": "joining",
+    "JoinSummary": "joining",
+    "Anomaly": "results",
     "read_summary": "tables",
     "write_table": "tables",
+    "output_schema": "structured",
+    "OutputSchema": "structured",
+    "write_retry": "retrying",
+    "RetryResult": "retrying",
+    # tokens and cost
+    "file_stats": "stats",
+    "BatchStats": "stats",
     "TokenCounter": "tokens",
-    "countable": "tokens",
-    "request_tokens": "tokens",
-    "tokens_of_lines": "tokens",
-    "TokensUnavailable": "tokens",
     "output_ceiling": "tokens",
-    "Validation": "validation",
-    "iter_problems": "validation",
-    "validate_file": "validation",
+    "load_prices": "pricing",
+    "PriceTable": "pricing",
+    # jobs
+    "run_job": "jobs",
+    "JobProgress": "jobs",
+    "JobResult": "jobs",
+    "JobSummary": "jobs",
+    # errors
+    "JsonlBatchError": "errors",
+    "UsageError": "errors",
+    "ReadError": "reading",
+    "WriteError": "output",
+    "OutputExists": "output",
+    "BuildError": "building",
+    "SplitError": "cutting",
+    "JoinError": "joining",
+    "SchemaError": "structured",
+    "TokensUnavailable": "encodings",
+    "PriceError": "pricing",
+    "ApiError": "api_client",
+    "MissingSdk": "api_client",
+    "WaitTimeout": "api",
+    "InvalidBatchFile": "api",
+    "InvalidInputs": "preparing",
+    "JobInterrupted": "jobs",
 }
-__all__ = [
-    "CATALOGUE",
-    "COLUMNS",
-    "PROFILES",
-    "Anomaly",
-    "BatchStats",
-    "BatchWriter",
-    "BodyShaper",
-    "BuildError",
-    "InvalidInputs",
-    "JobInterrupted",
-    "JobProgress",
-    "JobResult",
-    "JobSummary",
-    "Join",
-    "JoinError",
-    "JoinSummary",
-    "Manifest",
-    "OutputSchema",
-    "Part",
-    "PriceTable",
-    "Problem",
-    "Profile",
-    "ReadError",
-    "Report",
-    "RetryResult",
-    "SchemaError",
-    "SplitError",
-    "SplitResult",
-    "Stats",
-    "TokenCounter",
-    "TokensUnavailable",
-    "Validation",
-    "build_file",
-    "countable",
-    "file_stats",
-    "get_profile",
-    "iter_lines",
-    "iter_problems",
-    "join",
-    "join_to",
-    "load_prices",
-    "output_ceiling",
-    "output_schema",
-    "parse_line",
-    "parse_size",
-    "read_summary",
-    "request_tokens",
-    "run_job",
-    "split_file",
-    "tokens_of_lines",
-    "validate_file",
-    "write_retry",
-    "write_table",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .api_answers import BATCH, FILE, batch_answer, file_answer, page_answer, pages, safe_id
 from .api_client import INSTALL_HINT, ApiError, MissingSdk, calling, load_sdk, make_client
 from .downloading import download_file
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError, option
 from .output import WriteError, check_writable
 from .problems import Report
 from .reading import ReadError, parse_line, read_lines
@@ -101,8 +101,10 @@ class BatchPage:
         }
 
 
-class InvalidBatchFile(Exception):
+class InvalidBatchFile(JsonlBatchError):
     """The file failed validation, so it was not uploaded; ``report`` says why."""
+
+    code = "invalid_batch_file"
 
     def __init__(self, report: Report) -> None:
         super().__init__(f"{report.file}: invalid batch file; not uploaded")
@@ -111,6 +113,8 @@ class InvalidBatchFile(Exception):
 
 class WaitTimeout(ApiError):
     """``wait_for_batch`` gave up; ``batch`` is the last state seen."""
+
+    code = "wait_timeout"
 
     def __init__(self, message: str, batch: Batch) -> None:
         super().__init__(message)
@@ -314,7 +318,9 @@ def _first_url(path: Path) -> str:
         if isinstance(value, dict) and isinstance(value.get("url"), str):
             return value["url"]
         break
-    raise UsageError(f"{path}: cannot tell the endpoint from the first line; give --endpoint")
+    raise UsageError(
+        f"{path}: cannot tell the endpoint from the first line; give {option('endpoint')}"
+    )
 
 
 def wait_for_batch(

@@ -23,7 +23,7 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError, option
 
 INSTALL_HINT = "pip install 'jsonl-batch[api]'"
 SECRET_VARS = (
@@ -45,18 +45,20 @@ _STATUS = {
     429: "rate limited",
 }
 _HINTS = {
-    401: "; check OPENAI_API_KEY (AZURE_OPENAI_API_KEY with --profile azure)",
+    401: f"; check OPENAI_API_KEY (AZURE_OPENAI_API_KEY with {option('profile_azure')})",
     403: "; check that the key's organization and project (OPENAI_ORG_ID, OPENAI_PROJECT_ID) "
     "may use the Batch API",
 }
 MAX_MESSAGE = 300
 
 
-class ApiError(Exception):
+class ApiError(JsonlBatchError):
     """An API call failed; the message is one line, safe to show (no key in it).
 
     ``status`` is the HTTP status when the server answered, else ``None``.
     """
+
+    code = "api_error"
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -65,6 +67,8 @@ class ApiError(Exception):
 
 class MissingSdk(ApiError):
     """The ``openai`` package (the ``[api]`` extra) is not installed."""
+
+    code = "missing_sdk"
 
 
 def load_sdk() -> ModuleType:
@@ -170,7 +174,7 @@ def _check_azure_env(base_url: str | None) -> None:
         needed.append("AZURE_OPENAI_API_KEY")
     missing = [name for name in needed if not os.environ.get(name)]
     if missing:
-        raise ApiError(f"--profile azure needs {', '.join(missing)} in the environment")
+        raise ApiError(f"{option('profile_azure')} needs {', '.join(missing)} in the environment")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from hashlib import sha256
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError
 from .limits import PartLimits, Totals
 from .manifests import Manifest, OutputSet, Part, manifest_path, part_name
 from .output import WriteError, atomic_output, writes_through
@@ -32,7 +32,7 @@ from .validation import LineChecker
 Rotate = bool | Literal["auto"]
 
 
-class BuildError(ValueError):
+class BuildError(JsonlBatchError, ValueError):
     """A request (or a row) cannot be written: ``code`` names the rule it breaks.
 
     ``code`` is a problem code of the validator (``duplicate_custom_id``, ``invalid_body``,
@@ -41,6 +41,8 @@ class BuildError(ValueError):
     and what; ``row`` and ``column`` are set when the request came from a row of
     ``build_file``'s input.
     """
+
+    code = "build_error"
 
     def __init__(
         self,
@@ -53,13 +55,21 @@ class BuildError(ValueError):
         row: int | None = None,
         column: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param, self.value = code, message, param, value
+        super().__init__(message, code=code)
+        self.message = Exception.__str__(self)
+        """The message in a Python caller's words (``worded`` gives another audience's)."""
+        self.param, self.value = param, value
         self.first = first
         """For ``duplicate_custom_id``: the request (or row) number that used it first."""
         self.row, self.column = row, column
 
+    def worded(self, words: Mapping[str, str]) -> str:
+        return self._located(self.message if not self.hints else super().worded(words))
+
     def __str__(self) -> str:
+        return self._located(self.message)
+
+    def _located(self, message: str) -> str:
         where = ", ".join(
             x
             for x in (
@@ -68,7 +78,7 @@ class BuildError(ValueError):
             )
             if x
         )
-        return f"{where + ': ' if where else ''}{self.message} ({self.code})"
+        return f"{where + ': ' if where else ''}{message} ({self.code})"
 
 
 NON_FINITE_HINT = "give a finite number, or text"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from orjson import JSONDecodeError, loads
 
-from .errors import UsageError
+from .errors import UsageError, option
 from .limits import PartLimits, Totals
 from .problems import Problem, Report, problem
 from .profiles import Profile
@@ -33,6 +33,8 @@ Key = tuple[str | None, str | None]
 
 class SplitError(UsageError):
     """The file cannot be split as asked (e.g. more parts than requests, or too few parts)."""
+
+    code = "split_error"
 
 
 @dataclass
@@ -117,7 +119,7 @@ class Planner:
             raise SplitError(
                 f"the requests do not fit in {self.parts_wanted} parts within the limits "
                 f"({lim.max_requests} requests, {lim.max_bytes} bytes{tokens} per part); "
-                "ask for more parts, or leave out --parts"
+                f"ask for more parts, or leave out {option('parts')}"
             )
         self.quota = -(-self.remaining // left)
 

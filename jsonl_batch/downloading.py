@@ -19,6 +19,7 @@ import orjson
 
 from .api_answers import file_answer
 from .api_client import ApiError, calling, redact
+from .errors import JsonlBatchError
 from .output import atomic_output
 from .reading import BUFFER_SIZE
 
@@ -30,8 +31,10 @@ MAX_TAIL = 64 << 20
 """An unterminated last line longer than this is not parsed: it counts as cut."""
 
 
-class Broken(Exception):
+class Broken(JsonlBatchError):
     """One try of a download ended early or wrong (the message says how)."""
+
+    code = "broken_download"
 
 
 def download_file(

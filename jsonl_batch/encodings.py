@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .errors import JsonlBatchError
 from .profiles import EMBEDDINGS_URL
 
 INSTALL_HINT = "pip install 'jsonl-batch[tokens]'"
@@ -47,9 +48,11 @@ leading space starts a new pre-token), a digit after an ASCII letter (letters an
 never one pre-token)."""
 
 
-class TokensUnavailable(RuntimeError):
+class TokensUnavailable(JsonlBatchError, RuntimeError):
     """Tokens cannot be counted: tiktoken or an encoding file is missing (the message says
     how to fix it)."""
+
+    code = "tokens_unavailable"
 
 
 def base_model(model: str | None) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import api
 from .api_client import ApiError
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError
 from .job_table import TABLE, write_job_table
 from .joining import JoinSummary
 from .ledger import FINAL, IN_FLIGHT, Ledger, PartRecord
@@ -66,8 +66,10 @@ RETRIES = "retries"
 TOKEN_LIMIT = "token_limit_exceeded"
 
 
-class JobInterrupted(Exception):
+class JobInterrupted(JsonlBatchError):
     """The run was interrupted (Ctrl-C); ``running`` batches go on (unless ``cancelled``)."""
+
+    code = "interrupted"
 
     def __init__(self, folder: Path, running: list[str], cancelled: list[str]) -> None:
         super().__init__(f"{folder}: interrupted")

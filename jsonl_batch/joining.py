@@ -48,6 +48,8 @@ MANIFEST_SUFFIX = ".manifest.json"
 class JoinError(ReadError):
     """The inputs cannot be joined: a line that is not a request, or a custom_id used twice."""
 
+    code = "join_error"
+
 
 @dataclass
 class JoinSummary:

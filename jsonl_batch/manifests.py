@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import orjson
 
+from .errors import option
 from .output import (
     OutputExists,
     WriteError,
@@ -178,7 +179,7 @@ class OutputSet:
         for old in self.earlier():
             if old not in mine:
                 raise OutputExists(
-                    f"{old} is left from an earlier {self.run}; use --force to replace it"
+                    f"{old} is left from an earlier {self.run}; use {option('force')} to replace it"
                 )
         for target in mine:
             check_writable(target)

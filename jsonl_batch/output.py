@@ -31,6 +31,7 @@ from typing import IO
 
 import orjson
 
+from .errors import JsonlBatchError, option
 from .reading import BUFFER_SIZE
 
 TEMP_PREFIX = ".jsonl-batch-"
@@ -41,12 +42,16 @@ LOCK_NAME = f"{TEMP_PREFIX}lock"
 """The lock file, used only where a folder itself cannot be locked."""
 
 
-class OutputExists(Exception):
+class OutputExists(JsonlBatchError):
     """The output file exists and ``force`` was not given (or it is one of the inputs)."""
 
+    code = "output_exists"
 
-class WriteError(Exception):
+
+class WriteError(JsonlBatchError):
     """An output cannot be written (folder missing, permission denied, disk full, busy)."""
+
+    code = "write_error"
 
 
 # -- what a target may be
@@ -152,7 +157,7 @@ def check_writable(
     if not stat.S_ISREG(mode):
         raise WriteError(f"{target}: is not a regular file; give a file name")
     if not force:
-        raise OutputExists(f"{target} already exists; use --force to overwrite it")
+        raise OutputExists(f"{target} already exists; use {option('force')} to overwrite it")
     return target
 
 
@@ -174,7 +179,7 @@ def check_folder_target(
     if target.exists() and not target.is_dir():
         raise WriteError(f"{target}: exists and is not a folder")
     if target.exists() and not force:
-        raise OutputExists(f"{target} already exists; use --force to replace it")
+        raise OutputExists(f"{target} already exists; use {option('force')} to replace it")
     return target
 
 

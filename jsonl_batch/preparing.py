@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError
 from .joining import expand_inputs, join
 from .ledger import Ledger
 from .limits import PartLimits
@@ -28,8 +28,10 @@ from .validation import validate_file
 PARTS = "parts"
 
 
-class InvalidInputs(Exception):
+class InvalidInputs(JsonlBatchError):
     """Some inputs have problems, so nothing was uploaded; ``reports`` say which."""
+
+    code = "invalid_inputs"
 
     def __init__(self, reports: list[Report]) -> None:
         names = ", ".join(r.file or "?" for r in reports)

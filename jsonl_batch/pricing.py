@@ -27,6 +27,8 @@ _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 class PriceError(UsageError):
     """A price table cannot be read or has the wrong shape."""
 
+    code = "price_error"
+
 
 @dataclass(frozen=True)
 class Price:

@@ -22,6 +22,8 @@ from typing import IO, Any, Union
 
 import orjson
 
+from .errors import JsonlBatchError
+
 BUFFER_SIZE = 1 << 20
 """Read buffer: 1 MiB. Python's default 4 KiB costs ~20% on large files."""
 
@@ -32,8 +34,10 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 """A path, ``"-"`` for standard input, or a binary file object."""
 
 
-class ReadError(Exception):
+class ReadError(JsonlBatchError):
     """A file cannot be opened or read: missing, a directory, permission denied, I/O error."""
+
+    code = "read_error"
 
 
 def source_name(source: Source) -> str:

@@ -21,7 +21,7 @@ from typing import IO, Any
 import orjson
 
 from .building import NON_FINITE_HINT, BatchWriter, BuildError, Rotate, non_finite
-from .errors import UsageError
+from .errors import UsageError, option
 from .manifests import Manifest
 from .output import atomic_output, writes_through
 from .profiles import ENDPOINTS, Profile
@@ -51,7 +51,7 @@ def input_format(source: Source, given: str | None = None) -> str:
     found = FORMATS.get(Path(name).suffix.lower())
     if found is None:
         raise UsageError(
-            f"cannot tell the format of {name}; give --input-format csv|tsv|jsonl|parquet"
+            f"cannot tell the format of {name}; give {option('input_format')} csv|tsv|jsonl|parquet"
         )
     return found
 
@@ -253,7 +253,9 @@ def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or any(not p for p in key.split(".")):
-            raise UsageError(f"invalid --param {item!r}: use key=value (e.g. temperature=0.2)")
+            raise UsageError(
+                f"invalid {option('param')} {item!r}: use key=value (e.g. temperature=0.2)"
+            )
         try:
             params[key.strip()] = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -288,17 +290,19 @@ class BodyShaper:
         self.fields = ENDPOINTS[endpoint]
         if template is not None and (prompt_column or system is not None):
             raise UsageError(
-                "a template replaces --prompt-column and --system; give one or the other"
+                f"a template replaces {option('prompt_column')} and {option('system')}; "
+                "give one or the other"
             )
         if template is None and not prompt_column:
             raise UsageError(
-                "give the column that holds the prompt (--prompt-column) or a --template"
+                f"give the column that holds the prompt ({option('prompt_column')}) "
+                f"or a {option('template')}"
             )
         if template is not None and not isinstance(template, dict):
             raise UsageError("the template must be a JSON object (the request body)")
         if system is not None and self.fields.system_field is None:
             takers = " and ".join(sorted({e.kind for e in ENDPOINTS.values() if e.system_field}))
-            raise UsageError(f"--system applies to {takers}, not {endpoint}")
+            raise UsageError(f"{option('system')} applies to {takers}, not {endpoint}")
         self.endpoint, self.prompt_column, self.system = endpoint, prompt_column, system
         self.template = template
         self.params = [(key.split("."), value) for key, value in (params or {}).items()]
@@ -330,7 +334,7 @@ class BodyShaper:
                 if not isinstance(node, dict):
                     raise BuildError(
                         "invalid_body",
-                        f"--param {'.'.join(path)}: body.{key} is not an object.",
+                        f"{option('param')} {'.'.join(path)}: body.{key} is not an object.",
                         row=number,
                     )
             node[path[-1]] = value
@@ -464,7 +468,9 @@ def build_file(
         writer = BatchWriter(output, endpoint, rotate=rotate, force=force, keep=keep, **settings)
         return _write_rows(writer, rows, shaper, id_column, progress)
     if split:
-        raise UsageError("--split needs an output file (-o), not standard output")
+        raise UsageError(
+            f"{option('split')} needs an output file ({option('output')}), not standard output"
+        )
     with ExitStack() as stack:
         if isinstance(output, (str, os.PathLike)):  # standard output, a device, a pipe
             output = stack.enter_context(atomic_output(output, force=force, inputs=keep))

@@ -28,7 +28,7 @@ from orjson import loads
 
 from .copying import ByteRanges
 from .cutting import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
-from .errors import UsageError
+from .errors import UsageError, option
 from .limits import PartLimits
 from .manifests import (
     Manifest,
@@ -125,7 +125,10 @@ def split_file(
     if by not in (None, "model", "endpoint"):
         raise UsageError(f"by must be 'model' or 'endpoint', not {by!r}")
     if parts is not None and by is not None:
-        raise UsageError("--parts cannot be combined with --by (each group is split as needed)")
+        raise UsageError(
+            f"{option('parts')} cannot be combined with {option('by')} "
+            "(each group is split as needed)"
+        )
     _require_file(path)
     ignore = LIMIT_CODES + (TARGET_CODES if by else ())
     given = None

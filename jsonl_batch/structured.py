@@ -29,7 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import UsageError
+from .errors import JsonlBatchError, UsageError
 from .reading import LineReader, Source, open_source, source_name
 from .schemas import explain
 
@@ -44,9 +44,13 @@ _INT64 = (-(2**63), 2**63)
 class SchemaError(UsageError):
     """A JSON Schema that cannot be used: not valid, not found, or not a schema at all."""
 
+    code = "schema_error"
 
-class Unfit(ValueError):
+
+class Unfit(JsonlBatchError, ValueError):
     """A value valid under its schema that its Arrow type cannot hold (an integer over 64 bits)."""
+
+    code = "unfit"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import join, retrying, splitting, validate_file
+from jsonl_batch.cli.options import message
 from jsonl_batch.output import OutputExists, WriteError
 from jsonl_batch.retrying import retry_mask, write_retry
 
@@ -121,8 +122,11 @@ def test_over_the_limits_it_is_split_and_validated_once(
 def test_force_replaces_an_earlier_retry_whatever_its_shape(tmp_path: Path) -> None:
     target = tmp_path / "retry.jsonl"
     write_retry([CHAT_IN], CHAT_OUT, target, max_requests=2)
-    with pytest.raises(OutputExists, match="is left from an earlier retry; use --force"):
+    with pytest.raises(
+        OutputExists, match="is left from an earlier retry; use force=True"
+    ) as caught:
         write_retry([CHAT_IN], CHAT_OUT, target)
+    assert caught.value.hint == "force" and "; use --force" in message(caught.value)
     result = write_retry([CHAT_IN], CHAT_OUT, target, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["retry.jsonl"]
     assert result.to_dict()["files"] == [str(target)]

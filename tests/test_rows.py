@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jsonl_batch import BodyShaper, BuildError, build_file, validate_file
+from jsonl_batch.cli.options import message
 from jsonl_batch.output import OutputExists
 from jsonl_batch.rows import RowReader, input_format, load_template, parse_params, plain
 
@@ -79,8 +80,9 @@ def test_unreadable_input(tmp_path: Path, name: str, data: bytes, code: str, mat
 def test_input_format() -> None:
     assert input_format("x.PARQUET") == "parquet"
     assert input_format("-", "csv") == "csv"
-    with pytest.raises(ValueError, match="--input-format"):
+    with pytest.raises(ValueError, match="give input_format=") as caught:
         input_format("-")
+    assert "give --input-format csv|tsv|jsonl|parquet" in message(caught.value)
     with pytest.raises(ValueError, match="unknown input format"):
         input_format("x.csv", "xml")
 
@@ -211,14 +213,16 @@ def test_template_prompt_placeholders_must_not_be_empty() -> None:
 
 
 def test_shaper_usage_errors() -> None:
-    with pytest.raises(ValueError, match="--prompt-column"):
+    with pytest.raises(ValueError, match="prompt_column=") as caught:
         BodyShaper(CHAT)
+    assert "(--prompt-column) or a --template" in message(caught.value)
     with pytest.raises(ValueError, match="replaces"):
         BodyShaper(CHAT, prompt_column="t", template={})
     with pytest.raises(ValueError, match="JSON object"):
         BodyShaper(CHAT, template=[1])
-    with pytest.raises(ValueError, match="--system applies"):
+    with pytest.raises(ValueError, match="system= applies") as caught:
         BodyShaper("/v1/embeddings", prompt_column="t", system="x")
+    assert message(caught.value).startswith("--system applies")
     with pytest.raises(ValueError, match="unknown endpoint"):
         BodyShaper("/v1/nope", prompt_column="t")
     assert BodyShaper(CHAT, prompt_column="t").column_for("body.messages[0]") == "t"
@@ -315,8 +319,9 @@ def test_build_file_to_a_stream_writes_only_good_batches(tmp_path: Path) -> None
     with pytest.raises(BuildError, match="row 3, column 't'"):
         build_file(source, out, CHAT, model="m", prompt_column="t")
     assert out.getvalue() == b""
-    with pytest.raises(ValueError, match="--split needs an output file"):
+    with pytest.raises(ValueError, match="split=True needs an output file") as caught:
         build_file(source, out, CHAT, model="m", prompt_column="t", split=True)
+    assert message(caught.value).startswith("--split needs an output file (-o)")
 
 
 def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:

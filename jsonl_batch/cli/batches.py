@@ -27,7 +27,7 @@ from ..render_batches import (
     to_json,
     to_jsonl,
 )
-from .options import CliError, format_option, library_errors
+from .options import CliError, format_option, library_errors, message
 
 __all__ = ["batches"]
 
@@ -101,7 +101,7 @@ def api_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except api.ApiError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(message(exc)) from None
         except api.InvalidBatchFile as exc:
             click.echo(printable(f"Error: {exc}"), err=True)
             click.echo(report_text(exc.report), err=True)

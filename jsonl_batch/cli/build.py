@@ -12,7 +12,7 @@ from ..manifests import Manifest, manifest_json, manifest_text
 from ..profiles import ENDPOINTS, PROFILES
 from ..render import SizedProgress, printable
 from ..rows import build_file, load_template, parse_params
-from .options import format_option, library_errors, limits, profile_options
+from .options import format_option, library_errors, limits, message, profile_options
 
 
 @click.command()
@@ -127,7 +127,7 @@ def build(
             **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
         )
     except BuildError as exc:
-        raise click.ClickException(printable(str(exc))) from None
+        raise click.ClickException(printable(message(exc))) from None
     finally:
         if progress is not None:
             progress.close()

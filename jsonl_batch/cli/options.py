@@ -10,13 +10,34 @@ from typing import Any, TypeVar
 import click
 
 from ..encodings import TokensUnavailable
-from ..errors import UsageError
+from ..errors import JsonlBatchError, UsageError
 from ..output import OutputExists, WriteError
 from ..profiles import PROFILES, parse_size
 from ..reading import ReadError
 from ..render import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+FLAGS = {
+    "force": "--force",
+    "parts": "--parts",
+    "by": "--by",
+    "endpoint": "--endpoint",
+    "input_format": "--input-format",
+    "template": "--template",
+    "prompt_column": "--prompt-column",
+    "system": "--system",
+    "param": "--param",
+    "split": "--split",
+    "output": "-o",
+    "profile_azure": "--profile azure",
+}
+"""How the command line words each option a library error names (its hints)."""
+
+
+def message(exc: BaseException) -> str:
+    """A library error's message in the command line's words (its options as flags)."""
+    return exc.worded(FLAGS) if isinstance(exc, JsonlBatchError) else str(exc)
 
 
 class CliError(click.ClickException):
@@ -36,9 +57,9 @@ def library_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (ReadError, WriteError, OutputExists, TokensUnavailable) as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(message(exc)) from None
         except UsageError as exc:
-            raise click.UsageError(printable(str(exc))) from None
+            raise click.UsageError(printable(message(exc))) from None
         except BrokenPipeError as exc:  # `-o -` read by a command that stopped (`| head`)
             from . import stream_fault
 

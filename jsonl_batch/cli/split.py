@@ -17,6 +17,7 @@ from .options import (
     library_errors,
     limits,
     max_problems_option,
+    message,
     profile_options,
 )
 
@@ -119,7 +120,7 @@ def split(
             progress=progress,
         )
     except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
-        raise CliError(str(exc)) from None
+        raise CliError(message(exc)) from None
     finally:
         if progress is not None:
             progress.close()

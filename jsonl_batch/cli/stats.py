@@ -15,7 +15,7 @@ from ..render import ProgressBar, printable
 from ..render_stats import stats_json, stats_text
 from ..stats import Progress, file_stats
 from ..tokens import TokensUnavailable
-from .options import CliError, format_option, jobs_option, library_errors
+from .options import CliError, format_option, jobs_option, library_errors, message
 
 
 @click.command()
@@ -48,7 +48,7 @@ def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt
         with _progress_bar(files) as progress:
             result = file_stats(*files, prices=prices, workers=jobs, progress=progress)
     except (PriceError, TokensUnavailable) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(message(exc)) from None
     failed = [f for f in result.files if f.error]
     if fmt == "text":
         for found in failed:
