@@ -24,13 +24,13 @@ from jsonl_batch import (
     parallel,
     split_file,
     splitting,
-    tokens_of_lines,
     validate_file,
 )
 from jsonl_batch.copying import ByteRanges
 from jsonl_batch.output import OutputExists, WriteError
 from jsonl_batch.profiles import get_profile
 from jsonl_batch.reading import LineReader, ReadError
+from jsonl_batch.tokens import tokens_of_lines
 from jsonl_batch.validation import LineChecker, Measured
 
 
