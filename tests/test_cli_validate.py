@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -199,13 +201,28 @@ def test_samples_and_schema_commands() -> None:
     assert CliRunner().invoke(main, ["samples", "nope"]).exit_code == 2
 
 
-def test_every_command_has_help_and_an_example() -> None:
-    for name in main.list_commands(None):  # type: ignore[arg-type]
-        command = main.get_command(None, name)  # type: ignore[arg-type]
-        assert command is not None, name
-        assert command.help, name
-        if not hasattr(command, "commands"):
-            assert "Example" in command.help, name
+def _commands(command: click.Command, path: list[str]) -> Iterator[list[str]]:
+    yield path
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
+            yield from _commands(sub, [*path, name])
+
+
+def test_every_command_and_group_has_an_example_as_typed() -> None:
+    """Each ``--help`` shows an example whose lines are commands (or their continuations),
+    not a command re-wrapped by click into lines that do not run."""
+    for path in _commands(main, []):
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example:" in result.output, path
+        example = result.output.split("Example:")[1].split("Options:")[0]
+        lines = [line.strip() for line in example.splitlines() if line.strip()]
+        assert lines, path
+        for before, line in zip(["", *lines], lines, strict=False):
+            assert line.startswith("jsonl-batch ") or before.endswith("\\"), (path, line)
 
 
 def test_max_enqueued_tokens(tmp_path: Path) -> None:

@@ -139,7 +139,14 @@ def _discard(fd: int) -> None:
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="jsonl-batch", prog_name="jsonl-batch")
 def main() -> None:
-    """Validate, build, split and join the JSONL files of OpenAI-style Batch APIs."""
+    """Validate, build, split and join the JSONL files of OpenAI-style Batch APIs.
+
+    Example:
+
+    \b
+        jsonl-batch validate requests.jsonl
+        jsonl-batch join requests.jsonl -r output.jsonl -r errors.jsonl -o results.parquet
+    """
 
 
 __all__ = ["main"]

@@ -126,6 +126,12 @@ def batches() -> None:
     Authentication and endpoints come from the environment, as for the openai SDK:
     OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID (or, with
     --profile azure, AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION, AZURE_OPENAI_API_KEY).
+
+    Example:
+
+    \b
+        jsonl-batch batches create requests.jsonl --metadata job=nightly
+        jsonl-batch batches run big.jsonl -o job/
     """
 
 

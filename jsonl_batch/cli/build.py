@@ -99,8 +99,9 @@ def build(
 
     Example:
 
-        jsonl-batch build questions.csv -o batch.jsonl --model gpt-4o-mini
-        --prompt-column question --system "Answer briefly." --param temperature=0
+    \b
+        jsonl-batch build questions.csv -o batch.jsonl --model gpt-4o-mini \\
+            --prompt-column question --system "Answer briefly." --param temperature=0
     """
     if template is None and model is None and PROFILES[profile].model_in_body:
         raise click.UsageError("give --model (or a --template that sets the model)")

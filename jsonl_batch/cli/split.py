@@ -97,8 +97,8 @@ def split(
 
     Example:
 
+    \b
         jsonl-batch split big.jsonl --max-requests 10000 --max-bytes 100MB -o parts/
-
         jsonl-batch split big.jsonl --max-tokens 2000000
     """
     show = max_tokens is not None and sys.stderr.isatty()  # counting takes seconds
