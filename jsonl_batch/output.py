@@ -168,6 +168,8 @@ def check_folder_target(
     table): it holds or is one of ``inputs`` (even with ``force``), it is a symbolic link or
     not a folder (``WriteError``), or it exists and ``force`` is not given."""
     target = Path(path)
+    if is_stdout(target):
+        raise WriteError(f"{target}: standard output cannot hold a folder of files; give a name")
     inside = os.path.realpath(target) + os.sep
     for found in same_files(inputs):
         if isinstance(found, str) and (found + os.sep).startswith(inside):

@@ -310,3 +310,14 @@ def test_results_option_takes_one_file(tmp_path: Path) -> None:
         assert fine.exit_code in (0, 1), fine.output
         after = CliRunner().invoke(main, [command, "-r", out, "-o", table, "--force", source])
         assert after.exit_code in (0, 1), after.output
+
+
+def test_partitioned_table_to_standard_output_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-o - --partition-by` is an error, not a folder named "-" in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["join", *CHAT, "-o", "-", "--partition-by", "status"])
+    assert result.exit_code == 2, result.output
+    assert "standard output cannot hold a folder of files" in result.output
+    assert not (tmp_path / "-").exists()
