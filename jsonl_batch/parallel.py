@@ -9,6 +9,7 @@ result per chunk.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -156,20 +157,40 @@ def fork_pool(processes: int) -> Pool:
     if mask is not None:
         mask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return multiprocessing.get_context("fork").Pool(processes, _quiet_worker)
+        return multiprocessing.get_context("fork").Pool(processes, _quiet_worker, (os.getpid(),))
     finally:
         if mask is not None:
             mask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _quiet_worker() -> None:
-    """Workers ignore Ctrl-C (the terminal sends it to them too: the parent stops them) and
-    print nothing: a task's error reaches the parent with its result, and a parent gone while
-    a result is sent (killed: the worker ends on the broken pipe) is no news."""
+def _quiet_worker(parent: int) -> None:
+    """Workers die with their parent, ignore Ctrl-C (the terminal sends it to them too: the
+    parent stops them) and print nothing: a task's error reaches the parent with its result,
+    and a parent gone while a result is sent (killed: the worker ends on the broken pipe) is
+    no news."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the worker's lifetime)
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when the thread that forked it ends."""
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child of ``parent`` (its pid, taken before forking): on Linux, have the
+    kernel SIGKILL this process when the parent ends, however it ends (``os._exit`` after
+    Ctrl-C, SIGKILL), and end at once if it has already ended; elsewhere nothing. A worker
+    that outlived its parent could wait forever on the pool's queue lock."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # not allowed here (seccomp): the worker ends on the broken pipe instead
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
 
 
 def _run_range(task: tuple[str, int, int]) -> object:

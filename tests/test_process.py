@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,44 @@ def test_workers_are_forked_with_ctrl_c_blocked() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert done.stdout == b"([True], True, False) False\n", done.stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left to a reaper that never reaps counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_their_parent() -> None:
+    """A parent gone without stopping its pool (SIGKILL, or os._exit after Ctrl-C) left
+    workers that could wait forever on the pool's queue lock: they now end with it."""
+    code = (
+        "import os, time\n"
+        "from jsonl_batch.parallel import Workers\n"
+        "def block(_):\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(120)\n"
+        "for _ in Workers(2).map(block, range(4)):\n"
+        "    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    workers = [int(process.stdout.readline()) for _ in range(2)]
+    try:
+        assert all(alive(pid) for pid in workers)
+        process.kill()
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        process.kill()
+        for pid in filter(alive, workers):  # only if the test failed
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
