@@ -14,6 +14,15 @@ from typing import NamedTuple
 from .errors import UsageError
 from .profiles import Profile
 
+LIMIT_CODES = (
+    "too_many_tasks",
+    "file_too_large",
+    "too_many_embedding_inputs",
+    "token_limit_exceeded",
+)
+"""The codes of a broken limit, the file's or a part's: the one list (``FileRules.codes`` and
+split's are derived from it). Not problems for ``split``: breaking these is why one splits."""
+
 
 @dataclass
 class Totals:

@@ -18,11 +18,11 @@ from typing import Any
 from .errors import JsonlBatchError, UsageError
 from .joining import expand_inputs, join
 from .ledger import Ledger
-from .limits import PartLimits
+from .limits import LIMIT_CODES, PartLimits
 from .problems import Report
 from .profiles import Profile
 from .reading import ReadError, describe_os_error
-from .splitting import LIMIT_CODES, split_file
+from .splitting import split_file
 from .validation import validate_file
 
 PARTS = "parts"

@@ -24,12 +24,13 @@ import pyarrow.compute as pc
 
 from .errors import UsageError
 from .joining import Collect, expand_inputs, join_into
+from .limits import LIMIT_CODES
 from .manifests import OutputSet
 from .output import atomic_output, check_writable, writes_through
 from .problems import Report
 from .profiles import Profile, get_profile
 from .reading import BUFFER_SIZE, LineReader, Source, open_source, source_name
-from .splitting import LIMIT_CODES, SplitResult, split_file, without
+from .splitting import SplitResult, split_file, without
 from .validation import validate_file
 
 SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")

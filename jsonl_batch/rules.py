@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .limits import LIMIT_CODES
 from .models import model_facts, output_over, requested_output
 from .profiles import EMBEDDINGS_URLS, ENDPOINTS, Profile
 from .schemas import BodySchema, body_schema, describe
@@ -415,16 +416,7 @@ class Chunk:
 class FileRules:
     """Rules across lines: duplicate custom_ids, one endpoint, one model, and the limits."""
 
-    codes = (
-        "token_limit_exceeded",
-        "duplicate_custom_id",
-        "invalid_url",
-        "mismatched_model",
-        "empty_file",
-        "too_many_tasks",
-        "file_too_large",
-        "too_many_embedding_inputs",
-    )
+    codes = ("duplicate_custom_id", "invalid_url", "mismatched_model", "empty_file", *LIMIT_CODES)
 
     def __init__(
         self, profile: Profile, endpoint: str | None = None, model: str | None = None

@@ -29,7 +29,7 @@ from orjson import loads
 from .copying import ByteRanges
 from .cutting import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
 from .errors import UsageError, option
-from .limits import PartLimits
+from .limits import LIMIT_CODES, PartLimits
 from .manifests import (
     Manifest,
     OutputSet,
@@ -49,13 +49,6 @@ from .validation import validate_file
 
 __all__ = ["LIMIT_CODES", "SplitError", "SplitResult", "split_file", "without"]
 
-LIMIT_CODES = (
-    "too_many_tasks",
-    "file_too_large",
-    "too_many_embedding_inputs",
-    "token_limit_exceeded",
-)
-"""Not problems for ``split``: breaking these is why one splits."""
 TARGET_CODES = ("invalid_url", "mismatched_model")
 """Not problems with ``by``: the groups take care of them."""
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import get_profile
+from jsonl_batch.limits import LIMIT_CODES
 from jsonl_batch.rules import (
     LINE_RULES,
     Chunk,
@@ -99,6 +100,7 @@ def test_every_code_has_one_rule() -> None:
     line_codes = [c for r in LINE_RULES for c in r.codes]
     assert len(line_codes) == len(set(line_codes))
     assert not set(line_codes) & set(FileRules.codes)
+    assert set(LIMIT_CODES) <= set(FileRules.codes)
 
 
 @pytest.mark.parametrize(
