@@ -26,7 +26,7 @@ from pathlib import Path
 import datasets
 import orjson
 
-from jsonl_batch.joining import join_to
+from jsonl_batch.results.join import join_to
 
 _RESULT_COLUMNS = """{
     id: 'VARCHAR', custom_id: 'VARCHAR',

@@ -31,8 +31,8 @@ import datasets
 import join_case
 
 from jsonl_batch import split_file, validate_file
-from jsonl_batch.encodings import text_counter
-from jsonl_batch.stats import file_stats
+from jsonl_batch.tokens.encodings import text_counter
+from jsonl_batch.tokens.stats import file_stats
 
 BUFFER = 1 << 20
 

@@ -453,7 +453,7 @@ class FakeOpenAI(HTTPServerBase):
         return sum(self._tokens(b) for b in self.batches.values() if b["status"] in live)
 
     def _tokens(self, batch: dict[str, Any]) -> int:
-        from jsonl_batch.tokens import TokenCounter, request_tokens
+        from jsonl_batch.tokens.counting import TokenCounter, request_tokens
 
         counter = TokenCounter()
         lines = self.files[batch["input_file_id"]]["data"].splitlines()

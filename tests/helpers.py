@@ -35,7 +35,7 @@ def without_token_counter(monkeypatch: Any) -> None:
     """Make token counting unavailable (as without the ``tokens`` extra) for one test."""
     import sys
 
-    from jsonl_batch import encodings
+    from jsonl_batch.tokens import encodings
 
     for name in ("bpe_openai", encodings.BINDINGS, "tiktoken"):
         monkeypatch.setitem(sys.modules, name, None)

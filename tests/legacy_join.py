@@ -24,8 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jsonl_batch.errors import UsageError
-from jsonl_batch.joining import Join, JoinError, JoinSummary
-from jsonl_batch.reading import (
+from jsonl_batch.lines.reading import (
     LineReader,
     ReadError,
     Source,
@@ -33,7 +32,9 @@ from jsonl_batch.reading import (
     open_source,
     source_name,
 )
-from jsonl_batch.results import (
+from jsonl_batch.lines.slices import NOT_COPIED, copy_value
+from jsonl_batch.results.join import Join, JoinError, JoinSummary
+from jsonl_batch.results.readers import (
     EXTRAS,
     Anomaly,
     ResultFile,
@@ -42,8 +43,7 @@ from jsonl_batch.results import (
     read_results,
     result_schema,
 )
-from jsonl_batch.slices import NOT_COPIED, copy_value
-from jsonl_batch.tables import STATUSES, join_schema
+from jsonl_batch.results.tables import STATUSES, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 

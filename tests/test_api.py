@@ -10,9 +10,10 @@ import pytest
 from fake_openai import KEY, PLANS, FakeOpenAI, closed_port, example
 from helpers import jsonl, request
 
-from jsonl_batch import api, api_client
-from jsonl_batch.output import OutputExists
-from jsonl_batch.render_batches import Progress
+from jsonl_batch.api import batches as api
+from jsonl_batch.api import client as api_client
+from jsonl_batch.outputs.atomic import OutputExists
+from jsonl_batch.render.batches import Progress
 
 
 def client(**options: object) -> object:
@@ -188,7 +189,8 @@ def test_the_package_never_imports_the_sdk_eagerly() -> None:
     import subprocess
 
     code = (
-        "import sys, jsonl_batch, jsonl_batch.api, jsonl_batch.cli; print('openai' in sys.modules)"
+        "import sys, jsonl_batch, jsonl_batch.api.batches, jsonl_batch.cli; "
+        "print('openai' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

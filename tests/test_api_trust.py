@@ -27,7 +27,9 @@ from hostile_openai import (
     text,
 )
 
-from jsonl_batch import api, api_client, downloading
+from jsonl_batch.api import batches as api
+from jsonl_batch.api import client as api_client
+from jsonl_batch.api import downloads as downloading
 from jsonl_batch.cli import main
 
 

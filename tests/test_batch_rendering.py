@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import render_batches as rb
-from jsonl_batch.api_answers import check_batch
-from jsonl_batch.api_client import ApiError
+from jsonl_batch.api.answers import check_batch
+from jsonl_batch.api.client import ApiError
+from jsonl_batch.render import batches as rb
 
 # what ``orjson.loads`` can give: integers within 64 bits, finite floats
 scalars = (

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import BatchWriter, BuildError, get_profile, validate_file
-from jsonl_batch.building import value_at
-from jsonl_batch.limits import PartLimits, Totals
-from jsonl_batch.output import OutputExists, WriteError
+from jsonl_batch.build.writer import value_at
+from jsonl_batch.outputs.atomic import OutputExists, WriteError
+from jsonl_batch.rules.limits import PartLimits, Totals
 
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"

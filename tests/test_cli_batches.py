@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from fake_openai import KEY, FakeOpenAI, closed_port
 from helpers import ROOT, jsonl, request
 
-from jsonl_batch import api
+from jsonl_batch.api import batches as api
 from jsonl_batch.cli import main
 from jsonl_batch.cli.batches import batches
 

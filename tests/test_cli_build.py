@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from jsonl_batch import validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.render import SizedProgress
+from jsonl_batch.render.text import SizedProgress
 
 build_module = importlib.import_module("jsonl_batch.cli.build")  # `cli.build` is the command
 QUICK = ("--model", "m", "--prompt-column", "text")

@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 from fake_openai import KEY, FakeOpenAI
 from helpers import jsonl, request
 
-from jsonl_batch import jobs
 from jsonl_batch.cli import main
-from jsonl_batch.tables import read_summary
+from jsonl_batch.jobs import runner as jobs
+from jsonl_batch.results.tables import read_summary
 
 
 def run(*args: str) -> Result:
@@ -216,7 +216,7 @@ def progress(**fields: Any) -> jobs.JobProgress:
 def test_the_live_view_on_a_terminal() -> None:
     import io
 
-    from jsonl_batch.render_jobs import JobView, progress_text
+    from jsonl_batch.render.jobs import JobView, progress_text
 
     assert progress_text(progress()) == (
         "round 1 · 2 queued · 1 running · 3 done · [########------------] 40/100 requests · "
@@ -237,7 +237,7 @@ def test_the_live_view_on_a_terminal() -> None:
 def test_a_line_per_state_change_elsewhere() -> None:
     import io
 
-    from jsonl_batch.render_jobs import JobView
+    from jsonl_batch.render.jobs import JobView
 
     out = io.StringIO()
     view = JobView(out, tty=False)
@@ -250,7 +250,7 @@ def test_a_line_per_state_change_elsewhere() -> None:
 def test_what_the_server_says_cannot_drive_the_terminal() -> None:
     import io
 
-    from jsonl_batch.render_jobs import JobView
+    from jsonl_batch.render.jobs import JobView
 
     out = io.StringIO()
     JobView(out, tty=False)(progress(event="batch_x failed: \x1b[31mred\r\nforged line"))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from jsonl_batch import split_file, validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.copying import ByteRanges
+from jsonl_batch.split.ranges import ByteRanges
 
 
 def run(*args: str) -> Result:

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import NO_COUNTER, ROOT, jsonl, request, without_token_counter
 
-from jsonl_batch import stats as stats_module
 from jsonl_batch.cli import main
-from jsonl_batch.stats import file_stats, summarize
+from jsonl_batch.tokens import stats as stats_module
+from jsonl_batch.tokens.stats import file_stats, summarize
 
 CHAT_SAMPLE = str(ROOT / "samples" / "chat.jsonl")
 EMBEDDINGS_SAMPLE = str(ROOT / "samples" / "embeddings.jsonl")

@@ -241,12 +241,12 @@ def test_max_enqueued_tokens(tmp_path: Path) -> None:
 def test_token_counting_unavailable_is_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from jsonl_batch import encodings
+    from jsonl_batch.tokens import encodings
 
     def missing(name: str) -> None:
         raise encodings.TokensUnavailable("token counting needs bpe-openai: pip install x")
 
-    monkeypatch.setattr("jsonl_batch.tokens.text_counter", missing)
+    monkeypatch.setattr("jsonl_batch.tokens.counting.text_counter", missing)
     path = tmp_path / "f.jsonl"
     path.write_bytes(orjson.dumps(request()) + b"\n")
     result = CliRunner().invoke(main, ["validate", str(path), "--max-enqueued-tokens", "5"])
@@ -281,7 +281,7 @@ def test_deep_but_legal_nesting_is_a_problem_not_a_crash(
 def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
     import os
 
-    from jsonl_batch.output import atomic_output
+    from jsonl_batch.outputs.atomic import atomic_output
 
     target = tmp_path / "out.jsonl"
     old = os.umask(0o022)
@@ -298,7 +298,7 @@ def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
 
 
 def test_progress_reaches_the_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jsonl_batch import parallel
+    from jsonl_batch.lines import parallel
 
     path = tmp_path / "f.jsonl"
     path.write_bytes(b"".join(orjson.dumps(request(f"r{i}")) + b"\n" for i in range(300)))

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from helpers import request
 
-from jsonl_batch.costs import CostTally, input_estimates
-from jsonl_batch.pricing import load_prices
-from jsonl_batch.tokens import TokenCounter
+from jsonl_batch.results.costs import CostTally, input_estimates
+from jsonl_batch.tokens.counting import TokenCounter
+from jsonl_batch.tokens.pricing import load_prices
 
 
 def tally_of(rows: list[tuple[Any, ...]], prices: Any = None) -> tuple[CostTally, list[Any]]:

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from jsonl_batch import validate_file
-from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS
-from jsonl_batch.rules import TEXT_MESSAGE
-from jsonl_batch.schemas import body_schema, load_schema, unknown_key
+from jsonl_batch.rules.checks import TEXT_MESSAGE
+from jsonl_batch.rules.profiles import OPENAI_ENDPOINTS as ENDPOINTS
+from jsonl_batch.rules.schemas import body_schema, load_schema, unknown_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"

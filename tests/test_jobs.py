@@ -15,11 +15,13 @@ import pytest
 from fake_openai import FakeOpenAI
 from helpers import jsonl, request
 
-from jsonl_batch import api, jobs, output
+from jsonl_batch.api import batches as api
 from jsonl_batch.errors import UsageError
-from jsonl_batch.ledger import Ledger
-from jsonl_batch.output import WriteError
-from jsonl_batch.preparing import InvalidInputs
+from jsonl_batch.jobs import runner as jobs
+from jsonl_batch.jobs.ledger import Ledger
+from jsonl_batch.jobs.prepare import InvalidInputs
+from jsonl_batch.outputs import atomic as output
+from jsonl_batch.outputs.atomic import WriteError
 
 
 class Clock:
@@ -355,8 +357,8 @@ def test_two_runs_cannot_share_a_folder(
 
 HOLD = """
 import sys, time
-from jsonl_batch.ledger import Ledger
-from jsonl_batch.output import WriteError
+from jsonl_batch.jobs.ledger import Ledger
+from jsonl_batch.outputs.atomic import WriteError
 with Ledger.open(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(60)

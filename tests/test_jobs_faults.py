@@ -23,11 +23,11 @@ import pytest
 from fake_openai import KEY, FakeOpenAI
 from helpers import ROOT, jsonl, request
 
-from jsonl_batch.ledger import Ledger
+from jsonl_batch.jobs.ledger import Ledger
 
 REQUESTS = 12
 DRIVER = (
-    "import jsonl_batch.jobs as j; j.MIN_INTERVAL = 0.0; j.RESUBMIT_AFTER = 0.0; "
+    "import jsonl_batch.jobs.runner as j; j.MIN_INTERVAL = 0.0; j.RESUBMIT_AFTER = 0.0; "
     "from jsonl_batch.cli import main; main()"
 )
 MOMENTS = {

@@ -25,11 +25,11 @@ from click.testing import CliRunner
 from helpers import jsonl, request
 
 from jsonl_batch.cli import main
-from jsonl_batch.joining import join
-from jsonl_batch.results import read_results
-from jsonl_batch.splitting import split_file
-from jsonl_batch.structured import ENUM
-from jsonl_batch.tables import read_summary, write_table
+from jsonl_batch.results.join import join
+from jsonl_batch.results.readers import read_results
+from jsonl_batch.results.structured import ENUM
+from jsonl_batch.results.tables import read_summary, write_table
+from jsonl_batch.split.engine import split_file
 
 REFUSAL = "I'm sorry, but I can't help with that."
 QUESTION = GOOD | {"label": "question", "owner": None, "tags": [], "priority": 3}

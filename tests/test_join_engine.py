@@ -14,8 +14,8 @@ from helpers import DATA, jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import joining
-from jsonl_batch.joining import JoinError, join, join_into
+from jsonl_batch.results import join as joining
+from jsonl_batch.results.join import JoinError, join, join_into
 
 J = DATA / "join"
 
@@ -142,7 +142,7 @@ def test_worker_processes_give_the_same_table(
 ) -> None:
     monkeypatch.setattr(joining, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(joining, "BLOCK_ROWS", 7)
-    monkeypatch.setattr("jsonl_batch.indexing.RANGE_BYTES", 4096)
+    monkeypatch.setattr("jsonl_batch.results.index.RANGE_BYTES", 4096)
     kinds = ["ok", "http", "expired", "parts", "null"]
     ids = [f"r{i}" for i in range(300)]
     inp = tmp_path / "in.jsonl"

@@ -15,7 +15,7 @@ from helpers import DATA, jsonl, request
 
 from jsonl_batch import join, read_summary
 from jsonl_batch.cli import main
-from jsonl_batch.joining import join_to
+from jsonl_batch.results.join import join_to
 
 J = DATA / "join"
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import JoinError, join
-from jsonl_batch.results import _read_fast, _read_slow, read_results
+from jsonl_batch.results.readers import _read_fast, _read_slow, read_results
 
 J = DATA / "join"
 
@@ -481,7 +481,7 @@ def test_deep_bodies_and_tool_calls_are_copied(write: Any, depth: int) -> None:
 def test_a_value_that_cannot_be_copied_is_null_and_an_anomaly(
     write: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jsonl_batch import slices
+    from jsonl_batch.lines import slices
 
     monkeypatch.setattr(slices, "raw_value", lambda *args, **kwargs: None)  # then orjson writes
     body = f'{{"model":"gpt-4o","messages":{deep(300)}}}'
@@ -535,7 +535,7 @@ def test_raw_value_finds_every_value_as_written(
 ) -> None:
     import json
 
-    from jsonl_batch.slices import raw_value
+    from jsonl_batch.lines.slices import raw_value
 
     seps = (",", ":") if indent is None and pick % 2 else (", ", ": ")
     text = json.dumps(value, indent=indent, ensure_ascii=ascii_, separators=seps).encode()
@@ -554,7 +554,7 @@ def test_raw_value_finds_every_value_as_written(
 
 
 def test_raw_value_keys_escaped_and_twice() -> None:
-    from jsonl_batch.slices import raw_value
+    from jsonl_batch.lines.slices import raw_value
 
     line = b'{"b\\u006fdy": {"a": 1}, "x": "}\\"]", "body" : [ 2 , 3 ] }'
     assert raw_value(line, "body") == b"[ 2 , 3 ]"  # the last, as orjson.loads reads it

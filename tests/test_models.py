@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from jsonl_batch import validate_file
-from jsonl_batch.models import _table, model_facts, output_over
-from jsonl_batch.profiles import get_profile
-from jsonl_batch.validation import LineChecker
+from jsonl_batch.rules.models import _table, model_facts, output_over
+from jsonl_batch.rules.profiles import get_profile
+from jsonl_batch.validate import LineChecker
 
 CHAT = "/v1/chat/completions"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from helpers import request
 
-from jsonl_batch.origins import Origin, find_origins
-from jsonl_batch.splitting import split_file
+from jsonl_batch.results.origins import Origin, find_origins
+from jsonl_batch.split.engine import split_file
 
 
 def split_by_model(write: Any, tmp_path: Path) -> list[Path]:

@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import ROOT, jsonl, request
 
-from jsonl_batch import output
 from jsonl_batch.cli import main
-from jsonl_batch.output import (
+from jsonl_batch.outputs import atomic as output
+from jsonl_batch.outputs.atomic import (
     TEMP_PREFIX,
     OutputExists,
     WriteError,
@@ -31,7 +31,7 @@ from jsonl_batch.output import (
     folder_lock,
     recover,
 )
-from jsonl_batch.splitting import split_file
+from jsonl_batch.split.engine import split_file
 
 SAMPLES = ROOT / "samples"
 
@@ -409,7 +409,7 @@ def test_a_partitioned_table_never_replaces_a_link(batch: Path) -> None:
 
 SLOW_WRITER = """
 import sys, time
-from jsonl_batch.output import atomic_output
+from jsonl_batch.outputs.atomic import atomic_output
 with atomic_output(sys.argv[1]) as out:
     out.write(b"half")
     out.flush()
@@ -477,7 +477,7 @@ def test_retry_parts_replace_an_earlier_single_retry_in_one_step(
 ) -> None:
     """The earlier ``retry.jsonl`` goes in the journaled step that puts the parts in place,
     so no kill can leave it beside them."""
-    from jsonl_batch import manifests
+    from jsonl_batch.outputs import manifests
 
     steps: list[tuple[list[str], list[str]]] = []
 

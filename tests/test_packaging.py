@@ -76,7 +76,7 @@ def test_wheel_ships_schemas_and_samples(wheel_venv: Path, tmp_path: Path) -> No
     assert str(wheel_venv.parent.parent) in where.stdout, where.stderr
     code = (
         "import sys, subprocess\n"
-        "from jsonl_batch.schemas import resource, schema_names, body_schema\n"
+        "from jsonl_batch.rules.schemas import resource, schema_names, body_schema\n"
         "assert 'chat_completions' in schema_names(), schema_names()\n"
         "assert body_schema('/v1/embeddings').required == ('model', 'input')\n"
         "sample = resource('samples') / 'chat.jsonl'\n"

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from helpers import request
 
-from jsonl_batch.pricing import Price, PriceError, load_prices
-from jsonl_batch.stats import file_stats
-from jsonl_batch.tokens import TokenCounter
+from jsonl_batch.tokens.counting import TokenCounter
+from jsonl_batch.tokens.pricing import Price, PriceError, load_prices
+from jsonl_batch.tokens.stats import file_stats
 
 
 @pytest.fixture(scope="module")

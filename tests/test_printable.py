@@ -8,7 +8,7 @@ import orjson
 from click.testing import CliRunner
 
 from jsonl_batch.cli import main
-from jsonl_batch.render import lines, printable
+from jsonl_batch.render.text import lines, printable
 
 RAW = ("\x1b", "\r", "\x07", "\x9b", "\u202e")
 

@@ -152,7 +152,7 @@ def test_worker_processes_print_nothing() -> None:
     under the parent's one line (its stderr goes nowhere; errors reach the parent)."""
     code = (
         "import sys\n"
-        "from jsonl_batch.parallel import Workers\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
         "def noisy(n):\n"
         "    print('worker noise', file=sys.stderr)\n"
         "    return n\n"
@@ -207,7 +207,7 @@ def test_workers_are_forked_with_ctrl_c_blocked() -> None:
     from the fork hooks: it is blocked while workers are forked, ignored in them after."""
     code = (
         "import os, signal\n"
-        "from jsonl_batch.parallel import fork_pool\n"
+        "from jsonl_batch.lines.parallel import fork_pool\n"
         "seen = []\n"
         "def mask():\n"
         "    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
@@ -238,7 +238,7 @@ def test_workers_die_with_their_parent() -> None:
     workers that could wait forever on the pool's queue lock: they now end with it."""
     code = (
         "import os, time\n"
-        "from jsonl_batch.parallel import Workers\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
         "def block(_):\n"
         "    print(os.getpid(), flush=True)\n"
         "    time.sleep(120)\n"

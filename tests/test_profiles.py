@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from jsonl_batch import get_profile, parse_size
-from jsonl_batch.profiles import OPENAI_ENDPOINTS, PROFILES
+from jsonl_batch.rules.profiles import OPENAI_ENDPOINTS, PROFILES
 
 
 def test_openai_defaults() -> None:

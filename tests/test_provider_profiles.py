@@ -14,8 +14,8 @@ from helpers import DATA
 
 from jsonl_batch import BatchWriter, get_profile, validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.profiles import ENDPOINTS, PROFILES, profile_table
-from jsonl_batch.rules import Context, facts, request_line
+from jsonl_batch.rules.checks import Context, facts, request_line
+from jsonl_batch.rules.profiles import ENDPOINTS, PROFILES, profile_table
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -166,7 +166,8 @@ def test_cli_build_split_join_retry_with_a_body_shape_profile(tmp_path: Path) ->
 
 
 def test_join_and_validation_share_the_request_rule() -> None:
-    from jsonl_batch import indexing, rules
+    from jsonl_batch.results import index as indexing
+    from jsonl_batch.rules import checks as rules
 
     assert indexing.not_a_request is rules.not_a_request
     assert rules.not_a_request({"custom_id": "a", "body": {}}) is None  # {custom_id, body}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsonl_batch.reading import (
+from jsonl_batch.lines.reading import (
     LineReader,
     ReadError,
     chunk_bounds,

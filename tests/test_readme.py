@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helpers import ROOT
 
 from jsonl_batch.cli import main
-from jsonl_batch.problems import CATALOGUE, code_table
+from jsonl_batch.rules.problems import CATALOGUE, code_table
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -89,7 +89,7 @@ def test_join_and_retry_examples_use_the_shipped_results() -> None:
 
 
 def test_profile_table_is_the_profiles() -> None:
-    from jsonl_batch.profiles import profile_table
+    from jsonl_batch.rules.profiles import profile_table
 
     assert profile_table() in README
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from jsonl_batch import validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.render import ReportOutput, report_json, report_text
+from jsonl_batch.render.text import ReportOutput, report_json, report_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from legacy_join import read_inputs
 
-from jsonl_batch.results import _read_slow, read_results
+from jsonl_batch.results.readers import _read_slow, read_results
 
 
 def deep(depth: int) -> bytes:

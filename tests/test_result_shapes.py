@@ -15,8 +15,8 @@ from helpers import DATA, jsonl, request
 
 from jsonl_batch import join, validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.retrying import write_retry
-from jsonl_batch.stats import file_stats
+from jsonl_batch.results.retry import write_retry
+from jsonl_batch.tokens.stats import file_stats
 
 S = DATA / "shapes"
 RESULTS = [S / "vllm_run_batch.jsonl", S / "vllm_legacy.jsonl", S / "llama_stack.jsonl"]

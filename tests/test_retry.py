@@ -13,10 +13,12 @@ from helpers import DATA, jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import join, retrying, splitting, validate_file
+from jsonl_batch import join, validate_file
 from jsonl_batch.cli.options import message
-from jsonl_batch.output import OutputExists, WriteError
-from jsonl_batch.retrying import retry_mask, write_retry
+from jsonl_batch.outputs.atomic import OutputExists, WriteError
+from jsonl_batch.results import retry as retrying
+from jsonl_batch.results.retry import retry_mask, write_retry
+from jsonl_batch.split import engine as splitting
 
 J = DATA / "join"
 CHAT_IN = J / "chat.input.jsonl"

@@ -13,7 +13,7 @@ from hypothesis.strategies import DrawFn, composite
 
 from jsonl_batch import validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.reading import is_compressed
+from jsonl_batch.lines.reading import is_compressed
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

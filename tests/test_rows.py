@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from jsonl_batch import BodyShaper, BuildError, build_file, validate_file
+from jsonl_batch.build.inputs import RowReader, input_format, load_template, parse_params, plain
 from jsonl_batch.cli.options import message
-from jsonl_batch.output import OutputExists
-from jsonl_batch.rows import RowReader, input_format, load_template, parse_params, plain
+from jsonl_batch.outputs.atomic import OutputExists
 
 CHAT = "/v1/chat/completions"
 
@@ -347,8 +347,8 @@ def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:
 
 
 def test_prompt_and_system_fields_come_from_the_profiles() -> None:
-    from jsonl_batch import rows as rows_module
-    from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS
+    from jsonl_batch.build import inputs as rows_module
+    from jsonl_batch.rules.profiles import OPENAI_ENDPOINTS as ENDPOINTS
 
     assert not hasattr(rows_module, "PROMPT_FIELDS") and not hasattr(rows_module, "_regular_size")
     assert {url: e.prompt_field for url, e in ENDPOINTS.items()} == {

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import get_profile
-from jsonl_batch.limits import LIMIT_CODES
-from jsonl_batch.rules import (
+from jsonl_batch.rules.checks import (
     LINE_RULES,
     Chunk,
     Context,
@@ -28,6 +27,7 @@ from jsonl_batch.rules import (
     streaming,
     unknown_keys,
 )
+from jsonl_batch.rules.limits import LIMIT_CODES
 
 CTX = Context(get_profile())
 

@@ -15,8 +15,8 @@ import pytest
 from helpers import EXAMPLES
 from jsonschema.exceptions import best_match
 
-from jsonl_batch.profiles import OPENAI_ENDPOINTS as ENDPOINTS_BY_URL
-from jsonl_batch.schemas import body_schema, param_path
+from jsonl_batch.rules.profiles import OPENAI_ENDPOINTS as ENDPOINTS_BY_URL
+from jsonl_batch.rules.schemas import body_schema, param_path
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 

@@ -17,21 +17,16 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import (
-    SplitError,
-    TokenCounter,
-    copying,
-    parallel,
-    split_file,
-    splitting,
-    validate_file,
-)
-from jsonl_batch.copying import ByteRanges
-from jsonl_batch.output import OutputExists, WriteError
-from jsonl_batch.profiles import get_profile
-from jsonl_batch.reading import LineReader, ReadError
-from jsonl_batch.tokens import tokens_of_lines
-from jsonl_batch.validation import LineChecker, Measured
+from jsonl_batch import SplitError, TokenCounter, split_file, validate_file
+from jsonl_batch.lines import parallel
+from jsonl_batch.lines.reading import LineReader, ReadError
+from jsonl_batch.outputs.atomic import OutputExists, WriteError
+from jsonl_batch.rules.profiles import get_profile
+from jsonl_batch.split import engine as splitting
+from jsonl_batch.split import ranges as copying
+from jsonl_batch.split.ranges import ByteRanges
+from jsonl_batch.tokens.counting import tokens_of_lines
+from jsonl_batch.validate import LineChecker, Measured
 
 
 def embedding(custom_id: str, inputs: Any, model: str = "e") -> dict[str, Any]:

@@ -17,7 +17,7 @@ from helpers import request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch.structured import (
+from jsonl_batch.results.structured import (
     ENUM,
     JSON_TEXT,
     OutputSchema,

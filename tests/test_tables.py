@@ -13,8 +13,8 @@ import pytest
 from helpers import DATA, ROOT
 
 from jsonl_batch import join, read_summary, write_table
-from jsonl_batch.output import OutputExists
-from jsonl_batch.tables import COLUMNS, column_table, join_schema, table_format
+from jsonl_batch.outputs.atomic import OutputExists
+from jsonl_batch.results.tables import COLUMNS, column_table, join_schema, table_format
 
 J = DATA / "join"
 BASE = [

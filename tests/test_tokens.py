@@ -14,11 +14,10 @@ from helpers import DATA, without_token_counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import encodings, tokens
-from jsonl_batch.encodings import get_encoding
-from jsonl_batch.image_tokens import data_url_size, image_tokens
-from jsonl_batch.profiles import ENDPOINTS
-from jsonl_batch.tokens import (
+from jsonl_batch.rules.profiles import ENDPOINTS
+from jsonl_batch.tokens import counting as tokens
+from jsonl_batch.tokens import encodings
+from jsonl_batch.tokens.counting import (
     TokenCounter,
     TokensUnavailable,
     countable,
@@ -28,6 +27,8 @@ from jsonl_batch.tokens import (
     request_tokens,
     tokens_of_lines,
 )
+from jsonl_batch.tokens.encodings import get_encoding
+from jsonl_batch.tokens.images import data_url_size, image_tokens
 
 CHAT = "/v1/chat/completions"
 QUESTION = "What is in this image?"  # 6 tokens in both encodings

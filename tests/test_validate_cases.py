@@ -6,7 +6,8 @@ import orjson
 import pytest
 from helpers import DATA
 
-from jsonl_batch import parallel, validate_file
+from jsonl_batch import validate_file
+from jsonl_batch.lines import parallel
 
 FOLDER = DATA / "validate"
 CASES = orjson.loads((FOLDER / "cases.json").read_bytes())

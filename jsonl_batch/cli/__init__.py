@@ -74,8 +74,8 @@ class Main(click.Group):
                 stream_fault(exc)
             if os.environ.get("JSONL_BATCH_DEBUG"):
                 raise
-            from ..api_client import redact  # a bug's message may hold the key: never shown
-            from ..render import printable
+            from ..api.client import redact  # a bug's message may hold the key: never shown
+            from ..render.text import printable
 
             click.echo(
                 f"Error: internal error ({type(exc).__name__}: {printable(redact(str(exc)))}); "

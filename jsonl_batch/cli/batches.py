@@ -1,6 +1,6 @@
 """``jsonl-batch batches``: list, get, cancel, create, wait for, download and run batches.
 
-Each command is a thin layer over one function of ``jsonl_batch.api``; the ``openai`` SDK
+Each command is a thin layer over one function of ``jsonl_batch.api.batches``; the ``openai`` SDK
 is only imported when a command runs (``pip install 'jsonl-batch[api]'``).
 """
 
@@ -14,10 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import api
-from ..profiles import PROFILES
-from ..render import lines, printable, report_text
-from ..render_batches import (
+from ..api import batches as api
+from ..render.batches import (
     Progress,
     batch_text,
     batches_table,
@@ -27,6 +25,8 @@ from ..render_batches import (
     to_json,
     to_jsonl,
 )
+from ..render.text import lines, printable, report_text
+from ..rules.profiles import PROFILES
 from .options import CliError, format_option, library_errors, message
 
 __all__ = ["batches"]

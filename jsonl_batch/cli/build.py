@@ -7,11 +7,12 @@ from typing import TextIO
 
 import click
 
-from ..building import BuildError
-from ..manifests import Manifest, manifest_json, manifest_text
-from ..profiles import ENDPOINTS, PROFILES
-from ..render import SizedProgress, printable
-from ..rows import build_file, load_template, parse_params
+from ..build.inputs import build_file, load_template, parse_params
+from ..build.writer import BuildError
+from ..outputs.manifests import Manifest
+from ..render.manifests import manifest_json, manifest_text
+from ..render.text import SizedProgress, printable
+from ..rules.profiles import ENDPOINTS, PROFILES
 from .options import format_option, library_errors, limits, message, profile_options
 
 

@@ -1,4 +1,4 @@
-"""``jsonl-batch batches run``, ``status`` and ``clean``: whole jobs, over ``jsonl_batch.jobs``.
+"""``jsonl-batch batches run``, ``status`` and ``clean``: whole jobs (``jobs.runner``).
 
 Imported by ``cli/batches.py``, whose group these commands join.
 """
@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from ..render import lines, printable, report_text
-from ..render_batches import to_json
+from ..render.batches import to_json
+from ..render.text import lines, printable, report_text
 from .batches import ApiSettings, batch_command, parse_metadata
 from .options import Size, format_option, jobs_option, max_problems_option
 
@@ -117,9 +117,9 @@ def run(
 
         jsonl-batch batches run big.jsonl -o job/ --max-enqueued-tokens 2000000
     """
-    from ..jobs import JobInterrupted, run_job
-    from ..preparing import InvalidInputs
-    from ..render_jobs import JobView, job_text
+    from ..jobs.prepare import InvalidInputs
+    from ..jobs.runner import JobInterrupted, run_job
+    from ..render.jobs import JobView, job_text
 
     view = JobView(sys.stderr, tty=sys.stderr.isatty())
     try:
@@ -182,8 +182,8 @@ def status(settings: ApiSettings, output_dir: str, offline: bool, fmt: str) -> N
 
         jsonl-batch batches status job/
     """
-    from ..job_status import job_status
-    from ..render_jobs import status_text
+    from ..jobs.status import job_status
+    from ..render.jobs import status_text
 
     client = None if offline else settings.client()
     found = job_status(output_dir, client=client, offline=offline)
@@ -202,8 +202,8 @@ def clean(settings: ApiSettings, output_dir: str, fmt: str) -> None:
 
         jsonl-batch batches clean job/
     """
-    from ..job_status import clean_job
-    from ..render_jobs import cleaned_text
+    from ..jobs.status import clean_job
+    from ..render.jobs import cleaned_text
 
     cleaned = clean_job(output_dir, client=settings.client())
     click.echo(to_json(cleaned.to_dict()) if fmt == "json" else cleaned_text(cleaned))

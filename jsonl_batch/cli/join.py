@@ -10,10 +10,10 @@ import click
 import orjson
 import pyarrow as pa
 
-from ..joining import JoinSummary, expand, expand_inputs, join_to
-from ..output import check_folder_target, check_writable, is_stdout
-from ..render import SizedProgress, lines, plural, printable
-from ..tables import FORMATS, PARTITIONS, table_format
+from ..outputs.atomic import check_folder_target, check_writable, is_stdout
+from ..render.text import SizedProgress, lines, plural, printable
+from ..results.join import JoinSummary, expand, expand_inputs, join_to
+from ..results.tables import FORMATS, PARTITIONS, table_format
 from .options import library_errors
 
 SHOWN_PER_KIND = 5

@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import click
 
-from ..encodings import TokensUnavailable
 from ..errors import JsonlBatchError, UsageError
-from ..output import OutputExists, WriteError
-from ..profiles import PROFILES, parse_size
-from ..reading import ReadError
-from ..render import printable
+from ..lines.reading import ReadError
+from ..outputs.atomic import OutputExists, WriteError
+from ..render.text import printable
+from ..rules.profiles import PROFILES, parse_size
+from ..tokens.encodings import TokensUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..schemas import load_schema, resource, schema_names
+from ..rules.schemas import load_schema, resource, schema_names
 from .options import CliError
 
 

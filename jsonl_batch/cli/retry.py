@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 import orjson
 
-from ..manifests import manifest_text
-from ..output import is_stdout
-from ..render import lines, printable, report_text
-from ..retrying import SELECTIONS, RetryResult, write_retry
+from ..outputs.atomic import is_stdout
+from ..render.manifests import manifest_text
+from ..render.text import lines, printable, report_text
+from ..results.retry import SELECTIONS, RetryResult, write_retry
 from .join import ResultsCommand, inputs_and_results
 from .options import format_option, library_errors, limits, profile_options
 

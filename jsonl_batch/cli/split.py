@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from ..manifests import manifest_json, manifest_text
-from ..profiles import get_profile
-from ..render import SizedProgress, printable, report_json, report_text
-from ..splitting import SplitError, split_file
+from ..render.manifests import manifest_json, manifest_text
+from ..render.text import SizedProgress, printable, report_json, report_text
+from ..rules.profiles import get_profile
+from ..split.engine import SplitError, split_file
 from .options import (
     CliError,
     format_option,

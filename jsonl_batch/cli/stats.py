@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 import click
 
-from ..pricing import PriceError, load_prices
-from ..reading import regular_size
-from ..render import ProgressBar, printable
-from ..render_stats import stats_json, stats_text
-from ..stats import Progress, file_stats
-from ..tokens import TokensUnavailable
+from ..lines.reading import regular_size
+from ..render.stats import stats_json, stats_text
+from ..render.text import ProgressBar, printable
+from ..tokens.counting import TokensUnavailable
+from ..tokens.pricing import PriceError, load_prices
+from ..tokens.stats import Progress, file_stats
 from .options import CliError, format_option, jobs_option, library_errors, message
 
 

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from ..problems import CATALOGUE
-from ..render import SHOWN_PER_CODE, ReportOutput, SizedProgress, printable
-from ..validation import validate_file
+from ..render.text import SHOWN_PER_CODE, ReportOutput, SizedProgress, printable
+from ..rules.problems import CATALOGUE
+from ..validate import validate_file
 from .options import (
     format_option,
     jobs_option,

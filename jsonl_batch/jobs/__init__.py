@@ -1,0 +1,1 @@
+"""Jobs: the ledger, preparing inputs, the runner, its table and status."""

@@ -1,0 +1,1 @@
+"""Text renderers for people (the CLI's; the library never imports them)."""

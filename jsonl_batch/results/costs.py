@@ -1,0 +1,164 @@
+"""What a run actually cost: ``cost_usd`` per answer from its reported usage, and totals.
+
+``CostTally(prices)`` prices a batch of rows at once (``costs(model, prompt_tokens,
+completion_tokens, cached_tokens)``, Arrow arrays in, the ``cost_usd`` array out) and keeps
+the totals a join summary reports: the cost, the cost per 1,000 requests, the models without
+a price (never guessed), and, given the estimates ``stats`` makes from the input lines, how
+far the reported prompt tokens drifted from them.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..lines.reading import Source
+from ..tokens.pricing import PriceTable, round_cost
+
+Column: TypeAlias = pa.Array | pa.ChunkedArray
+"""An Arrow column, whole or in chunks."""
+
+
+@dataclass
+class CostTally:
+    """Costs of a join's answers at batch prices, batch by batch; ``to_dict`` for summaries."""
+
+    prices: PriceTable
+    total: float = 0.0
+    priced: int = 0
+    """Answers with a cost."""
+    unpriced: Counter[str] = field(default_factory=Counter)
+    """Answers with usage but no price, per model (``"unknown model"`` when none is named)."""
+    cached_at_input: int = 0
+    """Priced answers whose cached tokens had no cached price (costed at the input price)."""
+    estimated_tokens: int = 0
+    reported_tokens: int = 0
+    """Estimated and reported prompt tokens of the answers that have both."""
+    estimated_answers: int = 0
+
+    def costs(
+        self,
+        model: Column,
+        prompt: Column,
+        completion: Column,
+        cached: Column,
+    ) -> pa.Array:
+        """The ``cost_usd`` of each row (null without usage or without a price), counted."""
+        models = pc.unique(model).to_pylist()
+        prices = [self.prices.price(m) for m in models]
+        where = pc.index_in(model, value_set=pa.array(models, pa.string()))
+
+        def unit(values: list[float | None]) -> pa.Array:
+            return pa.array(values, pa.float64()).take(where)
+
+        has_usage = pc.or_(prompt.is_valid(), completion.is_valid())
+        prompt_in = pc.fill_null(prompt, 0)
+        cached_in = pc.max_element_wise(pc.fill_null(cached, 0), 0)  # a server's nonsense
+        cached_in = pc.min_element_wise(cached_in, prompt_in)
+        input_unit = unit([p.input if p else None for p in prices])
+        cached_unit = unit([p.cached_input if p else None for p in prices])
+        output_unit = unit([p.output if p else None for p in prices])
+        out_tokens = pc.fill_null(completion, 0)
+        output_cost = pc.if_else(pc.equal(out_tokens, 0), 0.0, pc.multiply(out_tokens, output_unit))
+        total = pc.add(
+            pc.add(
+                pc.multiply(pc.subtract(prompt_in, cached_in), input_unit),
+                pc.multiply(cached_in, pc.coalesce(cached_unit, input_unit)),
+            ),
+            output_cost,
+        )
+        cost = pc.if_else(has_usage, pc.divide(total, float(self.prices.per_tokens)), None)
+        self._count(model, cost, has_usage, cached_in, cached_unit)
+        return cost.combine_chunks() if isinstance(cost, pa.ChunkedArray) else cost
+
+    def _count(
+        self,
+        model: Column,
+        cost: Column,
+        has_usage: Column,
+        cached: Column,
+        cached_unit: pa.Array,
+    ) -> None:
+        self.total += pc.sum(cost).as_py() or 0.0
+        self.priced += len(cost) - cost.null_count
+        missing = pc.and_(has_usage, cost.is_null())
+        if pc.any(missing).as_py():
+            names = pc.fill_null(model.filter(missing), "unknown model")
+            for row in pc.value_counts(names).to_pylist():
+                self.unpriced[row["values"]] += row["counts"]
+        at_input = pc.and_(pc.and_(cost.is_valid(), pc.greater(cached, 0)), cached_unit.is_null())
+        self.cached_at_input += pc.sum(at_input).as_py() or 0
+
+    def estimates(self, estimated: Column, reported: Column) -> None:
+        """Count input-token estimates (``stats``' counting) against reported prompt tokens;
+        rows missing either are left out."""
+        both = pc.and_(estimated.is_valid(), reported.is_valid())
+        self.estimated_answers += pc.sum(both).as_py() or 0
+        self.estimated_tokens += pc.sum(estimated.filter(both)).as_py() or 0
+        self.reported_tokens += pc.sum(reported.filter(both)).as_py() or 0
+
+    @property
+    def drift_percent(self) -> float | None:
+        """How far reported prompt tokens are above (+) or below (-) the estimate."""
+        if not self.estimated_tokens:
+            return None
+        change = (self.reported_tokens - self.estimated_tokens) / self.estimated_tokens
+        return round(100 * change, 2)
+
+    def notes(self) -> list[str]:
+        """What a reader of the cost must know, one sentence each."""
+        out = []
+        if self.unpriced:
+            names = ", ".join(f"{m} ({n:,})" for m, n in sorted(self.unpriced.items()))
+            out.append(
+                f"No price in the price table for {names}: those answers have no cost "
+                "(add the models to a price table to cost them)."
+            )
+        if self.cached_at_input:
+            out.append(
+                f"{self.cached_at_input:,} answer(s) reported cached tokens of a model "
+                "without a cached-input price: costed at the input price."
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        per_1000 = 1000 * self.total / self.priced if self.priced else None
+        drift = None
+        if self.estimated_answers:
+            drift = {
+                "answers": self.estimated_answers,
+                "estimated_input_tokens": self.estimated_tokens,
+                "reported_prompt_tokens": self.reported_tokens,
+                "drift_percent": self.drift_percent,
+            }
+        return {
+            "currency": self.prices.currency,
+            "total": round_cost(self.total) if self.priced else None,
+            "per_1000_requests": None if per_1000 is None else round_cost(per_1000),
+            "priced_answers": self.priced,
+            "unpriced_models": dict(sorted(self.unpriced.items())),
+            "token_estimate": drift,
+            "prices": self.prices.describe(),
+            "notes": self.notes(),
+        }
+
+
+def input_estimates(
+    sources: Sequence[Source], workers: int | None = None
+) -> list[array[int] | None]:
+    """Per input file, its requests' estimated input tokens in line order, counted as
+    ``stats`` counts them (worker processes for large files); ``None`` for a file with a
+    line ``stats`` cannot count (the estimates would not line up) or that cannot be read.
+    Needs tiktoken (``TokensUnavailable`` otherwise)."""
+    from ..tokens.stats import file_stats
+
+    found = file_stats(*sources, workers=workers)
+    return [
+        f.tally.tokens if f.error is None and not f.tally.skipped else None for f in found.files
+    ]

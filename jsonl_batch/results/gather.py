@@ -1,0 +1,64 @@
+"""The answers of a block of requests, taken from where the index set them aside.
+
+``indexing`` wrote each result line's answer columns to spill files (Arrow IPC); for a block
+of requests (in input order) ``take_answers`` takes each kept answer's row from them,
+memory-mapping only the spill files the block needs, for as long as it needs them, and
+``request_bodies`` copies the requests' bodies from their lines (``--include-bodies``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..lines.reading import strip_ending
+from ..lines.slices import NOT_COPIED, copy_value
+from .readers import Anomaly, not_copied
+
+
+def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.Schema) -> pa.Table:
+    """The answer rows ``(spill[i], row[i])`` in order, a row of nulls where ``spill[i]`` is
+    null (a request without an answer)."""
+    valid = spill.is_valid()
+    present = pc.indices_nonzero(valid)
+    if not len(present):
+        return pa.Table.from_arrays([pa.nulls(len(spill), f.type) for f in schema], schema=schema)
+    spill, row = spill.filter(valid), row.filter(valid)
+    parts, positions = [], []
+    for number in pc.unique(spill).to_pylist():
+        mask = pc.equal(spill, number)
+        with pa.memory_map(spills[number]) as source:
+            table = pa.ipc.open_file(source).read_all()
+            parts.append(table.take(row.filter(mask)).combine_chunks())
+        positions.append(pc.indices_nonzero(mask))
+    found = pa.concat_tables(parts).take(pc.sort_indices(pa.chunked_array(positions)))
+    rank = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+    return found.take(pc.if_else(valid, rank, pa.scalar(None, pa.int64())))
+
+
+def request_bodies(
+    path: str, name: str, requests: pa.Table, ids: pa.Array, anomalies: list[Anomaly]
+) -> pa.Array:
+    """The bodies of consecutive requests of an input file (``line``, ``offset``, ``length``;
+    their custom_ids ``ids``) as JSON text, copied from their lines as written."""
+    lines = requests.column("line")
+    offset, length = requests.column("offset"), requests.column("length")
+    offsets, lengths = offset.to_pylist(), length.to_pylist()
+    texts: list[str | None] = []
+    if not offsets:
+        return pa.array(texts, pa.string())
+    start = offsets[0]
+    with open(path, "rb", buffering=0) as handle:
+        data = os.pread(handle.fileno(), offsets[-1] + lengths[-1] - start, start)
+    for i, (at, size) in enumerate(zip(offsets, lengths, strict=True)):
+        raw = strip_ending(data[at - start : at - start + size])
+        body = orjson.loads(raw).get("body")
+        text = None if body is None else copy_value(raw, ("body",), body)
+        if text is NOT_COPIED:
+            text = None
+            anomalies.append(not_copied(name, lines[i].as_py(), ids[i].as_py(), "request_body"))
+        texts.append(text)
+    return pa.array(texts, pa.string())

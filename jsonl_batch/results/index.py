@@ -1,0 +1,351 @@
+"""The join's indexes: where each request is, and each answer's columns set aside.
+
+Files are cut into line-aligned byte ranges handled by worker processes
+(``parallel.Workers``). An input range gives each request's custom_id, line and byte range.
+A result range is parsed once: each result line's custom_id, whether it succeeded and its
+line go to the index (a few tens of bytes per line), and its answer columns
+(``results.extract``, or the same computed in Arrow) to a spill file on disk (Arrow IPC),
+from which ``joining`` takes each kept answer when it writes the row. So memory follows the
+number of lines, never the size of the answers.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..lines.reading import (
+    BUFFER_SIZE,
+    LineReader,
+    ReadError,
+    chunk_bounds,
+    describe_os_error,
+    explain_invalid,
+    strip_ending,
+)
+from ..lines.slices import NOT_COPIED
+from ..rules.checks import not_a_request
+from .readers import (
+    EXTRAS,
+    FIELDS,
+    answer_schema,
+    extract,
+    fast_answers,
+    not_copied,
+    plain_lines,
+    project_lines,
+    rows_table,
+)
+
+RANGE_BYTES = 8 << 20
+"""Bytes of a file per indexing task."""
+
+Task = tuple[int, str, int, int]
+"""``(file number, path, start, end)``: a line-aligned byte range of a file."""
+
+
+@dataclass
+class Piece:
+    """The index of a byte range of one file (offsets relative to the range's start)."""
+
+    ids: Any = field(default_factory=list)
+    """custom_ids (a list, or an Arrow array)."""
+    ok: Any = field(default_factory=bytearray)
+    lines: Any = field(default_factory=lambda: array("q"))
+    """Line numbers within the range (1-based)."""
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    lengths: array[int] = field(default_factory=lambda: array("q"))
+    invalid: list[tuple[int, str | None, str, str]] = field(default_factory=list)
+    """``(line within the range, custom_id, message, kind)``: lines that are not what was
+    expected (``invalid_line``), values that could not be copied (``not_copied``)."""
+    count: int = 0
+    """Lines in the range."""
+
+
+@dataclass
+class FileIndex:
+    """One file's index: a row per usable line (``table``) and the lines that are not."""
+
+    name: str
+    path: str
+    lines: int = 0
+    table: pa.Table | None = None
+    """Inputs: ``custom_id``, ``offset``, ``length``, ``line``; results: ``custom_id``,
+    ``line``, ``ok``, ``spill`` and ``row`` (where its answer columns are)."""
+    invalid: list[tuple[int, str | None, str, str]] = field(default_factory=list)
+
+
+def tasks(paths: Iterable[str], range_bytes: int | None = None) -> list[Task]:
+    """Each file cut into line-aligned byte ranges of about ``RANGE_BYTES``."""
+    size_of = range_bytes or RANGE_BYTES
+    out = []
+    for number, path in enumerate(paths):
+        try:
+            size = os.path.getsize(path)
+            bounds = chunk_bounds(path, size, max(1, size // size_of)) if size else [0, 0]
+        except OSError as exc:
+            raise ReadError(describe_os_error(path, exc)) from None
+        out += [(number, path, a, b) for a, b in pairwise(bounds)]
+    return out
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def index_inputs(task: Task) -> Piece:
+    """Index the request lines in a byte range; stops at the first line that is not one."""
+    _, path, start, end = task
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    ids = fast_ids(data)
+    if ids is not None:  # every line a request: custom_ids parsed by pyarrow
+        lengths = array("q", map(len, data.split(b"\n")))
+        if data.endswith(b"\n"):
+            lengths.pop()
+        for i in range(len(lengths) - (not data.endswith(b"\n"))):
+            lengths[i] += 1
+        piece = Piece(ids=ids, lengths=lengths, count=len(ids))
+        piece.offsets = array("q", accumulate(lengths[:-1], initial=0)) if len(ids) else array("q")
+        piece.lines = array("q", range(1, len(ids) + 1))
+        return piece
+    return _index_inputs(path, start, end)
+
+
+_ID_SCHEMA = pa.schema([("custom_id", pa.string()), ("url", pa.string()), ("body", pa.struct([]))])
+
+
+def fast_ids(data: bytes) -> pa.Array | None:
+    """The custom_ids of request lines in ``data``, parsed by pyarrow, or ``None`` when a line
+    is not a plain request (then ``not_a_request`` says which and why)."""
+    count = plain_lines(data)
+    if not count:
+        return None
+    table = project_lines(data, _ID_SCHEMA)
+    if table is None or table.num_rows != count or table.column("custom_id").null_count:
+        return None
+    has_target = pc.or_(table.column("url").is_valid(), table.column("body").is_valid())
+    if not pc.all(has_target).as_py():
+        return None
+    return table.column("custom_id").combine_chunks()
+
+
+def _index_inputs(path: str, start: int, end: int) -> Piece:
+    piece = Piece()
+    ids, offsets, lengths, lines = piece.ids, piece.offsets, piece.lengths, piece.lines
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    position = number = 0
+    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
+        for raw in LineReader(handle, start=start, end=end).raw():
+            number += 1
+            if not raw.strip():  # a blank line holds no request: skipped, and said so
+                piece.invalid.append((number, None, BLANK_INPUT, "blank_line"))
+                position += len(raw)
+                continue
+            try:
+                obj = loads(raw)
+            except decode_error:
+                piece.invalid.append((number, None, why_not_json(raw), "invalid_line"))
+                break
+            why = not_a_request(obj)
+            if why is not None:
+                piece.invalid.append((number, _custom_id(obj), why, "invalid_line"))
+                break
+            ids.append(obj["custom_id"])
+            offsets.append(position)
+            lengths.append(len(raw))
+            lines.append(number)
+            position += len(raw)
+    piece.count = number
+    return piece
+
+
+BLANK_INPUT = "This line is blank; it was skipped (it holds no request)."
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
+    """Index the result lines in a byte range and write their answer columns to ``spill``
+    (an Arrow IPC file, one row per result line in order); ``extras`` are ``EXTRAS`` keys."""
+    (_, path, start, end), spill, extras = task
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    piece = Piece()
+    table = None if extras else fast_answers(data)
+    if table is not None:  # every line a clean result line: parsed by pyarrow, in Arrow
+        piece.count = table.num_rows
+        piece.ids = table.column("custom_id").combine_chunks()
+        piece.ok = table.column("ok").combine_chunks()
+        piece.lines = pa.array(range(1, table.num_rows + 1), pa.int64())
+    else:
+        table = _extract_lines(data, extras, piece, os.fspath(path))
+    try:
+        with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    except (OSError, pa.ArrowException) as exc:  # a full or read-only temporary folder
+        raise ReadError(f"cannot write the join's temporary files ({exc})") from None
+    return piece
+
+
+def _extract_lines(data: bytes, extras: tuple[str, ...], piece: Piece, name: str) -> pa.Table:
+    """The answer columns of each result line, parsed by orjson, and the lines that are
+    not results (``piece.invalid``); the index columns go to ``piece``."""
+    flags = tuple(option in extras for option in EXTRAS)
+    extra_columns = [column for option, column in EXTRAS.items() if option in extras]
+    rows: list[tuple[Any, ...]] = []
+    lines = data.split(b"\n") if data else []
+    last = len(lines) if data.endswith(b"\n") else len(lines) - 1  # lines that had a newline
+    if data.endswith(b"\n"):
+        lines.pop()  # what follows the last newline
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for number, raw in enumerate(lines, 1):
+        if number <= last and raw.endswith(b"\r"):
+            raw = raw[:-1]  # a CRLF ending, as LineReader strips it
+        try:
+            obj = loads(raw)
+        except decode_error:
+            piece.invalid.append((number, None, why_not_json(raw), "invalid_line"))
+            continue
+        row = extract(obj, *flags, raw=raw)
+        if isinstance(row, str):
+            piece.invalid.append((number, _custom_id(obj), row, "invalid_line"))
+            continue
+        if NOT_COPIED in row:
+            values = zip(extra_columns, row[len(FIELDS) + 1 :], strict=True)
+            lost = ", ".join(c for c, v in values if v is NOT_COPIED)
+            row = tuple(None if v is NOT_COPIED else v for v in row)
+            message = not_copied(name, number, row[0], lost).message
+            piece.invalid.append((number, row[0], message, "not_copied"))
+        rows.append(row)
+        piece.ids.append(row[0])
+        piece.ok.append(row[len(FIELDS)])
+        piece.lines.append(number)
+    piece.count = len(lines)
+    return rows_table(rows, answer_schema(extras))
+
+
+def why_not_json(raw: bytes) -> str:
+    """``explain_invalid`` of a line without its ending (columns counted as the user sees)."""
+    raw = strip_ending(raw)
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return explain_invalid(raw, exc)
+    return "This line is not valid JSON."  # not reached: only the ending was removed
+
+
+def _custom_id(obj: Any) -> str | None:
+    custom_id = obj.get("custom_id") if type(obj) is dict else None
+    return custom_id if type(custom_id) is str else None
+
+
+# -- both -----------------------------------------------------------------------------------
+
+
+def index_inputs_of(paths: list[str], names: list[str], workers: Any) -> Iterator[FileIndex]:
+    """Each input file's index, in order; the first with ``invalid`` lines is the last."""
+    todo = tasks(paths)
+    return _gather_files(todo, workers.map(index_inputs, todo), names, None)
+
+
+def index_results_of(
+    paths: list[str], names: list[str], workers: Any, folder: str, extras: tuple[str, ...]
+) -> tuple[list[FileIndex], list[str]]:
+    """Each result file's index, in order, and the spill files (``spill`` numbers them)."""
+    todo = tasks(paths)
+    spills = [os.path.join(folder, f"answers-{n:06d}.arrow") for n in range(len(todo))]
+    work = [(task, spill, extras) for task, spill in zip(todo, spills, strict=True)]
+    return list(_gather_files(todo, workers.map(index_results, work), names, spills)), spills
+
+
+def _gather_files(
+    todo: list[Task], pieces: Iterator[Piece], names: list[str], spills: list[str] | None
+) -> Iterator[FileIndex]:
+    current: FileIndex | None = None
+    current_number = -1
+    parts: list[pa.Table] = []
+    for spill, ((number, path, start, _end), piece) in enumerate(zip(todo, pieces, strict=True)):
+        if number != current_number:
+            if current is not None:
+                current.table = _concat(parts, spills is not None)
+                yield current
+            current, current_number, parts = FileIndex(names[number], path), number, []
+        assert current is not None
+        base = current.lines
+        current.invalid += [(base + line, cid, why, kind) for line, cid, why, kind in piece.invalid]
+        if spills is None:
+            parts.append(_input_table(piece, start, base))
+        else:
+            parts.append(_result_table(piece, spill, base))
+        current.lines += piece.count
+        if spills is None and any(kind == "invalid_line" for *_, kind in piece.invalid):
+            break  # an input line that is not a request: the join stops there
+    if current is not None:
+        current.table = _concat(parts, spills is not None)
+        yield current
+
+
+INPUT_SCHEMA = pa.schema(
+    [
+        ("custom_id", pa.string()),
+        ("offset", pa.int64()),
+        ("length", pa.int64()),
+        ("line", pa.int64()),
+    ]
+)
+RESULT_SCHEMA = pa.schema(
+    [
+        ("custom_id", pa.string()),
+        ("line", pa.int64()),
+        ("ok", pa.bool_()),
+        ("spill", pa.int32()),
+        ("row", pa.int32()),
+    ]
+)
+
+
+def _input_table(piece: Piece, start: int, base: int) -> pa.Table:
+    n = len(piece.ids)
+    columns = [
+        pa.array(piece.ids, pa.string()),
+        pc.add(_int64(piece.offsets, n), start),
+        _int64(piece.lengths, n),
+        pc.add(_int64(piece.lines, n), base),
+    ]
+    return pa.Table.from_arrays(columns, schema=INPUT_SCHEMA)
+
+
+def _result_table(piece: Piece, spill: int, base: int) -> pa.Table:
+    n = len(piece.ids)
+    ok = piece.ok
+    if not isinstance(ok, pa.Array):
+        ok = pc.not_equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(ok)]), 0)
+    lines = piece.lines if isinstance(piece.lines, pa.Array) else _int64(piece.lines, n)
+    columns = [
+        pa.array(piece.ids, pa.string()) if isinstance(piece.ids, list) else piece.ids,
+        pc.add(lines, base),
+        ok,
+        pa.repeat(pa.scalar(spill, pa.int32()), n),
+        pa.array(range(n), pa.int32()),
+    ]
+    return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
+
+
+def _int64(values: array[int], n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(values)])
+
+
+def _concat(parts: list[pa.Table], results: bool) -> pa.Table:
+    schema = RESULT_SCHEMA if results else INPUT_SCHEMA
+    return pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()

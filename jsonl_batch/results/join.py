@@ -1,0 +1,831 @@
+"""Joining result files back to their inputs: one row per request, in input order.
+
+``join(inputs, results)`` reads the requests' custom_ids (input files, or a split manifest
+standing for its parts), reads every result line (``results``), keeps one result per request
+(a succeeded one over a failed one, else the later), and returns the table
+(``tables.COLUMNS``) with a ``JoinSummary``. Nothing is dropped silently: result lines that
+answer no request, a custom_id answered twice and lines that are not results are listed as
+``Anomaly`` values and counted.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import UsageError
+from ..lines.parallel import PARALLEL_MIN_BYTES, Workers, cores
+from ..lines.reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
+from ..outputs.atomic import check_folder_target
+from ..tokens.pricing import PriceTable, load_prices
+from .answers import OUTPUT_PROBLEMS, check_answers
+from .costs import CostTally, input_estimates
+from .gather import request_bodies, take_answers
+from .index import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of
+from .origins import Origin, find_origins
+from .readers import Anomaly, answer_schema
+from .structured import StructuredPlan, flat_names, flatten, plan_structured
+from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class JoinError(ReadError):
+    """The inputs cannot be joined: a line that is not a request, or a custom_id used twice."""
+
+    code = "join_error"
+
+
+@dataclass
+class JoinSummary:
+    """Counts of a join; ``anomalies`` lists at most ``max_anomalies`` of each kind."""
+
+    inputs: dict[str, int] = field(default_factory=dict)
+    """Requests per input file."""
+    results: dict[str, int] = field(default_factory=dict)
+    """Lines per result file."""
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    missing: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    """Failed requests per ``error_code``."""
+    orphans: int = 0
+    duplicates: int = 0
+    """Result lines not kept because their custom_id was answered by another line."""
+    invalid_lines: int = 0
+    not_copied: int = 0
+    """Body or tool-call values left null because they could not be copied."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    output_problems: dict[str, int] = field(default_factory=dict)
+    """Succeeded answers that are not usable, per ``output_problem``."""
+    cost: dict[str, Any] = field(default_factory=dict)
+    """``costs.CostTally.to_dict()``: the total at batch prices, per 1,000 requests, the
+    models without a price, the input-token estimate against the reported prompt tokens."""
+    structured: dict[str, Any] | None = None
+    """``StructuredPlan.to_dict()`` (and ``flattened``) when answers were parsed as JSON."""
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when there were requests and every one succeeded (no input request is not
+        success: the wrong files were most likely given)."""
+        return self.requests > 0 and self.succeeded == self.requests
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k != "anomalies"}
+        data["anomalies"] = [a.to_dict() for a in self.anomalies]
+        return data
+
+
+@dataclass
+class Join:
+    """A join's table (one row per input request, in input order) and its summary."""
+
+    table: pa.Table
+    summary: JoinSummary
+
+
+class Sink(Protocol):
+    """Where the join's rows go: ``begin(schema)`` once the inputs are known to join, then
+    ``write(table)`` for each block of rows, in input order."""
+
+    def begin(self, schema: pa.Schema) -> None: ...
+
+    def write(self, table: pa.Table) -> None: ...
+
+
+class Collect:
+    """A ``Sink`` that keeps the rows: the whole table, for ``join``."""
+
+    def __init__(self) -> None:
+        self.schema = pa.schema([])
+        self.tables: list[pa.Table] = []
+
+    def begin(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+    def write(self, table: pa.Table) -> None:
+        self.tables.append(table)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.tables) if self.tables else self.schema.empty_table()
+
+
+def join(
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    *,
+    include_bodies: bool = False,
+    include_tool_calls: bool = False,
+    include_embeddings: bool = False,
+    max_anomalies: int | None = 100,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
+) -> Join:
+    """Join result files (outputs and errors, any mix and order) to their input files.
+
+    ``inputs`` are request files in order (e.g. split's parts) or a split manifest
+    (``*.manifest.json``). The options add the columns ``tables.COLUMNS`` names. Answers to
+    requests that asked for JSON (a ``response_format`` / ``text.format`` JSON schema) are
+    parsed and checked into ``parsed``; ``schema`` (a JSON Schema dict, a pydantic model
+    class or a JSON file) checks every answer against that one instead, and ``flatten`` puts
+    the parsed top-level properties in columns of their own. ``cost_usd`` comes from
+    ``prices`` (a ``PriceTable`` or a price file; default the packaged table), and
+    ``estimate_tokens`` compares the reported prompt tokens with ``stats``' estimate of the
+    input lines (needs tiktoken; counting costs time). Raises
+    ``ReadError`` when a file cannot be read and ``JoinError`` when an input line is not a
+    request, a custom_id appears twice in the inputs, or no result line answers any request.
+    The whole table is returned in memory; ``join_into`` hands it over a block at a time.
+    """
+    sink = Collect()
+    summary = join_into(
+        sink,
+        inputs,
+        results,
+        include_bodies=include_bodies,
+        include_tool_calls=include_tool_calls,
+        include_embeddings=include_embeddings,
+        max_anomalies=max_anomalies,
+        schema=schema,
+        flatten=flatten,
+        prices=prices,
+        estimate_tokens=estimate_tokens,
+    )
+    return Join(sink.table(), summary)
+
+
+def join_to(
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    output: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    partition_by: str | None = None,
+    force: bool = False,
+    include_bodies: bool = False,
+    include_tool_calls: bool = False,
+    include_embeddings: bool = False,
+    max_anomalies: int | None = 100,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
+) -> JoinSummary:
+    """``join``, written to ``output`` as it goes (memory does not grow with the answers):
+    one file (``fmt``: parquet, csv or jsonl; default from the extension), or with
+    ``partition_by`` (``status`` or ``input_file``) a folder of Parquet files read as one
+    table (``tables.DatasetWriter``). Written atomically; an existing output is only replaced
+    with ``force``. Parquet files hold the summary (``tables.read_summary``)."""
+    writer: TableWriter | DatasetWriter
+    read = [*inputs, *expand_inputs(inputs), *results, *expand(results)]  # never written over
+    if partition_by is not None:
+        if fmt not in (None, "parquet"):
+            raise UsageError("a partitioned table is written as Parquet files")
+        check_folder_target(output, force, inputs=read)
+        writer = DatasetWriter(output, partition_by, force=force)
+    else:
+        writer = TableWriter(output, fmt=fmt, force=force, inputs=read)
+    with writer:
+        summary = join_into(
+            writer,
+            inputs,
+            results,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+            max_anomalies=max_anomalies,
+            workers=workers,
+            progress=progress,
+            schema=schema,
+            flatten=flatten,
+            prices=prices,
+            estimate_tokens=estimate_tokens,
+        )
+        writer.summary = summary.to_dict()
+    return summary
+
+
+def join_into(
+    sink: Sink,
+    inputs: Sequence[Source],
+    results: Sequence[Source],
+    *,
+    include_bodies: bool = False,
+    include_tool_calls: bool = False,
+    include_embeddings: bool = False,
+    max_anomalies: int | None = 100,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    schema: Any = None,
+    flatten: bool = False,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    estimate_tokens: bool = False,
+) -> JoinSummary:
+    """The join, written to ``sink`` a block of rows at a time (in input order); the
+    options are ``join``'s.
+
+    Result files are indexed first (where each answer is), then the requests are taken in
+    input order and each block's answers are read back from their byte ranges, so memory
+    follows the number of requests, not the size of the answers. ``workers``: processes
+    (``None``: one per core, for inputs of at least ``parallel.PARALLEL_MIN_BYTES``).
+    ``progress(bytes_done, bytes_total)`` is called as the files are read.
+    """
+    if not inputs:
+        raise UsageError("join needs at least one input file")
+    options = {
+        "include_bodies": include_bodies,
+        "include_tool_calls": include_tool_calls,
+        "include_embeddings": include_embeddings,
+    }
+    extras = tuple(k for k, v in options.items() if v)
+    input_sources = expand_inputs(inputs)
+    results = expand(results)
+    table_prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
+    with ExitStack() as stack:
+        paths = [stack.enter_context(as_file(s)) for s in input_sources]
+        names = [source_name(s) for s in input_sources]
+        answers = _Answers(
+            plan_structured(paths, schema),
+            find_origins(input_sources),
+            CostTally(table_prices),
+            input_estimates(paths) if estimate_tokens else None,
+        )
+        table_schema = join_schema(
+            parsed=answers.parsed_fields(flatten, [c.name for c in COLUMNS]),
+            origins=answers.has_origins,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+        )
+        result_paths = [stack.enter_context(as_file(s)) for s in results]
+        result_names = [source_name(s) for s in results]
+        sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
+        meter = _Meter(progress, sum(sizes))
+        count = workers if workers is not None else cores()
+        if sum(sizes) < PARALLEL_MIN_BYTES:
+            count = 1
+        pool = stack.enter_context(Workers(count))
+        indexed = []
+        blank: list[Anomaly] = []
+        for f in index_inputs_of(paths, names, pool):
+            for line, _, why, kind in f.invalid:
+                if kind != "blank_line":
+                    raise JoinError(_input_error(f.name, line, why))
+                blank.append(Anomaly("invalid_line", f.name, line, None, why))
+            indexed.append(f)
+            meter.add(os.path.getsize(f.path))
+        try:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
+        except OSError as exc:
+            raise ReadError(f"cannot make the join's temporary folder ({exc})") from None
+        answered, spills = index_results_of(result_paths, result_names, pool, folder, extras)
+        meter.add(sum(sizes[len(paths) :]))
+        pool.close()
+        plan = _resolve(indexed, answered, max_anomalies, include_bodies)
+        summary = plan.summary
+        summary.invalid_lines += len(blank)
+        plan.input_anomalies += blank
+        sink.begin(table_schema)
+        answer_columns = answer_schema(extras)
+        done = 0
+        writing = stack.enter_context(_Behind(sink, summary))
+        for number, start, rows in _blocks(plan, indexed):
+            f = indexed[number]
+            assert f.table is not None
+            found = take_answers(
+                spills, plan.spill.slice(start, rows), plan.row.slice(start, rows), answer_columns
+            )
+            parsed = None
+            if answers.structured.active:
+                lines = f.table.column("line").slice(start - plan.first[number], rows)
+                checks = answers.structured.for_rows(number, lines.to_pylist())
+                found, parsed = check_answers(found, checks)
+            bodies = None
+            if include_bodies:
+                bodies = request_bodies(
+                    f.path,
+                    f.name,
+                    f.table.slice(start - plan.first[number], rows),
+                    plan.ids.slice(start, rows),
+                    plan.input_anomalies,
+                )
+            table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
+            table = answers.columns(table, number, parsed, table_schema)
+            writing.write(table)  # while the next block is taken
+            done += table.num_rows
+            meter.rows(done, len(plan.ids))
+        writing.close()
+        summary.requests = done
+        _finish(plan, max_anomalies)
+        answers.finish(summary, flatten)
+        return summary
+
+
+class _Behind:
+    """Writes (and counts) each block in a thread, one block behind: pyarrow's encoding and
+    compression release the GIL, so writing overlaps taking the next block's answers."""
+
+    def __init__(self, sink: Sink, summary: JoinSummary) -> None:
+        self.sink, self.summary = sink, summary
+        self.pool = ThreadPoolExecutor(1)
+        self.pending: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self.close()
+        self.pending = self.pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
+        _tally(self.summary, table)
+        self.sink.write(table)
+
+    def close(self) -> None:
+        """Wait for the block being written (and raise its error, if any)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class _Meter:
+    """Progress in bytes, ``progress(done, total)``: the files count once as they are
+    indexed and once more as the rows are written."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, size: int) -> None:
+        self.progress, self.size, self.indexed = progress, size, 0
+
+    def add(self, n: int) -> None:
+        self.indexed += n
+        if self.progress is not None:
+            self.progress(self.indexed, 2 * self.size)
+
+    def rows(self, done: int, total: int) -> None:
+        if self.progress is not None and total:
+            self.progress(self.size + self.size * done // total, 2 * self.size)
+
+
+@dataclass
+class _Plan:
+    """What the index decided: per request, where its kept answer is; and the anomalies."""
+
+    summary: JoinSummary
+    ids: pa.Array
+    spill: pa.Array
+    """Per request: the spill file holding its answer's columns (null: missing)..."""
+    row: pa.Array
+    """... and the row there."""
+    first: list[int]
+    """Each input file's first request (row of the table)."""
+    input_anomalies: list[Anomaly] = field(default_factory=list)
+    result_anomalies: list[Anomaly] = field(default_factory=list)
+    """Result lines that are not results, values not copied (file, then line order)."""
+    later: list[Anomaly] = field(default_factory=list)
+    """Orphans, then duplicates."""
+
+
+def _resolve(
+    indexed: list[FileIndex], answered: list[FileIndex], cap: int | None, bodies: bool
+) -> _Plan:
+    summary = JoinSummary()
+    for f in indexed:
+        summary.inputs[f.name] = summary.inputs.get(f.name, 0) + _rows_of(f)
+    for r in answered:
+        summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
+    ids = _column(indexed, "custom_id", pa.string())
+    unused = ["custom_id"] if bodies else ["custom_id", "offset", "length"]
+    for f in indexed:  # the ids are in ``ids`` now: memory holds them once
+        assert f.table is not None
+        f.table = f.table.drop_columns(unused)
+    _check_unique(ids, indexed)
+    result_anomalies = []
+    for r in answered:
+        kept: Counter[str] = Counter()
+        for line, cid, message, kind in r.invalid:
+            if kind == "not_copied":
+                summary.not_copied += 1
+            else:
+                summary.invalid_lines += 1
+            kept[kind] += 1
+            if cap is None or kind == "not_copied" or kept[kind] <= cap:
+                result_anomalies.append(Anomaly(kind, r.name, line, cid, message))
+    results = _concat_index(answered)
+    for r in answered:
+        r.table = None  # concatenated in ``results``
+    position = pc.index_in(results.column("custom_id"), value_set=ids)
+    orphan = position.is_null()
+    summary.orphans = pc.sum(orphan).as_py() or 0
+    if summary.orphans and summary.orphans == results.num_rows and len(ids):
+        raise JoinError(no_match(summary.orphans, len(ids)))
+    later: list[Anomaly] = []
+    if summary.orphans:
+        later += _orphans(results.filter(orphan), answered, cap)
+        results = results.filter(pc.invert(orphan))
+        position = position.filter(pc.invert(orphan))
+    once = len(pc.unique(position)) == len(position)  # ints: cheaper than the ids
+    results, summary.duplicates, superseded = _dedup(results, answered, cap, once)
+    later += superseded
+    where = pc.index_in(ids, value_set=results.column("custom_id"))
+    kept_rows = results.select(["spill", "row"]).take(where)  # per request, null when missing
+    spill, row = (kept_rows.column(n).combine_chunks() for n in ("spill", "row"))
+    first = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
+    return _Plan(summary, ids, spill, row, first, [], result_anomalies, later)
+
+
+def _rows_of(f: FileIndex) -> int:
+    assert f.table is not None
+    return f.table.num_rows
+
+
+def _column(files: list[FileIndex], name: str, kind: pa.DataType) -> pa.Array:
+    arrays = [f.table.column(name).combine_chunks() for f in files if f.table is not None]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
+
+
+def _concat_index(answered: list[FileIndex]) -> pa.Table:
+    tables = []
+    for number, r in enumerate(answered):
+        assert r.table is not None
+        file = pa.repeat(pa.scalar(number, pa.int32()), r.table.num_rows)
+        tables.append(r.table.append_column("file", file))
+    if not tables:
+        return RESULT_SCHEMA.append(pa.field("file", pa.int32())).empty_table()
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]:
+    """``(input file number, first row, rows)`` of each block of requests, in input order:
+    at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file."""
+    out = []
+    for number, f in enumerate(indexed):
+        rows, start = _rows_of(f), plan.first[number]
+        out += [(number, start + a, min(BLOCK_ROWS, rows - a)) for a in range(0, rows, BLOCK_ROWS)]
+    return out
+
+
+BLOCK_ROWS = 65_536
+
+
+def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
+    """The input files in order: folders and glob patterns expanded (``expand``), each split
+    manifest replaced by its parts."""
+    out: list[Source] = []
+    for source in expand(inputs):
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(MANIFEST_SUFFIX):
+            out.extend(manifest_parts(source))
+        else:
+            out.append(source)
+    return out
+
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".jsonl.zst", ".ndjson.gz", ".ndjson.zst")
+"""The files a folder given as input or results stands for."""
+_GLOB = re.compile(r"[*?\[]")
+
+
+def expand(sources: Iterable[Source]) -> list[Source]:
+    """Sources with each folder replaced by its JSONL files (``JSONL_SUFFIXES``, sorted by
+    name, not recursive) and each glob pattern that names no file by the files it matches
+    (sorted by name). Raises ``ReadError`` for a folder or pattern that gives no file."""
+    out: list[Source] = []
+    for source in sources:
+        if not isinstance(source, (str, os.PathLike)) or os.fspath(source) == "-":
+            out.append(source)
+            continue
+        name = os.fspath(source)
+        if os.path.isdir(name):
+            found = sorted(
+                os.path.join(name, entry)
+                for entry in _listdir(name)
+                if entry.endswith(JSONL_SUFFIXES) and os.path.isfile(os.path.join(name, entry))
+            )
+            if not found:
+                raise ReadError(f"{name}: a folder with no JSONL file (*.jsonl, *.jsonl.gz, ...)")
+            out.extend(found)
+        elif _GLOB.search(name) and not os.path.exists(name):
+            matched = sorted(p for p in glob.glob(name) if os.path.isfile(p))
+            if not matched:
+                raise ReadError(f"{name}: no file matches this pattern")
+            out.extend(matched)
+        else:
+            out.append(source)
+    return out
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError as exc:
+        raise ReadError(describe_os_error(folder, exc)) from None
+
+
+def manifest_parts(path: str | os.PathLike[str]) -> list[Path]:
+    """The part files a split manifest lists (paths relative to the manifest's folder)."""
+    name = os.fspath(path)
+    with open_source(path) as handle:
+        try:
+            data = orjson.loads(handle.read())
+            parts = [p["path"] for p in data["parts"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise JoinError(f"{name}: not a split manifest (no parts with paths)") from None
+    return [Path(name).parent / p for p in parts]
+
+
+def _input_error(name: str, line: int, why: str) -> str:
+    return (
+        f"{name} line {line}: {why} Every input line must be a batch request "
+        "(check the file with `jsonl-batch validate`)."
+    )
+
+
+def no_match(results: int, requests: int) -> str:
+    """Why a join of results that answer none of the requests is refused."""
+    return (
+        f"none of the {results:,} result lines answers any of the {requests:,} input requests "
+        "(no custom_id in common): these look like the results of another batch."
+    )
+
+
+def _check_unique(ids: pa.Array, files: list[FileIndex]) -> None:
+    if len(ids) < 2:
+        return
+    ordered = ids.take(pc.sort_indices(ids))  # a sort holds less memory than a hash table
+    if not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
+        return
+    del ordered
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+    rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]
+    where = [_locate(files, row) for row in rows]
+    raise JoinError(
+        f"custom_id {dup!r} appears twice in the inputs ({where[0]} and {where[1]}); "
+        "a result could not be told apart, so join needs unique custom_ids."
+    )
+
+
+def _locate(files: list[FileIndex], row: int) -> str:
+    for f in files:
+        if row < _rows_of(f):
+            assert f.table is not None
+            return f"{f.name} line {f.table.column('line')[row].as_py()}"
+        row -= _rows_of(f)
+    raise IndexError(row)
+
+
+def _orphans(rows: pa.Table, read: list[FileIndex], cap: int | None) -> list[Anomaly]:
+    rows = rows.select(["custom_id", "file", "line"])
+    return [
+        Anomaly(
+            "orphan",
+            read[r["file"]].name,
+            r["line"],
+            r["custom_id"],
+            f"custom_id {r['custom_id']!r} is in no input file; was another batch's result "
+            "file given?",
+        )
+        for r in (rows if cap is None else rows.slice(0, cap)).to_pylist()
+    ]
+
+
+def _dedup(
+    results: pa.Table, read: list[FileIndex], cap: int | None, once: bool
+) -> tuple[pa.Table, int, list[Anomaly]]:
+    """One result per custom_id: a succeeded one first, else the later (file, then line).
+
+    Returns the kept rows, how many were dropped, and (at most ``cap``) anomalies for them.
+    ``once``: every custom_id is answered once (nothing to do).
+    """
+    if once:
+        return results, 0, []
+    keys = [("custom_id", "ascending"), ("ok", "descending"), ("file", "descending")]
+    ranked = results.take(pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
+    ids = ranked.column("custom_id").combine_chunks()
+    keep = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1])])
+    kept, dropped = ranked.filter(keep), ranked.filter(pc.invert(keep))
+    listed = dropped.select(["custom_id", "file", "line"])
+    listed = listed.take(
+        pc.sort_indices(listed, sort_keys=[("file", "ascending"), ("line", "ascending")])
+    )
+    if cap is not None:
+        listed = listed.slice(0, cap)
+    kept_ids = kept.column("custom_id").combine_chunks()
+    winners = kept.take(pc.index_in(listed.column("custom_id"), value_set=kept_ids))
+    anomalies = []
+    for r, w in zip(
+        listed.to_pylist(), winners.select(["file", "line", "ok"]).to_pylist(), strict=True
+    ):
+        state = "succeeded" if w["ok"] else "failed"
+        anomalies.append(
+            Anomaly(
+                "duplicate",
+                read[r["file"]].name,
+                r["line"],
+                r["custom_id"],
+                f"custom_id {r['custom_id']!r} was answered more than once; kept "
+                f"{read[w['file']].name} line {w['line']} ({state}) instead of this line.",
+            )
+        )
+    return kept, dropped.num_rows, anomalies
+
+
+def _rows(
+    plan: _Plan,
+    f: FileIndex,
+    first: int,
+    start: int,
+    answers: pa.Table,
+    bodies: pa.Array | None,
+    schema: pa.Schema,
+) -> pa.Table:
+    """A block's rows in the join's schema: the request's columns, then its answer's."""
+    ok = answers.column("ok")
+    status = pc.if_else(
+        ok.is_null(), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
+    )
+    assert f.table is not None
+    rows = answers.num_rows
+    columns = {
+        "custom_id": plan.ids.slice(start, rows),
+        "input_file": pa.repeat(pa.scalar(f.name), rows),
+        "line": f.table.column("line").slice(start - first, rows),
+        "status": status,
+    }
+    if bodies is not None:
+        columns["request_body"] = bodies
+    names = [n for n in schema.names if n in columns or n in answers.column_names]
+    return pa.Table.from_arrays(
+        [columns[n] if n in columns else answers.column(n) for n in names],
+        schema=pa.schema([schema.field(n) for n in names]),
+    )
+
+
+def _tally(summary: JoinSummary, table: pa.Table) -> None:
+    """Add a block's counts to the summary (statuses, error codes, tokens)."""
+    for r in pc.value_counts(table.column("status")).to_pylist():
+        name = r["values"]
+        setattr(summary, name, getattr(summary, name) + r["counts"])
+    codes = Counter(summary.error_codes)
+    for r in pc.value_counts(table.column("error_code").drop_null()).to_pylist():
+        codes[r["values"]] += r["counts"]
+    summary.error_codes = dict(sorted(codes.items()))
+    for name in TOKEN_COLUMNS:
+        setattr(summary, name, getattr(summary, name) + (pc.sum(table.column(name)).as_py() or 0))
+    problems = Counter(summary.output_problems)
+    for r in pc.value_counts(table.column("output_problem").drop_null()).to_pylist():
+        problems[r["values"]] += r["counts"]
+    summary.output_problems = {p: problems[p] for p in OUTPUT_PROBLEMS if problems[p]}
+
+
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
+
+
+def _origin_lines(origin: Origin) -> pa.Array:
+    """A part's original lines, and a null after them (for lines past its ranges)."""
+    return pa.concat_arrays([origin.lines(origin.lines_held), pa.nulls(1, pa.int64())])
+
+
+class _Answers:
+    """What join adds to each block's rows beyond the answer's own fields: ``parsed`` (or
+    its flattened columns), ``cost_usd``, the original file and line of a split's parts, and
+    the token estimate; and their summary."""
+
+    def __init__(
+        self,
+        structured: StructuredPlan,
+        origins: list[Origin | None],
+        costs: CostTally,
+        estimates: list[array[int] | None] | None,
+    ) -> None:
+        self.structured, self.origins, self.costs, self.estimates = (
+            structured,
+            origins,
+            costs,
+            estimates,
+        )
+        self.flat: list[str] = []
+        self._arrays: dict[tuple[str, int], pa.Array] = {}
+
+    @property
+    def has_origins(self) -> bool:
+        return any(o is not None for o in self.origins)
+
+    def parsed_fields(self, flatten: bool, taken: list[str]) -> list[pa.Field]:
+        kind = self.structured.column_type
+        if kind is None:
+            return []
+        meaning = {"description": COLUMN["parsed"].meaning}
+        if not (flatten and pa.types.is_struct(kind)):
+            return [pa.field("parsed", kind, metadata=meaning)]
+        names = [name for name, _ in flat_names(kind, taken)]
+        self.flat = names
+        return [pa.field(n, f.type, metadata=meaning) for n, f in zip(names, kind, strict=True)]
+
+    def columns(
+        self, table: pa.Table, number: int, parsed: pa.Array | None, schema: pa.Schema
+    ) -> pa.Table:
+        """A block's rows (``_rows``) with the added columns, in ``schema``'s order."""
+        added: dict[str, pa.Array] = {}
+        if parsed is not None:
+            if self.flat:
+                for name, (_, values) in zip(self.flat, flatten(parsed), strict=True):
+                    added[name] = values
+            else:
+                added["parsed"] = parsed
+        prompt = table.column("prompt_tokens")
+        added["cost_usd"] = self.costs.costs(
+            table.column("model"),
+            prompt,
+            table.column("completion_tokens"),
+            table.column("cached_tokens"),
+        )
+        lines = pc.subtract(table.column("line"), 1)
+        if self.has_origins:
+            origin = self.origins[number]
+            if origin is None:
+                added["original_file"] = pa.nulls(table.num_rows, pa.string())
+                added["original_line"] = pa.nulls(table.num_rows, pa.int64())
+            else:
+                held = self._cached(("origin", number), lambda: _origin_lines(origin))
+                added["original_file"] = pa.repeat(pa.scalar(origin.input), table.num_rows)
+                added["original_line"] = held.take(pc.min_element_wise(lines, len(held) - 1))
+        counted = self.estimates[number] if self.estimates is not None else None
+        if counted is not None:
+            estimates = self._cached(("estimate", number), lambda: pa.array(counted, pa.int64()))
+            self.costs.estimates(estimates.take(lines), prompt)
+        missing = [pa.nulls(table.num_rows, schema.field(n).type) for n in schema.names]
+        return pa.Table.from_arrays(
+            [
+                table.column(n) if n in table.column_names else added.get(n, missing[i])
+                for i, n in enumerate(schema.names)
+            ],
+            schema=schema,
+        )
+
+    def _cached(self, key: tuple[str, int], make: Callable[[], pa.Array]) -> pa.Array:
+        """A per-input-file array, made once (its blocks come one after another)."""
+        found = self._arrays.get(key)
+        if found is None:
+            found = self._arrays[key] = make()
+        return found
+
+    def finish(self, summary: JoinSummary, flatten: bool) -> None:
+        summary.cost = self.costs.to_dict()
+        if self.structured.active:
+            summary.structured = self.structured.to_dict() | {"flattened": bool(self.flat)}
+            if flatten and not self.flat:
+                why = self.structured.reason or "the schema's root is not an object"
+                summary.structured["not_flattened"] = why
+
+
+def _finish(plan: _Plan, cap: int | None) -> None:
+    """The summary's anomalies in the order of a whole-table join: the inputs', each result
+    file's (line order), orphans, duplicates; at most ``cap`` of each kind."""
+    summary = plan.summary
+    summary.not_copied += sum(a.kind == "not_copied" for a in plan.input_anomalies)
+    anomalies = plan.input_anomalies + plan.result_anomalies + plan.later
+    summary.anomalies = _cap(anomalies, cap)
+
+
+def _cap(anomalies: list[Anomaly], cap: int | None) -> list[Anomaly]:
+    if cap is None:
+        return anomalies
+    seen: Counter[str] = Counter()
+    out = []
+    for a in anomalies:
+        seen[a.kind] += 1
+        if seen[a.kind] <= cap:
+            out.append(a)
+    return out

@@ -1,0 +1,1 @@
+"""Splitting a batch file: the plan (cut points) and the byte-range copies."""

@@ -1,0 +1,251 @@
+"""Choosing where ``split`` cuts: which input lines go in which part.
+
+The validation's workers measure every line as they check it (``validation.Measured``: its
+bytes, estimated input tokens, embedding inputs, and the (url, model) runs); ``LineFacts``
+keeps that, a few bytes per line, with which lines have errors, as the chunks come. Then
+``plan_cuts`` walks those numbers, never the file. Greedy: each part is as full as the limits
+(``PartLimits``) allow, or, with ``parts``, an even share. The result is byte runs per part,
+for ``copying``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orjson import JSONDecodeError, loads
+
+from ..errors import UsageError, option
+from ..lines.reading import ReadError
+from ..rules.checks import Chunk, Context, FileRules, facts
+from ..rules.limits import PartLimits, Totals
+from ..rules.problems import Problem, Report, problem
+from ..rules.profiles import Profile
+from ..tokens.counting import TokenCounter, request_tokens
+from ..validate import Measured
+
+Progress = Callable[[int, "int | None"], None]
+By = Literal["model", "endpoint"]
+Key = tuple[str | None, str | None]
+"""A line's (endpoint, model)."""
+
+
+class SplitError(UsageError):
+    """The file cannot be split as asked (e.g. more parts than requests, or too few parts)."""
+
+    code = "split_error"
+
+
+@dataclass
+class PartPlan(Totals):
+    """One output file being planned: byte runs ``[start, end, first_line, last_line]``."""
+
+    key: Key = (None, None)
+    lines: int = 0
+    runs: list[list[int]] = field(default_factory=list)
+    first: tuple[int, int] = (0, 0)
+    last: tuple[int, int] = (0, 0)
+
+    def add(self, line_no: int, start: int, end: int, inputs: int, tokens: int = 0) -> None:
+        runs = self.runs
+        if runs and runs[-1][1] == start:
+            run = runs[-1]
+            run[1], run[3] = end, line_no
+        else:
+            runs.append([start, end, line_no, line_no])
+            if not self.lines:
+                self.first = (start, end)
+        self.last = (start, end)
+        self.lines += 1
+        self.bytes += end - start
+        self.inputs += inputs
+        self.tokens += tokens
+
+
+class Planner:
+    """Chooses the cut points, a line at a time: greedy, so each part is as full as allowed."""
+
+    def __init__(
+        self, limits: PartLimits, profile: Profile, by: By | None, parts: int | None, good: int
+    ) -> None:
+        self.limits, self.profile, self.by, self.parts_wanted = limits, profile, by, parts
+        self.remaining = good
+        self.open: dict[Any, PartPlan] = {}
+        self.done: dict[Any, list[PartPlan]] = {}
+        self.rejected = PartPlan()
+        self.group_rules: dict[str | None, FileRules] = {}
+        self.extra: list[Problem] = []
+        """Problems found while planning: a line no part can hold, another model (``by``)."""
+        self.quota: int | None = None
+
+    def place(
+        self, line_no: int, start: int, end: int, key: Key, inputs: int, tokens: int = 0
+    ) -> bool:
+        """Put a good line in its group's part; ``False`` if it fits no part (a problem)."""
+        size = end - start
+        breach = self.limits.alone(size, inputs, tokens)
+        if breach is not None:
+            self.extra.append(problem(breach.code, line_no, breach.message, breach.param))
+            return False
+        if self.by == "endpoint" and not self._same_model(line_no, key):
+            return False
+        group = key if self.by == "model" else (key[0], None) if self.by else None
+        plan = self.open.get(group)
+        if plan is not None and (
+            self.limits.overflows(plan, size, inputs, tokens)
+            or (self.quota is not None and plan.requests >= self.quota)
+        ):
+            self.done.setdefault(group, []).append(plan)
+            plan = None
+        if plan is None:
+            plan = self.open[group] = PartPlan(key=key)
+            self.done.setdefault(group, [])
+            self._new_quota()
+        plan.add(line_no, start, end, inputs, tokens)
+        plan.requests += 1
+        self.remaining -= 1
+        return True
+
+    def _new_quota(self) -> None:
+        """With ``parts``: an even share of what is left, so the parts balance."""
+        if self.parts_wanted is None:
+            return
+        made = sum(len(v) for v in self.done.values()) + len(self.open)
+        left = self.parts_wanted - made + 1
+        if left < 1:
+            lim = self.limits
+            tokens = f", {lim.max_tokens} tokens" if lim.max_tokens is not None else ""
+            raise SplitError(
+                f"the requests do not fit in {self.parts_wanted} parts within the limits "
+                f"({lim.max_requests} requests, {lim.max_bytes} bytes{tokens} per part); "
+                f"ask for more parts, or leave out {option('parts')}"
+            )
+        self.quota = -(-self.remaining // left)
+
+    def _same_model(self, line_no: int, key: Key) -> bool:
+        rules = self.group_rules.setdefault(key[0], FileRules(self.profile))
+        found = rules.other_model(line_no, key[1]) if key[1] is not None else None
+        if found:
+            self.extra.append(problem(found[0], line_no, found[1], found[2]))
+        return not found
+
+    def plans(self) -> list[PartPlan]:
+        """Every part, group by group (groups in order of first appearance)."""
+        out: list[PartPlan] = []
+        for group, finished in self.done.items():
+            out += finished
+            if group in self.open:
+                out.append(self.open[group])
+        return out
+
+
+class LineFacts:
+    """What cutting needs of every line, from the validation's ``Measured`` chunks (``add``
+    is its ``on_chunk`` hook): per chunk, the line measures (the (url, model) runs only for
+    ``by``; tokens and embedding inputs only where there are some) and a byte per line, 1
+    where the line has an error (``bad`` counts them). ``given``: the error lines of an
+    earlier validation, used instead of the chunks' ones."""
+
+    def __init__(self, by: By | None = None, given: set[int] | None = None) -> None:
+        self.chunks: list[tuple[Measured, bytearray]] = []
+        self.bad = 0
+        self.by, self.given = by, given
+
+    def add(self, base: int, chunk: Chunk, errors: Iterable[int]) -> None:
+        assert isinstance(chunk, Measured)
+        n = chunk.lines
+        bad = bytearray(n)
+        if self.given is not None:
+            errors = (line for line in self.given if base < line <= base + n)
+        for line in errors:
+            bad[line - base - 1] = 1
+        self.bad += bad.count(1)
+        chunk.custom_ids, chunk.findings = [], []  # the rules are done with them
+        if self.by is None:
+            chunk.targets = []
+        for totals in (chunk.tokens_before, chunk.inputs_before):
+            if not totals[-1]:
+                del totals[1:]  # none in this chunk: plan_cuts reads 0
+        self.chunks.append((chunk, bad))
+
+
+def measure_lines(ctx: Context, counter: TokenCounter | None, lines: Iterable[bytes]) -> Measured:
+    """Measure raw lines as ``LineChecker`` does with ``measure``, without checking them:
+    for a file validated before (its report given to ``split_file``)."""
+    chunk = Measured()
+    size, tokens_at, inputs_at = (
+        a.append for a in (chunk.sizes, chunk.tokens_before, chunk.inputs_before)
+    )
+    targets = chunk.targets
+    n = tokens = inputs = 0
+    last: Key | None = None
+    for raw in lines:
+        n += 1
+        size(len(raw))
+        tokens_at(tokens)
+        inputs_at(inputs)
+        target: Key = (None, None)
+        try:
+            req = loads(raw)
+        except JSONDecodeError:
+            req = None
+        if type(req) is dict:
+            if counter is not None:  # as LineChecker counts (lines may leave the url out)
+                counted = {"url": ctx.endpoint, "body": req.get("body")} if ctx.endpoint else req
+                tokens += request_tokens(counter, counted) or 0
+            _, url, model, found = facts(req, ctx)
+            inputs += found
+            target = (url, model)
+        if target != last:
+            targets.append((n, *target))
+            last = target
+    chunk.lines = n
+    tokens_at(tokens)
+    inputs_at(inputs)
+    return chunk
+
+
+def plan_cuts(
+    facts: LineFacts,
+    limits: PartLimits,
+    profile: Profile,
+    by: By | None,
+    parts: int | None,
+    report: Report,
+    alone: Collection[int] = (),
+) -> Planner:
+    """The cut points, from the measures of every line (``facts``) and the file's validation
+    (``report``); the lines in ``alone`` are rejected too (with ``parts``: the lines no part
+    can hold, found by an earlier plan)."""
+    stats = report.stats
+    good = stats.lines - facts.bad - len(alone)
+    if parts is not None and parts > good:
+        raise SplitError(f"cannot make {parts} parts from {good} request(s)")
+    planner = Planner(limits, profile, by, parts, good)
+    key: Key = (stats.endpoint, stats.model)
+    reject, place = planner.rejected.add, planner.place
+    line_no = end = 0
+    for chunk, bad in facts.chunks:
+        measures = (chunk.tokens_before, chunk.inputs_before)
+        tokens, inputs = (t if len(t) > 1 else None for t in measures)
+        runs = chunk.targets if by is not None else []
+        turn, at = 0, runs[0][0] - 1 if runs else -1  # the index where the next run starts
+        for i, size in enumerate(chunk.sizes):
+            line_no += 1
+            start = end
+            end += size
+            if i == at:
+                key = runs[turn][1:]
+                turn += 1
+                at = runs[turn][0] - 1 if turn < len(runs) else -1
+            if bad[i] or line_no in alone:
+                reject(line_no, start, end, 0)
+                continue
+            found = inputs[i + 1] - inputs[i] if inputs is not None else 0
+            used = tokens[i + 1] - tokens[i] if tokens is not None else 0
+            if not place(line_no, start, end, key, found, used):
+                reject(line_no, start, end, 0)
+    if end != stats.bytes:
+        raise ReadError(f"{report.file}: the file changed while it was being split")
+    return planner

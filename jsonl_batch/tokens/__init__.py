@@ -1,0 +1,1 @@
+"""Counting tokens (encodings, images) and money (prices), and ``file_stats``."""

@@ -1,0 +1,276 @@
+"""Token and cost estimates of batch input files: ``file_stats(*paths) -> BatchStats``.
+
+Every line ``tokens.countable`` accepts (an object with a batch endpoint ``url`` and a ``body``
+object) is counted with ``tokens.request_tokens``; other lines are skipped and counted
+(``jsonl-batch validate`` says what is wrong with them).
+Counting costs ~8x parsing on one core, so large files are cut into line-aligned chunks
+counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
+are estimates at batch prices from a ``PriceTable``.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from orjson import JSONDecodeError, loads
+
+from ..lines.parallel import LineChunks
+from ..lines.reading import (
+    ReadError,
+    Source,
+    open_source,
+    source_name,
+)
+from ..rules.checks import count_inputs
+from ..rules.profiles import EMBEDDINGS_URL
+from .counting import TokenCounter, output_ceiling, request_tokens
+from .images import UNSIZED
+from .pricing import PriceTable, load_prices, round_cost
+
+PARALLEL_MIN_BYTES = 8 << 20
+"""Files at least this big are counted by worker processes (when there are cores to use)."""
+CHUNK_BYTES = 4 << 20
+BLOCK_LINES = 1024
+Progress = Callable[[int], None]
+"""Called with the number of bytes just counted."""
+
+
+@dataclass
+class Tally:
+    """Raw counts over some lines; tallies of chunks and files add up (``add``)."""
+
+    lines: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    tokens: array[int] = field(default_factory=lambda: array("q"))
+    groups: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
+    """(url, model) -> [requests, input tokens, output ceiling, requests without a ceiling]"""
+    embedding_inputs: int = 0
+    images: int = 0
+    unsized_images: int = 0
+    uncounted_parts: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.lines += other.lines
+        self.bytes += other.bytes
+        self.skipped += other.skipped
+        self.tokens.extend(other.tokens)
+        for key, counts in other.groups.items():
+            mine = self.groups.setdefault(key, [0, 0, 0, 0])
+            for i, n in enumerate(counts):
+                mine[i] += n
+        self.embedding_inputs += other.embedding_inputs
+        self.images += other.images
+        self.unsized_images += other.unsized_images
+        self.uncounted_parts += other.uncounted_parts
+
+
+def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
+    """Count raw lines (endings may be kept) into a ``Tally``: the hot loop."""
+    tally = Tally()
+    tokens, groups = tally.tokens, tally.groups
+    before = counter.images, counter.unsized_images, counter.uncounted_parts
+    n = size = skipped = inputs = 0
+    for raw in lines:
+        n += 1
+        size += len(raw)
+        try:
+            req = loads(raw)
+        except JSONDecodeError:
+            skipped += 1
+            continue
+        used = request_tokens(counter, req)
+        if used is None:
+            skipped += 1
+            continue
+        url, body = req["url"], req["body"]
+        tokens.append(used)
+        model = body.get("model")
+        group = groups.get((url, model if type(model) is str else None))
+        if group is None:
+            group = groups[url, model if type(model) is str else None] = [0, 0, 0, 0]
+        group[0] += 1
+        group[1] += used
+        ceiling = output_ceiling(url, body)
+        if ceiling is None:
+            group[3] += 1
+        else:
+            group[2] += ceiling
+        if url == EMBEDDINGS_URL:
+            inputs += count_inputs(body.get("input"))
+    tally.lines, tally.bytes, tally.skipped, tally.embedding_inputs = n, size, skipped, inputs
+    tally.images = counter.images - before[0]
+    tally.unsized_images = counter.unsized_images - before[1]
+    tally.uncounted_parts = counter.uncounted_parts - before[2]
+    return tally
+
+
+@dataclass
+class FileStats:
+    """Estimates for one file (or the total of several): ``to_dict()`` is the JSON form."""
+
+    file: str
+    tally: Tally
+    prices: PriceTable
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts, token summary, output ceiling, cost and notes (``--format json``)."""
+        t = self.tally
+        requests = len(t.tokens)
+        endpoints = sorted({url for url, _ in t.groups})
+        models = sorted({m for _, m in t.groups if m is not None})
+        ceiling = sum(g[2] for g in t.groups.values())
+        unlimited = sum(g[3] for g in t.groups.values())
+        return {
+            "file": self.file,
+            "error": self.error,
+            "lines": t.lines,
+            "bytes": t.bytes,
+            "requests": requests,
+            "skipped_lines": t.skipped,
+            "endpoint": endpoints[0] if len(endpoints) == 1 else None,
+            "model": models[0] if len(models) == 1 else None,
+            "endpoints": endpoints,
+            "models": models,
+            "input_tokens": summarize(t.tokens),
+            "output_ceiling": {"sum": ceiling, "requests_without": unlimited},
+            "embedding_inputs": t.embedding_inputs,
+            "images": {"count": t.images, "unsized": t.unsized_images},
+            "uncounted_parts": t.uncounted_parts,
+            "cost": (cost := self._cost()),
+            "notes": self._notes(unlimited, cost["unpriced_models"]),
+        }
+
+    def _notes(self, unlimited: int, unpriced: list[str]) -> list[str]:
+        """What a reader of the estimate must know, one sentence each."""
+        t = self.tally
+        w, h = UNSIZED
+        counted = [
+            (t.skipped, "Lines skipped, not request objects (jsonl-batch validate says why)"),
+            (
+                unlimited,
+                "Requests without an output limit (max_tokens, max_completion_tokens, "
+                "max_output_tokens), not in the output ceiling",
+            ),
+            (t.unsized_images, f"Images of unknown size (not data: URLs), estimated as {w}x{h} px"),
+            (t.uncounted_parts, "Audio and file parts, not counted"),
+        ]
+        notes = [f"{text}: {n:,}." for n, text in counted if n]
+        if unpriced:
+            notes.append(
+                f"No price (or no output price) in the price table for {', '.join(unpriced)}: "
+                "not in the cost (give prices with --prices FILE)."
+            )
+        return notes
+
+    def _cost(self) -> dict[str, Any]:
+        """Batch cost of the input and of the output ceiling, summed over priced models."""
+        cost_in = cost_out = 0.0
+        priced_in = priced_out = False
+        unpriced: set[str] = set()
+        for (_, model), (_, used, ceiling, _) in self.tally.groups.items():
+            price = self.prices.price(model)
+            part_out = self.prices.cost(price, ceiling, output=True) if price else None
+            if price is not None:
+                cost_in += self.prices.cost(price, used) or 0.0
+                priced_in = True
+            if part_out is not None:
+                cost_out += part_out
+                priced_out = True
+            else:
+                unpriced.add(model or "requests without a model")
+        return {
+            "currency": self.prices.currency,
+            "input": round_cost(cost_in) if priced_in else None,
+            "output_ceiling": round_cost(cost_out) if priced_out else None,
+            "unpriced_models": sorted(unpriced),
+        }
+
+
+@dataclass
+class BatchStats:
+    """The result of ``file_stats``: per-file estimates, their total, and the price source."""
+
+    files: list[FileStats]
+    prices: PriceTable
+
+    @property
+    def total(self) -> FileStats:
+        tally = Tally()
+        for found in self.files:
+            tally.add(found.tally)
+        return FileStats("total", tally, self.prices)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON output of ``jsonl-batch stats``."""
+        return {
+            "estimate": True,
+            "prices": self.prices.describe(),
+            "files": [f.to_dict() for f in self.files],
+            "total": self.total.to_dict(),
+        }
+
+
+def summarize(tokens: array[int]) -> dict[str, Any]:
+    """Sum, mean and nearest-rank percentiles of per-request token counts."""
+    if not tokens:
+        return {"sum": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    ordered = sorted(tokens)
+    n = len(ordered)
+    total = sum(ordered)
+    return {
+        "sum": total,
+        "mean": round(total / n, 1),
+        "p50": ordered[-(-n * 50 // 100) - 1],
+        "p95": ordered[-(-n * 95 // 100) - 1],
+        "max": ordered[-1],
+    }
+
+
+def file_stats(
+    *sources: Source,
+    prices: PriceTable | str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> BatchStats:
+    """Estimate tokens and batch cost of JSONL batch files (paths, ``"-"``, binary files).
+
+    ``prices``: a table, a price file, or ``None`` for the packaged table. ``workers``:
+    processes for large files (``None``: one per core; 1: in-process). ``progress`` is called
+    with each run of bytes counted. A file that cannot be read gets ``error``; a missing
+    tiktoken raises ``TokensUnavailable``.
+    """
+    table = prices if isinstance(prices, PriceTable) else load_prices(prices)
+    counter = TokenCounter()
+    results = []
+    for source in sources:
+        tally = Tally()
+        error = None
+        try:
+            for chunk in _chunks(source, counter, workers, progress):
+                tally.add(chunk)
+        except ReadError as exc:
+            error = str(exc)
+        results.append(FileStats(source_name(source), tally, table, error))
+    return BatchStats(results, table)
+
+
+def _chunks(
+    source: Source, counter: TokenCounter, workers: int | None, progress: Progress | None
+) -> Iterator[Tally]:
+    with open_source(source) as handle:
+        chunks = LineChunks(
+            source, handle, partial(count_lines, counter), workers=workers, prime=True,
+            min_parallel_bytes=PARALLEL_MIN_BYTES, block_lines=BLOCK_LINES,
+            chunk_bytes=CHUNK_BYTES,
+        )  # fmt: skip
+        for tally in chunks:
+            if progress is not None:
+                progress(tally.bytes)
+            yield tally
