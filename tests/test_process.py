@@ -245,7 +245,7 @@ def test_workers_die_with_their_parent() -> None:
         "import os, time\n"
         "from jsonl_batch.lines.parallel import Workers\n"
         "def block(_):\n"
-        "    print(os.getpid(), flush=True)\n"
+        "    os.write(1, b'%d\\n' % os.getpid())  # one write: two workers' lines never mix\n"
         "    time.sleep(120)\n"
         "for _ in Workers(2).map(block, range(4)):\n"
         "    pass\n"
