@@ -38,7 +38,26 @@ _RESULT_COLUMNS = """{
     error: 'STRUCT(code VARCHAR, message VARCHAR)'
 }"""
 
-_QUERY = """
+_ANSWER_COLUMNS = """
+        CASE WHEN r.custom_id IS NULL THEN 'missing'
+             WHEN r.error IS NULL AND r.response.status_code BETWEEN 200 AND 299 THEN 'succeeded'
+             ELSE 'failed' END AS status,
+        r.response.status_code AS status_code,
+        coalesce(r.error.code, r.response.body.error.code) AS error_code,
+        coalesce(r.error.message, r.response.body.error.message) AS error_message,
+        r.response.body.model AS model,
+        coalesce(r.response.body.choices[1].message.content, r.response.body.choices[1].text)
+            AS content,
+        r.response.body.choices[1].finish_reason AS finish_reason,
+        r.response.body.usage.prompt_tokens AS prompt_tokens,
+        r.response.body.usage.completion_tokens AS completion_tokens,
+        r.response.body.usage.total_tokens AS total_tokens,
+        r.response.request_id AS request_id,
+        r.id AS batch_request_id"""
+"""The answer columns both DuckDB queries select (the join's contract columns)."""
+
+_QUERY = (
+    """
 COPY (
     WITH requests AS (
         SELECT filename AS input_file, row_number() OVER (PARTITION BY filename) AS line,
@@ -51,27 +70,17 @@ COPY (
     )
     SELECT
         q.custom_id, q.input_file, q.line,
-        CASE WHEN r.custom_id IS NULL THEN 'missing'
-             WHEN r.error IS NULL AND r.response.status_code BETWEEN 200 AND 299 THEN 'succeeded'
-             ELSE 'failed' END AS status,
-        r.response.status_code AS status_code,
-        coalesce(r.error.code, r.response.body.error.code) AS error_code,
-        coalesce(r.error.message, r.response.body.error.message) AS error_message,
-        r.response.body.model AS model,
-        coalesce(r.response.body.choices[1].message.content, r.response.body.choices[1].text)
-            AS content,
-        r.response.body.choices[1].finish_reason AS finish_reason,
-        r.response.body.usage.prompt_tokens AS prompt_tokens,
-        r.response.body.usage.completion_tokens AS completion_tokens,
-        r.response.body.usage.total_tokens AS total_tokens,
-        r.response.request_id AS request_id,
-        r.id AS batch_request_id
+"""
+    + _ANSWER_COLUMNS
+    + """
     FROM requests q LEFT JOIN results r USING (custom_id)
     ORDER BY q.input_file, q.line
 ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
 """
+)
 
-_SINGLE_QUERY = """
+_SINGLE_QUERY = (
+    """
 COPY (
     WITH requests AS (
         SELECT row_number() OVER () AS line, custom_id
@@ -82,25 +91,14 @@ COPY (
     )
     SELECT
         q.custom_id, ? AS input_file, q.line,
-        CASE WHEN r.custom_id IS NULL THEN 'missing'
-             WHEN r.error IS NULL AND r.response.status_code BETWEEN 200 AND 299 THEN 'succeeded'
-             ELSE 'failed' END AS status,
-        r.response.status_code AS status_code,
-        coalesce(r.error.code, r.response.body.error.code) AS error_code,
-        coalesce(r.error.message, r.response.body.error.message) AS error_message,
-        r.response.body.model AS model,
-        coalesce(r.response.body.choices[1].message.content, r.response.body.choices[1].text)
-            AS content,
-        r.response.body.choices[1].finish_reason AS finish_reason,
-        r.response.body.usage.prompt_tokens AS prompt_tokens,
-        r.response.body.usage.completion_tokens AS completion_tokens,
-        r.response.body.usage.total_tokens AS total_tokens,
-        r.response.request_id AS request_id,
-        r.id AS batch_request_id{extra}
+"""
+    + _ANSWER_COLUMNS
+    + """{extra}
     FROM requests q LEFT JOIN results r USING (custom_id)
     ORDER BY q.line
 ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
 """
+)
 
 _OUT = datasets.DATA / "out"
 """Where both sides write their tables (one folder of ours: no other run writes there)."""
