@@ -22,19 +22,15 @@ from .lines.parallel import LineChunks
 from .lines.reading import ReadError, Source, explain_invalid, open_source, source_name
 from .rules.checks import (
     Chunk,
-    Context,
-    Facts,
     FileRules,
-    Finding,
     active_rules,
     clean_line_schema,
     context_overflow,
-    count_inputs,
-    facts,
 )
 from .rules.models import model_facts
 from .rules.problems import CATALOGUE, Problem, Report, Stats, problem
 from .rules.profiles import EMBEDDINGS_URLS, Profile, get_profile
+from .rules.requests import Context, Finding, RequestFacts, count_inputs, read_request
 from .tokens.counting import TokenCounter, request_tokens
 
 BODY_CODES = frozenset({"invalid_request", "invalid_body"})
@@ -82,14 +78,15 @@ class LineChecker:
         self.caps: dict[Any, int] = {}
         """model -> its maximum output tokens (0: unknown), for the fast path."""
 
-    def check(self, raw: bytes) -> tuple[Facts | None, list[Finding] | None]:
-        """Check one raw line: its facts (``None`` unless it is a request object) and findings."""
+    def check(self, raw: bytes) -> tuple[RequestFacts | None, list[Finding] | None]:
+        """Check one raw line: its facts (``None`` unless it is a JSON object) and findings."""
         chunk = self.check_lines([raw])
         found = chunk.findings[0][1] if chunk.findings else None
         if not chunk.requests:
             return None, found
-        _, url, model = chunk.targets[0]
-        return (chunk.custom_ids[0], url, model, chunk.embedding_inputs), found
+        facts = read_request(loads(raw), self.ctx)
+        assert isinstance(facts, RequestFacts)  # the line is an object
+        return facts, found
 
     def check_lines(self, lines: Iterable[bytes]) -> Chunk:
         """Check raw lines (their endings may be kept) into one ``Chunk``.
@@ -118,7 +115,7 @@ class LineChecker:
             try:
                 req = loads(raw)
             except JSONDecodeError as exc:
-                line_facts: Facts | None = None
+                line_facts: RequestFacts | None = None
                 found: list[Finding] | None = [
                     ("invalid_json_line", explain_invalid(raw, exc), None)
                 ]
@@ -126,8 +123,7 @@ class LineChecker:
                 url = (fixed or req.get("url")) if type(req) is dict else None
                 overflow: Finding | None = None
                 if counter is not None:
-                    counted = {"url": url, "body": req.get("body")} if fixed else req
-                    line_tokens = request_tokens(counter, counted) or 0
+                    line_tokens = request_tokens(counter, req, ctx) or 0
                     tokens += line_tokens
                     if line_tokens and check_output:
                         overflow = context_overflow(req["body"], line_tokens, ctx)
@@ -172,10 +168,10 @@ class LineChecker:
                 ids.append(None)
                 target = (None, None)
             else:
-                ids.append(line_facts[0])
+                ids.append(line_facts.custom_id)
                 requests += 1
-                inputs += line_facts[3]
-                target = line_facts[1], line_facts[2]
+                inputs += line_facts.embedding_inputs
+                target = line_facts.endpoint, line_facts.model
             if target != last:
                 targets.append((n, *target))
                 last = target
@@ -186,19 +182,19 @@ class LineChecker:
             inputs_at(inputs)
         return chunk
 
-    def explain(self, req: Any) -> tuple[Facts | None, list[Finding] | None]:
-        """Run every line rule on a parsed line that is not clean: its facts and findings."""
-        if type(req) is not dict:
-            kind = "an array" if type(req) is list else "a scalar value"
-            message = f"This line is {kind}, not a JSON object; each line must be one request."
-            return None, [("invalid_type", message, None)]
+    def explain(self, req: Any) -> tuple[RequestFacts | None, list[Finding] | None]:
+        """Run every line rule on a parsed line that is not clean: its facts (the request
+        core's, ``rules.requests.read_request``) and findings."""
         ctx = self.ctx
+        facts = read_request(req, ctx)
+        if not isinstance(facts, RequestFacts):
+            return None, [facts]
         found: list[Finding] | None = None
         for rule in self.rules:
             out = rule(req, ctx)
             if out:
                 found = [*found, *out] if found else list(out)
-        return facts(req, ctx), found
+        return facts, found
 
 
 class _CleanValidators(dict[str, Callable[[Any], bool]]):

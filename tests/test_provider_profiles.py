@@ -14,8 +14,8 @@ from helpers import DATA
 
 from jsonl_batch import BatchWriter, get_profile, validate_file
 from jsonl_batch.cli import main
-from jsonl_batch.rules.checks import Context, facts, request_line
 from jsonl_batch.rules.profiles import ENDPOINTS, PROFILES, profile_table
+from jsonl_batch.rules.requests import Context, read_request, request_line
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -86,7 +86,9 @@ def test_body_shape_lines_are_built_and_their_facts_read(name: str) -> None:
     (line,) = lines(out.getvalue())
     assert set(line) == {"custom_id", "body"}
     ctx = Context(get_profile(name), CHAT)
-    assert facts(line, ctx)[:2] == ("request-1", CHAT)
+    facts = read_request(line, ctx)
+    assert facts[:2] == ("request-1", CHAT)
+    assert (facts.custom_id, facts.endpoint) == ("request-1", CHAT)
     assert request_line(get_profile(name), "x", CHAT, {}) == {"custom_id": "x", "body": {}}
 
 
@@ -167,9 +169,19 @@ def test_cli_build_split_join_retry_with_a_body_shape_profile(tmp_path: Path) ->
 
 def test_join_and_validation_share_the_request_rule() -> None:
     from jsonl_batch.results import index as indexing
-    from jsonl_batch.rules import checks as rules
+    from jsonl_batch.rules import requests as rules
 
     assert indexing.not_a_request is rules.not_a_request
     assert rules.not_a_request({"custom_id": "a", "body": {}}) is None  # {custom_id, body}
     assert rules.not_a_request({"custom_id": "a", "url": CHAT}) is None
     assert rules.not_a_request({"custom_id": "a", "response": {}}) is not None  # a result
+
+
+def test_a_body_shape_file_with_a_line_not_an_object_is_counted_without_a_crash() -> None:
+    """The token count read lines through the request core: a ``[1]`` line of a
+    ``{custom_id, body}`` profile crashed it (``list.get``)."""
+    line = {"custom_id": "a", "body": {"model": "m", "messages": MESSAGES}}
+    data = b"[1]\n" + orjson.dumps(line) + b"\n"
+    report = validate_file(BytesIO(data), "together", count_tokens=True, workers=1)
+    assert report.flatten() == [[1, "invalid_type"]]
+    assert report.stats.requests == 1 and report.stats.input_tokens is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema_rs
+import orjson
 import pytest
 from helpers import request
 from hypothesis import given, settings
@@ -18,7 +19,6 @@ from jsonl_batch.rules.checks import (
     FileRules,
     body_against_schema,
     clean_line_schema,
-    count_inputs,
     endpoint,
     field_types,
     method,
@@ -28,6 +28,8 @@ from jsonl_batch.rules.checks import (
     unknown_keys,
 )
 from jsonl_batch.rules.limits import LIMIT_CODES
+from jsonl_batch.rules.requests import RequestFacts, count_inputs, read_request
+from jsonl_batch.validate import LineChecker
 
 CTX = Context(get_profile())
 
@@ -224,3 +226,54 @@ def test_clean_schema_agrees_with_rules_in_every_shape(name: str, req: dict[str,
     clean = check is not None and check.is_valid(req)
     findings = [f for rule in LINE_RULES for f in (rule.check(req, ctx) or [])]
     assert clean == (not findings), findings
+
+
+# The request core: the fast path of validation reads the same facts as ``read_request``.
+
+CHECKER = LineChecker(get_profile())
+good_requests = st.fixed_dictionaries(
+    {
+        "custom_id": st.sampled_from(["r-1", "r-2", "has space"]),
+        "method": st.just("POST"),
+        "url": st.just("/v1/embeddings"),
+        "body": st.fixed_dictionaries(
+            {
+                "model": st.sampled_from(["text-embedding-3-small", "m"]),
+                "input": st.text(max_size=3)
+                | st.lists(st.text(max_size=3), min_size=1, max_size=4)
+                | st.lists(st.integers(0, 9), min_size=1, max_size=4)
+                | st.lists(st.lists(st.integers(0, 9), min_size=1), min_size=1, max_size=3),
+            }
+        ),
+    }
+) | st.builds(
+    lambda cid, model, url: request(cid, model, url),
+    st.sampled_from(["r-1", "a/b"]),
+    st.sampled_from(["gpt-4o-mini", "other"]),
+    st.sampled_from(["/v1/chat/completions", "/v1/responses", "/v1/nope"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(good_requests, requests, values))
+def test_fast_path_agrees_with_the_request_core(req: Any) -> None:
+    chunk = CHECKER.check_lines([orjson.dumps(req)])
+    facts = read_request(req, CHECKER.ctx)
+    assert chunk.lines == 1
+    if not isinstance(facts, RequestFacts):
+        assert (chunk.requests, chunk.custom_ids, chunk.embedding_inputs) == (0, [None], 0)
+        assert [code for code, _, _ in chunk.findings[0][1]] == ["invalid_type"]
+        return
+    assert chunk.requests == 1
+    assert chunk.custom_ids == [facts.custom_id]
+    assert chunk.targets == [(1, facts.endpoint, facts.model)]
+    assert chunk.embedding_inputs == facts.embedding_inputs
+    assert CHECKER.check(orjson.dumps(req))[0] == facts
+
+
+def test_the_fast_path_is_taken_by_clean_lines() -> None:
+    line = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings"}
+    req = {**line, "body": {"model": "m", "input": ["a", "b"]}}
+    chunk = CHECKER.check_lines([orjson.dumps(req)])
+    assert chunk.findings == [] and chunk.embedding_inputs == 2
+    assert CHECKER.clean["/v1/embeddings"](req)  # (what sends a line down the fast path)

@@ -22,10 +22,11 @@ import orjson
 from ..errors import JsonlBatchError, UsageError
 from ..outputs.atomic import WriteError, atomic_output, writes_through
 from ..outputs.manifests import Manifest, OutputSet, Part, manifest_path, part_name
-from ..rules.checks import FileRules, request_line
+from ..rules.checks import FileRules
 from ..rules.limits import PartLimits, Totals
 from ..rules.problems import CATALOGUE
 from ..rules.profiles import Profile, get_profile
+from ..rules.requests import request_line
 from ..rules.schemas import describe
 from ..validate import LineChecker
 
@@ -242,13 +243,13 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             message = " ".join(m for _, m, _ in errors)
             raise BuildError(code, message, param=param, value=value_at(line, param))
         assert facts is not None  # the line is an object
-        size, inputs = len(raw) + 1, facts[3]
+        size, inputs = len(raw) + 1, facts.embedding_inputs
         count = self._count_tokens
         tokens = count(self.endpoint, line["body"]) if count is not None else 0
         alone = self.limits.alone(size, inputs, tokens)
         if alone is not None:
             raise BuildError(alone.code, alone.message, param=alone.param, value=alone.value)
-        self._check_model(number, facts[2])
+        self._check_model(number, facts.model)
         first = self.rules.first_use.get(custom_id)
         if first is not None:
             raise BuildError(
@@ -265,7 +266,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             raise BuildError(broken[0], f"{broken[1]}; {hint}.", value=custom_id)
         if broken:
             self._finish_part()
-        self._write(raw, custom_id, number, (size, inputs, tokens), facts[2])
+        self._write(raw, custom_id, number, (size, inputs, tokens), facts.model)
         return custom_id
 
     def _check_model(self, number: int, model: str | None) -> None:

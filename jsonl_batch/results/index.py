@@ -32,7 +32,7 @@ from ..lines.reading import (
     strip_ending,
 )
 from ..lines.slices import NOT_COPIED
-from ..rules.checks import not_a_request
+from ..rules.requests import not_a_request
 from .readers import (
     EXTRAS,
     FIELDS,

@@ -7,56 +7,15 @@ or ``None``; the engine adds the line number. File rules keep state across lines
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .limits import LIMIT_CODES
 from .models import model_facts, output_over, requested_output
-from .profiles import EMBEDDINGS_URLS, ENDPOINTS, Profile
-from .schemas import BodySchema, body_schema, describe
-
-Finding = tuple[str, str, "str | None"]
-"""``(code, message, param)``: a problem before the engine gives it a line."""
-
-ENVELOPE = ("custom_id", "method", "url", "body")
-"""The keys of a line of OpenAI's shape (``Profile.envelope`` for the profile's own)."""
-
-
-class Context:
-    """What line rules need to know about the run: the profile, compiled once, and for
-    profiles whose lines are ``{custom_id, body}`` the endpoint the job is created for
-    (``endpoint``; the profile's first when not given)."""
-
-    def __init__(self, profile: Profile, endpoint: str | None = None) -> None:
-        self.profile = profile
-        self.endpoints = frozenset(profile.endpoints)
-        self.custom_id_re = profile.custom_id_re
-        self.custom_id_rule = re.compile(profile.custom_id_rule or "(?s:.*)")
-        self.envelope = profile.envelope
-        self.endpoint: str | None = None
-        """The endpoint of every line, when lines do not name it."""
-        if profile.line_shape == "body":
-            self.endpoint = endpoint or profile.endpoints[0]
-        self.allow = frozenset(profile.allow_params)
-
-    def url_of(self, req: dict[str, Any]) -> Any:
-        """The endpoint a parsed line is for: its ``url``, or the job's."""
-        return self.endpoint or req.get("url")
-
-    def schema(self, url: str) -> BodySchema:
-        """The endpoint's compiled body schema, as this profile checks it."""
-        profile = self.profile
-        return body_schema(url, self.allow, profile.closed_bodies, profile.model_in_body)
-
-    def required(self, url: str) -> tuple[str, ...]:
-        """The body parameters a request to ``url`` must have: ``model`` (where the profile
-        runs one model per file, named in the body) and what the endpoint's definition
-        requires."""
-        model = ("model",) if self.profile.model_in_body else ()
-        return tuple(dict.fromkeys((*model, *self.schema(url).required)))
-
+from .profiles import ENDPOINTS, Profile
+from .requests import Context, Finding
+from .schemas import describe
 
 TEXT_MESSAGE = {
     "type": "object",
@@ -336,61 +295,6 @@ def portable_custom_id(req: dict[str, Any], ctx: Context) -> list[Finding] | Non
             "custom_id",
         )
     ]
-
-
-def not_a_request(obj: Any) -> str | None:
-    """Why a parsed input line is not a request, or ``None``: a request is an object with a
-    string ``custom_id`` and a ``url`` (OpenAI's shape) or a ``body`` (``{custom_id, body}``
-    providers'). The one rule for what join and retry read as a request, in either shape;
-    ``facts`` reads the rest."""
-    if type(obj) is not dict:
-        return "This line is not a JSON object."
-    if type(obj.get("custom_id")) is not str:
-        return "This line has no string 'custom_id'."
-    if type(obj.get("url")) is not str and type(obj.get("body")) is not dict:
-        return "This line has no string 'url', so it is not a request (is it a result line?)."
-    return None
-
-
-Facts = tuple["str | None", "str | None", "str | None", int]
-"""What file rules need from a request: ``(custom_id, url, model, embedding_inputs)``."""
-
-
-def facts(req: dict[str, Any], ctx: Context) -> Facts:
-    """Extract a request's facts; ``url`` only when it is an endpoint of the profile."""
-    custom_id = req.get("custom_id")
-    url = ctx.url_of(req)
-    body = req.get("body")
-    model = None
-    inputs = 0
-    if type(body) is dict:
-        model = body.get("model")
-        if type(url) is str and url in EMBEDDINGS_URLS:
-            inputs = count_inputs(body.get("input"))
-    return (
-        custom_id if type(custom_id) is str else None,
-        url if type(url) is str and url in ctx.endpoints else None,
-        model if type(model) is str else None,
-        inputs,
-    )
-
-
-def request_line(
-    profile: Profile, custom_id: str, url: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    """A request in the profile's line shape (what a builder writes)."""
-    if profile.line_shape == "body":
-        return {"custom_id": custom_id, "body": body}
-    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
-
-
-def count_inputs(value: Any) -> int:
-    """Embedding inputs in one request: a string or a token array counts 1, a list its length."""
-    if isinstance(value, list):
-        if value and all(type(v) is int for v in value):
-            return 1
-        return len(value)
-    return 0 if value is None else 1
 
 
 @dataclass(slots=True)

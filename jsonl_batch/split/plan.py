@@ -18,10 +18,11 @@ from orjson import JSONDecodeError, loads
 
 from ..errors import UsageError, option
 from ..lines.reading import ReadError
-from ..rules.checks import Chunk, Context, FileRules, facts
+from ..rules.checks import Chunk, FileRules
 from ..rules.limits import PartLimits, Totals
 from ..rules.problems import Problem, Report, problem
 from ..rules.profiles import Profile
+from ..rules.requests import Context, RequestFacts, read_request
 from ..tokens.counting import TokenCounter, request_tokens
 from ..validate import Measured
 
@@ -190,13 +191,12 @@ def measure_lines(ctx: Context, counter: TokenCounter | None, lines: Iterable[by
             req = loads(raw)
         except JSONDecodeError:
             req = None
-        if type(req) is dict:
-            if counter is not None:  # as LineChecker counts (lines may leave the url out)
-                counted = {"url": ctx.endpoint, "body": req.get("body")} if ctx.endpoint else req
-                tokens += request_tokens(counter, counted) or 0
-            _, url, model, found = facts(req, ctx)
-            inputs += found
-            target = (url, model)
+        facts = read_request(req, ctx)
+        if isinstance(facts, RequestFacts):
+            if counter is not None:  # as LineChecker counts
+                tokens += request_tokens(counter, req, ctx) or 0
+            inputs += facts.embedding_inputs
+            target = (facts.endpoint, facts.model)
         if target != last:
             targets.append((n, *target))
             last = target

@@ -8,8 +8,9 @@ The public API, small enough for a per-request hot loop::
     counter.count(url, body)           # -> int, the estimated input tokens of one request
     output_ceiling(url, body)          # -> int | None, the requested output token ceiling
 
-Which lines count is decided in one place, ``countable``: a JSON object whose ``url`` is a
-batch endpoint (``profiles.ENDPOINTS``, whatever the profile) and whose ``body`` is an object.
+Which lines count is decided in one place, ``countable`` (``rules.requests.RequestFacts``):
+a JSON object whose ``url`` is a batch endpoint (``profiles.ENDPOINTS``, whatever the
+profile) and whose ``body`` is an object.
 Every command that counts (``stats``, ``validate --max-enqueued-tokens``, ``split
 --max-tokens``) goes through ``request_tokens`` or ``tokens_of_lines``.
 
@@ -41,6 +42,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from ..rules.profiles import EMBEDDINGS_URL, ENDPOINTS
+from ..rules.requests import Context, RequestFacts, read_request
 from .encodings import TokensUnavailable, base_model, encoding_name, text_counter
 from .images import data_url_size, image_tokens, size_matters
 
@@ -104,23 +106,23 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
 
 def countable(req: Any) -> bool:
     """Whether a parsed line is a request whose tokens are counted: a JSON object whose
-    ``url`` is a batch endpoint (``profiles.ENDPOINTS``) and whose ``body`` is an object.
-    The one rule for every command that counts tokens."""
-    return (
-        type(req) is dict
-        and type(req.get("url")) is str
-        and req["url"] in ENDPOINTS
-        and type(req.get("body")) is dict
-    )
+    ``url`` is a batch endpoint (``profiles.ENDPOINTS``) and whose ``body`` is an object
+    (``RequestFacts.countable``). The one rule for every command that counts tokens."""
+    facts = read_request(req)
+    return isinstance(facts, RequestFacts) and facts.countable
 
 
-def request_tokens(counter: TokenCounter, req: Any) -> int | None:
-    """Estimated input tokens of a parsed line, or ``None`` when it is not ``countable``.
+def request_tokens(counter: TokenCounter, req: Any, ctx: Context | None = None) -> int | None:
+    """Estimated input tokens of a parsed line, or ``None`` when it is not ``countable``
+    (``ctx``: the profile's context, whose job endpoint ``{custom_id, body}`` lines use).
 
-    Never raises for any JSON value (except ``TokensUnavailable``). After a number,
-    ``req["url"]`` is an endpoint url and ``req["body"]`` a dict.
+    Never raises for any JSON value (except ``TokensUnavailable``).
     """
-    return counter.count(req["url"], req["body"]) if countable(req) else None
+    facts = read_request(req, ctx)
+    if not isinstance(facts, RequestFacts) or not facts.countable:
+        return None
+    assert facts.url is not None and facts.body is not None  # (countable)
+    return counter.count(facts.url, facts.body)
 
 
 def tokens_of_lines(counter: TokenCounter, lines: Iterable[bytes]) -> array[int]:

@@ -1,8 +1,8 @@
 """Token and cost estimates of batch input files: ``file_stats(*paths) -> BatchStats``.
 
-Every line ``tokens.countable`` accepts (an object with a batch endpoint ``url`` and a ``body``
-object) is counted with ``tokens.request_tokens``; other lines are skipped and counted
-(``jsonl-batch validate`` says what is wrong with them).
+Every line the request core (``rules.requests.read_request``) finds ``countable`` (an
+object with a batch endpoint ``url`` and a ``body`` object) is counted; other lines are
+skipped and counted (``jsonl-batch validate`` says what is wrong with them).
 Counting costs ~8x parsing on one core, so large files are cut into line-aligned chunks
 counted by worker processes (as ``validation`` does; 1.9x faster on two idle cores). Costs
 are estimates at batch prices from a ``PriceTable``.
@@ -26,9 +26,8 @@ from ..lines.reading import (
     open_source,
     source_name,
 )
-from ..rules.checks import count_inputs
-from ..rules.profiles import EMBEDDINGS_URL
-from .counting import TokenCounter, output_ceiling, request_tokens
+from ..rules.requests import RequestFacts, read_request
+from .counting import TokenCounter, output_ceiling
 from .images import UNSIZED
 from .pricing import PriceTable, load_prices, round_cost
 
@@ -84,16 +83,17 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
         except JSONDecodeError:
             skipped += 1
             continue
-        used = request_tokens(counter, req)
-        if used is None:
+        facts = read_request(req)
+        if not isinstance(facts, RequestFacts) or not facts.countable:
             skipped += 1
             continue
-        url, body = req["url"], req["body"]
+        url, body, model = facts.url, facts.body, facts.model
+        assert url is not None and body is not None  # (countable)
+        used = counter.count(url, body)
         tokens.append(used)
-        model = body.get("model")
-        group = groups.get((url, model if type(model) is str else None))
+        group = groups.get((url, model))
         if group is None:
-            group = groups[url, model if type(model) is str else None] = [0, 0, 0, 0]
+            group = groups[url, model] = [0, 0, 0, 0]
         group[0] += 1
         group[1] += used
         ceiling = output_ceiling(url, body)
@@ -101,8 +101,7 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
             group[3] += 1
         else:
             group[2] += ceiling
-        if url == EMBEDDINGS_URL:
-            inputs += count_inputs(body.get("input"))
+        inputs += facts.embedding_inputs
     tally.lines, tally.bytes, tally.skipped, tally.embedding_inputs = n, size, skipped, inputs
     tally.images = counter.images - before[0]
     tally.unsized_images = counter.unsized_images - before[1]
