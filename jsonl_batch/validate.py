@@ -212,6 +212,16 @@ class _CleanValidators(dict[str, Callable[[Any], bool]]):
         return check
 
 
+def check_endpoint(profile: Profile, endpoint: str | None) -> str | None:
+    """``endpoint`` when it is one of the profile's (or ``None``); else ``UsageError``."""
+    if endpoint is not None and endpoint not in profile.endpoints:
+        raise UsageError(
+            f"{endpoint!r} is not an endpoint of the {profile.name} profile "
+            f"(choose from {', '.join(profile.endpoints)})"
+        )
+    return endpoint
+
+
 class Validation:
     """One validation run over one source: iterate it for problems, then read ``stats``.
 
@@ -251,12 +261,7 @@ class Validation:
         unknown = sorted(set(ignore) - set(CATALOGUE))
         if unknown:
             raise UsageError(f"unknown problem code(s) to ignore: {', '.join(unknown)}")
-        if endpoint is not None and endpoint not in self.profile.endpoints:
-            raise UsageError(
-                f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
-                f"(choose from {', '.join(self.profile.endpoints)})"
-            )
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(self.profile, endpoint)
         self.model = model
         self.ignore = frozenset(ignore)
         self.workers = workers

@@ -18,6 +18,7 @@ from jsonl_batch.rules.profiles import ENDPOINTS, PROFILES, profile_table
 from jsonl_batch.rules.requests import Context, read_request, request_line
 
 CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
@@ -185,3 +186,64 @@ def test_a_body_shape_file_with_a_line_not_an_object_is_counted_without_a_crash(
     report = validate_file(BytesIO(data), "together", count_tokens=True, workers=1)
     assert report.flatten() == [[1, "invalid_type"]]
     assert report.stats.requests == 1 and report.stats.input_tokens is not None
+
+
+def _embeddings_file(tmp_path: Path, n: int = 3) -> Path:
+    """A Mistral embeddings batch: ``{custom_id, body}`` lines, the endpoint not named."""
+    batch = tmp_path / "emb.jsonl"
+    batch.write_bytes(
+        b"".join(
+            orjson.dumps({"custom_id": f"e-{i}", "body": {"input": [f"text {i}"]}}) + b"\n"
+            for i in range(n)
+        )
+    )
+    return batch
+
+
+def test_split_and_retry_take_the_endpoint_of_body_lines(tmp_path: Path) -> None:
+    from jsonl_batch import split_file, write_retry
+
+    batch = _embeddings_file(tmp_path)
+    guessed = split_file(batch, tmp_path / "chat", "mistral", max_requests=2)
+    assert guessed.manifest is None  # read as chat requests: no messages
+    assert {p.param for p in guessed.report.problems} == {"body.messages"}
+    split = split_file(batch, tmp_path / "emb", "mistral", max_requests=2, endpoint=EMBEDDINGS)
+    assert split.manifest is not None
+    assert [(p.requests, p.endpoint) for p in split.manifest.parts] == [
+        (2, EMBEDDINGS),
+        (1, EMBEDDINGS),
+    ]
+    retry = write_retry(
+        [batch], [], tmp_path / "retry.jsonl", profile="mistral", endpoint=EMBEDDINGS
+    )
+    assert retry.ok and retry.requests == 3
+    assert (tmp_path / "retry.jsonl").read_bytes() == batch.read_bytes()
+    with pytest.raises(ValueError, match="not an endpoint of the mistral profile"):
+        write_retry([batch], [], tmp_path / "r2.jsonl", profile="mistral", endpoint="/v1/x")
+    assert not (tmp_path / "r2.jsonl").exists()
+    with pytest.raises(ValueError, match="not an endpoint of the mistral profile"):
+        split_file(batch, tmp_path / "x", "mistral", endpoint="/v1/x")
+
+
+def test_cli_split_and_retry_with_endpoint(tmp_path: Path) -> None:
+    batch = _embeddings_file(tmp_path)
+    parts = tmp_path / "parts"
+    args = ("--profile", "mistral", "--max-requests", "2")
+    result = run("split", str(batch), "-o", str(parts), *args)
+    assert result.exit_code == 1 and "body.messages" in result.output
+    result = run("split", str(batch), "-o", str(parts), *args, "--endpoint", EMBEDDINGS)
+    assert result.exit_code == 0, result.output
+    manifest = orjson.loads((parts / "emb.manifest.json").read_bytes())
+    assert {p["endpoint"] for p in manifest["parts"]} == {EMBEDDINGS}
+    result = run("split", str(batch), "-o", str(tmp_path / "x"), *args, "--endpoint", "/v1/x")
+    assert result.exit_code == 2 and "not an endpoint of the mistral profile" in result.output
+
+    empty = tmp_path / "none.jsonl"
+    empty.write_bytes(b"")
+    retry = tmp_path / "retry.jsonl"
+    base = ("retry", str(batch), "-r", str(empty), "-o", str(retry), "--profile", "mistral")
+    result = run(*base)
+    assert result.exit_code == 1 and "body.messages" in result.output  # read as chat
+    result = run(*base, "--endpoint", EMBEDDINGS, "--force")
+    assert result.exit_code == 0, result.output
+    assert retry.read_bytes() == batch.read_bytes()

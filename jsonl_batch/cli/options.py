@@ -153,6 +153,16 @@ def format_option(*choices: str) -> Callable[[F], F]:
     )
 
 
+endpoint_option = click.option(
+    "--endpoint",
+    default=None,
+    help="The batch endpoint (default: the first valid line's url; for {custom_id, body} "
+    "lines, the profile's first endpoint).",
+)
+"""``--endpoint URL``: the batch's endpoint (``validate_file(endpoint=...)``), which a
+``{custom_id, body}`` file (``--profile together``, ...) does not name."""
+
+
 jobs_option = click.option(
     "--jobs",
     type=click.IntRange(min=1),

@@ -10,7 +10,7 @@ from ..render.manifests import manifest_text
 from ..render.text import lines, printable, report_text
 from ..results.retry import SELECTIONS, RetryResult, write_retry
 from .join import ResultsCommand, inputs_and_results
-from .options import format_option, library_errors, limits, profile_options
+from .options import endpoint_option, format_option, library_errors, limits, profile_options
 
 
 @click.command("retry", cls=ResultsCommand)
@@ -37,6 +37,7 @@ from .options import format_option, library_errors, limits, profile_options
     help="With --only output-problems: the JSON Schema answers must match (as join --schema).",
 )
 @profile_options
+@endpoint_option
 @click.option(
     "--force",
     is_flag=True,
@@ -56,6 +57,7 @@ def retry_command(
     max_bytes: int | None,
     max_embedding_inputs: int | None,
     allow_param: tuple[str, ...],
+    endpoint: str | None,
     force: bool,
     fmt: str,
 ) -> None:
@@ -78,6 +80,7 @@ def retry_command(
         profile=profile,
         force=force,
         schema=schema_file,
+        endpoint=endpoint,
         **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
     )
     text = orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result)

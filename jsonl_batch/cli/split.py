@@ -12,6 +12,7 @@ from ..rules.profiles import get_profile
 from ..split.engine import SplitError, split_file
 from .options import (
     CliError,
+    endpoint_option,
     format_option,
     jobs_option,
     library_errors,
@@ -25,6 +26,7 @@ from .options import (
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=True))
 @profile_options
+@endpoint_option
 @click.option(
     "--max-tokens",
     type=click.IntRange(min=1),
@@ -72,6 +74,7 @@ def split(
     max_bytes: int | None,
     max_embedding_inputs: int | None,
     allow_param: tuple[str, ...],
+    endpoint: str | None,
     max_tokens: int | None,
     parts: int | None,
     by: str | None,
@@ -118,6 +121,7 @@ def split(
             workers=jobs,
             max_tokens=max_tokens,
             progress=progress,
+            endpoint=endpoint,
         )
     except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
         raise CliError(message(exc)) from None

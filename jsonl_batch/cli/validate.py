@@ -10,6 +10,7 @@ from ..render.text import SHOWN_PER_CODE, ReportOutput, SizedProgress, printable
 from ..rules.problems import CATALOGUE
 from ..validate import validate_file
 from .options import (
+    endpoint_option,
     format_option,
     jobs_option,
     library_errors,
@@ -22,7 +23,7 @@ from .options import (
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
 @profile_options
-@click.option("--endpoint", help="The batch endpoint (default: the first valid line's url).")
+@endpoint_option
 @click.option("--model", help="The batch's model (default: the first line's body.model).")
 @click.option(
     "--max-enqueued-tokens",

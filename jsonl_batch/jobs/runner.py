@@ -499,7 +499,9 @@ class Runner:
         for part in self.ledger.parts(round=round_):
             if part.state == "done":
                 groups.setdefault(Path(part.path).parent.name, []).append(part)
-        limits = {"max_enqueued_tokens": self.max_tokens} if self.max_tokens else {}
+        limits: dict[str, Any] = {}
+        if self.max_tokens:
+            limits["max_enqueued_tokens"] = self.max_tokens
         made: list[tuple[Path, str | None]] = []
         requests = 0
         for group, parts in groups.items():

@@ -30,7 +30,7 @@ from ..rules.limits import LIMIT_CODES
 from ..rules.problems import Report
 from ..rules.profiles import Profile, get_profile
 from ..split.engine import SplitResult, split_file, without
-from ..validate import validate_file
+from ..validate import check_endpoint, validate_file
 from .join import Collect, expand_inputs, join_into
 
 SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")
@@ -132,6 +132,7 @@ def write_retry(
     profile: str | Profile = "openai",
     force: bool = False,
     schema: Any = None,
+    endpoint: str | None = None,
     **limits: int | None,
 ) -> RetryResult:
     """Write the request lines to retry to ``output``, validated, split if over the limits.
@@ -147,10 +148,12 @@ def write_retry(
     ``"-"`` (standard output), a character device or a FIFO is written through, once the
     file is validated; it is never split there (over the limits: ``UsageError``).
     ``schema`` is ``join``'s (the JSON Schema answers are checked against, for
-    ``only="output-problems"``). Raises ``ReadError``, ``JoinError``, ``OutputExists`` and
-    ``WriteError`` when it cannot run.
+    ``only="output-problems"``). ``endpoint``: the batch's endpoint, as ``validate_file``
+    takes it (that of ``{custom_id, body}`` lines; default the profile's first). Raises
+    ``ReadError``, ``JoinError``, ``OutputExists`` and ``WriteError`` when it cannot run.
     """
     profile = get_profile(profile, **limits)
+    check_endpoint(profile, endpoint)
     sources = expand_inputs(inputs)
     if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
         raise UsageError("retry reads its inputs twice: give files, not standard input")
@@ -162,7 +165,7 @@ def write_retry(
         else:
             target = Path(output)
         return _write_retry(
-            sources, inputs, results, output, target, read, only, profile, force, schema
+            sources, inputs, results, output, target, read, only, profile, force, schema, endpoint
         )
 
 
@@ -177,6 +180,7 @@ def _write_retry(
     profile: Profile,
     force: bool,
     schema: Any,
+    endpoint: str | None,
 ) -> RetryResult:
     outputs = OutputSet(
         target.parent,
@@ -220,7 +224,7 @@ def _write_retry(
                 if lines:
                     result.bytes += copy_lines(source, lines, out)
         staged = outputs.path(target.name)
-        report = result.report = validate_file(staged, profile)
+        report = result.report = validate_file(staged, profile, endpoint=endpoint)
         report.file = result.output
         over = any(p.code in LIMIT_CODES for p in report.problems)
         if not over or not without(report, LIMIT_CODES).valid:
@@ -244,6 +248,7 @@ def _write_retry(
             name=target,
             keep=read,
             replaces=target,  # an earlier retry's single file goes with the new parts
+            endpoint=endpoint,
         )
         outputs.discard()  # the parts, if any, were written; the whole file never is
     return result

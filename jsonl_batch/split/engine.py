@@ -43,7 +43,7 @@ from ..rules.limits import LIMIT_CODES, PartLimits
 from ..rules.problems import Problem, Report
 from ..rules.profiles import Profile, get_profile
 from ..tokens.counting import TokenCounter
-from ..validate import validate_file
+from ..validate import check_endpoint, validate_file
 from .plan import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
 from .ranges import ByteRanges
 
@@ -86,6 +86,7 @@ def split_file(
     progress: Progress | None = None,
     keep: Iterable[str | os.PathLike[str]] = (),
     replaces: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
@@ -108,11 +109,13 @@ def split_file(
     (the caller's inputs: never removed, and an output named like one is refused).
     ``replaces``: a single file the parts stand for (an earlier retry file), removed in the
     same step with ``force``. ``progress(bytes_done, size)`` follows the validation (and
-    token counting).
+    token counting). ``endpoint``: the batch's endpoint, as ``validate_file`` takes it (the
+    endpoint of ``{custom_id, body}`` lines; default the profile's first).
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
     part_limits = PartLimits.of(profile, max_tokens)
+    check_endpoint(profile, endpoint)
     if parts is not None and parts < 1:
         raise UsageError(f"parts must be at least 1, not {parts}")
     if by not in (None, "model", "endpoint"):
@@ -146,12 +149,12 @@ def split_file(
         if report is None:
             report = result.report = validate_file(
                 path, profile, max_problems=max_problems, ignore=ignore, workers=workers,
-                measure=True, count_tokens=part_limits.max_tokens is not None,
+                endpoint=endpoint, measure=True, count_tokens=part_limits.max_tokens is not None,
                 on_chunk=measured, progress=progress,
             )  # fmt: skip
         else:
             counter = TokenCounter() if part_limits.max_tokens is not None else None
-            work = partial(measure_lines, Context(profile), counter)
+            work = partial(measure_lines, Context(profile, endpoint), counter)
             with open_source(path) as handle:
                 chunks = LineChunks(path, handle, work, workers=workers, prime=bool(counter))
                 base = 0
