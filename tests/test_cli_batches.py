@@ -185,6 +185,18 @@ def test_create_prints_the_id(fake: FakeOpenAI, requests_file: Path) -> None:
     assert fake.uploads[0][0] == "batch"
 
 
+def test_create_shows_warnings_a_line_each(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(jsonl(request("a b"), request("c")))  # a custom_id with a space: a warning
+    result = run("create", str(path))
+    assert result.exit_code == 0 and result.stdout == "batch_0000\n"
+    assert result.stderr.splitlines()[0].endswith(": valid (1 warning): 2 requests in 2 lines, "
+                                                   f"{path.stat().st_size} bytes; "
+                                                   "/v1/chat/completions, gpt-4o-mini")  # fmt: skip
+    assert "\\n" not in result.stderr  # the report's lines were escaped into one (a bug)
+    assert result.stderr.splitlines()[-1].startswith(f"uploaded {path} as file-")
+
+
 def test_create_refuses_an_invalid_file(fake: FakeOpenAI, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_bytes(jsonl(request("a"), {**request("b"), "method": "GET"}))

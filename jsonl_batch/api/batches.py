@@ -218,6 +218,10 @@ class Created:
     batch: Batch
     report: Report | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The new batch, the API's object (the uploaded file is its ``input_file_id``)."""
+        return dict(self.batch)
+
 
 def create_batch(
     client: Any,
@@ -368,6 +372,15 @@ class Download:
     batch: Batch
     output: Path | None
     errors: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The batch's id and status, and the paths written (``None``: no such file)."""
+        paths = {"output": self.output, "errors": self.errors}
+        return {
+            "batch_id": self.batch["id"],
+            "status": self.batch["status"],
+            **{k: str(v) if v else None for k, v in paths.items()},
+        }
 
 
 def result_paths(batch_id: str, directory: str | os.PathLike[str] = ".") -> tuple[Path, Path]:

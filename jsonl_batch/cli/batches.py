@@ -19,15 +19,17 @@ from ..render.batches import (
     Progress,
     batch_text,
     batches_table,
+    created_id,
+    created_text,
     download_text,
     final_text,
     status_line,
-    to_json,
     to_jsonl,
 )
-from ..render.text import lines, printable, report_text
+from ..render.text import printable, report_text
 from ..rules.profiles import PROFILES
 from .options import CliError, format_option, library_errors, message
+from .output import show
 
 __all__ = ["batches"]
 
@@ -164,7 +166,7 @@ def list_(
     """
     page = api.list_batches(settings.client(), limit=limit, after=after, all=all_, status=status)
     if fmt == "json":
-        click.echo(to_json(page.to_dict()))
+        show(page, fmt, str, indent=True)
         return
     if fmt == "jsonl":
         if page.data:
@@ -187,8 +189,7 @@ def get(settings: ApiSettings, batch_id: str, fmt: str) -> None:
         jsonl-batch batches get batch_abc123
     """
     batch = api.get_batch(settings.client(), batch_id)
-    render = {"table": batch_text, "json": to_json, "jsonl": lambda b: to_jsonl([b])}[fmt]
-    click.echo(render(batch))
+    show(batch, fmt, batch_text if fmt == "table" else lambda b: to_jsonl([b]), indent=True)
 
 
 @batch_command("cancel")
@@ -202,7 +203,7 @@ def cancel(settings: ApiSettings, batch_id: str, fmt: str) -> None:
         jsonl-batch batches cancel batch_abc123
     """
     batch = api.cancel_batch(settings.client(), batch_id)
-    click.echo(to_json(batch) if fmt == "json" else status_line(batch))
+    show(batch, fmt, status_line, indent=True)
 
 
 def parse_metadata(
@@ -280,18 +281,6 @@ def create_args(
     }
 
 
-def created_text(file: str, created: api.Created) -> str:
-    """What ``create`` did: warnings found, the upload, the new batch."""
-    out = []
-    if created.report and created.report.stats.counts:
-        out.append(report_text(created.report))
-    batch = created.batch
-    out.append(
-        f"uploaded {file} as {created.file['id']}; created {batch['id']} ({batch['status']})"
-    )
-    return lines(out)
-
-
 @batch_command("create")
 @create_options
 @format_option("text", "json")
@@ -315,7 +304,7 @@ def create(
     options = create_args(settings, endpoint, window, metadata, no_validate)
     created = api.create_batch(settings.client(), file, **options)
     click.echo(created_text(file, created), err=True)
-    click.echo(to_json(created.batch) if fmt == "json" else created.batch["id"])
+    show(created, fmt, created_id, indent=True)
 
 
 def wait_options(fn: F) -> F:
@@ -364,7 +353,7 @@ def wait(
         jsonl-batch batches wait batch_abc123 --timeout 3600
     """
     batch = _wait(settings.client(), batch_id, interval, timeout)
-    click.echo(to_json(batch) if fmt == "json" else final_text(batch))
+    show(batch, fmt, final_text, indent=True)
     raise SystemExit(0 if batch["status"] == "completed" else 1)
 
 
@@ -380,14 +369,7 @@ def download(settings: ApiSettings, batch_id: str, output_dir: str, force: bool,
         jsonl-batch batches download batch_abc123 -o results/
     """
     result = api.download_results(settings.client(), batch_id, output_dir, force=force)
-    if fmt == "json":
-        paths = {"output": result.output, "errors": result.errors}
-        data = {k: str(v) if v else None for k, v in paths.items()}
-        click.echo(
-            to_json({"batch_id": result.batch["id"], "status": result.batch["status"], **data})
-        )
-    else:
-        click.echo(download_text(result))
+    show(result, fmt, download_text, indent=True)
 
 
 # ``run``, ``status`` and ``clean`` (whole jobs) live in ``cli/jobs.py``; importing it adds them

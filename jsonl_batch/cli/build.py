@@ -9,11 +9,11 @@ import click
 
 from ..build.inputs import build_file, load_template, parse_params
 from ..build.writer import BuildError
-from ..outputs.manifests import Manifest
-from ..render.manifests import manifest_json, manifest_text
-from ..render.text import SizedProgress, printable
+from ..render.manifests import manifest_text
+from ..render.text import printable
 from ..rules.profiles import ENDPOINTS, PROFILES
 from .options import format_option, library_errors, limits, message, profile_options
+from .output import progress_bar, show
 
 
 @click.command()
@@ -107,40 +107,33 @@ def build(
     if template is None and model is None and PROFILES[profile].model_in_body:
         raise click.UsageError("give --model (or a --template that sets the model)")
     terminal = _terminal()
-    progress = SizedProgress(terminal, "building") if terminal is not None else None
     to_stdout = output == "-"
     try:
-        manifest = build_file(
-            source,
-            sys.stdout.buffer if to_stdout else output,
-            endpoint,
-            model=model,
-            prompt_column=prompt_column,
-            system=system,
-            params=parse_params(params),
-            template=load_template(template) if template else None,
-            id_column=id_column,
-            input_format=input_format,
-            profile=profile,
-            split=split,
-            force=force,
-            progress=progress,
-            max_tokens=max_tokens,
-            **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
-        )
+        with progress_bar("building", terminal is not None, terminal) as progress:
+            manifest = build_file(
+                source,
+                sys.stdout.buffer if to_stdout else output,
+                endpoint,
+                model=model,
+                prompt_column=prompt_column,
+                system=system,
+                params=parse_params(params),
+                template=load_template(template) if template else None,
+                id_column=id_column,
+                input_format=input_format,
+                profile=profile,
+                split=split,
+                force=force,
+                progress=progress,
+                max_tokens=max_tokens,
+                **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
+            )
     except BuildError as exc:
         raise click.ClickException(printable(message(exc))) from None
-    finally:
-        if progress is not None:
-            progress.close()
     if not to_stdout:
-        click.echo(_render(manifest, fmt))
+        show(manifest, fmt, manifest_text)
 
 
 def _terminal() -> TextIO | None:
     """Standard error, if it is a terminal (where a progress bar helps)."""
     return sys.stderr if sys.stderr.isatty() else None
-
-
-def _render(manifest: Manifest, fmt: str) -> str:
-    return manifest_json(manifest) if fmt == "json" else manifest_text(manifest)

@@ -5,18 +5,14 @@ Imported by ``cli/batches.py``, whose group these commands join.
 
 from __future__ import annotations
 
-import shlex
 import sys
-from typing import Any
 
 import click
 
-from ..render.batches import to_json
-from ..render.text import lines, printable, report_text
+from ..render.text import printable, report_text
 from .batches import ApiSettings, batch_command, parse_metadata
 from .options import Size, format_option, jobs_option, max_problems_option
-
-HINT = "resume with the same command"
+from .output import show
 
 
 @batch_command("run")
@@ -119,7 +115,7 @@ def run(
     """
     from ..jobs.prepare import InvalidInputs
     from ..jobs.runner import JobInterrupted, run_job
-    from ..render.jobs import JobView, job_text
+    from ..render.jobs import JobView, interrupted_text, job_text
 
     view = JobView(sys.stderr, tty=sys.stderr.isatty())
     try:
@@ -152,23 +148,12 @@ def run(
         raise SystemExit(1) from None
     except JobInterrupted as exc:
         view.close()
-        click.echo(lines(_interrupted_text(exc).splitlines()), err=True)
+        click.echo(interrupted_text(exc, sys.argv[1:]), err=True)
         raise SystemExit(130) from None
     finally:
         view.close()
-    click.echo(to_json(result.to_dict()) if fmt == "json" else job_text(result))
+    show(result, fmt, job_text, indent=True)
     raise SystemExit(0 if result.summary.ok else 1)
-
-
-def _interrupted_text(exc: Any) -> str:
-    command = shlex.join(["jsonl-batch", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
-    if exc.cancelled:
-        what = f"cancelled {len(exc.cancelled)} running batch(es): {', '.join(exc.cancelled)}"
-    elif exc.running:
-        what = f"{len(exc.running)} batch(es) still running on the server: {', '.join(exc.running)}"
-    else:
-        what = "no batch running"
-    return f"Interrupted: {what}.\nTo resume ({HINT}): {command}"
 
 
 @batch_command("status")
@@ -187,7 +172,7 @@ def status(settings: ApiSettings, output_dir: str, offline: bool, fmt: str) -> N
 
     client = None if offline else settings.client()
     found = job_status(output_dir, client=client, offline=offline)
-    click.echo(to_json(found.to_dict()) if fmt == "json" else status_text(found))
+    show(found, fmt, status_text, indent=True)
 
 
 @batch_command("clean")
@@ -206,4 +191,4 @@ def clean(settings: ApiSettings, output_dir: str, fmt: str) -> None:
     from ..render.jobs import cleaned_text
 
     cleaned = clean_job(output_dir, client=settings.client())
-    click.echo(to_json(cleaned.to_dict()) if fmt == "json" else cleaned_text(cleaned))
+    show(cleaned, fmt, cleaned_text, indent=True)

@@ -180,3 +180,58 @@ max_problems_option = click.option(
     help="List at most N line problems per file (0: all); counts stay exact.",
 )
 """``--max-problems N``: the cap on listed problems (``validate_file(max_problems=...)``)."""
+
+
+RESULT_FLAGS = ("--results", "-r")
+
+
+class ResultsCommand(click.Command):
+    """A command with INPUTS and ``-r/--results FILE`` (one file each, repeatable): join, retry.
+
+    A word right after ``-r FILE`` is refused: ``-r out.jsonl err.jsonl in.jsonl`` would
+    otherwise read the error file as requests. INPUTS go before the options (or after
+    another option's value, or after ``--``).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        value: str | None = None  # -r's value, when it was the previous word
+        waiting = False  # the previous word was -r itself
+        for arg in args:
+            if arg == "--":
+                break
+            if waiting:
+                value, waiting = arg, False
+                continue
+            if arg in RESULT_FLAGS:
+                waiting = True
+                continue
+            if arg.startswith("--results="):
+                value = arg.partition("=")[2]
+                continue
+            if arg.startswith("-r") and len(arg) > 2:
+                value = arg[2:]
+                continue
+            if value is not None and (arg == "-" or not arg.startswith("-")):
+                raise click.UsageError(
+                    f"-r/--results takes one file, and {arg!r} follows {value!r}: repeat it "
+                    f"for each result file (-r {value} -r {arg}), or give a folder or a quoted "
+                    "pattern; put the INPUTS before the options.",
+                    ctx,
+                )
+            value = None
+        return super().parse_args(ctx, args)
+
+
+def inputs_and_results(fn: F) -> F:
+    """``INPUT...`` (request files or a split manifest) and ``-r/--results FILE`` (output and
+    error files, any mix, in any order; one per ``-r``, repeated): what join and retry read."""
+    fn = click.option(
+        *RESULT_FLAGS,
+        "results",
+        multiple=True,
+        required=True,
+        type=click.Path(allow_dash=True),
+        help="An output or error file of the batch (repeat for each, any mix, any order; "
+        "a folder or a quoted glob pattern names several).",
+    )(fn)
+    return click.argument("inputs", nargs=-1, required=True, type=click.Path())(fn)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import click
-import orjson
 
 from ..outputs.atomic import is_stdout
-from ..render.manifests import manifest_text
-from ..render.text import lines, printable, report_text
-from ..results.retry import SELECTIONS, RetryResult, write_retry
-from .join import ResultsCommand, inputs_and_results
-from .options import endpoint_option, format_option, library_errors, limits, profile_options
+from ..render.results import retry_text
+from ..results.retry import SELECTIONS, write_retry
+from .options import (
+    ResultsCommand,
+    endpoint_option,
+    format_option,
+    inputs_and_results,
+    library_errors,
+    limits,
+    profile_options,
+)
+from .output import show
 
 
 @click.command("retry", cls=ResultsCommand)
@@ -83,29 +89,5 @@ def retry_command(
         endpoint=endpoint,
         **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
     )
-    text = orjson.dumps(result.to_dict()).decode() if fmt == "json" else retry_text(result)
-    click.echo(text, err=is_stdout(output))  # the retry file is on standard output
+    show(result, fmt, retry_text, err=is_stdout(output))  # the retry file on standard output
     raise SystemExit(0 if result.ok else 1)
-
-
-def retry_text(r: RetryResult) -> str:
-    """The retry result for people: what was selected and why, then the file's verdict."""
-    skipped = f"{r.succeeded:,} succeeded"
-    if r.not_selected:
-        skipped += f", {r.not_selected:,} not selected"
-    if r.output is None:
-        return printable(f"nothing to retry ({skipped})")
-    reasons = ", ".join(f"{why} {n:,}" for why, n in r.reasons.items())
-    out = [
-        f"{r.output}: {r.requests:,} request{'s' if r.requests != 1 else ''} to retry "
-        f"({r.bytes:,} bytes): {reasons}; {skipped}"
-    ]
-    if r.split is not None and r.split.manifest is not None:
-        out.append("over the limits, so split (upload the parts):")
-        out.append(manifest_text(r.split.manifest, r.split.folder))
-    elif r.split is not None:
-        out.append("over the limits, and could not be split (nothing written):")
-        out.append(report_text(r.split.report))
-    elif r.report is not None:
-        out.append(report_text(r.report))
-    return lines(out)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from ..render.manifests import manifest_json, manifest_text
-from ..render.text import SizedProgress, printable, report_json, report_text
+from ..render.manifests import split_aside, split_text
 from ..rules.profiles import get_profile
 from ..split.engine import SplitError, split_file
 from .options import (
@@ -21,6 +18,7 @@ from .options import (
     message,
     profile_options,
 )
+from .output import progress_bar, show
 
 
 @click.command()
@@ -104,49 +102,30 @@ def split(
         jsonl-batch split big.jsonl --max-requests 10000 --max-bytes 100MB -o parts/
         jsonl-batch split big.jsonl --max-tokens 2000000
     """
-    show = max_tokens is not None and sys.stderr.isatty()  # counting takes seconds
-    progress = SizedProgress(sys.stderr, "counting tokens") if show else None
     try:
-        result = split_file(
-            file,
-            output_dir,
-            get_profile(
-                profile, **limits(max_requests, max_bytes, max_embedding_inputs, allow_param)
-            ),
-            parts=parts,
-            by=by,  # type: ignore[arg-type]
-            skip_invalid=skip_invalid,
-            force=force,
-            max_problems=max_problems or None,
-            workers=jobs,
-            max_tokens=max_tokens,
-            progress=progress,
-            endpoint=endpoint,
-        )
+        with progress_bar("counting tokens", max_tokens is not None) as progress:
+            result = split_file(
+                file,
+                output_dir,
+                get_profile(
+                    profile, **limits(max_requests, max_bytes, max_embedding_inputs, allow_param)
+                ),
+                parts=parts,
+                by=by,  # type: ignore[arg-type]
+                skip_invalid=skip_invalid,
+                force=force,
+                max_problems=max_problems or None,
+                workers=jobs,
+                max_tokens=max_tokens,
+                progress=progress,
+                endpoint=endpoint,
+            )
     except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
         raise CliError(message(exc)) from None
-    finally:
-        if progress is not None:
-            progress.close()
-    report, manifest = result.report, result.manifest
-    if report.error:
-        raise CliError(report.error)
-    text = fmt == "text"
-    if manifest is None:
-        click.echo(report_text(report) if text else report_json(report))
-        if text and not report.stats.lines:
-            click.echo(printable(f"Nothing was written: {file} is empty."), err=True)
-        elif text:
-            click.echo("Nothing was written; fix the problems or use --skip-invalid.", err=True)
-        raise SystemExit(1)
-    click.echo(manifest_text(manifest, result.folder) if text else manifest_json(manifest))
-    if text and manifest.rejected is not None:
-        click.echo(report_text(report), err=True)
-    if not manifest.parts:
-        if text and manifest.rejected is not None:
-            click.echo(
-                f"No valid request: every line went to {manifest.rejected.path}; "
-                "no part was written.",
-                err=True,
-            )
-        raise SystemExit(1)
+    if result.report.error:
+        raise CliError(result.report.error)
+    show(result, fmt, split_text)
+    aside = split_aside(result, file) if fmt == "text" else ""
+    if aside:
+        click.echo(aside, err=True)
+    raise SystemExit(0 if result.manifest is not None and result.manifest.parts else 1)

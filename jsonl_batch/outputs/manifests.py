@@ -367,6 +367,11 @@ class Manifest:
         return sum(p.requests for p in self.parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest file's content, then ``manifest``: where it was written (``None``:
+        not written), what ``build`` and ``split`` print with ``--format json``."""
+        return {**self._content(), "manifest": self.path}
+
+    def _content(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         if self.input is not None:
             data.update(input=self.input, sha256=self.sha256, bytes=self.bytes, lines=self.lines)
@@ -380,8 +385,9 @@ class Manifest:
         return data
 
     def dumps(self) -> builtins.bytes:
-        """The manifest file's bytes: indented JSON, a line range on one line (``[3, 7]``)."""
-        text = orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+        """The manifest file's bytes: ``to_dict()`` but its own name, as indented JSON, a
+        line range on one line (``[3, 7]``)."""
+        text = orjson.dumps(self._content(), option=orjson.OPT_INDENT_2)
         return _PAIR.sub(rb"[\1, \2]", text) + b"\n"
 
     def write(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import orjson
 
-from .text import BAR_WIDTH, ProgressLine, bar, lines, printable
+from .text import BAR_WIDTH, ProgressLine, bar, lines, printable, report_text
 
 Batch = Mapping[str, Any]
 METADATA_WIDTH = 32
@@ -253,3 +253,22 @@ def download_text(result: Any) -> str:
     ):
         out.append(f"wrote {path} ({what})" if path else absent)
     return lines(out)
+
+
+def created_text(file: str, created: Any) -> str:
+    """What ``create`` did (an ``api.Created``): warnings found, the upload, the new batch."""
+    out = []
+    if created.report and created.report.stats.counts:
+        out.append(report_text(created.report))  # already printable, a line per problem
+    batch = created.batch
+    out.append(
+        printable(
+            f"uploaded {file} as {created.file['id']}; created {batch['id']} ({batch['status']})"
+        )
+    )
+    return "\n".join(out)
+
+
+def created_id(created: Any) -> str:
+    """``create``'s text output: the new batch's id alone, for scripts."""
+    return str(created.batch["id"])

@@ -3,6 +3,8 @@ the final summary, a job's status."""
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -10,6 +12,7 @@ from .batches import duration
 from .text import ProgressLine, bar, lines, plural, printable
 
 STALL_WORDS = "has made no progress for"
+HINT = "resume with the same command"
 
 
 def progress_text(p: Any) -> str:
@@ -99,3 +102,16 @@ def cleaned_text(cleaned: Any) -> str:
     out += [f"already gone: {file_id}" for file_id in cleaned.gone]
     out += [f"kept {file_id}: its batch is still running" for file_id in cleaned.kept]
     return lines(out) or "nothing to delete"
+
+
+def interrupted_text(exc: Any, argv: Sequence[str]) -> str:
+    """What an interrupted ``run`` left (a ``jobs.runner.JobInterrupted``): the batches
+    cancelled or still running, and the command that resumes it (``argv``: its words)."""
+    command = shlex.join(["jsonl-batch", *argv]) if argv else "the same command"
+    if exc.cancelled:
+        what = f"cancelled {len(exc.cancelled)} running batch(es): {', '.join(exc.cancelled)}"
+    elif exc.running:
+        what = f"{len(exc.running)} batch(es) still running on the server: {', '.join(exc.running)}"
+    else:
+        what = "no batch running"
+    return lines([f"Interrupted: {what}.", f"To resume ({HINT}): {command}"])

@@ -1,20 +1,14 @@
-"""A manifest (of ``split``, ``build``, ``retry``) as text for people or one JSON line."""
+"""A manifest (of ``split``, ``build``, ``retry``) and a split's result as text for people
+(JSON is their ``to_dict()``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from ..outputs.manifests import Manifest
-from .text import lines, plural
-
-
-def manifest_json(manifest: Manifest) -> str:
-    """One line of JSON, equal to ``manifest.to_dict()`` (plus ``manifest`` if written)."""
-    data = {**manifest.to_dict(), "manifest": manifest.path}
-    return orjson.dumps(data).decode()
+from .text import lines, plural, printable, report_text
 
 
 def manifest_text(manifest: Manifest, folder: str | os.PathLike[str] | None = None) -> str:
@@ -35,3 +29,32 @@ def manifest_text(manifest: Manifest, folder: str | os.PathLike[str] | None = No
     if manifest.path is not None:
         out.append(f"  {Path(manifest.path).name}")
     return lines(out)
+
+
+def split_text(result: Any) -> str:
+    """A split's result (a ``split.engine.SplitResult``) for people: the files it wrote or,
+    when it wrote none, the report of its problems."""
+    if result.manifest is None:
+        return report_text(result.report)
+    return manifest_text(result.manifest, result.folder)
+
+
+def split_aside(result: Any, file: str) -> str:
+    """What a split says beside its result, on standard error: why nothing (or no part)
+    was written, the problems of the lines it rejected ("" when all went well)."""
+    manifest = result.manifest
+    if manifest is None:
+        if not result.report.stats.lines:
+            return printable(f"Nothing was written: {file} is empty.")
+        return "Nothing was written; fix the problems or use --skip-invalid."
+    if manifest.rejected is None:
+        return ""
+    out = [report_text(result.report)]
+    if not manifest.parts:
+        out.append(
+            printable(
+                f"No valid request: every line went to {manifest.rejected.path}; "
+                "no part was written."
+            )
+        )
+    return "\n".join(out)

@@ -84,6 +84,12 @@ class JoinSummary:
     structured: dict[str, Any] | None = None
     """``StructuredPlan.to_dict()`` (and ``flattened``) when answers were parsed as JSON."""
     anomalies: list[Anomaly] = field(default_factory=list)
+    output: str | None = None
+    """Where ``join_to`` wrote the table (``None``: not written, as by ``join``)."""
+    format: str | None = None
+    """The written table's format (``parquet``, ``csv`` or ``jsonl``)."""
+    partition_by: str | None = None
+    """The column of a partitioned table's subfolders (``status`` or ``input_file``)."""
 
     @property
     def complete(self) -> bool:
@@ -92,9 +98,18 @@ class JoinSummary:
         return self.requests > 0 and self.succeeded == self.requests
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k != "anomalies"}
+        """The counts and anomalies; then, for a written table, ``output`` and ``format``
+        (and ``partition_by`` for a folder): what ``join --summary-format json`` prints."""
+        data = {k: v for k, v in vars(self).items() if k not in _WHERE}
         data["anomalies"] = [a.to_dict() for a in self.anomalies]
+        if self.output is not None:
+            data.update(output=self.output, format=self.format)
+        if self.partition_by is not None:
+            data["partition_by"] = self.partition_by
         return data
+
+
+_WHERE = ("anomalies", "output", "format", "partition_by")
 
 
 @dataclass
@@ -225,7 +240,9 @@ def join_to(
             prices=prices,
             estimate_tokens=estimate_tokens,
         )
-        writer.summary = summary.to_dict()
+        writer.summary = summary.to_dict()  # the table's own summary: not where it went
+    summary.output, summary.format = os.fspath(output), writer.fmt
+    summary.partition_by = partition_by
     return summary
 
 

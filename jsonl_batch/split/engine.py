@@ -23,6 +23,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from orjson import loads
 
@@ -67,6 +68,12 @@ class SplitResult:
     @property
     def written(self) -> bool:
         return self.manifest is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``split --format json`` prints: the manifest's ``to_dict()`` (with
+        ``manifest``, where it was written) when the split wrote, else the report's, as
+        ``validate_file`` returns it: a manifest has ``parts``, a report ``problems``."""
+        return self.manifest.to_dict() if self.manifest is not None else self.report.to_dict()
 
 
 def split_file(
