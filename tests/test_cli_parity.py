@@ -61,10 +61,8 @@ def spy(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[Any]:
 
 
 @pytest.fixture
-def requests_file(tmp_path: Path) -> Path:
-    path = tmp_path / "requests.jsonl"
-    path.write_bytes(jsonl(*(request(f"r-{i}") for i in range(5))))
-    return path
+def requests_file(write: Callable[..., Path]) -> Path:
+    return write([request(f"r-{i}") for i in range(5)], "requests.jsonl")
 
 
 def test_validate(tmp_path: Path) -> None:
