@@ -202,8 +202,9 @@ def test_help_has_an_example() -> None:
     )
 
 
-CANNOT_CUT = ("cannot make 2 parts from", "do not fit in 2 parts")
-"""The only exit-2 messages a file's content can cause (with ``--parts 2 --max-requests 1``)."""
+CANNOT_CUT = ("cannot make 2 parts from", "do not fit in 2 parts", "decompress it first")
+"""The only exit-2 messages a file's content can cause (with ``--parts 2 --max-requests 1``;
+a file starting with gzip's or zstd's magic bytes is compressed: split copies byte ranges)."""
 json_lines = st.lists(
     st.sampled_from(
         [
