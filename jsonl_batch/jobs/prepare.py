@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import ReadError, describe_os_error
-from ..results.join import expand_inputs, join
+from ..results.join import expand_inputs, join_into
 from ..rules.limits import LIMIT_CODES, PartLimits
 from ..rules.problems import Report
 from ..rules.profiles import Profile
@@ -37,6 +39,16 @@ class InvalidInputs(JsonlBatchError):
         names = ", ".join(r.file or "?" for r in reports)
         super().__init__(f"{names}: invalid batch file; nothing was uploaded")
         self.reports = reports
+
+
+class _Nowhere:
+    """A join sink that keeps nothing: the join is run for its checks only."""
+
+    def begin(self, schema: pa.Schema) -> None:
+        pass
+
+    def write(self, table: pa.Table) -> None:
+        pass
 
 
 def input_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -100,7 +112,7 @@ def prepare(
     if bad:
         raise InvalidInputs(bad)
     if len(paths) > 1:
-        join(paths, [])  # a custom_id in two inputs: JoinError now, not after paying
+        join_into(_Nowhere(), paths, [])  # a custom_id in two inputs: JoinError now, not later
     parts = []
     for index, (path, report) in enumerate(zip(paths, reports, strict=True), 1):
         folder = ledger.folder / PARTS / f"{index:03d}"

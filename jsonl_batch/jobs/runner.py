@@ -5,8 +5,8 @@
 queued parts while there is room (``max_active`` batches, ``max_enqueued_tokens`` estimated
 input tokens), sleep (from ``interval``, backing off to a minute). When a round is over, the
 requests that failed for a retryable cause are copied byte-identical into retry parts
-(``retrying.write_retry``) and sent again, up to ``retries`` rounds. Last, ``join`` makes
-``out_dir/results.parquet`` (``job_table``).
+(``results.retry.write_retry``) and sent again, up to ``retries`` rounds. Last, the streaming
+join writes ``out_dir/results.parquet`` (``jobs.table``).
 
 Never twice: every step is written to the ledger before the call it prepares, each batch
 carries metadata naming the run, the part and the attempt, and a resumed run that finds a
