@@ -115,3 +115,30 @@ def test_block_checks_survive_pickling() -> None:
     again = pickle.loads(pickle.dumps(checks))
     assert again.check(0, dumps(GOOD)).value == GOOD
     assert again.schemas[0].type == checks.schemas[0].type
+
+
+def test_check_answers_in_worker_pieces_gives_the_same_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block checked by worker processes, a few answers per task (enum dictionaries made
+    piece by piece, an integer too large for int64), equals the block checked at once."""
+    from jsonl_batch.lines.parallel import Workers
+    from jsonl_batch.results import answers
+
+    labels = ["question", "bug", "feature"]
+    rows: list[tuple[Any, ...]] = []
+    for i in range(40):
+        good = dumps(GOOD | {"label": labels[i * 7 % 3], "priority": 1000 + i})
+        if i % 9 == 4:  # valid under the schema, too large for the column
+            good = good.replace(f'"priority":{1000 + i}', '"priority":1180591620717411303424')
+        text = [good, "not json", dumps({"label": "bug"}), None][i % 4 if i % 5 else 0]
+        rows.append((i % 6 != 5, "truncated" if i % 11 == 3 else None, None, text))
+    table = answers_table(rows)
+    checks = plan_structured([], schema=TICKET_SCHEMA).for_rows(0, range(1, 41))
+    alone, parsed_alone = check_answers(table, checks)
+    monkeypatch.setattr(answers, "CHECK_ROWS", 6)
+    with Workers(2) as pool:
+        pieces, parsed_pieces = check_answers(table, checks, pool)
+    assert pieces.equals(alone)
+    assert parsed_pieces.equals(parsed_alone)
+    assert parsed_alone.null_count < 40 and "schema_mismatch" in alone["output_problem"].to_pylist()

@@ -216,12 +216,20 @@ def in_order(
     pool: Pool, function: Callable[[Any], T], tasks: Iterable[Any], ahead: int
 ) -> Iterator[T]:
     """``function(task)`` in ``pool`` for each task, yielded in order; at most ``ahead`` tasks
-    run ahead of the caller, so results never pile up in memory."""
-    running: deque[AsyncResult[T]] = deque()
-    for task in tasks:
+    run ahead of the caller, so results never pile up in memory. The first ``ahead`` are
+    handed out at once, not on the first ``next``: the caller can do other work meanwhile."""
+    todo = iter(tasks)
+    running = deque(pool.apply_async(function, (task,)) for task in islice(todo, ahead))
+    return _results(pool, function, todo, running)
+
+
+def _results(
+    pool: Pool, function: Callable[[Any], T], todo: Iterator[Any], running: deque[AsyncResult[T]]
+) -> Iterator[T]:
+    """``in_order``'s results: each one taken hands out the next task."""
+    for task in todo:
         running.append(pool.apply_async(function, (task,)))
-        if len(running) > ahead:
-            yield running.popleft().get()
+        yield running.popleft().get()
     while running:
         yield running.popleft().get()
 
@@ -244,11 +252,11 @@ class Workers:
 
     def map(self, function: Callable[[Any], T], tasks: Iterable[Any]) -> Iterator[T]:
         """``function(task)`` for each task, in order; at most two tasks per process run
-        ahead of the caller, so results never pile up in memory."""
+        ahead of the caller, so results never pile up in memory. In worker processes the
+        first tasks start at once (``in_order``), before the results are asked for."""
         if self.pool is None:
-            yield from map(function, tasks)
-            return
-        yield from in_order(self.pool, function, tasks, 2 * self.processes)
+            return map(function, tasks)
+        return in_order(self.pool, function, tasks, 2 * self.processes)
 
     def close(self) -> None:
         if self.pool is not None:

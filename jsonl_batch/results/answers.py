@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..lines.parallel import Workers
 from .structured import BlockChecks
 
 OUTPUT_PROBLEMS = ("truncated", "content_filter", "refusal", "not_json", "schema_mismatch")
@@ -153,23 +154,61 @@ def refusal_texts(output: pa.ListArray) -> pa.Array:
     return text.take(first)
 
 
-def check_answers(table: pa.Table, checks: BlockChecks) -> tuple[pa.Table, pa.Array]:
+CHECK_ROWS = 8192
+"""Answers per task when worker processes check a block (``check_answers``)."""
+
+
+def check_answers(
+    table: pa.Table, checks: BlockChecks, workers: Workers | None = None
+) -> tuple[pa.Table, pa.Array]:
     """The structured checks of a block of answers (``results``' columns, in request order):
     the ``parsed`` column, and the table with ``output_problem`` and ``error_message`` set
     for answers that are not JSON or do not match their schema. Only succeeded answers
-    without an output problem are parsed."""
+    without an output problem are parsed. ``workers``: processes that check a large block
+    in pieces of ``CHECK_ROWS`` answers (the same columns come back)."""
     todo = pc.and_(
         pc.and_(pc.fill_null(table.column("ok"), False), table.column("output_problem").is_null()),
         pc.not_equal(pa.array(checks.wanted, pa.int32()), -1),
     )
+    if not pc.any(todo).as_py():
+        return table, checks.array([None] * table.num_rows)[0]
+    if isinstance(todo, pa.ChunkedArray):
+        todo = todo.combine_chunks()
+    content, problems, messages = (
+        table.column(n).combine_chunks() for n in ("content", "output_problem", "error_message")
+    )
+    size = table.num_rows
+    if workers is None or workers.pool is None or size <= CHECK_ROWS:
+        parsed, problems, messages = _check(
+            (todo, content.filter(todo), problems, messages, checks)
+        )
+    else:
+        tasks = []
+        for start in range(0, size, CHECK_ROWS):
+            part = [_copy(c.slice(start, CHECK_ROWS)) for c in (todo, problems, messages)]
+            texts = content.slice(start, CHECK_ROWS).filter(part[0])  # only what is checked
+            stop = min(size, start + CHECK_ROWS)
+            tasks.append((part[0], texts, part[1], part[2], checks.part(start, stop)))
+        pieces = list(workers.map(_check, tasks))
+        parsed, problems, messages = (pa.concat_arrays([p[i] for p in pieces]) for i in range(3))
+    for name, column in (("output_problem", problems), ("error_message", messages)):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, table.schema.field(at), column)
+    return table, parsed
+
+
+def _check(
+    task: tuple[pa.Array, pa.Array, pa.Array, pa.Array, BlockChecks],
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``check_answers`` of one piece (in a worker or not): ``todo`` rows, their ``texts``
+    (the content of those rows only), the rows' problems and messages so far, the checks;
+    returns the ``parsed``, ``output_problem`` and ``error_message`` columns."""
+    todo, texts, problem_column, message_column, checks = task
     rows = pc.indices_nonzero(todo).to_pylist()
-    values: list[Any] = [None] * table.num_rows
-    if not rows:
-        return table, checks.array(values)[0]
-    problems = table.column("output_problem").to_pylist()
-    messages = table.column("error_message").to_pylist()
-    texts = table.column("content").take(rows).to_pylist()
-    for row, text in zip(rows, texts, strict=True):
+    values: list[Any] = [None] * len(todo)
+    problems = problem_column.to_pylist()
+    messages = message_column.to_pylist()
+    for row, text in zip(rows, texts.to_pylist(), strict=True):
         checked = checks.check(row, text)
         values[row] = checked.value
         if checked.problem is not None:
@@ -177,7 +216,9 @@ def check_answers(table: pa.Table, checks: BlockChecks) -> tuple[pa.Table, pa.Ar
     parsed, unfit = checks.array(values)
     for row, why in unfit.items():
         problems[row], messages[row] = "schema_mismatch", why
-    for name, column in (("output_problem", problems), ("error_message", messages)):
-        at = table.schema.get_field_index(name)
-        table = table.set_column(at, table.schema.field(at), pa.array(column, pa.string()))
-    return table, parsed
+    return parsed, pa.array(problems, pa.string()), pa.array(messages, pa.string())
+
+
+def _copy(array: pa.Array) -> pa.Array:
+    """A slice with buffers of its own (a pickled slice would carry its parent's whole)."""
+    return pa.concat_arrays([array])

@@ -254,19 +254,21 @@ def _custom_id(obj: Any) -> str | None:
 
 
 def index_inputs_of(paths: list[str], names: list[str], workers: Any) -> Iterator[FileIndex]:
-    """Each input file's index, in order; the first with ``invalid`` lines is the last."""
+    """Each input file's index, in order; the first with ``invalid`` lines is the last. The
+    first ranges are handed to ``workers`` at once."""
     todo = tasks(paths)
     return _gather_files(todo, workers.map(index_inputs, todo), names, None)
 
 
 def index_results_of(
     paths: list[str], names: list[str], workers: Any, folder: str, extras: tuple[str, ...]
-) -> tuple[list[FileIndex], list[str]]:
-    """Each result file's index, in order, and the spill files (``spill`` numbers them)."""
+) -> tuple[Iterator[FileIndex], list[str]]:
+    """Each result file's index, in order (the first ranges are handed to ``workers`` at
+    once), and the spill files (``spill`` numbers them)."""
     todo = tasks(paths)
     spills = [os.path.join(folder, f"answers-{n:06d}.arrow") for n in range(len(todo))]
     work = [(task, spill, extras) for task, spill in zip(todo, spills, strict=True)]
-    return list(_gather_files(todo, workers.map(index_results, work), names, spills)), spills
+    return _gather_files(todo, workers.map(index_results, work), names, spills), spills
 
 
 def _gather_files(

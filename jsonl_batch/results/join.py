@@ -39,7 +39,7 @@ from .gather import request_bodies, take_answers
 from .index import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of
 from .origins import Origin, find_origins
 from .readers import Anomaly, answer_schema
-from .structured import StructuredPlan, flat_names, flatten, plan_structured
+from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_structured
 from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -285,11 +285,29 @@ def join_into(
     with ExitStack() as stack:
         paths = [stack.enter_context(as_file(s)) for s in input_sources]
         names = [source_name(s) for s in input_sources]
+        given = None if schema is None else output_schema(schema)
+        origins = find_origins(input_sources)
+        estimates = input_estimates(paths) if estimate_tokens else None
+        result_paths = [stack.enter_context(as_file(s)) for s in results]
+        result_names = [source_name(s) for s in results]
+        sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
+        meter = _Meter(progress, sum(sizes))
+        count = workers if workers is not None else cores()
+        if sum(sizes) < PARALLEL_MIN_BYTES:
+            count = 1
+        folder, no_folder = _temporary_folder(stack)  # removed after the workers end
+        pool = stack.enter_context(Workers(count))
+        # The workers index the inputs and the results while this process reads what the
+        # requests ask for (``plan_structured``); a temporary folder that could not be made
+        # is said after the inputs, whose errors come first.
+        requests = index_inputs_of(paths, names, pool)
+        answering, spills = (
+            index_results_of(result_paths, result_names, pool, folder, extras)
+            if folder is not None
+            else (iter(()), [])
+        )
         answers = _Answers(
-            plan_structured(paths, schema),
-            find_origins(input_sources),
-            CostTally(table_prices),
-            input_estimates(paths) if estimate_tokens else None,
+            plan_structured(paths, given), origins, CostTally(table_prices), estimates
         )
         table_schema = join_schema(
             parsed=answers.parsed_fields(flatten, [c.name for c in COLUMNS]),
@@ -298,30 +316,21 @@ def join_into(
             include_tool_calls=include_tool_calls,
             include_embeddings=include_embeddings,
         )
-        result_paths = [stack.enter_context(as_file(s)) for s in results]
-        result_names = [source_name(s) for s in results]
-        sizes = [os.path.getsize(p) for p in (*paths, *result_paths)]
-        meter = _Meter(progress, sum(sizes))
-        count = workers if workers is not None else cores()
-        if sum(sizes) < PARALLEL_MIN_BYTES:
-            count = 1
-        pool = stack.enter_context(Workers(count))
         indexed = []
         blank: list[Anomaly] = []
-        for f in index_inputs_of(paths, names, pool):
+        for f in requests:
             for line, _, why, kind in f.invalid:
                 if kind != "blank_line":
                     raise JoinError(_input_error(f.name, line, why))
                 blank.append(Anomaly("invalid_line", f.name, line, None, why))
             indexed.append(f)
             meter.add(os.path.getsize(f.path))
-        try:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-"))
-        except OSError as exc:
-            raise ReadError(f"cannot make the join's temporary folder ({exc})") from None
-        answered, spills = index_results_of(result_paths, result_names, pool, folder, extras)
+        if no_folder is not None:
+            raise no_folder
+        answered = list(answering)
         meter.add(sum(sizes[len(paths) :]))
-        pool.close()
+        if not answers.structured.active:
+            pool.close()  # else it checks the answers (``check_answers``)
         plan = _resolve(indexed, answered, max_anomalies, include_bodies)
         summary = plan.summary
         summary.invalid_lines += len(blank)
@@ -340,7 +349,7 @@ def join_into(
             if answers.structured.active:
                 lines = f.table.column("line").slice(start - plan.first[number], rows)
                 checks = answers.structured.for_rows(number, lines.to_pylist())
-                found, parsed = check_answers(found, checks)
+                found, parsed = check_answers(found, checks, pool)
             bodies = None
             if include_bodies:
                 bodies = request_bodies(
@@ -356,10 +365,19 @@ def join_into(
             done += table.num_rows
             meter.rows(done, len(plan.ids))
         writing.close()
+        pool.close()
         summary.requests = done
         _finish(plan, max_anomalies)
         answers.finish(summary, flatten)
         return summary
+
+
+def _temporary_folder(stack: ExitStack) -> tuple[str | None, ReadError | None]:
+    """The join's temporary folder (for the spill files), or why it could not be made."""
+    try:
+        return stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-")), None
+    except OSError as exc:
+        return None, ReadError(f"cannot make the join's temporary folder ({exc})")
 
 
 class _Behind:

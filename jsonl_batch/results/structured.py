@@ -603,6 +603,10 @@ class BlockChecks:
     wanted: list[int]
     column_type: pa.DataType
 
+    def part(self, start: int, stop: int) -> BlockChecks:
+        """The checks of rows ``start`` to ``stop`` (numbered from 0 again)."""
+        return BlockChecks(self.schemas, self.wanted[start:stop], self.column_type)
+
     def check(self, row: int, text: str | None) -> Checked:
         """Check answer ``row``'s text; ``Checked()`` when it need not be JSON. Numbers are
         left as they are: ``array`` converts them."""
