@@ -268,6 +268,18 @@ def test_metadata_at_the_limits_is_fine() -> None:
     assert api.check_metadata(metadata) == metadata
 
 
+def test_metadata_limits_are_the_profiles() -> None:
+    from jsonl_batch import get_profile
+
+    profile = get_profile("openai")
+    assert (profile.max_metadata_pairs, profile.max_metadata_key) == (16, 64)
+    assert profile.max_metadata_value == 512
+    metadata = {str(i): "v" for i in range(17)}
+    with pytest.raises(ValueError, match="17 pairs; at most 16"):
+        api.check_metadata(metadata)
+    assert api.check_metadata(metadata, profile.replace(max_metadata_pairs=17)) == metadata
+
+
 # -- wait ------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from jsonl_batch import BatchWriter, BuildError, get_profile, validate_file
 from jsonl_batch.build.writer import value_at
 from jsonl_batch.outputs.atomic import OutputExists, WriteError
-from jsonl_batch.rules.limits import PartLimits, Totals
+from jsonl_batch.rules.limits import Limits, Totals
 
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
@@ -160,7 +160,7 @@ def test_a_request_larger_than_the_limit_fails_even_with_rotation(tmp_path: Path
         w.add(chat())
         with pytest.raises(BuildError, match="file_too_large") as err:
             w.add(chat("x" * 300))
-    assert "more than the limit of 200 bytes" in str(err.value)
+    assert "; the limit is 200 bytes per file, so no part can hold it." in str(err.value)
 
 
 def words(n: int) -> dict[str, Any]:
@@ -193,8 +193,9 @@ def test_token_budget_without_rotation_raises(tmp_path: Path) -> None:
         writer.add(words(12))
     assert err.value.code == "token_limit_exceeded" and err.value.value == "request-2"
     assert str(err.value) == (
-        "This request's estimated 40 input tokens would take the file past the limit of 50 "
-        "tokens (it has 30); write parts instead (rotate=True, or jsonl-batch build -o FILE). "
+        "This request (an estimated 40 input tokens) would give the file an estimated 70 input "
+        "tokens; the limit is 50 input tokens; write parts instead (rotate=True, or jsonl-batch "
+        "build -o FILE). "
         "(token_limit_exceeded)"
     )
     assert [line["custom_id"] for line in lines(out)] == ["request-1", "request-2"]
@@ -206,7 +207,7 @@ def test_a_request_over_the_token_budget_fails_even_with_rotation(tmp_path: Path
         w.add(words(2))
         with pytest.raises(BuildError, match="token_limit_exceeded") as err:
             w.add(words(30))
-    assert "alone has an estimated 38 input tokens, more than the limit of 20 tokens" in str(
+    assert "alone has an estimated 38 input tokens; the limit is 20 input tokens, so" in str(
         err.value
     )
     assert err.value.value == 38
@@ -434,7 +435,7 @@ def test_a_missing_folder_names_the_path_given(tmp_path: Path) -> None:
 
 
 def test_part_limits_are_one_definition() -> None:
-    limits = PartLimits.of(get_profile("openai", max_requests=2, max_bytes=100), max_tokens=50)
+    limits = Limits.of(get_profile("openai", max_requests=2, max_bytes=100), max_tokens=50)
     assert limits.to_dict() == {
         "max_requests": 2,
         "max_bytes": 100,
@@ -445,15 +446,14 @@ def test_part_limits_are_one_definition() -> None:
     code, message, param, value = limits.alone(101, 0, 0)  # type: ignore[misc]
     assert (code, param, value) == ("file_too_large", None, 101)
     assert message == (
-        "This request alone has 101 bytes, more than the limit of 100 bytes per file; "
-        "no part can hold it."
+        "This request alone has 101 bytes; the limit is 100 bytes per file, so no part can hold it."
     )
     assert limits.alone(1, 0, 51)[0] == "token_limit_exceeded"  # type: ignore[index]
     assert not limits.overflows(Totals(1, 50, 0, 20), 50, 0, 30)
     assert limits.overflows(Totals(2, 10, 0, 0), 1, 0, 0)  # requests
     assert limits.overflows(Totals(1, 50, 0, 0), 51, 0, 0)  # bytes
     assert limits.overflows(Totals(1, 50, 0, 40), 1, 0, 11)  # tokens
-    assert "max_tokens" not in PartLimits.of(get_profile("openai")).to_dict()
+    assert "max_tokens" not in Limits.of(get_profile("openai")).to_dict()
 
 
 @pytest.mark.parametrize("rotate", [False, "auto"])

@@ -112,8 +112,8 @@ def test_max_tokens(csv: Path, tmp_path: Path) -> None:
     result = run(str(csv), *args)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith(
-        "Error: row 2: This request's estimated 12 input tokens would take the file past the "
-        "limit of 25 tokens (it has 14)"
+        "Error: row 2: This request (an estimated 12 input tokens) would give the file an "
+        "estimated 26 input tokens; the limit is 25 input tokens"
     )
     assert result.stderr.rstrip().endswith("(token_limit_exceeded)")
     assert "--max-tokens" in run("--help").output
@@ -182,7 +182,7 @@ def test_formats_and_stdin(tmp_path: Path) -> None:
         (
             '{"t": "a"}\n{"t": "b"}\n',
             ("--prompt-column", "t", "--max-tokens", "7"),
-            "row 1: This request alone has an estimated 8 input tokens, more than the limit of 7",
+            "row 1: This request alone has an estimated 8 input tokens; the limit is 7 input",
         ),
         (
             '{"t": "a", "i": 1}\n{"t": "b", "i": 1}\n',

@@ -135,7 +135,7 @@ def test_max_tokens(big: Path, tmp_path: Path) -> None:
 def test_a_request_over_max_tokens(big: Path, tmp_path: Path) -> None:
     result = run(str(big), "--max-tokens", "7", "-o", str(tmp_path / "a"), "--max-problems", "1")
     assert result.exit_code == 1
-    assert "line 1: This request alone has an estimated 8 input tokens, more than the limit" in (
+    assert "line 1: This request alone has an estimated 8 input tokens; the limit is 7 input" in (
         result.stdout
     )
     assert "token_limit_exceeded" in result.stdout and "Nothing was written" in result.stderr

@@ -27,7 +27,7 @@ from jsonl_batch.rules.checks import (
     streaming,
     unknown_keys,
 )
-from jsonl_batch.rules.limits import LIMIT_CODES
+from jsonl_batch.rules.limits import LIMIT_CODES, LIMITS, Limits, Totals
 from jsonl_batch.rules.requests import RequestFacts, count_inputs, read_request
 from jsonl_batch.validate import LineChecker
 
@@ -277,3 +277,49 @@ def test_the_fast_path_is_taken_by_clean_lines() -> None:
     chunk = CHECKER.check_lines([orjson.dumps(req)])
     assert chunk.findings == [] and chunk.embedding_inputs == 2
     assert CHECKER.clean["/v1/embeddings"](req)  # (what sends a line down the fast path)
+
+
+def test_the_file_and_a_part_break_a_limit_in_one_wording() -> None:
+    """``Limits`` words the whole file (``FileRules.finish``), a part (builder rotation,
+    split) and a request alone the same way: ``... N noun; the limit is L noun``."""
+    profile = get_profile(max_requests=2, max_bytes=100, max_embedding_inputs=5)
+    limits = Limits.of(profile, 50)
+    over = limits.over(Totals(3, 101, 6, 51))
+    assert [b.code for b in over] == list(LIMIT_CODES) == [limit.code for limit in LIMITS]
+    assert [b.message for b in over] == [
+        "The file has 3 requests; the limit is 2 requests per file. Split it (jsonl-batch split).",
+        "The file has 101 bytes; the limit is 100 bytes per file. Split it (jsonl-batch split).",
+        "The file has 6 embedding inputs; the limit is 5 embedding inputs per file. Split it "
+        "(jsonl-batch split).",
+        "The file has an estimated 51 input tokens; the limit is 50 input tokens. The server "
+        "fails a batch over the organization's enqueued-token limit at validation: split it "
+        "(jsonl-batch split --max-tokens) or wait for running batches to finish.",
+    ]
+    rules = FileRules(profile.replace(max_enqueued_tokens=50))
+    rules.requests, rules.embedding_inputs, rules.tokens = 3, 6, 51
+    assert rules.finish(101) == [b[:3] for b in over]
+    breaks = [
+        limits.breaks(Totals(2, 0, 0, 0), 1, 0, 0),
+        limits.breaks(Totals(1, 50, 0, 0), 60, 0, 0),
+        limits.breaks(Totals(1, 0, 3, 0), 1, 3, 0),
+        limits.breaks(Totals(1, 0, 0, 30), 1, 0, 40),
+    ]
+    assert [(b.code, b.message, b.value) for b in breaks if b] == [
+        ("too_many_tasks", "This request would give the file 3 requests; the limit is 2 "
+         "requests per file", 3),
+        ("file_too_large", "This request (60 bytes) would give the file 110 bytes; the limit is "
+         "100 bytes per file", 110),
+        ("too_many_embedding_inputs", "This request (3 embedding inputs) would give the file 6 "
+         "embedding inputs; the limit is 5 embedding inputs per file", 6),
+        ("token_limit_exceeded", "This request (an estimated 40 input tokens) would give the "
+         "file an estimated 70 input tokens; the limit is 50 input tokens", 70),
+    ]  # fmt: skip
+    assert limits.breaks(Totals(1, 50, 0, 0), 50, 5, 0) is None
+    alone = limits.alone(1, 6, 0)
+    assert alone == (
+        "too_many_embedding_inputs",
+        "This request alone has 6 embedding inputs; the limit is 5 embedding inputs per file, "
+        "so no part can hold it.",
+        "body.input",
+        6,
+    )

@@ -375,8 +375,8 @@ def test_a_line_over_the_token_budget(tmp_path: Path) -> None:
     assert not result.written and os.listdir(tmp_path) == ["in.jsonl"]
     assert result.report.flatten(["line", "code"]) == [[2, "token_limit_exceeded"]]
     assert result.report.problems[0].message == (
-        "This request alone has an estimated 58 input tokens, more than the limit of 30 tokens "
-        "per file; no part can hold it."
+        "This request alone has an estimated 58 input tokens; the limit is 30 input tokens, so "
+        "no part can hold it."
     )
     result = split_file(path, max_tokens=30, skip_invalid=True)
     assert [p.line_ranges for p in result.manifest.parts] == [[(1, 1), (3, 3)]]

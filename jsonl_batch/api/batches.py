@@ -18,6 +18,7 @@ from ..errors import JsonlBatchError, UsageError, option
 from ..lines.reading import ReadError, parse_line, read_lines
 from ..outputs.atomic import WriteError, check_writable
 from ..rules.problems import Report
+from ..rules.profiles import Profile, get_profile
 from ..validate import validate_file
 from .answers import BATCH, FILE, batch_answer, file_answer, page_answer, pages, safe_id
 from .client import INSTALL_HINT, ApiError, MissingSdk, calling, load_sdk, make_client
@@ -67,7 +68,6 @@ STATUSES = (
     "cancelled",
 )
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 BACKOFF = 1.5
 MIN_INTERVAL = 1.0
 """The floor of the pause between two polls of ``wait_for_batch``: never a busy loop."""
@@ -197,16 +197,27 @@ def cancel_batch(client: Any, batch_id: str) -> Batch:
         raise
 
 
-def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """Metadata within the API's limits (16 pairs, keys 64 chars, values 512), or ``ValueError``."""
+def check_metadata(
+    metadata: Mapping[str, str] | None, profile: str | Profile = "openai"
+) -> dict[str, str]:
+    """Metadata within the profile's limits (OpenAI: 16 pairs, keys 64 characters, values
+    512), or ``ValueError``."""
+    limits = get_profile(profile)
+    pairs, key_chars, value_chars = (
+        limits.max_metadata_pairs,
+        limits.max_metadata_key,
+        limits.max_metadata_value,
+    )
     metadata = dict(metadata or {})
-    if len(metadata) > MAX_METADATA_PAIRS:
-        raise UsageError(f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS}")
+    if len(metadata) > pairs:
+        raise UsageError(f"metadata has {len(metadata)} pairs; at most {pairs}")
     for key, value in metadata.items():
-        if not key or len(key) > MAX_METADATA_KEY:
-            raise UsageError(f"metadata key {key[:20]!r}... must have 1 to 64 characters")
-        if len(value) > MAX_METADATA_VALUE:
-            raise UsageError(f"metadata value of {key!r} has {len(value)} characters; at most 512")
+        if not key or len(key) > key_chars:
+            raise UsageError(f"metadata key {key[:20]!r}... must have 1 to {key_chars} characters")
+        if len(value) > value_chars:
+            raise UsageError(
+                f"metadata value of {key!r} has {len(value)} characters; at most {value_chars}"
+            )
     return metadata
 
 
@@ -236,9 +247,9 @@ def create_batch(
     """Validate ``path`` (unless ``validate=False``), upload it for ``batch``, create the batch.
 
     ``endpoint`` defaults to the file's. An invalid file raises ``InvalidBatchFile`` before any
-    call; metadata over the limits raises ``ValueError``.
+    call; metadata over the profile's limits raises ``ValueError``.
     """
-    meta = check_metadata(metadata)
+    meta = check_metadata(metadata, profile)
     path = Path(path)
     report = None
     if validate:

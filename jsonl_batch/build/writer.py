@@ -23,7 +23,7 @@ from ..errors import JsonlBatchError, UsageError
 from ..outputs.atomic import WriteError, atomic_output, writes_through
 from ..outputs.manifests import Manifest, OutputSet, Part, manifest_path, part_name
 from ..rules.checks import FileRules
-from ..rules.limits import PartLimits, Totals
+from ..rules.limits import Limits, Totals
 from ..rules.problems import CATALOGUE
 from ..rules.profiles import Profile, get_profile
 from ..rules.requests import request_line
@@ -156,7 +156,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
                 f"{endpoint!r} is not an endpoint of the {self.profile.name} profile "
                 f"(choose from {', '.join(self.profile.endpoints)})"
             )
-        self.limits = PartLimits.of(self.profile, max_tokens)
+        self.limits = Limits.of(self.profile, max_tokens)
         self.max_tokens = self.limits.max_tokens
         self.endpoint, self.model, self.rotate, self.force = endpoint, model, rotate, force
         self.id_prefix, self.write_manifest = id_prefix, write_manifest
@@ -263,7 +263,8 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         broken = self.limits.breaks(self._totals, size, inputs, tokens) if self._part else None
         if broken and not self.rotate:
             hint = "write parts instead (rotate=True, or jsonl-batch build -o FILE)"
-            raise BuildError(broken[0], f"{broken[1]}; {hint}.", value=custom_id)
+            message = f"{broken.message}; {hint}."
+            raise BuildError(broken.code, message, param=broken.param, value=custom_id)
         if broken:
             self._finish_part()
         self._write(raw, custom_id, number, (size, inputs, tokens), facts.model)

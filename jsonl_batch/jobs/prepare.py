@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import ReadError, describe_os_error
 from ..results.join import expand_inputs, join_into
-from ..rules.limits import LIMIT_CODES, PartLimits
+from ..rules.limits import LIMIT_CODES, Limits
 from ..rules.problems import Report
 from ..rules.profiles import Profile
 from ..split.engine import split_file
@@ -62,7 +62,7 @@ def input_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return paths
 
 
-def fingerprint(paths: list[Path], profile: Profile, limits: PartLimits) -> dict[str, Any]:
+def fingerprint(paths: list[Path], profile: Profile, limits: Limits) -> dict[str, Any]:
     """What makes a job this job: its inputs' bytes, in order, and the part limits."""
     files = []
     for path in paths:
@@ -79,7 +79,7 @@ def prepare(
     ledger: Ledger,
     paths: list[Path],
     profile: Profile,
-    limits: PartLimits,
+    limits: Limits,
     *,
     workers: int | None = None,
     max_problems: int | None = 100,

@@ -32,7 +32,7 @@ from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import read_lines
 from ..results.join import JoinSummary
 from ..results.retry import write_retry
-from ..rules.limits import PartLimits
+from ..rules.limits import Limits
 from ..rules.problems import plural
 from ..rules.profiles import Profile, get_profile
 from .ledger import FINAL, IN_FLIGHT, Ledger, PartRecord
@@ -189,9 +189,9 @@ def run_job(
     if retries < 0:
         raise UsageError(f"retries must be at least 0, not {retries}")
     budget = _smallest(max_tokens, max_enqueued_tokens)
-    part_limits = PartLimits.of(profile, budget)
+    part_limits = Limits.of(profile, budget)
     user_metadata = dict(metadata or {})
-    api.check_metadata({**user_metadata, RUN_KEY: "x", PART_KEY: "x", ATTEMPT_KEY: "x"})
+    api.check_metadata({**user_metadata, RUN_KEY: "x", PART_KEY: "x", ATTEMPT_KEY: "x"}, profile)
     paths = input_paths(inputs)
     folder = Path(out_dir)
     with Ledger.open(folder) as ledger:

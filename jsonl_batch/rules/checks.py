@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .limits import LIMIT_CODES
+from .limits import LIMIT_CODES, Limits, Totals
 from .models import model_facts, output_over, requested_output
 from .profiles import ENDPOINTS, Profile
 from .requests import Context, Finding
@@ -326,6 +326,7 @@ class FileRules:
         self, profile: Profile, endpoint: str | None = None, model: str | None = None
     ) -> None:
         self.profile = profile
+        self.limits = Limits.of(profile, check=False)
         self.endpoint = endpoint
         self.model = model
         self.endpoint_line: int | None = None
@@ -422,35 +423,9 @@ class FileRules:
 
     def finish(self, size: int) -> list[Finding]:
         """File-level findings once every line has been fed; ``size`` is the file's bytes."""
-        p = self.profile
         found: list[Finding] = []
-        if self.requests == 0 and not p.empty_file_ok:
+        if self.requests == 0 and not self.profile.empty_file_ok:
             found.append(("empty_file", "The file contains no requests.", None))
-        over = [
-            ("too_many_tasks", self.requests, p.max_requests, "requests", " per batch"),
-            ("file_too_large", size, p.max_bytes, "bytes", ""),
-            (
-                "too_many_embedding_inputs",
-                self.embedding_inputs,
-                p.max_embedding_inputs,
-                "embedding inputs",
-                " per batch",
-            ),
-        ]
-        for code, value, limit, what, scope in over:
-            if limit is not None and value > limit:
-                message = (
-                    f"The file has {value:,} {what}; the limit is {limit:,}{scope}. "
-                    "Split it (jsonl-batch split)."
-                )
-                found.append((code, message, None))
-        limit = p.max_enqueued_tokens
-        if limit is not None and self.tokens is not None and self.tokens > limit:
-            message = (
-                f"The file's requests have an estimated {self.tokens:,} input tokens "
-                f"(tiktoken estimate); the enqueued-token limit is {limit:,}. The server "
-                "fails such a batch at validation: split it (jsonl-batch split "
-                "--max-tokens) or wait for running batches to finish."
-            )
-            found.append(("token_limit_exceeded", message, None))
+        totals = Totals(self.requests, size, self.embedding_inputs, self.tokens or 0)
+        found += [breach[:3] for breach in self.limits.over(totals)]
         return found

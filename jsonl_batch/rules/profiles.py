@@ -129,6 +129,12 @@ class Profile:
     """Whether a file with no requests is accepted (vLLM)."""
     completion_window: str = "24h"
     """The completion windows the provider accepts, in words."""
+    max_metadata_pairs: int = 16
+    """A batch's metadata: at most this many key-value pairs (the Batch API's), ..."""
+    max_metadata_key: int = 64
+    """...keys of 1 to this many characters..."""
+    max_metadata_value: int = 512
+    """...and values of at most this many."""
     source: str = ""
     """Where these facts come from (documentation pages, source files)."""
 

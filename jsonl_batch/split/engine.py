@@ -40,7 +40,7 @@ from ..outputs.manifests import (
     rejected_name,
 )
 from ..rules.checks import Chunk, Context
-from ..rules.limits import LIMIT_CODES, PartLimits
+from ..rules.limits import LIMIT_CODES, Limits
 from ..rules.problems import Problem, Report
 from ..rules.profiles import Profile, get_profile
 from ..tokens.counting import TokenCounter
@@ -121,7 +121,7 @@ def split_file(
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
-    part_limits = PartLimits.of(profile, max_tokens)
+    part_limits = Limits.of(profile, max_tokens)
     check_endpoint(profile, endpoint)
     if parts is not None and parts < 1:
         raise UsageError(f"parts must be at least 1, not {parts}")

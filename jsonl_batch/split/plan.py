@@ -4,7 +4,7 @@ The validation's workers measure every line as they check it (``validation.Measu
 bytes, estimated input tokens, embedding inputs, and the (url, model) runs); ``LineFacts``
 keeps that, a few bytes per line, with which lines have errors, as the chunks come. Then
 ``plan_cuts`` walks those numbers, never the file. Greedy: each part is as full as the limits
-(``PartLimits``) allow, or, with ``parts``, an even share. The result is byte runs per part,
+(``Limits``) allow, or, with ``parts``, an even share. The result is byte runs per part,
 for ``copying``.
 """
 
@@ -19,7 +19,7 @@ from orjson import JSONDecodeError, loads
 from ..errors import UsageError, option
 from ..lines.reading import ReadError
 from ..rules.checks import Chunk, FileRules
-from ..rules.limits import PartLimits, Totals
+from ..rules.limits import Limits, Totals
 from ..rules.problems import Problem, Report, problem
 from ..rules.profiles import Profile
 from ..rules.requests import Context, RequestFacts, read_request
@@ -68,7 +68,7 @@ class Planner:
     """Chooses the cut points, a line at a time: greedy, so each part is as full as allowed."""
 
     def __init__(
-        self, limits: PartLimits, profile: Profile, by: By | None, parts: int | None, good: int
+        self, limits: Limits, profile: Profile, by: By | None, parts: int | None, good: int
     ) -> None:
         self.limits, self.profile, self.by, self.parts_wanted = limits, profile, by, parts
         self.remaining = good
@@ -208,7 +208,7 @@ def measure_lines(ctx: Context, counter: TokenCounter | None, lines: Iterable[by
 
 def plan_cuts(
     facts: LineFacts,
-    limits: PartLimits,
+    limits: Limits,
     profile: Profile,
     by: By | None,
     parts: int | None,
