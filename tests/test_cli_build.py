@@ -252,6 +252,16 @@ def test_io_errors_exit_2(csv: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is a directory" in result.output
 
 
+def test_allow_param(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    args = ("--model", "m", "--prompt-column", "text", "--param", "seed_v2=1")
+    result = run(str(csv), "-o", str(out), *args, "--allow-param", "seed_v2")
+    assert result.exit_code == 0, result.output  # was an internal error (a TypeError)
+    assert all(
+        line["body"]["seed_v2"] == 1 for line in map(orjson.loads, out.read_bytes().splitlines())
+    )
+
+
 def test_progress_bar_on_a_terminal(csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -28,7 +28,7 @@ from ..render.batches import (
 )
 from ..render.text import printable, report_text
 from ..rules.profiles import PROFILES
-from .options import CliError, format_option, library_errors, message
+from .options import CliError, flag, format_option, library_errors, message, stack, whole_number
 from .output import show
 
 __all__ = ["batches"]
@@ -66,11 +66,8 @@ def api_options(fn: F) -> F:
         "azure: AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION, AZURE_OPENAI_API_KEY.",
     )
     @click.option("--base-url", metavar="URL", help="API base URL (overrides OPENAI_BASE_URL).")
-    @click.option(
-        "--max-retries",
-        type=click.IntRange(min=0),
-        default=None,
-        help="Retries of a failed request (default: the SDK's, 2).",
+    @whole_number(
+        "--max-retries", minimum=0, help="Retries of a failed request (default: the SDK's, 2)."
     )
     @click.option(
         "--request-timeout",
@@ -142,7 +139,7 @@ def batches() -> None:
     "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Batches per page."
 )
 @click.option("--after", metavar="ID", help="Start after this batch (the next-page cursor).")
-@click.option("--all", "all_", is_flag=True, help="Every batch, page after page.")
+@flag("--all", "all_", help="Every batch, page after page.")
 @click.option(
     "--status",
     multiple=True,
@@ -225,7 +222,7 @@ def output_dir_options(what: str) -> Callable[[F], F]:
     """``-o/--output-dir`` (default: here) and ``--force`` for commands that write ``what``."""
 
     def decorate(fn: F) -> F:
-        fn = click.option("--force", is_flag=True, help=f"Overwrite {what} if they exist.")(fn)
+        fn = flag("--force", help=f"Overwrite {what} if they exist.")(fn)
         return click.option(
             "-o",
             "--output-dir",
@@ -238,34 +235,31 @@ def output_dir_options(what: str) -> Callable[[F], F]:
     return decorate
 
 
-def create_options(fn: F) -> F:
-    """The options of ``create`` (also used by ``run``)."""
-    for option in reversed(
-        [
-            click.argument("file", type=click.Path(dir_okay=False)),
-            click.option(
-                "--endpoint",
-                default="auto",
-                show_default=True,
-                help="The batch endpoint (auto: the file's).",
-            ),
-            click.option(
-                "--window", default="24h", show_default=True, help="The completion window."
-            ),
-            click.option(
-                "--metadata",
-                multiple=True,
-                metavar="KEY=VALUE",
-                callback=parse_metadata,
-                help="Metadata to attach (repeatable; 16 pairs, 64/512 chars).",
-            ),
-            click.option(
-                "--no-validate", is_flag=True, help="Upload without validating the file first."
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
+window_option = click.option(
+    "--window", default="24h", show_default=True, help="The completion window."
+)
+
+
+def metadata_option(help: str) -> Callable[[F], F]:
+    """``--metadata KEY=VALUE`` (repeatable), passed on as a dict."""
+    return click.option(
+        "--metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata, help=help
+    )
+
+
+create_options = stack(
+    click.argument("file", type=click.Path(dir_okay=False)),
+    click.option(
+        "--endpoint",
+        default="auto",
+        show_default=True,
+        help="The batch endpoint (auto: the file's).",
+    ),
+    window_option,
+    metadata_option("Metadata to attach (repeatable; 16 pairs, 64/512 chars)."),
+    flag("--no-validate", help="Upload without validating the file first."),
+)
+"""The options of ``create``."""
 
 
 def create_args(
@@ -307,23 +301,28 @@ def create(
     show(created, fmt, created_id, indent=True)
 
 
-def wait_options(fn: F) -> F:
-    """The options of ``wait`` (also used by ``run``)."""
-    fn = click.option(
+interval_option = click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="First pause between polls (at least 1s); it grows up to 60s.",
+)
+"""``--interval SECONDS``: the first pause between polls (``wait``, ``run``)."""
+
+
+wait_options = stack(
+    interval_option,
+    click.option(
         "--timeout",
         type=click.FloatRange(min=0),
         default=None,
         metavar="SECONDS",
         help="Give up after this long (exit 2).",
-    )(fn)
-    return click.option(
-        "--interval",
-        type=click.FloatRange(min=0),
-        default=5.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="First pause between polls (at least 1s); it grows up to 60s.",
-    )(fn)
+    ),
+)
+"""The options of ``wait``."""
 
 
 def _wait(client: Any, batch_id: str, interval: float, timeout: float | None) -> dict[str, Any]:

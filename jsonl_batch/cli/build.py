@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -11,8 +11,17 @@ from ..build.inputs import build_file, load_template, parse_params
 from ..build.writer import BuildError
 from ..render.manifests import manifest_text
 from ..render.text import printable
-from ..rules.profiles import ENDPOINTS, PROFILES
-from .options import format_option, library_errors, limits, message, profile_options
+from ..rules.profiles import ENDPOINTS, PROFILES, get_profile
+from .options import (
+    file_option,
+    flag,
+    force_option,
+    format_option,
+    library_errors,
+    message,
+    profile_options,
+    whole_number,
+)
 from .output import progress_bar, show
 
 
@@ -42,9 +51,8 @@ from .output import progress_bar, show
     metavar="KEY=VALUE",
     help="An extra body parameter, typed as JSON when it parses (repeatable; a.b=1 nests).",
 )
-@click.option(
+@file_option(
     "--template",
-    type=click.Path(dir_okay=False),
     help="A JSON body with {{column}} placeholders, instead of --prompt-column/--system.",
 )
 @click.option("--id-column", metavar="COLUMN", help="The column of custom_ids (else request-N).")
@@ -53,42 +61,25 @@ from .output import progress_bar, show
     type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
     help="The input's format (default: from its extension).",
 )
-@click.option(
+@whole_number(
     "--max-tokens",
-    type=click.IntRange(min=1),
-    default=None,
     help="Estimated input tokens per file (tiktoken; slower): a new part (or, to standard "
     "output, an error) before a request would go over N.",
 )
-@click.option("--split", is_flag=True, help="Always write parts and a manifest.")
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace existing outputs; parts or a manifest an earlier build left are removed.",
-)
+@flag("--split", help="Always write parts and a manifest.")
+@force_option("Replace existing outputs; parts or a manifest an earlier build left are removed.")
 @profile_options
 @format_option("text", "json")
 @library_errors
 def build(
     source: str,
     output: str,
-    endpoint: str,
-    model: str | None,
-    prompt_column: str | None,
-    system: str | None,
     params: tuple[str, ...],
     template: str | None,
-    id_column: str | None,
-    input_format: str | None,
-    max_tokens: int | None,
-    split: bool,
-    force: bool,
     profile: str,
-    max_requests: int | None,
-    max_bytes: int | None,
-    max_embedding_inputs: int | None,
-    allow_param: tuple[str, ...],
+    overrides: dict[str, Any],
     fmt: str,
+    **options: Any,
 ) -> None:
     """Build a valid batch file from the rows of SOURCE (CSV, TSV, JSONL, Parquet; - for stdin).
 
@@ -104,7 +95,7 @@ def build(
         jsonl-batch build questions.csv -o batch.jsonl --model gpt-4o-mini \\
             --prompt-column question --system "Answer briefly." --param temperature=0
     """
-    if template is None and model is None and PROFILES[profile].model_in_body:
+    if template is None and options["model"] is None and PROFILES[profile].model_in_body:
         raise click.UsageError("give --model (or a --template that sets the model)")
     terminal = _terminal()
     to_stdout = output == "-"
@@ -113,20 +104,11 @@ def build(
             manifest = build_file(
                 source,
                 sys.stdout.buffer if to_stdout else output,
-                endpoint,
-                model=model,
-                prompt_column=prompt_column,
-                system=system,
                 params=parse_params(params),
                 template=load_template(template) if template else None,
-                id_column=id_column,
-                input_format=input_format,
-                profile=profile,
-                split=split,
-                force=force,
+                profile=get_profile(profile, **overrides),  # --allow-param too
                 progress=progress,
-                max_tokens=max_tokens,
-                **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
+                **options,
             )
     except BuildError as exc:
         raise click.ClickException(printable(message(exc))) from None

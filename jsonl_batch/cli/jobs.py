@@ -6,12 +6,13 @@ Imported by ``cli/batches.py``, whose group these commands join.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from ..render.text import printable, report_text
-from .batches import ApiSettings, batch_command, parse_metadata
-from .options import Size, format_option, jobs_option, max_problems_option
+from .batches import ApiSettings, batch_command, interval_option, metadata_option, window_option
+from .options import Size, flag, format_option, jobs_option, max_problems_option, whole_number
 from .output import show
 
 
@@ -25,21 +26,16 @@ from .output import show
     help="The job's folder: its ledger, parts, results and results.parquet. "
     "Run the same command again to resume.",
 )
-@click.option("--max-requests", type=click.IntRange(min=1), help="Requests per part.")
+@whole_number("--max-requests", help="Requests per part.")
 @click.option("--max-bytes", type=Size(), help="Bytes per part (200MB, 150MiB or bytes).")
-@click.option(
-    "--max-embedding-inputs", type=click.IntRange(min=1), help="Embedding inputs per part."
-)
-@click.option(
-    "--max-tokens", type=click.IntRange(min=1), help="Estimated input tokens per part (tiktoken)."
-)
-@click.option(
+@whole_number("--max-embedding-inputs", help="Embedding inputs per part.")
+@whole_number("--max-tokens", help="Estimated input tokens per part (tiktoken).")
+@whole_number(
     "--max-enqueued-tokens",
-    type=click.IntRange(min=1),
     help="The organization's enqueued-token cap for the model: the estimated input tokens "
     "of the batches in flight stay under it.",
 )
-@click.option("--max-active", type=click.IntRange(min=1), help="At most K batches in flight.")
+@whole_number("--max-active", help="At most K batches in flight.")
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -48,31 +44,16 @@ from .output import show
     help="Rounds of retries of the requests that failed for a retryable cause "
     "(HTTP 408/429/5xx, expired, missing).",
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="First pause between polls (at least 1s); it grows up to 60s.",
-)
-@click.option("--window", default="24h", show_default=True, help="The completion window.")
-@click.option(
-    "--metadata",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=parse_metadata,
-    help="Metadata for every batch (repeatable; 13 pairs: 3 name the job's parts).",
-)
-@click.option(
+@interval_option
+@window_option
+@metadata_option("Metadata for every batch (repeatable; 13 pairs: 3 name the job's parts).")
+@whole_number(
     "--output-expires-after",
-    type=click.IntRange(min=1),
     metavar="SECONDS",
     help="How long the server keeps the result files.",
 )
-@click.option(
+@flag(
     "--cancel-on-interrupt",
-    is_flag=True,
     help="On Ctrl-C, cancel the running batches (default: leave them running).",
 )
 @max_problems_option
@@ -82,21 +63,8 @@ def run(
     settings: ApiSettings,
     inputs: tuple[str, ...],
     output_dir: str,
-    max_requests: int | None,
-    max_bytes: int | None,
-    max_embedding_inputs: int | None,
-    max_tokens: int | None,
-    max_enqueued_tokens: int | None,
-    max_active: int | None,
-    retries: int,
-    interval: float,
-    window: str,
-    metadata: dict[str, str],
-    output_expires_after: int | None,
-    cancel_on_interrupt: bool,
-    max_problems: int,
-    jobs: int | None,
     fmt: str,
+    **options: Any,
 ) -> None:
     """Run batch files (or split manifests) to the end: one table, resumable.
 
@@ -124,21 +92,8 @@ def run(
             output_dir,
             client=settings.client(),
             profile=settings.profile,
-            max_tokens=max_tokens,
-            max_enqueued_tokens=max_enqueued_tokens,
-            max_active=max_active,
-            retries=retries,
-            interval=interval,
-            window=window,
-            metadata=metadata,
-            output_expires_after=output_expires_after,
-            cancel_on_interrupt=cancel_on_interrupt,
-            max_problems=max_problems or None,
-            workers=jobs,
             progress=view,
-            max_requests=max_requests,
-            max_bytes=max_bytes,
-            max_embedding_inputs=max_embedding_inputs,
+            **options,
         )
     except InvalidInputs as exc:
         view.close()
@@ -158,7 +113,7 @@ def run(
 
 @batch_command("status")
 @click.argument("output_dir", type=click.Path(file_okay=False))
-@click.option("--offline", is_flag=True, help="Show the ledger as it is, without the API.")
+@flag("--offline", help="Show the ledger as it is, without the API.")
 @format_option("text", "json")
 def status(settings: ApiSettings, output_dir: str, offline: bool, fmt: str) -> None:
     """Show a job (the folder of `batches run`) from its ledger, refreshed from the API.

@@ -83,35 +83,84 @@ class Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def stack(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """The decorators ``options`` as one, applied as if written in this order, top first."""
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def whole_number(*decls: str, help: str, minimum: int = 1, **extra: Any) -> Callable[[F], F]:
+    """An option taking a whole number of at least ``minimum`` (``None`` when not given)."""
+    return click.option(*decls, type=click.IntRange(min=minimum), default=None, help=help, **extra)
+
+
+def file_option(*decls: str, help: str) -> Callable[[F], F]:
+    """An option naming a file to read (``None`` when not given)."""
+    return click.option(*decls, type=click.Path(dir_okay=False), help=help)
+
+
+def flag(*decls: str, help: str) -> Callable[[F], F]:
+    """An on/off option (``False`` when not given)."""
+    return click.option(*decls, is_flag=True, help=help)
+
+
+def force_option(help: str) -> Callable[[F], F]:
+    """``--force``: what it replaces is the command's to say."""
+    return flag("--force", help=help)
+
+
+def cap_option(*decls: str, help: str) -> Callable[[F], F]:
+    """At most N things listed (100 by default); ``0``, no cap, is passed on as ``None``, as
+    the library says it."""
+    return click.option(
+        *decls,
+        type=click.IntRange(min=0),
+        default=100,
+        show_default=True,
+        callback=lambda ctx, param, value: value or None,
+        help=help,
+    )
+
+
+def output_option(help: str, *, dir_okay: bool = True) -> Callable[[F], F]:
+    """``-o/--output``, required; ``-`` is standard output."""
+    return click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(dir_okay=dir_okay, allow_dash=True),
+        help=help,
+    )
+
+
+profile_option = click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="openai",
+    show_default=True,
+    help="Provider whose rules and limits apply.",
+)
+
+
 def profile_options(fn: F) -> F:
-    """``--profile``, the limit overrides and ``--allow-param``, passed on as ``profile``,
-    ``max_requests``, ``max_bytes``, ``max_embedding_inputs`` and ``allow_param``."""
-    options = [
-        click.option(
-            "--profile",
-            type=click.Choice(sorted(PROFILES)),
-            default="openai",
-            show_default=True,
-            help="Provider whose rules and limits apply.",
-        ),
-        click.option(
-            "--max-requests",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Override the profile's request limit.",
-        ),
+    """``--profile``, the limit overrides and ``--allow-param``, passed on as ``profile`` and
+    ``overrides`` (the overrides given, as keyword arguments for the library: ``limits``)."""
+
+    @stack(
+        profile_option,
+        whole_number("--max-requests", help="Override the profile's request limit."),
         click.option(
             "--max-bytes",
             type=Size(),
             default=None,
             help="Override the byte limit (200MB, 150MiB or bytes).",
         ),
-        click.option(
-            "--max-embedding-inputs",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Override the embedding-input limit.",
-        ),
+        whole_number("--max-embedding-inputs", help="Override the embedding-input limit."),
         click.option(
             "--allow-param",
             multiple=True,
@@ -119,10 +168,20 @@ def profile_options(fn: F) -> F:
             help="Accept this body parameter although OpenAI's definition lacks it (newer "
             "than the definition; repeatable).",
         ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    )
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        max_requests: int | None,
+        max_bytes: int | None,
+        max_embedding_inputs: int | None,
+        allow_param: tuple[str, ...],
+        **kwargs: Any,
+    ) -> Any:
+        given = limits(max_requests, max_bytes, max_embedding_inputs, allow_param)
+        return fn(*args, overrides=given, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def limits(
@@ -163,23 +222,18 @@ endpoint_option = click.option(
 ``{custom_id, body}`` file (``--profile together``, ...) does not name."""
 
 
-jobs_option = click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes for large files (default: one per core).",
+jobs_option = whole_number(
+    "--jobs", "workers", help="Worker processes for large files (default: one per core)."
 )
-"""``--jobs N``: processes for the per-line work on large files (``parallel.LineChunks``)."""
+"""``--jobs N``, passed on as ``workers``: processes for the per-line work on large files
+(``parallel.LineChunks``)."""
 
 
-max_problems_option = click.option(
-    "--max-problems",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="List at most N line problems per file (0: all); counts stay exact.",
+max_problems_option = cap_option(
+    "--max-problems", help="List at most N line problems per file (0: all); counts stay exact."
 )
-"""``--max-problems N``: the cap on listed problems (``validate_file(max_problems=...)``)."""
+"""``--max-problems N``: the cap on listed problems (``validate_file(max_problems=...)``;
+0 is passed on as ``None``: all)."""
 
 
 RESULT_FLAGS = ("--results", "-r")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..outputs.atomic import is_stdout
@@ -10,10 +12,12 @@ from ..results.retry import SELECTIONS, write_retry
 from .options import (
     ResultsCommand,
     endpoint_option,
+    file_option,
+    force_option,
     format_option,
     inputs_and_results,
     library_errors,
-    limits,
+    output_option,
     profile_options,
 )
 from .output import show
@@ -21,13 +25,7 @@ from .output import show
 
 @click.command("retry", cls=ResultsCommand)
 @inputs_and_results
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="Retry file to write (-: standard output).",
-)
+@output_option("Retry file to write (-: standard output).", dir_okay=False)
 @click.option(
     "--only",
     type=click.Choice(SELECTIONS[1:]),
@@ -36,19 +34,15 @@ from .output import show
     "not 4xx errors), or output-problems (succeeded, but truncated, filtered, refused, not "
     "JSON or off-schema). Default: every request that did not succeed.",
 )
-@click.option(
+@file_option(
     "--schema",
-    "schema_file",
-    type=click.Path(dir_okay=False),
     help="With --only output-problems: the JSON Schema answers must match (as join --schema).",
 )
 @profile_options
 @endpoint_option
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace an earlier retry of the same name (file, or parts and manifest); with "
-    "nothing to retry, remove it.",
+@force_option(
+    "Replace an earlier retry of the same name (file, or parts and manifest); with "
+    "nothing to retry, remove it."
 )
 @format_option("text", "json")
 @library_errors
@@ -57,15 +51,10 @@ def retry_command(
     results: tuple[str, ...],
     output: str,
     only: str | None,
-    schema_file: str | None,
     profile: str,
-    max_requests: int | None,
-    max_bytes: int | None,
-    max_embedding_inputs: int | None,
-    allow_param: tuple[str, ...],
-    endpoint: str | None,
-    force: bool,
+    overrides: dict[str, Any],
     fmt: str,
+    **options: Any,
 ) -> None:
     """Write the request lines of INPUTS that did not succeed, byte-identical, to a new file.
 
@@ -84,10 +73,8 @@ def retry_command(
         output,
         only=only or "all",
         profile=profile,
-        force=force,
-        schema=schema_file,
-        endpoint=endpoint,
-        **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
+        **options,
+        **overrides,
     )
     show(result, fmt, retry_text, err=is_stdout(output))  # the retry file on standard output
     raise SystemExit(0 if result.ok else 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..render.manifests import split_aside, split_text
@@ -10,13 +12,15 @@ from ..split.engine import SplitError, split_file
 from .options import (
     CliError,
     endpoint_option,
+    flag,
+    force_option,
     format_option,
     jobs_option,
     library_errors,
-    limits,
     max_problems_option,
     message,
     profile_options,
+    whole_number,
 )
 from .output import progress_bar, show
 
@@ -25,18 +29,11 @@ from .output import progress_bar, show
 @click.argument("file", type=click.Path(dir_okay=True))
 @profile_options
 @endpoint_option
-@click.option(
+@whole_number(
     "--max-tokens",
-    type=click.IntRange(min=1),
-    default=None,
     help="Estimated input tokens per part (tiktoken; slower): each part stays at or under N.",
 )
-@click.option(
-    "--parts",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Exactly K parts, balanced by requests (still within the limits).",
-)
+@whole_number("--parts", help="Exactly K parts, balanced by requests (still within the limits).")
 @click.option(
     "--by",
     type=click.Choice(["model", "endpoint"]),
@@ -46,43 +43,22 @@ from .output import progress_bar, show
 @click.option(
     "-o",
     "--output-dir",
+    "out_dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Folder for the parts and the manifest (default: the input's folder).",
 )
-@click.option(
+@flag(
     "--skip-invalid",
-    is_flag=True,
     help="Write invalid lines, unchanged, to STEM.rejected.jsonl instead of stopping "
     "(every line ends up in exactly one file).",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace an earlier split of the same file (its parts, rejected lines, manifest).",
-)
+@force_option("Replace an earlier split of the same file (its parts, rejected lines, manifest).")
 @max_problems_option
 @jobs_option
 @format_option("text", "json")
 @library_errors
-def split(
-    file: str,
-    profile: str,
-    max_requests: int | None,
-    max_bytes: int | None,
-    max_embedding_inputs: int | None,
-    allow_param: tuple[str, ...],
-    endpoint: str | None,
-    max_tokens: int | None,
-    parts: int | None,
-    by: str | None,
-    output_dir: str | None,
-    skip_invalid: bool,
-    force: bool,
-    max_problems: int,
-    jobs: int | None,
-    fmt: str,
-) -> None:
+def split(file: str, profile: str, overrides: dict[str, Any], fmt: str, **options: Any) -> None:
     """Split FILE into parts that each fit the limits, copying lines byte for byte.
 
     Writes STEM.part-001-of-00N.jsonl, ... and STEM.manifest.json (sha256, line ranges,
@@ -103,23 +79,9 @@ def split(
         jsonl-batch split big.jsonl --max-tokens 2000000
     """
     try:
-        with progress_bar("counting tokens", max_tokens is not None) as progress:
-            result = split_file(
-                file,
-                output_dir,
-                get_profile(
-                    profile, **limits(max_requests, max_bytes, max_embedding_inputs, allow_param)
-                ),
-                parts=parts,
-                by=by,  # type: ignore[arg-type]
-                skip_invalid=skip_invalid,
-                force=force,
-                max_problems=max_problems or None,
-                workers=jobs,
-                max_tokens=max_tokens,
-                progress=progress,
-                endpoint=endpoint,
-            )
+        with progress_bar("counting tokens", options["max_tokens"] is not None) as progress:
+            profiled = get_profile(profile, **overrides)
+            result = split_file(file, profile=profiled, progress=progress, **options)
     except SplitError as exc:  # the file's requests cannot be cut as asked: not a usage error
         raise CliError(message(exc)) from None
     if result.report.error:

@@ -15,21 +15,19 @@ from ..render.text import ProgressBar, printable
 from ..tokens.counting import TokensUnavailable
 from ..tokens.pricing import PriceError, load_prices
 from ..tokens.stats import Progress, file_stats
-from .options import CliError, format_option, jobs_option, library_errors, message
+from .options import CliError, file_option, format_option, jobs_option, library_errors, message
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
-@click.option(
+@file_option(
     "--prices",
-    "prices_file",
-    type=click.Path(dir_okay=False),
     help="A price table (JSON, the shape of the packaged data/prices.json) to use instead.",
 )
 @jobs_option
 @format_option("text", "json")
 @library_errors
-def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt: str) -> None:
+def stats(files: tuple[str, ...], prices: str | None, workers: int | None, fmt: str) -> None:
     """Estimate the input tokens, output ceiling and batch cost of FILES ("-" for stdin).
 
     Tokens are counted with tiktoken (the encoding chosen from body.model) the way OpenAI's
@@ -44,9 +42,9 @@ def stats(files: tuple[str, ...], prices_file: str | None, jobs: int | None, fmt
         jsonl-batch stats requests.jsonl --format json
     """
     try:
-        prices = load_prices(prices_file)
+        table = load_prices(prices)
         with _progress_bar(files) as progress:
-            result = file_stats(*files, prices=prices, workers=jobs, progress=progress)
+            result = file_stats(*files, prices=table, workers=workers, progress=progress)
     except (PriceError, TokensUnavailable) as exc:
         raise CliError(message(exc)) from None
     failed = [f for f in result.files if f.error]

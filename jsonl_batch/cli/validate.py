@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
-from ..render.text import SHOWN_PER_CODE, ReportOutput, SizedProgress, printable
+from ..render.text import SHOWN_PER_CODE, ReportOutput, printable
 from ..rules.problems import CATALOGUE
 from ..validate import validate_file
 from .options import (
     endpoint_option,
+    flag,
     format_option,
     jobs_option,
     library_errors,
-    limits,
     max_problems_option,
     profile_options,
+    whole_number,
 )
+from .output import progress_bar
 
 
 @click.command()
@@ -25,16 +27,13 @@ from .options import (
 @profile_options
 @endpoint_option
 @click.option("--model", help="The batch's model (default: the first line's body.model).")
-@click.option(
+@whole_number(
     "--max-enqueued-tokens",
-    type=click.IntRange(min=1),
-    default=None,
     help="Your organization's enqueued-token cap for the model: estimate input tokens "
     "(tiktoken; slower) and report token_limit_exceeded when over.",
 )
-@click.option(
+@flag(
     "--count-tokens",
-    is_flag=True,
     help="Estimate input tokens (tiktoken; slower) to report requests over their model's "
     "context window (and stats.input_tokens).",
 )
@@ -52,18 +51,10 @@ from .options import (
 def validate(
     files: tuple[str, ...],
     profile: str,
-    max_requests: int | None,
-    max_bytes: int | None,
-    max_embedding_inputs: int | None,
-    allow_param: tuple[str, ...],
-    endpoint: str | None,
-    model: str | None,
-    max_enqueued_tokens: int | None,
-    count_tokens: bool,
-    max_problems: int,
-    ignore: tuple[str, ...],
-    jobs: int | None,
+    overrides: dict[str, Any],
+    max_problems: int | None,
     fmt: str,
+    **options: Any,
 ) -> None:
     """Check batch input FILES ("-" for stdin) for everything the Batch API would reject.
 
@@ -76,29 +67,22 @@ def validate(
 
         jsonl-batch validate big.jsonl --max-enqueued-tokens 2000000
     """
+    # Counting tokens takes seconds on a big file: show progress on a terminal.
+    counting = options["max_enqueued_tokens"] is not None or options["count_tokens"]
     status = 0
     for path in files:
-        # Counting tokens takes seconds on a big file: show progress on a terminal.
-        show = (max_enqueued_tokens is not None or count_tokens) and sys.stderr.isatty()
-        progress = SizedProgress(sys.stderr, f"checking {path}") if show else None
         # --max-problems 0 lists every problem, in text too; they are rendered as they come.
-        out = ReportOutput(fmt, per_code=None if max_problems == 0 else SHOWN_PER_CODE)
-        report = validate_file(
-            path,
-            profile,
-            progress=progress,
-            max_problems=max_problems or None,
-            on_problem=out.add,
-            endpoint=endpoint,
-            model=model,
-            ignore=ignore,
-            workers=jobs,
-            max_enqueued_tokens=max_enqueued_tokens,
-            count_tokens=count_tokens,
-            **limits(max_requests, max_bytes, max_embedding_inputs, allow_param),
-        )
-        if progress is not None:
-            progress.close()
+        out = ReportOutput(fmt, per_code=None if max_problems is None else SHOWN_PER_CODE)
+        with progress_bar(f"checking {path}", counting) as progress:
+            report = validate_file(
+                path,
+                profile,
+                progress=progress,
+                max_problems=max_problems,
+                on_problem=out.add,
+                **options,
+                **overrides,
+            )
         if report.error:
             status = 2
             if fmt == "text":
