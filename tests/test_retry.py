@@ -275,3 +275,59 @@ def test_an_output_folder_that_cannot_be_listed_is_a_write_error(
     monkeypatch.setattr(Path, "iterdir", denied)  # a -wx folder (root may list any folder)
     with pytest.raises(WriteError, match=r"cannot list this folder \(Permission denied\)"):
         write_retry([CHAT_IN], CHAT_OUT, tmp_path / "retry.jsonl")
+
+
+def test_lines_of_the_result_files_that_are_not_results_are_counted(
+    tmp_path: Path, write: Any
+) -> None:
+    """A request file given as results answers nothing: its requests are "missing", and the
+    result says how many result lines were not results (blank ones are only skipped)."""
+    given = write(CHAT_OUT[0].read_bytes() + b"\n" + CHAT_IN.read_bytes(), "mixed.jsonl")
+    result = write_retry([CHAT_IN], [given], tmp_path / "retry.jsonl")
+    requests = len(CHAT_IN.read_bytes().splitlines())  # the blank line between: skipped
+    assert result.not_results == requests and result.to_dict()["not_results"] == requests
+    assert result.ok  # the retry file itself is fine
+    clean = write_retry([CHAT_IN], CHAT_OUT, tmp_path / "r2.jsonl")
+    assert clean.not_results == 0
+    blank = write(CHAT_OUT[0].read_bytes() + b"\n\n", "blank.jsonl")
+    assert write_retry([CHAT_IN], [blank, CHAT_OUT[1]], tmp_path / "r3.jsonl").not_results == 0
+
+
+def test_cli_says_when_results_are_not_results(tmp_path: Path, write: Any) -> None:
+    from click.testing import CliRunner
+
+    from jsonl_batch.cli import main
+
+    requests = write(jsonl(*(request(f"r-{i}") for i in range(9))), "requests.jsonl")
+    target = tmp_path / "retry.jsonl"
+    result = CliRunner().invoke(
+        main, ["retry", str(requests), "-r", str(requests), "-o", str(target)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[:2] == [
+        f"{target}: 9 requests to retry ({requests.stat().st_size:,} bytes): missing 9; "
+        "0 succeeded",
+        "9 lines of the result files are not results: were the batch's output and error "
+        "files given with -r? (`jsonl-batch join` lists them)",
+    ]
+    assert target.read_bytes() == requests.read_bytes()
+    result = CliRunner().invoke(
+        main,
+        ["retry", str(CHAT_IN), *(f"-r{p}" for p in CHAT_OUT), "-o", str(tmp_path / "ok.jsonl")],
+    )
+    assert result.exit_code == 0 and "not a result" not in result.output
+    data = CliRunner().invoke(
+        main,
+        [
+            "retry",
+            str(requests),
+            "-r",
+            str(requests),
+            "-o",
+            str(target),
+            "--force",
+            "--format",
+            "json",
+        ],
+    )
+    assert data.exit_code == 1 and orjson.loads(data.output)["not_results"] == 9

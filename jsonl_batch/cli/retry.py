@@ -60,7 +60,8 @@ def retry_command(
 
     The retry file is validated; over the profile's limits, only its parts and a manifest are
     written (OUTPUT's stem, named as `split` names them). Exit status: 0 written and valid
-    (or nothing to retry), 1 the retry file has problems, 2 usage or I/O error.
+    (or nothing to retry), 1 the retry file has problems or lines of the result files are
+    not results (as for join, problems found), 2 usage or I/O error.
 
     Example:
 
@@ -77,4 +78,4 @@ def retry_command(
         **overrides,
     )
     show(result, fmt, retry_text, err=is_stdout(output))  # the retry file on standard output
-    raise SystemExit(0 if result.ok else 1)
+    raise SystemExit(0 if result.ok and not result.not_results else 1)

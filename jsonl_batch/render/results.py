@@ -124,12 +124,20 @@ def retry_text(r: Any) -> str:
     skipped = f"{r.succeeded:,} succeeded"
     if r.not_selected:
         skipped += f", {r.not_selected:,} not selected"
+    wrong = []
+    if r.not_results:
+        verb = "is not a result" if r.not_results == 1 else "are not results"
+        wrong.append(
+            f"{plural(r.not_results, 'line')} of the result files {verb}: were the batch's "
+            "output and error files given with -r? (`jsonl-batch join` lists them)"
+        )
     if r.output is None:
-        return printable(f"nothing to retry ({skipped})")
+        return lines([printable(f"nothing to retry ({skipped})"), *wrong])
     reasons = ", ".join(f"{why} {n:,}" for why, n in r.reasons.items())
     out = [
         f"{r.output}: {r.requests:,} request{'s' if r.requests != 1 else ''} to retry "
-        f"({r.bytes:,} bytes): {reasons}; {skipped}"
+        f"({r.bytes:,} bytes): {reasons}; {skipped}",
+        *wrong,
     ]
     if r.split is not None and r.split.manifest is not None:
         out.append("over the limits, so split (upload the parts):")

@@ -215,7 +215,8 @@ def _extract_lines(data: bytes, extras: tuple[str, ...], piece: Piece, name: str
         try:
             obj = loads(raw)
         except decode_error:
-            piece.invalid.append((number, None, why_not_json(raw), "invalid_line"))
+            kind = "invalid_line" if raw.strip() else "blank_line"  # a blank line: skipped
+            piece.invalid.append((number, None, why_not_json(raw), kind))
             continue
         row = extract(obj, *flags, raw=raw)
         if isinstance(row, str):

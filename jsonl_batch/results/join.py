@@ -69,6 +69,10 @@ class JoinSummary:
     duplicates: int = 0
     """Result lines not kept because their custom_id was answered by another line."""
     invalid_lines: int = 0
+    """Lines skipped: blank ones and, in the result files, lines that are not results."""
+    not_results: int = 0
+    """Lines of the result files that are not results, blank ones left out (counted in
+    ``invalid_lines`` too): many of them mean a wrong file was given as results."""
     not_copied: int = 0
     """Body or tool-call values left null because they could not be copied."""
     prompt_tokens: int = 0
@@ -468,6 +472,8 @@ def _resolve(
                 summary.not_copied += 1
             else:
                 summary.invalid_lines += 1
+                summary.not_results += kind == "invalid_line"
+                kind = "invalid_line"  # a blank line too
             kept[kind] += 1
             if cap is None or kind == "not_copied" or kept[kind] <= cap:
                 result_anomalies.append(Anomaly(kind, r.name, line, cid, message))

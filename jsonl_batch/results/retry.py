@@ -31,7 +31,7 @@ from ..rules.problems import Report
 from ..rules.profiles import Profile, get_profile
 from ..split.engine import SplitResult, split_file, without
 from ..validate import check_endpoint, validate_file
-from .join import Collect, expand_inputs, join_into
+from .join import Collect, JoinSummary, expand_inputs, join_into
 
 SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")
 """``all``: every request that did not succeed; ``retryable``: missing ones and failures that
@@ -54,6 +54,9 @@ class RetryResult:
     succeeded: int = 0
     not_selected: int = 0
     """Requests that did not succeed but were left out by ``only``."""
+    not_results: int = 0
+    """Lines of the result files that are not results (blank ones left out): a wrong file
+    given as results leaves its requests "missing", so they are selected."""
     report: Report | None = None
     """The validation of the retry file (limits included)."""
     split: SplitResult | None = None
@@ -91,6 +94,7 @@ class RetryResult:
             "reasons": dict(self.reasons),
             "succeeded": self.succeeded,
             "not_selected": self.not_selected,
+            "not_results": self.not_results,
             "valid": self.ok,
             "report": report.to_dict() if report else None,
             "manifest": split.manifest.to_dict() if split and split.manifest else None,
@@ -194,11 +198,11 @@ def _write_retry(
     )
     outputs.check_folder()
     outputs.check([target])
-    table = _statuses(sources, results, schema)
+    table, joined = _statuses(sources, results, schema)
     mask = retry_mask(table, only)
     chosen = table.filter(mask)
     statuses = Counter(table.column("status").to_pylist())
-    result = RetryResult(None, succeeded=statuses["succeeded"])
+    result = RetryResult(None, succeeded=statuses["succeeded"], not_results=joined.not_results)
     if only == "output-problems":
         result.not_selected = table.num_rows - chosen.num_rows
     else:
@@ -270,11 +274,14 @@ class _Keep:
         self.sink.write(table.select(list(RETRY_COLUMNS)))
 
 
-def _statuses(sources: Sequence[Source], results: Sequence[Source], schema: Any) -> pa.Table:
-    """The join's ``RETRY_COLUMNS``, one row per request (``schema``: ``join``'s)."""
+def _statuses(
+    sources: Sequence[Source], results: Sequence[Source], schema: Any
+) -> tuple[pa.Table, JoinSummary]:
+    """The join's ``RETRY_COLUMNS``, one row per request (``schema``: ``join``'s), and its
+    summary."""
     keep = _Keep()
-    join_into(keep, sources, results, schema=schema)
-    return keep.sink.table()
+    summary = join_into(keep, sources, results, schema=schema, max_anomalies=0)
+    return keep.sink.table(), summary
 
 
 def copy_lines(source: Source, lines: set[int], out: IO[bytes]) -> int:
