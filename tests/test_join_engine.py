@@ -170,3 +170,21 @@ def test_worker_processes_give_the_same_table(
         blocks.append(outcome(lambda done=done: done))
     old = outcome(lambda: legacy_join.join([inp], outs, include_bodies=True))
     assert blocks[0] == blocks[1] == old
+
+
+def test_a_small_join_in_several_blocks_gives_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join of fewer than ``MIN_BLOCKS`` full blocks is cut into about that many (taking
+    one block's answers overlaps writing the one before): the same table, a row group each."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(joining, "MIN_BLOCK_ROWS", 1)
+    ids = [f"r{i}" for i in range(10)]
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(*(request(i) for i in ids)))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(jsonl(*(answer(i, "ok", n) for n, i in enumerate(ids[:-1][::-1]))))
+    same([inp], [out])
+    joining.join_to([inp], [out], tmp_path / "t.parquet")
+    assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups == 4  # 3+3+3+1

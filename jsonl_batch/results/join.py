@@ -523,15 +523,20 @@ def _concat_index(answered: list[FileIndex]) -> pa.Table:
 
 def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]:
     """``(input file number, first row, rows)`` of each block of requests, in input order:
-    at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file."""
+    at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file. A join of fewer
+    than ``MIN_BLOCKS`` full blocks is cut into about that many (of ``MIN_BLOCK_ROWS`` at
+    least), so that taking a block's answers overlaps writing the one before."""
+    size = min(BLOCK_ROWS, max(MIN_BLOCK_ROWS, -(-len(plan.ids) // MIN_BLOCKS)))
     out = []
     for number, f in enumerate(indexed):
         rows, start = _rows_of(f), plan.first[number]
-        out += [(number, start + a, min(BLOCK_ROWS, rows - a)) for a in range(0, rows, BLOCK_ROWS)]
+        out += [(number, start + a, min(size, rows - a)) for a in range(0, rows, size)]
     return out
 
 
 BLOCK_ROWS = 65_536
+MIN_BLOCKS = 4
+MIN_BLOCK_ROWS = 8_192
 
 
 def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
