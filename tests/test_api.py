@@ -6,6 +6,7 @@ import io
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 from fake_openai import KEY, PLANS, FakeOpenAI, closed_port, example
 from helpers import jsonl, request
@@ -438,3 +439,16 @@ def test_download_failure_leaves_nothing(
     with pytest.raises(api.ApiError, match=r"cannot download file-\d+: not found \(HTTP 404\)"):
         api.download_results(client(), batch_id, tmp_path)
     assert list(tmp_path.glob("batch_*")) == [] and list(tmp_path.glob(".batch_*")) == []
+
+
+def test_run_batch_result_as_a_dict(
+    fake: FakeOpenAI, requests_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "MIN_INTERVAL", 0.0)
+    fake.simulate()
+    run = api.run_batch(client(), requests_file, tmp_path / "out", wait={"interval": 0})
+    data = run.to_dict()
+    assert data["batch"]["status"] == "completed" and data["summary"]["succeeded"] == 6
+    assert data["table"] == str(tmp_path / "out" / f"{run.batch['id']}.parquet")
+    assert data["download"]["output"] == str(run.download.output)
+    assert orjson.loads(orjson.dumps(data)) == data  # JSON as it is

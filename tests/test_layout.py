@@ -111,3 +111,23 @@ def test_every_module_has_a_layer() -> None:
 
 def test_imports_point_down() -> None:
     assert _problems() == []
+
+
+SHARED_CLI = {"cli", "cli.options", "cli.output"}
+"""What a command module of ``cli/`` may import from ``cli/``: the group and the shared
+options and output."""
+GROUPED = {"cli.jobs": {"cli.batches"}, "cli.batches": {"cli.jobs"}}
+"""``batches``' subcommands in ``cli/jobs.py`` join its group."""
+
+
+def test_commands_import_no_other_command() -> None:
+    modules = _modules()
+    found = []
+    for module, path in sorted(modules.items()):
+        if _folder(module) != "cli" or module in SHARED_CLI:
+            continue
+        for target, _names, line in _imports(module, path):
+            allowed = SHARED_CLI | GROUPED.get(module, set())
+            if _folder(target) == "cli" and target not in allowed:
+                found.append(f"{module}:{line} imports {target}")
+    assert found == []

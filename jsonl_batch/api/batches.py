@@ -458,6 +458,16 @@ class Run:
     table: Path
     summary: JoinSummary
 
+    def to_dict(self) -> dict[str, Any]:
+        """The batch as it ended (the API's object), the result files, the table and the
+        join's summary."""
+        return {
+            "batch": dict(self.batch),
+            "download": self.download.to_dict(),
+            "table": str(self.table),
+            "summary": self.summary.to_dict(),
+        }
+
 
 def run_batch(
     client: Any,
