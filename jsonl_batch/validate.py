@@ -29,7 +29,7 @@ from .rules.checks import (
 )
 from .rules.models import model_facts
 from .rules.problems import CATALOGUE, Problem, Report, Stats, problem
-from .rules.profiles import EMBEDDINGS_URLS, Profile, get_profile
+from .rules.profiles import EMBEDDINGS_URLS, Profile, check_endpoint, get_profile
 from .rules.requests import Context, Finding, RequestFacts, count_inputs, read_request
 from .tokens.counting import TokenCounter, request_tokens
 
@@ -210,16 +210,6 @@ class _CleanValidators(dict[str, Callable[[Any], bool]]):
         check = jsonschema_rs.validator_for(clean_line_schema(url, self.ctx)).is_valid
         self[url] = check
         return check
-
-
-def check_endpoint(profile: Profile, endpoint: str | None) -> str | None:
-    """``endpoint`` when it is one of the profile's (or ``None``); else ``UsageError``."""
-    if endpoint is not None and endpoint not in profile.endpoints:
-        raise UsageError(
-            f"{endpoint!r} is not an endpoint of the {profile.name} profile "
-            f"(choose from {', '.join(profile.endpoints)})"
-        )
-    return endpoint
 
 
 class Validation:

@@ -36,7 +36,9 @@ def test_text_report_of_one_file() -> None:
     assert lines[2].split() == ["output", "ceiling", "200"]
     assert lines[3] == "  batch cost      $0.0002 input + up to <$0.0001 output = up to $0.0003"
     assert "Requests without an output limit" in lines[4] and lines[4].endswith(": 2.")
-    assert lines[-1].startswith("Estimates: tokens counted with tiktoken; batch prices = ")
+    assert lines[-1].startswith(
+        "Estimates: tokens counted as tiktoken counts them; batch prices = "
+    )
     assert "as of 2025-08 x 0.5 (https://" in lines[-1]
 
 
@@ -257,3 +259,136 @@ def test_malformed_files_are_skipped_lines_not_errors(write: Any, name: str) -> 
     assert (found["requests"], found["skipped_lines"] > 0) == (2 if huge else 1, not huge)
     text = run(str(path))
     assert text.exit_code == 0 and "Traceback" not in text.output
+
+
+# -- a file with nothing to count is a problem (exit 1); {custom_id, body} lines -----------------
+
+
+def body_line(custom_id: str = "b-1", **body: Any) -> dict[str, Any]:
+    """A ``{custom_id, body}`` line, the shape of providers that take the endpoint with the job."""
+    return {
+        "custom_id": custom_id,
+        "body": {"messages": [{"role": "user", "content": "Hi"}], **body},
+    }
+
+
+def test_an_empty_file_is_a_problem_exit_1(write: Any) -> None:
+    path = write(b"")
+    found = file_stats(path).files[0]
+    assert [(p.code, p.line, p.message) for p in found.problems] == [
+        ("empty_file", None, "The file is empty: it contains no requests.")
+    ]
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert "  error: The file is empty: it contains no requests. [empty_file]" in result.stdout
+    empty_stdin = run("-", "--format", "json", stdin=b"")
+    assert empty_stdin.exit_code == 1
+    assert orjson.loads(empty_stdin.stdout)["files"][0]["problems"][0]["code"] == "empty_file"
+
+
+def test_an_empty_file_is_fine_for_a_profile_that_takes_one(write: Any) -> None:
+    path = write(b"")
+    assert file_stats(path, profile="vllm").problems == []
+    assert run(str(path), "--profile", "vllm").exit_code == 0
+    assert (
+        run(str(write(b"garbage\n")), "--profile", "vllm").exit_code == 1
+    )  # lines, none a request
+
+
+def test_a_binary_file_is_a_problem_that_names_its_first_line(write: Any) -> None:
+    path = write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8\n" * 3)
+    [found] = file_stats(path).problems
+    assert found.code == "empty_file" and found.message.startswith(
+        "The file contains no requests: none of its 9 lines is one. Line 1: This line is not"
+    )
+    assert file_stats(write(b"\x00\x01\n", "nul.jsonl")).problems[0].message == (
+        "The file contains no requests. Line 1: This line holds a NUL byte: the file is "
+        "binary, not JSONL."
+    )
+    result = run(str(path), "--format", "json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert orjson.loads(result.stdout)["files"][0]["problems"] == [found.to_dict()]
+
+
+def test_requests_beside_bad_lines_are_counted_exit_0(write: Any) -> None:
+    path = write(b"not json\n" + jsonl(request("a")))
+    assert file_stats(path).problems == []
+    assert run(str(path)).exit_code == 0
+
+
+def test_problems_and_io_errors_together_exit_2(write: Any, tmp_path: Path) -> None:
+    empty = write(b"", "empty.jsonl")
+    assert run(CHAT_SAMPLE, str(empty)).exit_code == 1
+    assert run(str(empty), str(tmp_path / "missing.jsonl")).exit_code == 2
+
+
+def test_body_lines_without_their_profile_say_which_profiles_read_them(write: Any) -> None:
+    path = write([body_line("a"), body_line("b")])
+    [found] = file_stats(path).problems
+    assert "Line 1: This line is {custom_id, body}, with no url" in found.message
+    assert "(together, mistral, fireworks)" in found.message and "--" not in found.message
+    assert run(str(path)).exit_code == 1
+
+
+def test_body_lines_are_requests_to_the_profiles_endpoint(write: Any) -> None:
+    path = write([body_line("a", model="gpt-4o-mini", max_tokens=7), body_line("b")])
+    data = file_stats(path, profile="together").to_dict()["files"][0]
+    assert (data["requests"], data["endpoint"], data["problems"]) == (2, "/v1/chat/completions", [])
+    # counted as the same requests in OpenAI's shape
+    same = write([request("a", max_tokens=7), request("b", model=None)], "same.jsonl")
+    openai = file_stats(same).to_dict()["files"][0]
+    assert data["input_tokens"] == openai["input_tokens"] and data["output_ceiling"] == {
+        "sum": 7,
+        "requests_without": 1,
+    }
+    result = run(str(path), "--profile", "together", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout) == orjson.loads(
+        orjson.dumps(file_stats(path, profile="together").to_dict())
+    )
+
+
+def test_body_lines_to_another_endpoint_of_the_profile(write: Any) -> None:
+    path = write([{"custom_id": "e", "body": {"model": "mistral-embed", "input": ["a b", "c"]}}])
+    data = file_stats(path, profile="mistral", endpoint="/v1/embeddings").to_dict()["total"]
+    assert (data["endpoint"], data["embedding_inputs"], data["requests"]) == (
+        "/v1/embeddings",
+        2,
+        1,
+    )
+    assert data["input_tokens"]["sum"] == 3  # "a b" and "c": the texts alone, no overhead
+    result = run(str(path), "--profile", "mistral", "--endpoint", "/v1/embeddings")
+    assert result.exit_code == 0, result.output
+    assert "1 request; /v1/embeddings; mistral-embed" in result.stdout
+
+
+def test_an_endpoint_the_profile_lacks_is_a_usage_error(write: Any) -> None:
+    from jsonl_batch.errors import UsageError
+
+    path = write([body_line("a")])
+    with pytest.raises(UsageError, match="not an endpoint of the together profile"):
+        file_stats(path, profile="together", endpoint="/v1/embeddings")
+    result = run(str(path), "--profile", "together", "--endpoint", "/v1/embeddings")
+    assert result.exit_code == 2
+    assert "'/v1/embeddings' is not an endpoint of the together profile" in result.output
+
+
+def test_the_first_skipped_line_is_numbered_across_chunks(
+    write: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jsonl_batch.tokens.stats import Tally
+
+    first, second = Tally(lines=5), Tally(lines=4, first_skipped=(3, "why"))
+    first.add(second)
+    assert first.first_skipped == (8, "why")
+    first.add(Tally(lines=2, first_skipped=(1, "later")))
+    assert first.first_skipped == (8, "why")
+    path = write(b"[1]\n" * 3000)
+    monkeypatch.setattr(stats_module, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(stats_module, "CHUNK_BYTES", 4096)
+    parallel = file_stats(path, workers=2).to_dict()
+    assert parallel == file_stats(path, workers=1).to_dict()
+    assert parallel["files"][0]["problems"][0]["message"].startswith(
+        "The file contains no requests: none of its 3,000 lines is one. Line 1: This line is "
+        "an array"
+    )

@@ -26,7 +26,6 @@ NOT_FLAGS = (
     # data messages (a stats note, a problem) and generated documentation (the catalogue, the
     # join columns) still to be reworded; a shell command of another tool
     "pip install --force-reinstall",
-    "--prices FILE",
     "--max-tokens) or wait",
     "`--",
 )

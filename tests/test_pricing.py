@@ -177,7 +177,7 @@ def test_an_unknown_model_gets_tokens_and_no_cost(write: Any) -> None:
     stats = file_stats(write([request(model="my-deployment")])).files[0].to_dict()
     assert stats["input_tokens"]["sum"] > 0
     assert stats["cost"]["input"] is None and stats["cost"]["unpriced_models"] == ["my-deployment"]
-    assert any("No price" in note and "--prices FILE" in note for note in stats["notes"])
+    assert any("No price" in note and "price table of your own" in note for note in stats["notes"])
 
 
 def test_mixed_models_cost_the_priced_ones_and_name_the_rest(write: Any) -> None:

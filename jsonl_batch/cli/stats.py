@@ -15,7 +15,16 @@ from ..render.text import ProgressBar, printable
 from ..tokens.counting import TokensUnavailable
 from ..tokens.pricing import PriceError, load_prices
 from ..tokens.stats import Progress, file_stats
-from .options import CliError, file_option, format_option, jobs_option, library_errors, message
+from .options import (
+    CliError,
+    endpoint_option,
+    file_option,
+    format_option,
+    jobs_option,
+    library_errors,
+    message,
+    profile_option,
+)
 
 
 @click.command()
@@ -24,27 +33,47 @@ from .options import CliError, file_option, format_option, jobs_option, library_
     "--prices",
     help="A price table (JSON, the shape of the packaged data/prices.json) to use instead.",
 )
+@profile_option
+@endpoint_option
 @jobs_option
 @format_option("text", "json")
 @library_errors
-def stats(files: tuple[str, ...], prices: str | None, workers: int | None, fmt: str) -> None:
+def stats(
+    files: tuple[str, ...],
+    prices: str | None,
+    profile: str,
+    endpoint: str | None,
+    workers: int | None,
+    fmt: str,
+) -> None:
     """Estimate the input tokens, output ceiling and batch cost of FILES ("-" for stdin).
 
-    Tokens are counted with tiktoken (the encoding chosen from body.model) the way OpenAI's
-    cookbook does: message overhead, text parts, images, tool definitions. The output
-    ceiling sums max_tokens / max_completion_tokens / max_output_tokens. Costs use the
-    packaged price table (or --prices) at batch prices; a model without a price gets tokens
-    only. Everything is an estimate. Needs: pip install 'jsonl-batch[tokens]'. Exit status:
-    0 done, 2 usage or I/O error.
+    Tokens are counted as tiktoken counts them (bpe-openai's exact counter; the encoding
+    chosen from body.model) the way OpenAI's cookbook does: message overhead, text parts,
+    images, tool definitions. The output ceiling sums max_tokens / max_completion_tokens /
+    max_output_tokens. Costs use the packaged price table (or --prices) at batch prices; a
+    model without a price gets tokens only. Everything is an estimate. Lines of
+    {custom_id, body} (--profile together, mistral, fireworks) are requests to --endpoint.
+    Needs: pip install 'jsonl-batch[tokens]'. Exit status: 0 done, 1 a file holds no
+    request (empty, or not a batch file), 2 usage or I/O error.
 
     Example:
 
         jsonl-batch stats requests.jsonl --format json
+
+        jsonl-batch stats bodies.jsonl --profile mistral --endpoint /v1/embeddings
     """
     try:
         table = load_prices(prices)
         with _progress_bar(files) as progress:
-            result = file_stats(*files, prices=table, workers=workers, progress=progress)
+            result = file_stats(
+                *files,
+                prices=table,
+                workers=workers,
+                progress=progress,
+                profile=profile,
+                endpoint=endpoint,
+            )
     except (PriceError, TokensUnavailable) as exc:
         raise CliError(message(exc)) from None
     failed = [f for f in result.files if f.error]
@@ -54,7 +83,7 @@ def stats(files: tuple[str, ...], prices: str | None, workers: int | None, fmt: 
     text = stats_json(result) if fmt == "json" else stats_text(result)
     if text:
         click.echo(text)
-    raise SystemExit(2 if failed else 0)
+    raise SystemExit(2 if failed else 1 if result.problems else 0)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ def stats_text(stats: BatchStats) -> str:
     p = data["prices"]
     where = f"{p['file']}, " if p["file"] else ""
     out.append(
-        f"Estimates: tokens counted with tiktoken; batch prices = standard prices as of "
+        f"Estimates: tokens counted as tiktoken counts them; batch prices = standard prices as of "
         f"{p['as_of']} x {p['batch_multiplier']:g} ({where}{p['source']})."
     )
     return lines(out)
@@ -69,6 +69,7 @@ def _file_text(s: dict[str, Any], name: str | None = None) -> list[str]:
             line += f" = up to {_money(total, cur)}"
         out.append(line)
     out.extend(f"  note: {note}" for note in s["notes"])
+    out.extend(f"  {p['severity']}: {p['message']} [{p['code']}]" for p in s["problems"])
     return out
 
 

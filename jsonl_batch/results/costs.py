@@ -155,7 +155,8 @@ def input_estimates(
     """Per input file, its requests' estimated input tokens in line order, counted as
     ``stats`` counts them (worker processes for large files); ``None`` for a file with a
     line ``stats`` cannot count (the estimates would not line up) or that cannot be read.
-    Needs tiktoken (``TokensUnavailable`` otherwise)."""
+    Needs a token counter, the ``tokens`` extra (bpe-openai; ``TokensUnavailable``
+    otherwise)."""
     from ..tokens.stats import file_stats
 
     found = file_stats(*sources, workers=workers)

@@ -173,7 +173,7 @@ def join(
     the parsed top-level properties in columns of their own. ``cost_usd`` comes from
     ``prices`` (a ``PriceTable`` or a price file; default the packaged table), and
     ``estimate_tokens`` compares the reported prompt tokens with ``stats``' estimate of the
-    input lines (needs tiktoken; counting costs time). Raises
+    input lines (needs the ``tokens`` extra, bpe-openai; counting costs time). Raises
     ``ReadError`` when a file cannot be read and ``JoinError`` when an input line is not a
     request, a custom_id appears twice in the inputs, or no result line answers any request.
     The whole table is returned in memory; ``join_into`` hands it over a block at a time.

@@ -28,9 +28,9 @@ from ..outputs.atomic import atomic_output, check_writable, writes_through
 from ..outputs.manifests import OutputSet
 from ..rules.limits import LIMIT_CODES
 from ..rules.problems import Report
-from ..rules.profiles import Profile, get_profile
+from ..rules.profiles import Profile, check_endpoint, get_profile
 from ..split.engine import SplitResult, split_file, without
-from ..validate import check_endpoint, validate_file
+from ..validate import validate_file
 from .join import Collect, JoinSummary, expand_inputs, join_into
 
 SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")

@@ -333,6 +333,16 @@ def profile_table() -> str:
     return "\n".join(rows)
 
 
+def check_endpoint(profile: Profile, endpoint: str | None) -> str | None:
+    """``endpoint`` when it is one of the profile's (or ``None``); else ``UsageError``."""
+    if endpoint is not None and endpoint not in profile.endpoints:
+        raise UsageError(
+            f"{endpoint!r} is not an endpoint of the {profile.name} profile "
+            f"(choose from {', '.join(profile.endpoints)})"
+        )
+    return endpoint
+
+
 def get_profile(profile: str | Profile = "openai", **overrides: Any) -> Profile:
     """Look up a profile by name (or take one) and apply limit overrides."""
     if isinstance(profile, str):

@@ -42,9 +42,9 @@ from ..outputs.manifests import (
 from ..rules.checks import Chunk, Context
 from ..rules.limits import LIMIT_CODES, Limits
 from ..rules.problems import Problem, Report
-from ..rules.profiles import Profile, get_profile
+from ..rules.profiles import Profile, check_endpoint, get_profile
 from ..tokens.counting import TokenCounter
-from ..validate import check_endpoint, validate_file
+from ..validate import validate_file
 from .plan import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
 from .ranges import ByteRanges
 

@@ -49,8 +49,8 @@ never one pre-token)."""
 
 
 class TokensUnavailable(JsonlBatchError, RuntimeError):
-    """Tokens cannot be counted: tiktoken or an encoding file is missing (the message says
-    how to fix it)."""
+    """Tokens cannot be counted: bpe-openai (the ``tokens`` extra) or an encoding file is
+    missing (the message says how to fix it)."""
 
     code = "tokens_unavailable"
 
@@ -159,10 +159,13 @@ def _build(name: str) -> Any:
         import tiktoken
         from tiktoken_ext import openai_public
     except ImportError:
-        raise TokensUnavailable(f"token counting needs tiktoken: {INSTALL_HINT}") from None
+        raise TokensUnavailable(
+            "tiktoken's own encoder (the reference, not the counter) needs tiktoken: "
+            "pip install tiktoken"
+        ) from None
     constructor = openai_public.ENCODING_CONSTRUCTORS.get(name)
     if constructor is None:
-        raise TokensUnavailable(f"tiktoken has no encoding {name!r}: {INSTALL_HINT}")
+        raise TokensUnavailable(f"tiktoken has no encoding {name!r}: pip install -U tiktoken")
     # tiktoken's own constructor (pattern, special tokens, expected hash) run with its file
     # loader swapped for the packaged file: no download, and no global state touched.
     scope = {**constructor.__globals__, "load_tiktoken_bpe": partial(_packaged_ranks, name)}

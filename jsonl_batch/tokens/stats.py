@@ -23,10 +23,14 @@ from ..lines.parallel import LineChunks
 from ..lines.reading import (
     ReadError,
     Source,
+    explain_invalid,
     open_source,
     source_name,
+    strip_ending,
 )
-from ..rules.requests import RequestFacts, read_request
+from ..rules.problems import Problem, problem
+from ..rules.profiles import PROFILES, Profile, check_endpoint, get_profile
+from ..rules.requests import Context, RequestFacts, read_request
 from .counting import TokenCounter, output_ceiling
 from .images import UNSIZED
 from .pricing import PriceTable, load_prices, round_cost
@@ -53,8 +57,13 @@ class Tally:
     images: int = 0
     unsized_images: int = 0
     uncounted_parts: int = 0
+    first_skipped: tuple[int, str] | None = None
+    """The first skipped line (1-based, among these lines) and why it was skipped."""
 
     def add(self, other: Tally) -> None:
+        if self.first_skipped is None and other.first_skipped is not None:
+            line, why = other.first_skipped
+            self.first_skipped = (self.lines + line, why)
         self.lines += other.lines
         self.bytes += other.bytes
         self.skipped += other.skipped
@@ -69,8 +78,9 @@ class Tally:
         self.uncounted_parts += other.uncounted_parts
 
 
-def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
-    """Count raw lines (endings may be kept) into a ``Tally``: the hot loop."""
+def count_lines(counter: TokenCounter, lines: Iterable[bytes], ctx: Context | None = None) -> Tally:
+    """Count raw lines (endings may be kept) into a ``Tally``: the hot loop. ``ctx`` reads
+    the lines in its profile's shape (``{custom_id, body}`` lines get its endpoint)."""
     tally = Tally()
     tokens, groups = tally.tokens, tally.groups
     before = counter.images, counter.unsized_images, counter.uncounted_parts
@@ -80,12 +90,16 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
         size += len(raw)
         try:
             req = loads(raw)
-        except JSONDecodeError:
+        except JSONDecodeError as exc:
             skipped += 1
+            if tally.first_skipped is None:
+                tally.first_skipped = (n, _not_json(strip_ending(raw), exc))
             continue
-        facts = read_request(req)
+        facts = read_request(req, ctx)
         if not isinstance(facts, RequestFacts) or not facts.countable:
             skipped += 1
+            if tally.first_skipped is None:
+                tally.first_skipped = (n, skip_reason(facts, ctx))
             continue
         url, body, model = facts.url, facts.body, facts.model
         assert url is not None and body is not None  # (countable)
@@ -109,6 +123,31 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes]) -> Tally:
     return tally
 
 
+def _not_json(raw: bytes, exc: JSONDecodeError) -> str:
+    """Why a line is not JSON; a NUL byte says the file is binary."""
+    if b"\x00" in raw:
+        return "This line holds a NUL byte: the file is binary, not JSONL."
+    return explain_invalid(raw, exc)
+
+
+def skip_reason(facts: RequestFacts | tuple[str, str, str | None], ctx: Context | None) -> str:
+    """Why a parsed line is not counted, in words a user can act on."""
+    if not isinstance(facts, RequestFacts):
+        return facts[1]  # the core's finding: not a JSON object
+    if facts.url is None:
+        if facts.body is not None and (ctx is None or ctx.endpoint is None):
+            shaped = ", ".join(p.name for p in PROFILES.values() if p.line_shape == "body")
+            return (
+                "This line is {custom_id, body}, with no url: the shape of providers that take "
+                f"the endpoint with the job; count it with such a profile ({shaped}) and the "
+                "endpoint."
+            )
+        return "This line has no string 'url', so it is not a request."
+    if facts.body is None:
+        return "This line has no 'body' object."
+    return f"This line's url {facts.url!r} is not a batch endpoint."
+
+
 @dataclass
 class FileStats:
     """Estimates for one file (or the total of several): ``to_dict()`` is the JSON form."""
@@ -117,9 +156,12 @@ class FileStats:
     tally: Tally
     prices: PriceTable
     error: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    """What makes the estimate meaningless (``empty_file``: nothing in it is a request)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Counts, token summary, output ceiling, cost and notes (``--format json``)."""
+        """Counts, token summary, output ceiling, cost, notes and problems (``--format
+        json``)."""
         t = self.tally
         requests = len(t.tokens)
         endpoints = sorted({url for url, _ in t.groups})
@@ -144,6 +186,7 @@ class FileStats:
             "uncounted_parts": t.uncounted_parts,
             "cost": (cost := self._cost()),
             "notes": self._notes(unlimited, cost["unpriced_models"]),
+            "problems": [p.to_dict() for p in self.problems],
         }
 
     def _notes(self, unlimited: int, unpriced: list[str]) -> list[str]:
@@ -164,7 +207,7 @@ class FileStats:
         if unpriced:
             notes.append(
                 f"No price (or no output price) in the price table for {', '.join(unpriced)}: "
-                "not in the cost (give prices with --prices FILE)."
+                "not in the cost (a price table of your own can give them)."
             )
         return notes
 
@@ -206,6 +249,11 @@ class BatchStats:
             tally.add(found.tally)
         return FileStats("total", tally, self.prices)
 
+    @property
+    def problems(self) -> list[Problem]:
+        """Every file's problems (the command exits 1 when there are any)."""
+        return [found for f in self.files for found in f.problems]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON output of ``jsonl-batch stats``."""
         return {
@@ -237,14 +285,21 @@ def file_stats(
     prices: PriceTable | str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    profile: str | Profile = "openai",
+    endpoint: str | None = None,
 ) -> BatchStats:
     """Estimate tokens and batch cost of JSONL batch files (paths, ``"-"``, binary files).
 
     ``prices``: a table, a price file, or ``None`` for the packaged table. ``workers``:
     processes for large files (``None``: one per core; 1: in-process). ``progress`` is called
-    with each run of bytes counted. A file that cannot be read gets ``error``; a missing
-    tiktoken raises ``TokensUnavailable``.
+    with each run of bytes counted. ``profile`` (a name or a ``Profile``) says how lines are
+    shaped: its ``{custom_id, body}`` lines are requests to ``endpoint`` (default: the
+    profile's first; ``UsageError`` if it is not one of the profile's). A file that cannot
+    be read gets ``error``; one with no request in it, the problem ``empty_file``. Raises
+    ``TokensUnavailable`` when no token counter is installed.
     """
+    chosen = get_profile(profile)
+    ctx = Context(chosen, check_endpoint(chosen, endpoint))
     table = prices if isinstance(prices, PriceTable) else load_prices(prices)
     counter = TokenCounter()
     results = []
@@ -252,20 +307,40 @@ def file_stats(
         tally = Tally()
         error = None
         try:
-            for chunk in _chunks(source, counter, workers, progress):
+            for chunk in _chunks(source, partial(count_lines, counter, ctx=ctx), workers, progress):
                 tally.add(chunk)
         except ReadError as exc:
             error = str(exc)
-        results.append(FileStats(source_name(source), tally, table, error))
+        found = FileStats(source_name(source), tally, table, error)
+        if error is None:
+            found.problems = file_problems(tally, chosen)
+        results.append(found)
     return BatchStats(results, table)
 
 
+def file_problems(tally: Tally, profile: Profile) -> list[Problem]:
+    """``empty_file`` when nothing in a file was counted: it is empty (unless the profile
+    takes empty files), or none of its lines is a request (the first says why)."""
+    if tally.tokens or (not tally.lines and profile.empty_file_ok):
+        return []
+    if tally.first_skipped is None:
+        message = "The file is empty: it contains no requests."
+    else:
+        line, reason = tally.first_skipped
+        none = f": none of its {tally.lines:,} lines is one" if tally.lines > 1 else ""
+        message = f"The file contains no requests{none}. Line {line:,}: {reason}"
+    return [problem("empty_file", None, message)]
+
+
 def _chunks(
-    source: Source, counter: TokenCounter, workers: int | None, progress: Progress | None
+    source: Source,
+    count: Callable[[Iterable[bytes]], Tally],
+    workers: int | None,
+    progress: Progress | None,
 ) -> Iterator[Tally]:
     with open_source(source) as handle:
         chunks = LineChunks(
-            source, handle, partial(count_lines, counter), workers=workers, prime=True,
+            source, handle, count, workers=workers, prime=True,
             min_parallel_bytes=PARALLEL_MIN_BYTES, block_lines=BLOCK_LINES,
             chunk_bytes=CHUNK_BYTES,
         )  # fmt: skip
