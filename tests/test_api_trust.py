@@ -266,6 +266,36 @@ def test_without_a_size_the_last_line_must_be_whole(hostile: Hostile, tmp_path: 
     assert got.errors is not None and got.errors.read_bytes() == b'{"id": "unterminated"}'
 
 
+def test_a_declared_length_spares_the_file_object(hostile: Hostile, tmp_path: Path) -> None:
+    """With a ``Content-Length`` the size is checked against it: no ``GET /files/{id}``;
+    a body ended by closing the connection is checked against the File object's size."""
+    hostile.on("GET", "/batches/batch_1", json_answer(batch(error_file_id="file-err")))
+    serve_file(hostile, "file-out", DATA)
+    serve_file(hostile, "file-err", DATA, body(DATA, length=-1))
+    got = api.download_results(api.make_client(max_retries=0), "batch_1", tmp_path)
+    assert got.output is not None and got.output.read_bytes() == DATA
+    assert got.errors is not None and got.errors.read_bytes() == DATA
+    asked = [c for c in hostile.calls if c[1].startswith("/v1/files/")]
+    assert asked == [
+        ("GET", "/v1/files/file-out/content"),
+        ("GET", "/v1/files/file-err/content"),
+        ("GET", "/v1/files/file-err"),
+    ]
+
+
+def test_the_declared_length_of_a_body_sent_as_is() -> None:
+    from types import SimpleNamespace
+
+    def declared(**headers: str) -> int | None:  # the HTTP library's headers, lower-cased
+        return downloading.declared_size(SimpleNamespace(headers=headers))
+
+    assert declared(**{"content-length": "12"}) == 12
+    assert declared(**{"transfer-encoding": "chunked"}) is None
+    assert declared(**{"content-length": "12", "content-encoding": "gzip"}) is None  # decoded
+    assert declared(**{"content-length": "12", "content-encoding": "identity"}) == 12
+    assert declared(**{"content-length": "-1"}) is None
+
+
 # -- lists end, polls pause ------------------------------------------------------------------
 
 

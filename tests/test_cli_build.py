@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -427,3 +428,16 @@ def test_batch_writer_refuses_non_finite_numbers(value: float) -> None:
             writer.add({"messages": [{"role": "user", "content": "x"}], "temperature": value})
         writer.add({"messages": [{"role": "user", "content": "null"}], "stop": None})
     assert writer.requests == 2
+
+
+def test_split_to_a_device_says_so(csv: Path) -> None:
+    """``-o /dev/null --split`` was told it wrote to standard output."""
+    args = ("--model", "m", "--prompt-column", "text", "--split")
+    result = run(str(csv), "-o", os.devnull, *args)
+    assert result.exit_code == 2
+    assert (
+        f"Error: --split needs an output file (-o), not a device or a pipe ({os.devnull}): "
+        "the parts are files" in result.output
+    )
+    result = run(str(csv), "-o", "-", *args)
+    assert result.exit_code == 2 and "(-o), not standard output" in result.output

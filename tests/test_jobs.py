@@ -461,3 +461,7 @@ def test_parts_are_the_input_byte_for_byte(
     assert b"".join((tmp_path / "job" / p.path).read_bytes() for p in result.parts) == data
     assert fake.uploads[0][1] + fake.uploads[1][1] + fake.uploads[2][1] == data
     assert table(result)["line"] == [1, 2, 3, 4, 5]
+
+
+def test_one_polling_floor_for_batches_and_jobs() -> None:
+    assert jobs.MIN_INTERVAL is api.MIN_INTERVAL  # defined once, in api.batches

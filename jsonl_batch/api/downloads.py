@@ -1,8 +1,10 @@
 """Downloading a server's file whole, or not at all (``api.download_results``).
 
 A body cut short looks like success to an HTTP client when the server closes the connection
-without a ``Content-Length``. So the size is checked against the File object's ``bytes`` and
-the last line must be complete (it ends with a newline, or it is whole JSON). A broken
+without a ``Content-Length``. So the size is checked against the ``Content-Length`` the
+response declares for a body sent as is, else against the File object's ``bytes`` (asked
+only then: one request less per file when the server says the length), and the last line
+must be complete (it ends with a newline, or it is whole JSON). A broken
 download (connection reset or closed, read timeout, short body) is tried again a few times,
 then it is one ``ApiError``; the file is written atomically, so nothing partial is left.
 """
@@ -50,11 +52,17 @@ def download_file(
     """Stream file ``file_id`` into ``path`` (atomically; ``force``/``inputs`` as for
     ``atomic_output``) and return its size. Raises ``ApiError`` when every try broke."""
     tries = attempts or ATTEMPTS
-    size = expected_size(client, file_id)
+    known: list[int | None] = []  # the File object's ``bytes``, asked once, when needed
+
+    def file_size() -> int | None:
+        if not known:
+            known.append(expected_size(client, file_id))
+        return known[0]
+
     for attempt in range(1, tries + 1):
         try:
             with atomic_output(path, force=force, inputs=inputs) as out:
-                return _stream(client, file_id, out, size)
+                return _stream(client, file_id, out, file_size)
         except Broken as exc:
             if attempt == tries:
                 times = f"{tries} tries" if tries > 1 else "1 try"
@@ -79,7 +87,7 @@ def expected_size(client: Any, file_id: str) -> int | None:
     return size if isinstance(size, int) and size >= 0 else None
 
 
-def _stream(client: Any, file_id: str, out: Any, expected: int | None) -> int:
+def _stream(client: Any, file_id: str, out: Any, file_size: Callable[[], int | None]) -> int:
     size = 0
     tail: list[bytes] = []  # the bytes after the last newline (up to MAX_TAIL of them)
     tail_size = 0
@@ -88,6 +96,7 @@ def _stream(client: Any, file_id: str, out: Any, expected: int | None) -> int:
         client.files.with_streaming_response.content(file_id) as response,
     ):
         broken = _transport_errors(response.http_response)
+        expected = declared_size(response.http_response)
         try:
             for chunk in response.iter_bytes(BUFFER_SIZE):
                 out.write(chunk)
@@ -102,12 +111,24 @@ def _stream(client: Any, file_id: str, out: Any, expected: int | None) -> int:
         except broken as exc:
             why = str(exc) or type(exc).__name__
             raise Broken(f"the connection broke after {size:,} bytes ({why})") from None
+    if expected is None:
+        expected = file_size()
     of = f" of {expected:,}" if expected is not None else ""
     if expected is not None and size != expected:
         raise Broken(f"the body ended after {size:,}{of} bytes")
     if tail_size and (tail_size > MAX_TAIL or not _whole(b"".join(tail))):
         raise Broken(f"the body ended inside a line after {size:,}{of} bytes")
     return size
+
+
+def declared_size(http_response: Any) -> int | None:
+    """The body's size as the response declares it: the ``Content-Length`` of a body sent as
+    is (no ``Content-Encoding``: a compressed body is longer once decoded); else ``None``."""
+    headers = http_response.headers
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
 def _whole(line: bytes) -> bool:

@@ -22,7 +22,7 @@ import orjson
 
 from ..errors import UsageError, option
 from ..lines.reading import LineReader, Source, open_source, parse_line, regular_size, source_name
-from ..outputs.atomic import atomic_output, writes_through
+from ..outputs.atomic import atomic_output, is_stdout, writes_through
 from ..outputs.manifests import Manifest
 from ..rules.profiles import ENDPOINTS, Profile
 from .writer import NON_FINITE_HINT, BatchWriter, BuildError, Rotate, non_finite
@@ -467,9 +467,12 @@ def build_file(
         rotate: Rotate = True if split else "auto"
         writer = BatchWriter(output, endpoint, rotate=rotate, force=force, keep=keep, **settings)
         return _write_rows(writer, rows, shaper, id_column, progress)
-    if split:
+    if split:  # parts and a manifest are files beside the output's name
+        where = "standard output"
+        if isinstance(output, (str, os.PathLike)) and not is_stdout(output):
+            where = f"a device or a pipe ({os.fspath(output)}): the parts are files"
         raise UsageError(
-            f"{option('split')} needs an output file ({option('output')}), not standard output"
+            f"{option('split')} needs an output file ({option('output')}), not {where}"
         )
     with ExitStack() as stack:
         if isinstance(output, (str, os.PathLike)):  # standard output, a device, a pipe

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import batches as api
+from ..api.batches import MIN_INTERVAL  # the floor of every pause between polls
 from ..api.client import ApiError
 from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import read_lines
@@ -48,8 +49,6 @@ __all__ = [
     "run_job",
 ]
 
-MIN_INTERVAL = 1.0
-"""The floor of the pause between polls: whatever ``interval`` says, never busier."""
 MAX_INTERVAL = 60.0
 BACKOFF = 1.5
 RESUBMIT_AFTER = 60.0
