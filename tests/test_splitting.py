@@ -23,6 +23,7 @@ from jsonl_batch.lines.reading import LineReader, ReadError
 from jsonl_batch.outputs.atomic import OutputExists, WriteError
 from jsonl_batch.rules.profiles import get_profile
 from jsonl_batch.split import engine as splitting
+from jsonl_batch.split import plan
 from jsonl_batch.split import ranges as copying
 from jsonl_batch.split.ranges import ByteRanges
 from jsonl_batch.tokens.counting import tokens_of_lines
@@ -663,3 +664,105 @@ def test_the_measures_of_each_line_are_what_cutting_reads(tmp_path: Path) -> Non
     own = [b - a for a, b in pairwise(chunk.tokens_before)]
     assert own == list(tokens_of_lines(TokenCounter(), LineReader(io.BytesIO(data)).raw()))
     assert [b - a for a, b in pairwise(chunk.inputs_before)] == [0, 0, 0, 2]
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(1, 3), st.sampled_from([b"\n", b"\r\n"])),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sets(st.integers(0, 39), max_size=3),
+    st.integers(1, 7),
+    st.sampled_from([None, 2, 3]),
+    st.integers(1, 15),
+    st.integers(150, 4000),
+    st.integers(2, 40),
+)
+def test_property_the_cuts_do_not_depend_on_the_chunks(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[tuple[int, int, bytes]],
+    bad: set[int],
+    block: int,
+    parts: int | None,
+    max_requests: int,
+    max_bytes: int,
+    max_inputs: int,
+) -> None:
+    """Chunks that hold no cut are placed whole: the parts are those of one big chunk."""
+    raw = [
+        b"not json" + end if i in bad else orjson.dumps(embedding(f"e{i}", ["x" * pad] * k)) + end
+        for i, (pad, k, end) in enumerate(lines)
+    ]
+    folder = tmp_path_factory.mktemp("chunks")
+    path = folder / "in.jsonl"
+    path.write_bytes(b"".join(raw))
+    limits = {"max_requests": max_requests, "max_bytes": max_bytes}
+
+    def split(block_lines: int, out: str) -> Any:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(parallel, "BLOCK_LINES", block_lines)
+            try:
+                result = split_file(
+                    path, folder / out, parts=parts, skip_invalid=True,
+                    max_embedding_inputs=max_inputs, **limits,
+                )  # fmt: skip
+            except SplitError as exc:
+                return str(exc)
+        manifest = result.manifest.to_dict() if result.manifest else None
+        return manifest, result.report.to_dict()
+
+    assert split(block, "small") == split(4096, "one")
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_requests": 2},
+        {"max_requests": 5},
+        {"max_bytes": 600},
+        {"max_bytes": 1000, "max_requests": 4},
+        {"max_embedding_inputs": 5},
+        {"max_embedding_inputs": 7, "max_requests": 3},
+        {"parts": 3},
+        {"parts": 7, "max_requests": 6},
+    ],
+)
+def test_whole_chunks_are_cut_where_single_lines_would_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: dict[str, int]
+) -> None:
+    raw = b"".join(
+        orjson.dumps(embedding(f"e{i}", ["x" * (i % 7)] * (1 + i % 3))) + b"\n" for i in range(40)
+    )
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(raw)
+    one = split_file(path, tmp_path / "one", **limits).manifest
+    whole = []
+    placed = plan.Cutter._whole
+
+    def counted(self: Any, *args: Any) -> bool:
+        whole.append(placed(self, *args))
+        return whole[-1]
+
+    monkeypatch.setattr(plan.Cutter, "_whole", counted)
+    for block in range(1, 7):
+        monkeypatch.setattr(parallel, "BLOCK_LINES", block)
+        chunked = split_file(path, tmp_path / f"by{block}", **limits).manifest
+        assert chunked.to_dict() == one.to_dict(), block
+    assert any(whole)
+
+
+def test_whole_chunks_within_a_token_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(worded(i, i % 30) for i in range(60)))
+    one = split_file(path, tmp_path / "one", max_tokens=150).manifest
+    for block in (2, 3, 5):
+        monkeypatch.setattr(parallel, "BLOCK_LINES", block)
+        assert split_file(path, tmp_path / f"by{block}", max_tokens=150).manifest.to_dict() == (
+            one.to_dict()
+        )

@@ -3,13 +3,15 @@
 The validation's workers measure every line as they check it (``validation.Measured``: its
 bytes, estimated input tokens, embedding inputs, and the (url, model) runs); ``LineFacts``
 keeps that, a few bytes per line, with which lines have errors, as the chunks come. Then
-``plan_cuts`` walks those numbers, never the file. Greedy: each part is as full as the limits
-(``Limits``) allow, or, with ``parts``, an even share. The result is byte runs per part,
+``plan_cuts`` walks those numbers, never the file, a chunk at a time (``Cutter``: a chunk
+with no cut in it is placed whole). Greedy: each part is as full as the limits (``Limits``)
+allow, or, with ``parts``, an even share. The result is byte runs per part,
 for ``copying``.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,16 +51,23 @@ class PartPlan(Totals):
     last: tuple[int, int] = (0, 0)
 
     def add(self, line_no: int, start: int, end: int, inputs: int, tokens: int = 0) -> None:
+        self.add_lines(line_no, line_no, start, end, end - start, inputs, tokens)
+
+    def add_lines(
+        self, first: int, last: int, start: int, end: int, last_size: int, inputs: int, tokens: int
+    ) -> None:
+        """Add the lines ``first..last``, bytes ``[start, end)``, the last one ``last_size``
+        bytes (more than one only when the part has lines: ``first`` is then known)."""
         runs = self.runs
         if runs and runs[-1][1] == start:
             run = runs[-1]
-            run[1], run[3] = end, line_no
+            run[1], run[3] = end, last
         else:
-            runs.append([start, end, line_no, line_no])
+            runs.append([start, end, first, last])
             if not self.lines:
                 self.first = (start, end)
-        self.last = (start, end)
-        self.lines += 1
+        self.last = (end - last_size, end)
+        self.lines += last - first + 1
         self.bytes += end - start
         self.inputs += inputs
         self.tokens += tokens
@@ -218,18 +227,43 @@ def plan_cuts(
     """The cut points, from the measures of every line (``facts``) and the file's validation
     (``report``); the lines in ``alone`` are rejected too (with ``parts``: the lines no part
     can hold, found by an earlier plan)."""
-    stats = report.stats
-    good = stats.lines - facts.bad - len(alone)
+    good = report.stats.lines - facts.bad - len(alone)
     if parts is not None and parts > good:
         raise SplitError(f"cannot make {parts} parts from {good} request(s)")
-    planner = Planner(limits, profile, by, parts, good)
-    key: Key = (stats.endpoint, stats.model)
-    reject, place = planner.rejected.add, planner.place
-    line_no = end = 0
+    cutter = Cutter(limits, profile, by, parts, good, alone)
     for chunk, bad in facts.chunks:
+        cutter.feed(chunk, bad)
+    return cutter.finish(report)
+
+
+class Cutter:
+    """``plan_cuts`` a chunk at a time: ``feed`` each chunk of ``LineFacts`` in order, then
+    ``finish``. A chunk that holds no cut is placed whole, in a few steps, not line by line."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        profile: Profile,
+        by: By | None,
+        parts: int | None = None,
+        good: int = 0,
+        alone: Collection[int] = (),
+    ) -> None:
+        self.planner = Planner(limits, profile, by, parts, good)
+        self.by, self.alone = by, alone
+        self.key: Key = (None, None)  # every chunk's targets start at its first line
+        self.line_no = self.end = 0
+
+    def feed(self, chunk: Measured, bad: bytearray) -> None:
+        """Place (or reject) every line of the next chunk."""
+        if self._whole(chunk, bad):
+            return
+        planner, alone, key = self.planner, self.alone, self.key
+        reject, place = planner.rejected.add, planner.place
+        line_no, end = self.line_no, self.end
         measures = (chunk.tokens_before, chunk.inputs_before)
         tokens, inputs = (t if len(t) > 1 else None for t in measures)
-        runs = chunk.targets if by is not None else []
+        runs = chunk.targets if self.by is not None else []
         turn, at = 0, runs[0][0] - 1 if runs else -1  # the index where the next run starts
         for i, size in enumerate(chunk.sizes):
             line_no += 1
@@ -246,6 +280,54 @@ def plan_cuts(
             used = tokens[i + 1] - tokens[i] if tokens is not None else 0
             if not place(line_no, start, end, key, found, used):
                 reject(line_no, start, end, 0)
-    if end != stats.bytes:
-        raise ReadError(f"{report.file}: the file changed while it was being split")
-    return planner
+        self.line_no, self.end, self.key = line_no, end, key
+
+    def _whole(self, chunk: Measured, bad: bytearray) -> bool:
+        """Place the whole chunk in the open part if it all fits there, as ``place`` would
+        line by line: the limits cap running totals (a line over one alone takes its part's
+        over it too), so the chunk fits if its last line does."""
+        planner = self.planner
+        plan = planner.open.get(None)
+        n = chunk.lines
+        if plan is None or self.by is not None or self.alone or not n or bad.count(1):
+            return False
+        size, last_size = sum(chunk.sizes), chunk.sizes[-1]
+        tokens, last_tokens = _shares(chunk.tokens_before)
+        inputs, last_inputs = _shares(chunk.inputs_before)
+        before_last = Totals(
+            plan.requests + n - 1,
+            plan.bytes + size - last_size,
+            plan.inputs + inputs - last_inputs,
+            plan.tokens + tokens - last_tokens,
+        )
+        quota = planner.quota
+        if (quota is not None and plan.requests + n > quota) or planner.limits.overflows(
+            before_last, last_size, last_inputs, last_tokens
+        ):
+            return False
+        start, first = self.end, self.line_no + 1
+        self.line_no += n
+        self.end += size
+        plan.add_lines(first, self.line_no, start, self.end, last_size, inputs, tokens)
+        plan.requests += n
+        planner.remaining -= n
+        return True
+
+    def finish(self, report: Report) -> Planner:
+        """The plan, once every chunk is fed (``report``: the file's validation)."""
+        stats = report.stats
+        if self.end != stats.bytes:
+            raise ReadError(f"{report.file}: the file changed while it was being split")
+        planner = self.planner
+        if self.by is None:  # one group: the file's endpoint and model
+            for plan in planner.plans():
+                plan.key = (stats.endpoint, stats.model)
+        return planner
+
+
+def _shares(before: array[int]) -> tuple[int, int]:
+    """A chunk's total of a running count (``Measured.tokens_before``...) and its last
+    line's share (0 when ``LineFacts`` left none)."""
+    if len(before) < 2:
+        return 0, 0
+    return before[-1] - before[0], before[-1] - before[-2]
