@@ -23,13 +23,13 @@ from ..render.batches import (
     created_text,
     download_text,
     final_text,
+    next_page_text,
     status_line,
     to_jsonl,
 )
-from ..render.text import printable, report_text
 from ..rules.profiles import PROFILES
 from .options import CliError, flag, format_option, library_errors, message, stack, whole_number
-from .output import show
+from .output import refuse, show
 
 __all__ = ["batches"]
 
@@ -102,9 +102,7 @@ def api_errors(fn: F) -> F:
         except api.ApiError as exc:
             raise CliError(message(exc)) from None
         except api.InvalidBatchFile as exc:
-            click.echo(printable(f"Error: {exc}"), err=True)
-            click.echo(report_text(exc.report), err=True)
-            raise SystemExit(1) from None
+            refuse(exc, [exc.report])
 
     return wrapper  # type: ignore[return-value]
 
@@ -171,8 +169,7 @@ def list_(
     else:
         click.echo(batches_table(page.data))
     if page.next_after:
-        hint = f"next page: jsonl-batch batches list --after {page.next_after}"
-        click.echo(hint, err=fmt == "jsonl")
+        click.echo(next_page_text(page), err=fmt == "jsonl")
 
 
 @batch_command("get")

@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 
-from ..render.text import printable, report_text
 from .batches import ApiSettings, batch_command, interval_option, metadata_option, window_option
 from .options import Size, flag, format_option, jobs_option, max_problems_option, whole_number
-from .output import show
+from .output import refuse, show
 
 
 @batch_command("run")
@@ -97,10 +96,7 @@ def run(
         )
     except InvalidInputs as exc:
         view.close()
-        click.echo(printable(f"Error: {exc}"), err=True)
-        for report in exc.reports:
-            click.echo(report_text(report), err=True)
-        raise SystemExit(1) from None
+        refuse(exc, exc.reports)
     except JobInterrupted as exc:
         view.close()
         click.echo(interrupted_text(exc, sys.argv[1:]), err=True)

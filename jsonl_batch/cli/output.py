@@ -4,14 +4,15 @@ exactly its ``to_dict()``; text: its renderer), with a progress bar on a termina
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 import click
 import orjson
 
-from ..render.text import SizedProgress
+from ..render.text import SizedProgress, printable, report_text
+from ..rules.problems import Report
 
 R = TypeVar("R")
 
@@ -48,3 +49,12 @@ def progress_bar(
     finally:
         if bar is not None:
             bar.close()
+
+
+def refuse(exc: Exception, reports: Iterable[Report]) -> NoReturn:
+    """Inputs found invalid before anything was done: the error, then each file's problems
+    as validate shows them, on standard error; exit status 1."""
+    click.echo(printable(f"Error: {exc}"), err=True)
+    for report in reports:
+        click.echo(report_text(report), err=True)
+    raise SystemExit(1)

@@ -272,3 +272,8 @@ def created_text(file: str, created: Any) -> str:
 def created_id(created: Any) -> str:
     """``create``'s text output: the new batch's id alone, for scripts."""
     return str(created.batch["id"])
+
+
+def next_page_text(page: Any) -> str:
+    """After one page of ``list`` (an ``api.BatchPage`` with more): the command for the next."""
+    return printable(f"next page: jsonl-batch batches list --after {page.next_after}")
