@@ -137,6 +137,7 @@ def test_check_answers_in_worker_pieces_gives_the_same_columns(
     checks = plan_structured([], schema=TICKET_SCHEMA).for_rows(0, range(1, 41))
     alone, parsed_alone = check_answers(table, checks)
     monkeypatch.setattr(answers, "CHECK_ROWS", 6)
+    monkeypatch.setattr(answers, "CHECK_MIN_ROWS", 1)
     with Workers(2) as pool:
         pieces, parsed_pieces = check_answers(table, checks, pool)
     assert pieces.equals(alone)

@@ -155,7 +155,9 @@ def refusal_texts(output: pa.ListArray) -> pa.Array:
 
 
 CHECK_ROWS = 8192
-"""Answers per task when worker processes check a block (``check_answers``)."""
+"""The most answers per task when worker processes check a block (``check_answers``)..."""
+CHECK_MIN_ROWS = 1024
+"""...and the fewest in a block worth sending to them."""
 
 
 def check_answers(
@@ -164,8 +166,8 @@ def check_answers(
     """The structured checks of a block of answers (``results``' columns, in request order):
     the ``parsed`` column, and the table with ``output_problem`` and ``error_message`` set
     for answers that are not JSON or do not match their schema. Only succeeded answers
-    without an output problem are parsed. ``workers``: processes that check a large block
-    in pieces of ``CHECK_ROWS`` answers (the same columns come back)."""
+    without an output problem are parsed. ``workers``: processes that check the block in
+    as many equal pieces, of at most ``CHECK_ROWS`` answers (the same columns come back)."""
     todo = pc.and_(
         pc.and_(pc.fill_null(table.column("ok"), False), table.column("output_problem").is_null()),
         pc.not_equal(pa.array(checks.wanted, pa.int32()), -1),
@@ -178,19 +180,21 @@ def check_answers(
         table.column(n).combine_chunks() for n in ("content", "output_problem", "error_message")
     )
     size = table.num_rows
-    if workers is None or workers.pool is None or size <= CHECK_ROWS:
+    if workers is None or workers.pool is None or size < CHECK_MIN_ROWS:
         parsed, problems, messages = _check(
             (todo, content.filter(todo), problems, messages, checks)
         )
     else:
+        processes = workers.processes
+        pieces = processes * -(-size // (processes * CHECK_ROWS))
+        step = -(-size // pieces)
         tasks = []
-        for start in range(0, size, CHECK_ROWS):
-            part = [_copy(c.slice(start, CHECK_ROWS)) for c in (todo, problems, messages)]
-            texts = content.slice(start, CHECK_ROWS).filter(part[0])  # only what is checked
-            stop = min(size, start + CHECK_ROWS)
-            tasks.append((part[0], texts, part[1], part[2], checks.part(start, stop)))
-        pieces = list(workers.map(_check, tasks))
-        parsed, problems, messages = (pa.concat_arrays([p[i] for p in pieces]) for i in range(3))
+        for start in range(0, size, step):
+            part = [_copy(c.slice(start, step)) for c in (todo, problems, messages)]
+            texts = content.slice(start, step).filter(part[0])  # only what is checked
+            tasks.append((part[0], texts, part[1], part[2], checks.part(start, start + step)))
+        done = list(workers.map(_check, tasks))
+        parsed, problems, messages = (pa.concat_arrays([d[i] for d in done]) for i in range(3))
     for name, column in (("output_problem", problems), ("error_message", messages)):
         at = table.schema.get_field_index(name)
         table = table.set_column(at, table.schema.field(at), column)
