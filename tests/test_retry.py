@@ -331,3 +331,28 @@ def test_cli_says_when_results_are_not_results(tmp_path: Path, write: Any) -> No
         ],
     )
     assert data.exit_code == 1 and orjson.loads(data.output)["not_results"] == 9
+
+
+def test_an_unknown_selection_is_refused_before_any_work(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="unknown selection 'everything'"):
+        write_retry([empty], [], tmp_path / "r.jsonl", only="everything")
+
+
+def test_retry_keeps_only_the_rows_it_selects(tmp_path: Path, monkeypatch: Any) -> None:
+    """Each block of the join is filtered as it comes: what is kept is the selected rows."""
+    from jsonl_batch.results import join as joining
+
+    monkeypatch.setattr(joining, "BLOCK_ROWS", 2)
+    kept: list[int] = []
+    keep = retrying._Keep.write
+
+    def write(self: Any, table: Any) -> None:
+        keep(self, table)
+        kept.append(self.chosen.tables[-1].num_rows)
+
+    monkeypatch.setattr(retrying._Keep, "write", write)
+    result = write_retry([CHAT_IN], CHAT_OUT, tmp_path / "r.jsonl", only="retryable")
+    assert sum(kept) == result.requests == 4 and len(kept) == 5
+    assert result.succeeded == 4 and result.not_selected == 1

@@ -31,7 +31,7 @@ from ..rules.problems import Report
 from ..rules.profiles import Profile, check_endpoint, get_profile
 from ..split.engine import SplitResult, split_file, without
 from ..validate import validate_file
-from .join import Collect, JoinSummary, expand_inputs, join_into
+from .join import Collect, expand_inputs, join_into
 
 SELECTIONS = ("all", "failed", "missing", "retryable", "output-problems")
 """``all``: every request that did not succeed; ``retryable``: missing ones and failures that
@@ -101,10 +101,15 @@ class RetryResult:
         }
 
 
-def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
-    """Which rows of a join table to retry (``only`` is one of ``SELECTIONS``)."""
+def check_selection(only: str) -> None:
+    """``UsageError`` unless ``only`` is one of ``SELECTIONS``."""
     if only not in SELECTIONS:
         raise UsageError(f"unknown selection {only!r} (choose from {', '.join(SELECTIONS)})")
+
+
+def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
+    """Which rows of a join table to retry (``only`` is one of ``SELECTIONS``)."""
+    check_selection(only)
     status = table.column("status")
     missing = pc.equal(status, "missing")
     failed = pc.equal(status, "failed")
@@ -158,6 +163,7 @@ def write_retry(
     """
     profile = get_profile(profile, **limits)
     check_endpoint(profile, endpoint)
+    check_selection(only)
     sources = expand_inputs(inputs)
     if any(not isinstance(s, (str, os.PathLike)) or os.fspath(s) == "-" for s in sources):
         raise UsageError("retry reads its inputs twice: give files, not standard input")
@@ -198,15 +204,15 @@ def _write_retry(
     )
     outputs.check_folder()
     outputs.check([target])
-    table, joined = _statuses(sources, results, schema)
-    mask = retry_mask(table, only)
-    chosen = table.filter(mask)
-    statuses = Counter(table.column("status").to_pylist())
-    result = RetryResult(None, succeeded=statuses["succeeded"], not_results=joined.not_results)
+    keep = _Keep(only)
+    joined = join_into(keep, sources, results, schema=schema, max_anomalies=0)
+    chosen = keep.chosen.table()
+    succeeded = keep.succeeded
+    result = RetryResult(None, succeeded=succeeded, not_results=joined.not_results)
     if only == "output-problems":
-        result.not_selected = table.num_rows - chosen.num_rows
+        result.not_selected = joined.requests - chosen.num_rows
     else:
-        result.not_selected = table.num_rows - statuses["succeeded"] - chosen.num_rows
+        result.not_selected = joined.requests - succeeded - chosen.num_rows
     if not chosen.num_rows:
         outputs.commit()  # nothing new; with force, what an earlier retry left is removed
         return result
@@ -262,26 +268,22 @@ RETRY_COLUMNS = ("input_file", "line", "status", "status_code", "error_code", "o
 
 
 class _Keep:
-    """A join sink that keeps only what retry needs of each row (memory stays small)."""
+    """A join sink that keeps, of each block of rows, what retry needs of the rows ``only``
+    selects (``RETRY_COLUMNS``) and counts the succeeded ones: memory follows the requests
+    to retry, not the requests."""
 
-    def __init__(self) -> None:
-        self.sink = Collect()
+    def __init__(self, only: str) -> None:
+        self.only = only
+        self.chosen = Collect()
+        self.succeeded = 0
 
     def begin(self, schema: pa.Schema) -> None:
-        self.sink.begin(pa.schema([schema.field(n) for n in RETRY_COLUMNS]))
+        self.chosen.begin(pa.schema([schema.field(n) for n in RETRY_COLUMNS]))
 
     def write(self, table: pa.Table) -> None:
-        self.sink.write(table.select(list(RETRY_COLUMNS)))
-
-
-def _statuses(
-    sources: Sequence[Source], results: Sequence[Source], schema: Any
-) -> tuple[pa.Table, JoinSummary]:
-    """The join's ``RETRY_COLUMNS``, one row per request (``schema``: ``join``'s), and its
-    summary."""
-    keep = _Keep()
-    summary = join_into(keep, sources, results, schema=schema, max_anomalies=0)
-    return keep.sink.table(), summary
+        table = table.select(list(RETRY_COLUMNS))
+        self.succeeded += pc.sum(pc.equal(table.column("status"), "succeeded")).as_py() or 0
+        self.chosen.write(table.filter(retry_mask(table, self.only)))
 
 
 def copy_lines(source: Source, lines: set[int], out: IO[bytes]) -> int:
