@@ -6,7 +6,6 @@ import functools
 from typing import Any
 
 import click
-import pyarrow as pa
 
 from ..outputs.atomic import is_stdout
 from ..render.results import SHOWN_PER_KIND, join_text
@@ -104,7 +103,6 @@ def join_command(
     """
     if options["partition_by"] is not None and options["fmt"] not in (None, "parquet"):
         raise click.UsageError("--partition-by writes Parquet files (drop --format)")
-    pa.set_memory_pool(pa.system_memory_pool())  # returns freed memory: a lower peak
     files = len(expand_inputs(inputs)) + len(expand(results))
     with progress_bar(f"reading {plural(files, 'file')}") as bar:
         summary = join_to(list(inputs), list(results), output, progress=bar, **options)

@@ -9,6 +9,7 @@ memory-mapping only the spill files the block needs, for as long as it needs the
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 
 import orjson
 import pyarrow as pa
@@ -22,29 +23,24 @@ from .readers import Anomaly, not_copied
 def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.Schema) -> pa.Table:
     """The answer rows ``(spill[i], row[i])`` in order, a row of nulls where ``spill[i]`` is
     null (a request without an answer)."""
-    valid = spill.is_valid()
-    present = pc.indices_nonzero(valid)
-    if not len(present):
+    used = pc.unique(spill.drop_null()).to_pylist()
+    if not used:
         return pa.Table.from_arrays([pa.nulls(len(spill), f.type) for f in schema], schema=schema)
-    spill, row = spill.filter(valid), row.filter(valid)
-    parts, positions = [], []
-    for number in pc.unique(spill).to_pylist():
-        mask = pc.equal(spill, number)
-        with pa.memory_map(spills[number]) as source:
-            table = pa.ipc.open_file(source).read_all()
-            parts.append(table.take(row.filter(mask)).combine_chunks())
-        positions.append(pc.indices_nonzero(mask))
-    found = pa.concat_tables(parts).take(pc.sort_indices(pa.chunked_array(positions)))
-    rank = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
-    return found.take(pc.if_else(valid, rank, pa.scalar(None, pa.int64())))
+    tables, first = [], [0] * len(spills)
+    at = 0
+    with ExitStack() as stack:  # the spill files mapped while their rows are taken
+        for number in sorted(used):
+            source = stack.enter_context(pa.memory_map(spills[number]))
+            tables.append(pa.ipc.open_file(source).read_all())
+            first[number], at = at, at + tables[-1].num_rows
+        where = pc.add(pa.array(first, pa.int64()).take(spill), pc.cast(row, pa.int64()))
+        return pa.concat_tables(tables).take(where)  # one take; null where no answer
 
 
-def request_bodies(
-    path: str, name: str, requests: pa.Table, ids: pa.Array, anomalies: list[Anomaly]
-) -> pa.Array:
-    """The bodies of consecutive requests of an input file (``line``, ``offset``, ``length``;
-    their custom_ids ``ids``) as JSON text, copied from their lines as written."""
-    lines = requests.column("line")
+def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Anomaly]) -> pa.Array:
+    """The bodies of consecutive requests of an input file (``custom_id``, ``line``,
+    ``offset``, ``length``) as JSON text, copied from their lines as written."""
+    lines, ids = requests.column("line"), requests.column("custom_id")
     offset, length = requests.column("offset"), requests.column("length")
     offsets, lengths = offset.to_pylist(), length.to_pylist()
     texts: list[str | None] = []

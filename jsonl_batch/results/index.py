@@ -15,7 +15,7 @@ import os
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -61,8 +61,9 @@ class Piece:
     ok: Any = field(default_factory=bytearray)
     lines: Any = field(default_factory=lambda: array("q"))
     """Line numbers within the range (1-based)."""
-    offsets: array[int] = field(default_factory=lambda: array("q"))
-    lengths: array[int] = field(default_factory=lambda: array("q"))
+    offsets: Any = field(default_factory=lambda: array("q"))
+    lengths: Any = field(default_factory=lambda: array("q"))
+    """Each line's byte offset (within the range) and length, ending included."""
     invalid: list[tuple[int, str | None, str, str]] = field(default_factory=list)
     """``(line within the range, custom_id, message, kind)``: lines that are not what was
     expected (``invalid_line``), values that could not be copied (``not_copied``)."""
@@ -103,39 +104,45 @@ def tasks(paths: Iterable[str], range_bytes: int | None = None) -> list[Task]:
 def index_inputs(task: Task) -> Piece:
     """Index the request lines in a byte range; stops at the first line that is not one."""
     _, path, start, end = task
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        data = handle.read(end - start)
-    ids = fast_ids(data)
-    if ids is not None:  # every line a request: custom_ids parsed by pyarrow
-        lengths = array("q", map(len, data.split(b"\n")))
+    data = _read(path, start, end)
+    found = fast_ids(data)
+    if found is None:
+        piece = _index_inputs(path, start, end)
+    else:  # every line a request: custom_ids parsed by pyarrow
+        ids, lengths = found
         if data.endswith(b"\n"):
-            lengths.pop()
-        for i in range(len(lengths) - (not data.endswith(b"\n"))):
-            lengths[i] += 1
-        piece = Piece(ids=ids, lengths=lengths, count=len(ids))
-        piece.offsets = array("q", accumulate(lengths[:-1], initial=0)) if len(ids) else array("q")
-        piece.lines = array("q", range(1, len(ids) + 1))
-        return piece
-    return _index_inputs(path, start, end)
+            lengths = pc.add(lengths, 1)  # each line's newline
+        else:  # but the last line's: it has none
+            ends = pa.concat_arrays([pa.repeat(1, len(ids) - 1), pa.array([0])])
+            lengths = pc.add(lengths, ends)
+        offsets = pc.subtract(pc.cumulative_sum(lengths), lengths)
+        piece = Piece(ids=ids, offsets=offsets, lengths=lengths, count=len(ids))
+        piece.lines = pa.array(range(1, len(ids) + 1), pa.int64())
+    return piece
+
+
+def _read(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb", buffering=0) as handle:
+        return os.pread(handle.fileno(), end - start, start)
 
 
 _ID_SCHEMA = pa.schema([("custom_id", pa.string()), ("url", pa.string()), ("body", pa.struct([]))])
 
 
-def fast_ids(data: bytes) -> pa.Array | None:
-    """The custom_ids of request lines in ``data``, parsed by pyarrow, or ``None`` when a line
-    is not a plain request (then ``not_a_request`` says which and why)."""
-    count = plain_lines(data)
-    if not count:
+def fast_ids(data: bytes) -> tuple[pa.Array, pa.Array] | None:
+    """The custom_ids of the request lines in ``data``, parsed by pyarrow, and the lines'
+    lengths (``plain_lines``), or ``None`` when a line is not a plain request (then
+    ``not_a_request`` says which and why)."""
+    lengths = plain_lines(data)
+    if lengths is None:
         return None
     table = project_lines(data, _ID_SCHEMA)
-    if table is None or table.num_rows != count or table.column("custom_id").null_count:
+    if table is None or table.num_rows != len(lengths) or table.column("custom_id").null_count:
         return None
     has_target = pc.or_(table.column("url").is_valid(), table.column("body").is_valid())
     if not pc.all(has_target).as_py():
         return None
-    return table.column("custom_id").combine_chunks()
+    return table.column("custom_id").combine_chunks(), lengths
 
 
 def _index_inputs(path: str, start: int, end: int) -> Piece:
@@ -178,9 +185,7 @@ def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
     """Index the result lines in a byte range and write their answer columns to ``spill``
     (an Arrow IPC file, one row per result line in order); ``extras`` are ``EXTRAS`` keys."""
     (_, path, start, end), spill, extras = task
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        data = handle.read(end - start)
+    data = _read(path, start, end)
     piece = Piece()
     table = None if extras else fast_answers(data)
     if table is not None:  # every line a clean result line: parsed by pyarrow, in Arrow
@@ -321,7 +326,7 @@ RESULT_SCHEMA = pa.schema(
 def _input_table(piece: Piece, start: int, base: int) -> pa.Table:
     n = len(piece.ids)
     columns = [
-        pa.array(piece.ids, pa.string()),
+        pa.array(piece.ids, pa.string()) if isinstance(piece.ids, list) else piece.ids,
         pc.add(_int64(piece.offsets, n), start),
         _int64(piece.lengths, n),
         pc.add(_int64(piece.lines, n), base),
@@ -334,7 +339,7 @@ def _result_table(piece: Piece, spill: int, base: int) -> pa.Table:
     ok = piece.ok
     if not isinstance(ok, pa.Array):
         ok = pc.not_equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(ok)]), 0)
-    lines = piece.lines if isinstance(piece.lines, pa.Array) else _int64(piece.lines, n)
+    lines = _int64(piece.lines, n)
     columns = [
         pa.array(piece.ids, pa.string()) if isinstance(piece.ids, list) else piece.ids,
         pc.add(lines, base),
@@ -345,10 +350,12 @@ def _result_table(piece: Piece, spill: int, base: int) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
 
 
-def _int64(values: array[int], n: int) -> pa.Array:
+def _int64(values: array[int] | pa.Array, n: int) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(values)])
 
 
 def _concat(parts: list[pa.Table], results: bool) -> pa.Table:
     schema = RESULT_SCHEMA if results else INPUT_SCHEMA
-    return pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()
+    return pa.concat_tables(parts) if parts else schema.empty_table()  # chunks: no copy

@@ -327,15 +327,24 @@ def join_into(
                 if kind != "blank_line":
                     raise JoinError(_input_error(f.name, line, why))
                 blank.append(Anomaly("invalid_line", f.name, line, None, why))
+            if not include_bodies:  # where the lines are: only bodies need it
+                assert f.table is not None
+                f.table = f.table.drop_columns(["offset", "length"])
             indexed.append(f)
             meter.add(os.path.getsize(f.path))
+        ids = _ids(indexed)  # while the workers index the results
+        _check_unique(ids, indexed)
+        pa.default_memory_pool().release_unused()  # the check's sort
         if no_folder is not None:
             raise no_folder
         answered = list(answering)
+        pa.default_memory_pool().release_unused()  # what the pieces came in
         meter.add(sum(sizes[len(paths) :]))
         if not answers.structured.active:
             pool.close()  # else it checks the answers (``check_answers``)
-        plan = _resolve(indexed, answered, max_anomalies, include_bodies)
+        plan = _resolve(ids, indexed, answered, max_anomalies)
+        del answered
+        pa.default_memory_pool().release_unused()  # the result index's lookups
         summary = plan.summary
         summary.invalid_lines += len(blank)
         plan.input_anomalies += blank
@@ -360,14 +369,13 @@ def join_into(
                     f.path,
                     f.name,
                     f.table.slice(start - plan.first[number], rows),
-                    plan.ids.slice(start, rows),
                     plan.input_anomalies,
                 )
             table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
             table = answers.columns(table, number, parsed, table_schema)
             writing.write(table)  # while the next block is taken
             done += table.num_rows
-            meter.rows(done, len(plan.ids))
+            meter.rows(done, len(ids))
         writing.close()
         pool.close()
         summary.requests = done
@@ -436,7 +444,6 @@ class _Plan:
     """What the index decided: per request, where its kept answer is; and the anomalies."""
 
     summary: JoinSummary
-    ids: pa.Array
     spill: pa.Array
     """Per request: the spill file holding its answer's columns (null: missing)..."""
     row: pa.Array
@@ -451,19 +458,14 @@ class _Plan:
 
 
 def _resolve(
-    indexed: list[FileIndex], answered: list[FileIndex], cap: int | None, bodies: bool
+    ids: pa.ChunkedArray, indexed: list[FileIndex], answered: list[FileIndex], cap: int | None
 ) -> _Plan:
+    """Where each request's kept answer is (``ids``: the requests' custom_ids, unique)."""
     summary = JoinSummary()
     for f in indexed:
         summary.inputs[f.name] = summary.inputs.get(f.name, 0) + _rows_of(f)
     for r in answered:
         summary.results[r.name] = summary.results.get(r.name, 0) + r.lines
-    ids = _column(indexed, "custom_id", pa.string())
-    unused = ["custom_id"] if bodies else ["custom_id", "offset", "length"]
-    for f in indexed:  # the ids are in ``ids`` now: memory holds them once
-        assert f.table is not None
-        f.table = f.table.drop_columns(unused)
-    _check_unique(ids, indexed)
     result_anomalies = []
     for r in answered:
         kept: Counter[str] = Counter()
@@ -490,14 +492,28 @@ def _resolve(
         later += _orphans(results.filter(orphan), answered, cap)
         results = results.filter(pc.invert(orphan))
         position = position.filter(pc.invert(orphan))
-    once = len(pc.unique(position)) == len(position)  # ints: cheaper than the ids
+    results = results.append_column("position", position)  # the request's row
+    placed = _place(position.combine_chunks(), len(ids))
+    once = len(ids) - placed.null_count == results.num_rows  # no request answered twice
     results, summary.duplicates, superseded = _dedup(results, answered, cap, once)
     later += superseded
-    where = pc.index_in(ids, value_set=results.column("custom_id"))
-    kept_rows = results.select(["spill", "row"]).take(where)  # per request, null when missing
-    spill, row = (kept_rows.column(n).combine_chunks() for n in ("spill", "row"))
+    if not once:
+        placed = _place(results.column("position").combine_chunks(), len(ids))
+    spill, row = (results.column(n).combine_chunks().take(placed) for n in ("spill", "row"))
     first = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
-    return _Plan(summary, ids, spill, row, first, [], result_anomalies, later)
+    return _Plan(summary, spill, row, first, [], result_anomalies, later)
+
+
+def _place(where: pa.Array, n: int) -> pa.Array:
+    """Per row ``r`` of ``n``: an ``i`` with ``where[i] == r`` (one of them), else null."""
+    if not n:
+        return pa.array([], pa.int64())
+    rows = pc.subtract(
+        pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), max(n, len(where)))), 1
+    )
+    if hasattr(pc, "scatter"):  # pyarrow 22 and later: no hash table
+        return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
+    return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
 
 
 def _rows_of(f: FileIndex) -> int:
@@ -505,9 +521,10 @@ def _rows_of(f: FileIndex) -> int:
     return f.table.num_rows
 
 
-def _column(files: list[FileIndex], name: str, kind: pa.DataType) -> pa.Array:
-    arrays = [f.table.column(name).combine_chunks() for f in files if f.table is not None]
-    return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
+def _ids(files: list[FileIndex]) -> pa.ChunkedArray:
+    """The requests' custom_ids, in order (each file's own column: no copy)."""
+    chunks = [c for f in files if f.table is not None for c in f.table.column("custom_id").chunks]
+    return pa.chunked_array(chunks, pa.string())
 
 
 def _concat_index(answered: list[FileIndex]) -> pa.Table:
@@ -518,7 +535,7 @@ def _concat_index(answered: list[FileIndex]) -> pa.Table:
         tables.append(r.table.append_column("file", file))
     if not tables:
         return RESULT_SCHEMA.append(pa.field("file", pa.int32())).empty_table()
-    return pa.concat_tables(tables).combine_chunks()
+    return pa.concat_tables(tables)  # chunks: no copy
 
 
 def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]:
@@ -619,13 +636,14 @@ def no_match(results: int, requests: int) -> str:
     )
 
 
-def _check_unique(ids: pa.Array, files: list[FileIndex]) -> None:
+def _check_unique(ids: pa.ChunkedArray, files: list[FileIndex]) -> None:
     if len(ids) < 2:
         return
     ordered = ids.take(pc.sort_indices(ids))  # a sort holds less memory than a hash table
     if not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
         return
     del ordered
+    ids = ids.combine_chunks()
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
     rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]
@@ -670,19 +688,19 @@ def _dedup(
     """
     if once:
         return results, 0, []
-    keys = [("custom_id", "ascending"), ("ok", "descending"), ("file", "descending")]
+    keys = [("position", "ascending"), ("ok", "descending"), ("file", "descending")]
     ranked = results.take(pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
-    ids = ranked.column("custom_id").combine_chunks()
-    keep = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1])])
+    rows = ranked.column("position").combine_chunks()  # a request's row: its custom_id
+    keep = pa.concat_arrays([pa.array([True]), pc.not_equal(rows[1:], rows[:-1])])
     kept, dropped = ranked.filter(keep), ranked.filter(pc.invert(keep))
-    listed = dropped.select(["custom_id", "file", "line"])
+    listed = dropped.select(["custom_id", "file", "line", "position"])
     listed = listed.take(
         pc.sort_indices(listed, sort_keys=[("file", "ascending"), ("line", "ascending")])
     )
     if cap is not None:
         listed = listed.slice(0, cap)
-    kept_ids = kept.column("custom_id").combine_chunks()
-    winners = kept.take(pc.index_in(listed.column("custom_id"), value_set=kept_ids))
+    kept_rows = kept.column("position").combine_chunks()
+    winners = kept.take(pc.index_in(listed.column("position"), value_set=kept_rows))
     anomalies = []
     for r, w in zip(
         listed.to_pylist(), winners.select(["file", "line", "ok"]).to_pylist(), strict=True
@@ -718,7 +736,7 @@ def _rows(
     assert f.table is not None
     rows = answers.num_rows
     columns = {
-        "custom_id": plan.ids.slice(start, rows),
+        "custom_id": f.table.column("custom_id").slice(start - first, rows),
         "input_file": pa.repeat(pa.scalar(f.name), rows),
         "line": f.table.column("line").slice(start - first, rows),
         "status": status,

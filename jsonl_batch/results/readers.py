@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import codecs
 import os
-import re
 import sys
 from array import array
 from collections.abc import Callable, Sequence
@@ -559,11 +558,11 @@ def fast_answers(data: bytes) -> pa.Table | None:
     """``answer_schema()``'s columns of the result lines in ``data`` (whole lines), computed
     by pyarrow and Arrow, or ``None`` when a line is not a clean result line of the shapes
     the projected schema holds (then ``extract`` reads them one by one)."""
-    count = plain_lines(data)
-    if not count:
+    lengths = plain_lines(data)
+    if lengths is None:
         return None
     raw = project_lines(data, _SCHEMA)
-    if raw is None or raw.num_rows != count:
+    if raw is None or raw.num_rows != len(lengths):
         return None
     columns = _columns(raw)
     if columns is None:
@@ -572,29 +571,30 @@ def fast_answers(data: bytes) -> pa.Table | None:
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
-def plain_lines(data: bytes) -> int | None:
-    """The number of lines in ``data`` if pyarrow may be given them (see
-    ``safe_line_count``): valid UTF-8, every line starting with ``{``, none able to nest
-    deeper than orjson reads. Else ``None``. Checked at C speed, without a loop per line."""
-    if data[:1] != b"{" or _NOT_AN_OBJECT.search(data):
+def plain_lines(data: bytes) -> pa.Array | None:
+    """The length of each line of ``data`` (whole lines; ``\n`` not counted) if pyarrow may
+    be given them (see ``safe_line_count``): valid UTF-8, every line starting with ``{``,
+    none able to nest deeper than orjson reads. Else ``None``. Checked in Arrow, without a
+    loop per line."""
+    if data[:1] != b"{":
         return None
-    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
+    whole = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
     try:
-        pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+        whole.validate(full=True)
     except pa.ArrowInvalid:
         return None  # not UTF-8
-    lines = data.split(b"\n")
+    lines = pc.split_pattern(whole, "\n").values
     if data.endswith(b"\n"):
-        lines.pop()  # what follows the last newline
-    if max(map(len, lines)) >= _DEEP_LINE:
-        for line in lines:
-            if len(line) >= _DEEP_LINE and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        lines = lines.slice(0, len(lines) - 1)  # what follows the last newline
+    if not pc.all(pc.starts_with(lines, "{")).as_py():
+        return None  # a blank line, ``null``, a BOM...
+    lengths = pc.binary_length(lines)
+    if pc.max(lengths).as_py() >= _DEEP_LINE:
+        for line in lines.filter(pc.greater_equal(lengths, _DEEP_LINE)).to_pylist():
+            if line.count("[") + line.count("{") > MAX_DEPTH:
                 return None
-    return len(lines)
-
-
-_NOT_AN_OBJECT = re.compile(rb"\n[^{]")
-"""A line (after the first) that does not start with ``{``: blank, ``null``, a BOM..."""
+    return lengths
 
 
 def answer_columns(lines: list[bytes]) -> dict[str, pa.Array] | None:
