@@ -543,7 +543,7 @@ def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]
     at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file. A join of fewer
     than ``MIN_BLOCKS`` full blocks is cut into about that many (of ``MIN_BLOCK_ROWS`` at
     least), so that taking a block's answers overlaps writing the one before."""
-    size = min(BLOCK_ROWS, max(MIN_BLOCK_ROWS, -(-len(plan.ids) // MIN_BLOCKS)))
+    size = min(BLOCK_ROWS, max(MIN_BLOCK_ROWS, -(-len(plan.spill) // MIN_BLOCKS)))
     out = []
     for number, f in enumerate(indexed):
         rows, start = _rows_of(f), plan.first[number]
