@@ -19,16 +19,17 @@ from orjson import JSONDecodeError, loads
 
 from .errors import UsageError
 from .lines.parallel import LineChunks
-from .lines.reading import ReadError, Source, explain_invalid, open_source, source_name
+from .lines.reading import ReadError, Source, open_source, source_name
 from .rules.checks import (
     Chunk,
     FileRules,
-    active_rules,
+    active,
     clean_line_schema,
     context_overflow,
+    not_json,
 )
 from .rules.models import model_facts
-from .rules.problems import CATALOGUE, Problem, Report, Stats, problem
+from .rules.problems import VALIDATION_CODES, Problem, Report, Stats, problem
 from .rules.profiles import EMBEDDINGS_URLS, Profile, check_endpoint, get_profile
 from .rules.requests import Context, Finding, RequestFacts, count_inputs, read_request
 from .tokens.counting import TokenCounter, request_tokens
@@ -68,7 +69,12 @@ class LineChecker:
     ) -> None:
         self.ctx = ctx = Context(profile, endpoint)
         self.measure = measure
-        self.rules = active_rules(ignore)
+        rules = active("line", ignore)
+        self.rules = [r.check for r in rules if r.check is not None]
+        self.any_value = [r.check for r in rules if r.any_value and r.check is not None]
+        self.partly = frozenset(ignore) & {code for r in rules for code in r.codes}
+        """Ignored codes of rules that run for their other codes."""
+        self.parse = bool(active("parse", ignore))
         self.clean = _CleanValidators(ctx)
         self.counter: TokenCounter | None = None
         capped = profile.max_enqueued_tokens is not None and "token_limit_exceeded" not in ignore
@@ -97,7 +103,7 @@ class LineChecker:
         chunk = Measured() if self.measure else Chunk()
         ids, targets, findings = chunk.custom_ids, chunk.targets, chunk.findings
         clean_for, explain, counter = self.clean, self.explain, self.counter
-        ctx, check_output, caps = self.ctx, self.check_output, self.caps
+        ctx, check_output, caps, parse = self.ctx, self.check_output, self.caps, self.parse
         fixed = ctx.endpoint  # the endpoint of lines that do not name one
         n = requests = inputs = tokens = 0
         last: tuple[str | None, str | None] | None = None
@@ -116,9 +122,7 @@ class LineChecker:
                 req = loads(raw)
             except JSONDecodeError as exc:
                 line_facts: RequestFacts | None = None
-                found: list[Finding] | None = [
-                    ("invalid_json_line", explain_invalid(raw, exc), None)
-                ]
+                found: list[Finding] | None = [not_json(raw, exc)] if parse else None
             else:
                 url = (fixed or req.get("url")) if type(req) is dict else None
                 overflow: Finding | None = None
@@ -187,14 +191,15 @@ class LineChecker:
         core's, ``rules.requests.read_request``) and findings."""
         ctx = self.ctx
         facts = read_request(req, ctx)
-        if not isinstance(facts, RequestFacts):
-            return None, [facts]
+        line_facts = facts if isinstance(facts, RequestFacts) else None
         found: list[Finding] | None = None
-        for rule in self.rules:
+        for rule in self.rules if line_facts is not None else self.any_value:
             out = rule(req, ctx)
             if out:
                 found = [*found, *out] if found else list(out)
-        return facts, found
+        if found and self.partly:  # a rule with some codes ignored runs; drop those
+            found = [f for f in found if f[0] not in self.partly] or None
+        return line_facts, found
 
 
 class _CleanValidators(dict[str, Callable[[Any], bool]]):
@@ -248,7 +253,7 @@ class Validation:
         self.measure, self.on_chunk = measure, on_chunk
         self.progress = progress
         self.profile = get_profile(profile, **overrides)
-        unknown = sorted(set(ignore) - set(CATALOGUE))
+        unknown = sorted(set(ignore) - set(VALIDATION_CODES))
         if unknown:
             raise UsageError(f"unknown problem code(s) to ignore: {', '.join(unknown)}")
         self.endpoint = check_endpoint(self.profile, endpoint)
@@ -262,7 +267,8 @@ class Validation:
         checker = LineChecker(
             self.profile, self.ignore, self.endpoint, self.count_tokens, measure=self.measure
         )
-        rules = FileRules(self.profile, checker.ctx.endpoint or self.endpoint, self.model)
+        endpoint = checker.ctx.endpoint or self.endpoint
+        rules = FileRules(self.profile, endpoint, self.model, self.ignore)
         emit = self._emit
         base = 0
         with open_source(self.source) as handle:
@@ -305,9 +311,7 @@ class Validation:
 
     def _emit(self, line: int | None, found: list[Finding]) -> Iterator[Problem]:
         counts = self.stats.counts
-        for code, message, param in found:
-            if code in self.ignore:
-                continue
+        for code, message, param in found:  # (an ignored rule is not run)
             counts[code] = counts.get(code, 0) + 1
             yield problem(code, line, message, param)
 

@@ -330,8 +330,8 @@ def test_build_file_errors_name_rows_and_columns(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as err:
         build_file(source, tmp_path / "o.jsonl", CHAT, model="m", prompt_column="t", id_column="i")
     assert str(err.value) == (
-        "row 2, column 'i': custom_id 'x' is already used by row 1; custom_ids must be unique. "
-        "(duplicate_custom_id)"
+        "row 2, column 'i': custom_id 'x' is already used by row 1; custom_ids must be unique "
+        "in a file. (duplicate_custom_id)"
     )
     source.write_bytes(b'{"t": "a", "i": {"x": 1}}\n')
     with pytest.raises(BuildError, match="row 1, column 'i': Expected text, found dict"):

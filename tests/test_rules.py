@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from typing import Any
 
 import jsonschema_rs
 import orjson
 import pytest
-from helpers import request
+from helpers import jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch import get_profile
+from jsonl_batch import CATALOGUE, get_profile, validate_file
 from jsonl_batch.rules.checks import (
     LINE_RULES,
+    RULES,
     Chunk,
     Context,
     FileRules,
@@ -24,6 +27,7 @@ from jsonl_batch.rules.checks import (
     method,
     portable_custom_id,
     required_fields,
+    rule_of,
     streaming,
     unknown_keys,
 )
@@ -103,6 +107,79 @@ def test_every_code_has_one_rule() -> None:
     assert len(line_codes) == len(set(line_codes))
     assert not set(line_codes) & set(FileRules.codes)
     assert set(LIMIT_CODES) <= set(FileRules.codes)
+    every = [c for r in RULES.values() for c in r.codes]
+    assert sorted(every) == sorted(CATALOGUE)  # each code of the catalogue, by one rule
+    assert {c for r in RULES.values() if r.kind == "build" for c in r.codes} == {
+        c for c, entry in CATALOGUE.items() if entry.build
+    }
+    assert rule_of("invalid_json_line").kind == "parse"
+    assert rule_of("invalid_type") is RULES["field_types"]
+    assert rule_of("too_many_tasks") is rule_of("token_limit_exceeded") is RULES["limits"]
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """Record the calls of the registered line rule ``name``."""
+    calls: list[Any] = []
+    rule = RULES[name]
+    assert rule.check is not None
+    check = rule.check
+
+    def spying(req: Any, ctx: Context) -> Any:
+        calls.append(req)
+        return check(req, ctx)
+
+    monkeypatch.setitem(RULES, name, dataclasses.replace(rule, check=spying))
+    return calls
+
+
+def test_an_ignored_rule_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = jsonl({**request(), "extra": 1}, [1], request("r-2", stream=True))
+    calls = spy(monkeypatch, "unknown_keys")
+    types = spy(monkeypatch, "field_types")
+    report = validate_file(io.BytesIO(data), workers=1)
+    assert [p.code for p in report.problems] == [
+        "unknown_parameter",
+        "invalid_type",
+        "streaming_unsupported",
+    ]
+    assert len(calls) == 2 and len(types) == 3  # the lines that are not clean
+    calls.clear(), types.clear()
+    ignored = validate_file(
+        io.BytesIO(data), workers=1, ignore=["unknown_parameter", "invalid_type"]
+    )
+    assert [p.code for p in ignored.problems] == ["streaming_unsupported"]
+    assert calls == [] and types == []  # switched off, not filtered
+
+
+def test_ignored_file_rules_are_off() -> None:
+    rules = FileRules(get_profile(), ignore=["duplicate_custom_id", *LIMIT_CODES])
+    assert not rules.unique and rules.limits is None
+    found = rules.feed(0, chunk_of(("a", "/v1/embeddings", "m", 0), ("a", "/v1/x", "n", 0)))
+    assert [f[0] for _, f in found] == ["invalid_url", "mismatched_model"]
+    assert rules.first_use("a") is None  # custom_ids are not even recorded
+    off = FileRules(get_profile(), ignore=["invalid_url", "mismatched_model"])
+    assert off.feed(0, chunk_of(("a", "/v1/embeddings", "m", 0), ("b", "/v1/x", "n", 0))) == []
+    assert (off.endpoint, off.model) == ("/v1/embeddings", "m")  # still the report's
+
+
+def test_file_rules_take_one_request_at_a_time() -> None:
+    rules = FileRules(get_profile(), first="by request")
+    chat = "/v1/chat/completions"
+    one = RequestFacts("a", chat, chat, "m", 0, {})
+    assert rules.accept(1, one) == []
+    assert rules.check(2, one._replace(model="n")) == [
+        (
+            "mismatched_model",
+            "Every line must use the same model: found 'n', the file's model is 'm' (from line 1).",
+            "body.model",
+        ),
+        (
+            "duplicate_custom_id",
+            "custom_id 'a' is already used by request 1; custom_ids must be unique in a file.",
+            "custom_id",
+        ),
+    ]
+    assert rules.first_use("a") == 1 and rules.requests == 1  # check records nothing
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,24 @@ def test_by_model_groups(tmp_path: Path) -> None:
     assert sorted(seen) == sorted(path.read_bytes().splitlines(keepends=True))
 
 
+def test_by_endpoint_checks_every_endpoint_s_bodies(tmp_path: Path) -> None:
+    """``by`` switches the one-endpoint rule off, so the body of a line to another endpoint is
+    checked (against its own endpoint): an embeddings request without ``input`` went into a
+    part because its problem was dropped as if the url were the problem."""
+    path = tmp_path / "in.jsonl"
+    no_input = {**embedding("e1", "x"), "body": {"model": "e"}}
+    path.write_bytes(jsonl(request("r1"), no_input, embedding("e2", "y")))
+    result = split_file(path, by="endpoint")
+    assert not result.written
+    assert result.report.flatten(["line", "code"]) == [[2, "invalid_request"]]
+    result = split_file(path, by="endpoint", skip_invalid=True)
+    assert [(p.endpoint, p.requests) for p in result.manifest.parts] == [
+        ("/v1/chat/completions", 1),
+        ("/v1/embeddings", 1),
+    ]
+    assert result.manifest.rejected.line_ranges == [(2, 2)]
+
+
 def test_by_endpoint_still_needs_one_model_per_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(

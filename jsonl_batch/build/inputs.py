@@ -24,6 +24,7 @@ from ..errors import UsageError, option
 from ..lines.reading import LineReader, Source, open_source, parse_line, regular_size, source_name
 from ..outputs.atomic import atomic_output, is_stdout, writes_through
 from ..outputs.manifests import Manifest
+from ..rules.checks import duplicate_id
 from ..rules.profiles import ENDPOINTS, Profile
 from .writer import NON_FINITE_HINT, BatchWriter, BuildError, Rotate, non_finite
 
@@ -184,14 +185,8 @@ def cell(row: dict[str, Any], column: str, number: int) -> Any:
 def prompt_cell(row: dict[str, Any], column: str, number: int) -> Any:
     """A value that fills the prompt: like ``cell``, and empty or blank text is an error."""
     value = cell(row, column, number)
-    if isinstance(value, str) and not value.strip():
-        what = "empty" if not value else "only whitespace"
-        raise BuildError(
-            "empty_value",
-            f"The prompt is {what}; every request needs one (fill it in or drop the row).",
-            row=number,
-            column=column,
-        )
+    if isinstance(value, str):
+        filled(value, "prompt", number, column)
     return value
 
 
@@ -213,15 +208,20 @@ def text_cell(row: dict[str, Any], column: str, number: int) -> str:
 def id_cell(row: dict[str, Any], column: str, number: int) -> str:
     """A custom_id: like ``text_cell``, and empty or blank text is an error."""
     value = text_cell(row, column, number)
+    filled(value, "custom_id", number, column)
+    return value
+
+
+def filled(value: str, name: str, number: int, column: str) -> None:
+    """``empty_value`` if the ``name`` (prompt, custom_id) is empty or only whitespace."""
     if not value.strip():
         what = "empty" if not value else "only whitespace"
         raise BuildError(
             "empty_value",
-            f"The custom_id is {what}; every request needs one (fill it in or drop the row).",
+            f"The {name} is {what}; every request needs one (fill it in or drop the row).",
             row=number,
             column=column,
         )
-    return value
 
 
 def plain(value: Any) -> Any:
@@ -517,10 +517,7 @@ def _at_row(exc: BuildError, row: int, shaper: BodyShaper, id_column: str | None
     exc.row = row
     if exc.code == "duplicate_custom_id":
         exc.column = id_column
-        exc.message = (
-            f"custom_id {exc.value!r} is already used by row {exc.first}; "
-            "custom_ids must be unique."
-        )
+        exc.message = duplicate_id(exc.value, f"by row {exc.first}")[1]
     elif exc.param is not None and exc.param.startswith("custom_id"):
         exc.column = id_column
     else:

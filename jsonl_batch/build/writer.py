@@ -26,7 +26,7 @@ from ..rules.checks import FileRules
 from ..rules.limits import Limits, Totals
 from ..rules.problems import CATALOGUE
 from ..rules.profiles import Profile, get_profile
-from ..rules.requests import request_line
+from ..rules.requests import RequestFacts, request_line
 from ..rules.schemas import describe
 from ..validate import LineChecker
 
@@ -194,7 +194,10 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             self.profile, ("token_limit_exceeded",), endpoint
         )  # counted here
         self._count_tokens = _token_counter() if self.max_tokens is not None else None
-        self.rules = FileRules(self.profile, endpoint, model)
+        # what every provider takes: unique custom_ids (join tells results apart by them)
+        # and one model per file
+        strict = self.profile.replace(unique_custom_ids=True, one_model=True)
+        self.rules = FileRules(strict, endpoint, model, first="by request")
         self.requests = 0
         self.parts: list[Part] = []
         self.manifest: Manifest | None = None
@@ -249,17 +252,10 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         alone = self.limits.alone(size, inputs, tokens)
         if alone is not None:
             raise BuildError(alone.code, alone.message, param=alone.param, value=alone.value)
-        self._check_model(number, facts.model)
-        first = self.rules.first_use.get(custom_id)
-        if first is not None:
-            raise BuildError(
-                "duplicate_custom_id",
-                f"custom_id {custom_id!r} is already used by request {first}; "
-                "custom_ids must be unique.",
-                param="custom_id",
-                value=custom_id,
-                first=first,
-            )
+        for code, message, param in self.rules.check(number, facts):
+            first = self.rules.first_use(custom_id) if code == "duplicate_custom_id" else None
+            value = custom_id if first is not None else value_at(line, param)
+            raise BuildError(code, message, param=param, value=value, first=first)
         broken = self.limits.breaks(self._totals, size, inputs, tokens) if self._part else None
         if broken and not self.rotate:
             hint = "write parts instead (rotate=True, or jsonl-batch build -o FILE)"
@@ -267,28 +263,17 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
             raise BuildError(broken.code, message, param=broken.param, value=custom_id)
         if broken:
             self._finish_part()
-        self._write(raw, custom_id, number, (size, inputs, tokens), facts.model)
+        self._write(raw, number, (size, inputs, tokens), facts)
         return custom_id
-
-    def _check_model(self, number: int, model: str | None) -> None:
-        if model is None or self.rules.model is None or model == self.rules.model:
-            return
-        found = self.rules.other_model(number, model)
-        assert found is not None
-        raise BuildError(found[0], found[1], param=found[2], value=model)
 
     # -- parts
 
     def _write(
-        self,
-        raw: bytes,
-        custom_id: str,
-        number: int,
-        amounts: tuple[int, int, int],
-        model: str | None,
+        self, raw: bytes, number: int, amounts: tuple[int, int, int], facts: RequestFacts
     ) -> None:
         """Append the line to the current part; ``amounts``: its bytes, inputs, tokens."""
         size, inputs, tokens = amounts
+        custom_id, model = facts.custom_id, facts.model
         part = self._part or self._open_part()
         data = raw + b"\n"
         assert self._out is not None
@@ -311,9 +296,7 @@ class BatchWriter(AbstractContextManager["BatchWriter"]):
         part.first_custom_id = part.first_custom_id or custom_id
         part.last_custom_id = custom_id
         part.model = model
-        self.rules.first_use[custom_id] = number
-        if self.rules.model is None:
-            self.rules.model, self.rules.model_line = model, number
+        self.rules.accept(number, facts)
         self.requests = number
 
     def _open_part(self) -> Part:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..render.text import SHOWN_PER_CODE, ReportOutput, printable
-from ..rules.problems import CATALOGUE
+from ..rules.problems import VALIDATION_CODES
 from ..validate import validate_file
 from .options import (
     endpoint_option,
@@ -41,7 +41,7 @@ from .output import progress_bar
 @click.option(
     "--ignore",
     multiple=True,
-    type=click.Choice(sorted(CATALOGUE)),
+    type=click.Choice(sorted(VALIDATION_CODES)),
     metavar="CODE",
     help="Do not check or report this code (repeatable).",
 )

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from orjson import JSONDecodeError
+
+from ..lines.reading import explain_invalid
 from .limits import LIMIT_CODES, Limits, Totals
 from .models import model_facts, output_over, requested_output
 from .profiles import ENDPOINTS, Profile
-from .requests import Context, Finding
+from .requests import Context, Finding, RequestFacts, not_an_object
 from .schemas import describe
 
 TEXT_MESSAGE = {
@@ -85,30 +88,68 @@ def clean_line_schema(url: str, ctx: Context) -> dict[str, Any]:
 
 
 LineCheck = Callable[[dict[str, Any], Context], "Iterable[Finding] | None"]
+Kind = Literal["parse", "line", "file", "build"]
 
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule: its ``name``, the codes it can emit and what it looks at (``kind``): a raw
+    line (``parse``), one parsed line (``line``: ``check(req, ctx)``), the lines of a file
+    (``file``: ``FileRules`` runs it) or a row of ``build``'s input (``build.inputs``)."""
+
+    name: str
     codes: tuple[str, ...]
-    check: LineCheck
+    kind: Kind = "line"
+    check: LineCheck | None = None
+    any_value: bool = False
+    """A line rule that also looks at lines that are no JSON object."""
 
 
+RULES: dict[str, Rule] = {}
+"""Every rule by name, in the order they run: each code of ``CATALOGUE`` has one."""
 LINE_RULES: list[Rule] = []
 
 
-def line_rule(*codes: str) -> Callable[[LineCheck], LineCheck]:
-    """Register a line rule under the codes it can emit."""
+def register(rule: Rule) -> Rule:
+    RULES[rule.name] = rule
+    if rule.kind == "line":
+        LINE_RULES.append(rule)
+    return rule
 
-    def register(check: LineCheck) -> LineCheck:
-        LINE_RULES.append(Rule(codes, check))
+
+def line_rule(*codes: str, any_value: bool = False) -> Callable[[LineCheck], LineCheck]:
+    """Register a line rule (named as its function) under the codes it can emit."""
+
+    def add(check: LineCheck) -> LineCheck:
+        register(Rule(check.__name__, codes, "line", check, any_value))
         return check
 
-    return register
+    return add
+
+
+def rule_of(code: str) -> Rule:
+    """The rule that emits ``code``."""
+    return next(rule for rule in RULES.values() if code in rule.codes)
+
+
+def active(kind: Kind, ignore: Collection[str] = ()) -> list[Rule]:
+    """The rules of ``kind`` to run: all of them but those whose every code is ignored (a
+    rule switched off is not run at all)."""
+    off = set(ignore)
+    return [r for r in RULES.values() if r.kind == kind and not set(r.codes) <= off]
 
 
 def active_rules(ignore: Collection[str] = ()) -> list[LineCheck]:
-    """The line checks to run: all of them, minus rules whose every code is ignored."""
-    return [r.check for r in LINE_RULES if not set(r.codes) <= set(ignore)]
+    """The line checks to run (``active("line", ignore)``)."""
+    return [r.check for r in active("line", ignore) if r.check is not None]
+
+
+JSON_RULE = register(Rule("json", ("invalid_json_line",), "parse"))
+
+
+def not_json(raw: bytes, exc: JSONDecodeError) -> Finding:
+    """The ``json`` rule: why a raw line is no JSON (orjson's error, explained)."""
+    return ("invalid_json_line", explain_invalid(raw, exc), None)
 
 
 @line_rule("missing_required_parameter")
@@ -121,8 +162,12 @@ def required_fields(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     ]
 
 
-@line_rule("invalid_type")
-def field_types(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
+@line_rule("invalid_type", any_value=True)
+def field_types(req: Any, ctx: Context) -> list[Finding] | None:
+    """A line is a JSON object (else the request core says what it is) whose custom_id, url
+    and body have their types."""
+    if type(req) is not dict:
+        return [not_an_object(req)]
     found: list[Finding] = []
     for name, wanted, word in (
         ("custom_id", str, "a string"),
@@ -317,24 +362,144 @@ class Chunk:
     """Line-rule findings, by line."""
 
 
-class FileRules:
-    """Rules across lines: duplicate custom_ids, one endpoint, one model, and the limits."""
+for _rule in (
+    Rule("unique_ids", ("duplicate_custom_id",), "file"),
+    Rule("one_endpoint", ("invalid_url",), "file"),
+    Rule("one_model", ("mismatched_model",), "file"),
+    Rule("not_empty", ("empty_file",), "file"),
+    Rule("limits", LIMIT_CODES, "file"),
+    Rule("input", ("invalid_input",), "build"),
+    Rule("columns", ("missing_column",), "build"),
+    Rule("cells", ("null_value", "empty_value"), "build"),
+):
+    register(_rule)
 
-    codes = ("duplicate_custom_id", "invalid_url", "mismatched_model", "empty_file", *LIMIT_CODES)
+
+def duplicate_id(custom_id: str, first: str) -> Finding:
+    """The one wording of a repeated custom_id; ``first`` says where it was used first
+    (``on line 3``; the builder's ``by request 3``, ``by row 3``)."""
+    return (
+        "duplicate_custom_id",
+        f"custom_id {custom_id!r} is already used {first}; custom_ids must be unique in a file.",
+        "custom_id",
+    )
+
+
+class Same:
+    """A value every request of a file shares (the batch's endpoint, its model): the given
+    one, else the first found. ``check`` says where a request differs (``accept`` also
+    records the first value); with ``on=False`` the value is only recorded (for the
+    report), the rule is off."""
 
     def __init__(
-        self, profile: Profile, endpoint: str | None = None, model: str | None = None
+        self, code: str, param: str, words: str, value: str | None = None, on: bool = True
     ) -> None:
+        self.code, self.param, self.words, self.on = code, param, words, on
+        self.value = value
+        self.line: int | None = None
+        """Where ``value`` was found first (``None``: given)."""
+
+    def check(self, found: str | None) -> Finding | None:
+        if not self.on or found is None or self.value is None or found == self.value:
+            return None
+        since = f" (from line {self.line})" if self.line else " (given)"
+        message = self.words.format(found=found, value=self.value, since=since)
+        return (self.code, message, self.param)
+
+    def accept(self, line: int, found: str | None) -> Finding | None:
+        if self.value is None and found is not None:
+            self.value, self.line = found, line
+        return self.check(found)
+
+
+def one_endpoint(endpoint: str | None = None, on: bool = True) -> Same:
+    """The ``one_endpoint`` rule: every line uses the batch's endpoint."""
+    words = (
+        "The URL provided for this request does not match the batch endpoint: "
+        "found {found!r}, the batch endpoint is {value!r}{since}."
+    )
+    return Same("invalid_url", "url", words, endpoint, on)
+
+
+def one_model(profile: Profile, model: str | None = None, on: bool = True) -> Same:
+    """The ``one_model`` rule: every line uses one model (Azure: deployment)."""
+    label = profile.model_label
+    words = f"Every line must use the same {label}: found {{found!r}}, the file's {label} is "
+    return Same("mismatched_model", "body.model", words + "{value!r}{since}.", model, on)
+
+
+class FileRules:
+    """The file rules (``unique_ids``, ``one_endpoint``, ``one_model``, ``not_empty``,
+    ``limits``): what breaks across the lines of one file, and the totals of the report.
+
+    ``feed(base, chunk)`` takes validation's chunks; ``check(line, facts)`` says what one
+    more request would break and ``accept`` records it (the builder); ``finish(size)``
+    gives the file-level findings. A rule whose every code is in ``ignore`` is off (not
+    run); the batch's ``endpoint`` and ``model`` are still recorded. ``first``: how a
+    duplicate names where the custom_id was used first (``on line``, the builder's ``by
+    request``).
+    """
+
+    codes = tuple(code for rule in RULES.values() if rule.kind == "file" for code in rule.codes)
+
+    def __init__(
+        self,
+        profile: Profile,
+        endpoint: str | None = None,
+        model: str | None = None,
+        ignore: Collection[str] = (),
+        *,
+        first: str = "on line",
+    ) -> None:
+        on = {rule.name for rule in active("file", ignore)}
         self.profile = profile
-        self.limits = Limits.of(profile, check=False)
-        self.endpoint = endpoint
-        self.model = model
-        self.endpoint_line: int | None = None
-        self.model_line: int | None = None
-        self.first_use: dict[str, int] = {}
+        self.ignore = frozenset(ignore)
+        self.unique = "unique_ids" in on and profile.unique_custom_ids
+        self.first = first
+        self.batch_endpoint = one_endpoint(endpoint, "one_endpoint" in on and profile.one_endpoint)
+        self.batch_model = one_model(profile, model, "one_model" in on and profile.one_model)
+        self.not_empty = "not_empty" in on and not profile.empty_file_ok
+        self.limits = Limits.of(profile, check=False) if "limits" in on else None
+        self._first_use: dict[str, int] = {}
         self.requests = 0
         self.embedding_inputs = 0
         self.tokens: int | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        """The batch's endpoint: the given one, or the first request's."""
+        return self.batch_endpoint.value
+
+    @property
+    def model(self) -> str | None:
+        """The batch's model: the given one, or the first request's."""
+        return self.batch_model.value
+
+    def first_use(self, custom_id: str) -> int | None:
+        """Where ``custom_id`` was used first (a line, or the builder's request number)."""
+        return self._first_use.get(custom_id)
+
+    def check(self, line: int, facts: RequestFacts) -> list[Finding]:
+        """What one more request would break (recording nothing): another endpoint, another
+        model, a custom_id used before."""
+        checks = (self.batch_endpoint.check(facts.endpoint), self.batch_model.check(facts.model))
+        found = [f for f in checks if f]
+        custom_id = facts.custom_id
+        if self.unique and custom_id is not None and custom_id in self._first_use:
+            found.append(duplicate_id(custom_id, f"{self.first} {self._first_use[custom_id]}"))
+        return found
+
+    def accept(self, line: int, facts: RequestFacts) -> list[Finding]:
+        """Check one more request and record it (its custom_id, the endpoint and model
+        when they are the first); count it."""
+        found = self.check(line, facts)
+        if facts.custom_id is not None:
+            self._first_use.setdefault(facts.custom_id, line)
+        self.batch_endpoint.accept(line, facts.endpoint)
+        self.batch_model.accept(line, facts.model)
+        self.requests += 1
+        self.embedding_inputs += facts.embedding_inputs
+        return found
 
     def feed(self, base: int, chunk: Chunk) -> list[tuple[int, Finding]]:
         """Take a chunk that starts after line ``base``; return ``(line, finding)`` pairs for
@@ -345,23 +510,20 @@ class FileRules:
             self.tokens = (self.tokens or 0) + chunk.tokens
         found: list[tuple[int, Finding]] = []
         ids = chunk.custom_ids
-        if self.profile.unique_custom_ids and not self._add_unique(base, ids):
+        if self.unique and not self._add_unique(base, ids):
+            first_use = self._first_use.setdefault
             for line, custom_id in enumerate(ids, base + 1):
-                if custom_id is not None and (f := self.duplicate(line, custom_id)):
-                    found.append((line, f))
+                if custom_id is not None and (first := first_use(custom_id, line)) != line:
+                    found.append((line, duplicate_id(custom_id, f"{self.first} {first}")))
         targets = chunk.targets
         stops = [t[0] for t in targets[1:]] + [chunk.lines + 1] if targets else []
+        same_url, same_model = self.batch_endpoint.accept, self.batch_model.accept
         for (start, url, model), stop in zip(targets, stops, strict=True):
             for line in range(base + start, base + stop):
-                wrong_url = url is not None and self.other_url(line, url)
-                wrong_model = model is not None and self.other_model(line, model)
-                if not self.profile.one_endpoint:
-                    wrong_url = None
-                if not self.profile.one_model:
-                    wrong_model = None
-                if not (wrong_url or wrong_model):
+                wrong = [f for f in (same_url(line, url), same_model(line, model)) if f]
+                if not wrong:
                     break  # the rest of the run has the same url and model
-                found += [(line, f) for f in (wrong_url, wrong_model) if f]
+                found += [(line, f) for f in wrong]
         found.sort(key=lambda pair: pair[0])  # stable: duplicate, url, model within a line
         return found
 
@@ -373,59 +535,20 @@ class FileRules:
         if len(unique) != len(ids) - nones + (1 if nones else 0):
             return False
         unique.discard(None)
-        if not self.first_use.keys().isdisjoint(unique):
+        if not self._first_use.keys().isdisjoint(unique):
             return False
         lines = range(base + 1, base + 1 + len(ids))
-        self.first_use.update(zip(ids, lines, strict=True))  # type: ignore[arg-type]
-        self.first_use.pop(None, None)  # type: ignore[call-overload]
+        self._first_use.update(zip(ids, lines, strict=True))  # type: ignore[arg-type]
+        self._first_use.pop(None, None)  # type: ignore[call-overload]
         return True
-
-    def duplicate(self, line: int, custom_id: str) -> Finding | None:
-        first = self.first_use.setdefault(custom_id, line)
-        if first == line:
-            return None
-        return (
-            "duplicate_custom_id",
-            f"custom_id {custom_id!r} is already used on line {first}; "
-            "custom_ids must be unique in a file.",
-            "custom_id",
-        )
-
-    def other_url(self, line: int, url: str) -> Finding | None:
-        if self.endpoint is None:
-            self.endpoint, self.endpoint_line = url, line
-        if url == self.endpoint:
-            return None
-        return (
-            "invalid_url",
-            "The URL provided for this request does not match the batch endpoint: "
-            f"found {url!r}, the batch endpoint is {self.endpoint!r}"
-            f"{self._since(self.endpoint_line)}.",
-            "url",
-        )
-
-    def other_model(self, line: int, model: str) -> Finding | None:
-        if self.model is None:
-            self.model, self.model_line = model, line
-        if model == self.model:
-            return None
-        label = self.profile.model_label
-        return (
-            "mismatched_model",
-            f"Every line must use the same {label}: found {model!r}, the file's "
-            f"{label} is {self.model!r}{self._since(self.model_line)}.",
-            "body.model",
-        )
-
-    @staticmethod
-    def _since(line: int | None) -> str:
-        return f" (from line {line})" if line else " (given)"
 
     def finish(self, size: int) -> list[Finding]:
         """File-level findings once every line has been fed; ``size`` is the file's bytes."""
         found: list[Finding] = []
-        if self.requests == 0 and not self.profile.empty_file_ok:
+        if self.requests == 0 and self.not_empty:
             found.append(("empty_file", "The file contains no requests.", None))
-        totals = Totals(self.requests, size, self.embedding_inputs, self.tokens or 0)
-        found += [breach[:3] for breach in self.limits.over(totals)]
+        if self.limits is not None:
+            totals = Totals(self.requests, size, self.embedding_inputs, self.tokens or 0)
+            over = self.limits.over(totals)
+            found += [breach[:3] for breach in over if breach.code not in self.ignore]
         return found

@@ -36,12 +36,14 @@ class Problem:
 
 @dataclass(frozen=True)
 class Code:
-    """A catalogue entry: what a code means and whether it makes a file invalid."""
+    """A catalogue entry: what a code means and whether it makes a file invalid;
+    ``build``: a code of ``build``'s input rows, not of a batch file."""
 
     code: str
     meaning: str
     severity: Severity = "error"
     file_level: bool = False
+    build: bool = False
 
 
 CATALOGUE: dict[str, Code] = {
@@ -127,15 +129,36 @@ CATALOGUE: dict[str, Code] = {
             "providers (Anthropic, Together) reject it.",
             severity="warning",
         ),
+        Code(
+            "missing_column",
+            "`build`: the input has no column named by an option (`--prompt-column`, "
+            "`--id-column`, a template's `{column}`), or a row lacks it.",
+            build=True,
+        ),
+        Code("null_value", "`build`: a row's value in a used column is null (empty).", build=True),
+        Code(
+            "empty_value",
+            "`build`: a prompt or custom_id is empty or only whitespace.",
+            build=True,
+        ),
+        Code(
+            "invalid_input",
+            "`build`: the input cannot be read as its format (a line that is not a JSON "
+            "object, a CSV or Parquet file that does not parse), or a value is not text or a "
+            "number where one is needed, or a NaN or infinite number.",
+            build=True,
+        ),
     )
 }
+VALIDATION_CODES = tuple(c.code for c in CATALOGUE.values() if not c.build)
+"""The codes ``validate`` can report (and ``ignore``)."""
 
 
 def code_table() -> str:
     """The README's table of problem codes, generated from the catalogue."""
     rows = ["| code | severity | scope | meaning |", "|---|---|---|---|"]
     for c in CATALOGUE.values():
-        scope = "file (line null)" if c.file_level else "line"
+        scope = "build (row)" if c.build else "file (line null)" if c.file_level else "line"
         rows.append(f"| `{c.code}` | {c.severity} | {scope} | {c.meaning} |")
     return "\n".join(rows)
 

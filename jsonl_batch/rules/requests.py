@@ -80,9 +80,7 @@ def read_request(obj: Any, ctx: Context | None = None) -> RequestFacts | Finding
     object. ``ctx`` gives the profile's endpoints and the job's endpoint of ``{custom_id,
     body}`` lines; without it, lines name their url and any known endpoint counts."""
     if type(obj) is not dict:
-        kind = "an array" if type(obj) is list else "a scalar value"
-        message = f"This line is {kind}, not a JSON object; each line must be one request."
-        return ("invalid_type", message, None)
+        return not_an_object(obj)
     custom_id = obj.get("custom_id")
     url = ctx.url_of(obj) if ctx is not None else obj.get("url")
     body = obj.get("body")
@@ -105,6 +103,13 @@ def read_request(obj: Any, ctx: Context | None = None) -> RequestFacts | Finding
         inputs,
         body,
     )
+
+
+def not_an_object(obj: Any) -> Finding:
+    """The ``invalid_type`` finding of a line that is no JSON object."""
+    kind = "an array" if type(obj) is list else "a scalar value"
+    message = f"This line is {kind}, not a JSON object; each line must be one request."
+    return ("invalid_type", message, None)
 
 
 def not_a_request(obj: Any) -> str | None:

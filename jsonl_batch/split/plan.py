@@ -20,7 +20,7 @@ from orjson import JSONDecodeError, loads
 
 from ..errors import UsageError, option
 from ..lines.reading import ReadError
-from ..rules.checks import Chunk, FileRules
+from ..rules.checks import Chunk, Same, one_model
 from ..rules.limits import Limits, Totals
 from ..rules.problems import Problem, Report, problem
 from ..rules.profiles import Profile
@@ -84,7 +84,8 @@ class Planner:
         self.open: dict[Any, PartPlan] = {}
         self.done: dict[Any, list[PartPlan]] = {}
         self.rejected = PartPlan()
-        self.group_rules: dict[str | None, FileRules] = {}
+        self.models: dict[str | None, Same] = {}
+        """Per endpoint, its one model (``by="endpoint"``: the ``one_model`` rule)."""
         self.extra: list[Problem] = []
         """Problems found while planning: a line no part can hold, another model (``by``)."""
         self.quota: int | None = None
@@ -134,8 +135,10 @@ class Planner:
         self.quota = -(-self.remaining // left)
 
     def _same_model(self, line_no: int, key: Key) -> bool:
-        rules = self.group_rules.setdefault(key[0], FileRules(self.profile))
-        found = rules.other_model(line_no, key[1]) if key[1] is not None else None
+        same = self.models.get(key[0])
+        if same is None:
+            same = self.models[key[0]] = one_model(self.profile)
+        found = same.accept(line_no, key[1])
         if found:
             self.extra.append(problem(found[0], line_no, found[1], found[2]))
         return not found
