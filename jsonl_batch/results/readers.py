@@ -22,7 +22,7 @@ import os
 import sys
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -84,13 +84,7 @@ class Anomaly:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "file": self.file,
-            "line": self.line,
-            "custom_id": self.custom_id,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 def not_copied(file: str, line: int, custom_id: str | None, column: str) -> Anomaly:

@@ -202,13 +202,8 @@ def endpoint(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
         if path in ctx.endpoints and path != url
         else f" Use one of: {', '.join(ctx.profile.endpoints)}."
     )
-    return [
-        (
-            "unsupported_endpoint",
-            f"The url {url!r} is not a batch endpoint of the {ctx.profile.name} profile.{hint}",
-            "url",
-        )
-    ]
+    message = f"The url {url!r} is not a batch endpoint of the {ctx.profile.name} profile.{hint}"
+    return [("unsupported_endpoint", message, "url")]
 
 
 @line_rule("streaming_unsupported")
@@ -316,13 +311,8 @@ def custom_id_rule(req: dict[str, Any], ctx: Context) -> list[Finding] | None:
     if type(custom_id) is not str or ctx.custom_id_rule.fullmatch(custom_id):
         return None
     rule = ctx.profile.custom_id_rule_text
-    return [
-        (
-            "invalid_custom_id",
-            f"custom_id {describe(custom_id)} breaks the {ctx.profile.name} rule: {rule}.",
-            "custom_id",
-        )
-    ]
+    message = f"custom_id {describe(custom_id)} breaks the {ctx.profile.name} rule: {rule}."
+    return [("invalid_custom_id", message, "custom_id")]
 
 
 @line_rule("nonportable_custom_id")

@@ -23,7 +23,9 @@ class Limit(NamedTuple):
 
     code: str
     field: str
+    """The ``Limits`` field (``max_requests``, ...)."""
     total: str
+    """The ``Totals`` field (``requests``, ...)."""
     noun: str
     per: str = " per file"
     param: str | None = None

@@ -8,7 +8,7 @@ README's table (a test keeps the two equal).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
@@ -184,16 +184,7 @@ class Stats:
     """Problems per code; exact even when the listed problems are capped."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "lines": self.lines,
-            "requests": self.requests,
-            "bytes": self.bytes,
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "embedding_inputs": self.embedding_inputs,
-            "input_tokens": self.input_tokens,
-            "counts": dict(self.counts),
-        }
+        return asdict(self)  # (``counts`` copied)
 
 
 @dataclass

@@ -161,16 +161,11 @@ def param_path(
 
 
 def explain(
-    error: jsonschema_rs.ValidationError,
-    body: Any = None,
-    *,
-    root: str = "body",
-    noun: str = "parameter",
-    schema: dict[str, Any] | None = None,
+    error: jsonschema_rs.ValidationError, body: Any = None, **options: Any
 ) -> tuple[str, str]:
     """A schema failure as ``(param, message)``: the path, what was expected, what was found
-    (the first of ``explain_all``)."""
-    return next(explain_all(error, body, root=root, noun=noun, schema=schema))
+    (the first of ``explain_all``, which takes the same ``options``)."""
+    return next(explain_all(error, body, **options))
 
 
 def explain_all(
