@@ -32,7 +32,7 @@ from jsonl_batch.rules.checks import (
     unknown_keys,
 )
 from jsonl_batch.rules.limits import LIMIT_CODES, LIMITS, Limits, Totals
-from jsonl_batch.rules.requests import RequestFacts, count_inputs, read_request
+from jsonl_batch.rules.requests import RequestFacts, count_inputs, not_a_request, read_request
 from jsonl_batch.validate import LineChecker
 
 CTX = Context(get_profile())
@@ -400,3 +400,17 @@ def test_the_file_and_a_part_break_a_limit_in_one_wording() -> None:
         "body.input",
         6,
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(good_requests, requests), min_size=1, max_size=4))
+def test_the_join_s_fast_index_takes_what_the_core_takes(objects: list[Any]) -> None:
+    """The join indexes plain request files with pyarrow (``results.index.fast_ids``); what
+    it takes as requests, the request core (``not_a_request``) takes too."""
+    from jsonl_batch.results.index import fast_ids
+
+    data = b"".join(orjson.dumps(o) + b"\n" for o in objects)
+    found = fast_ids(data)
+    if found is not None:
+        assert [not_a_request(o) for o in objects] == [None] * len(objects)
+        assert found[0].to_pylist() == [o["custom_id"] for o in objects]
