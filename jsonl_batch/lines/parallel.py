@@ -40,6 +40,10 @@ CHUNK_BYTES = 2 << 20
 MIN_CHUNK_BYTES = 1 << 19
 """...and the least: the first chunks, and while the caller falls behind (a chunk full of
 problems stays some 25 MB; one chunk per worker is kept ahead of the caller then)."""
+TAIL_SHARES = 2
+TAIL_MIN_BYTES = 1 << 18
+"""Near the end of a file a chunk holds at most 1/(TAIL_SHARES * workers) of what is left,
+and at least TAIL_MIN_BYTES."""
 BLOCK_LINES = 4096
 """Lines per chunk in-process (a stream's results come a block at a time)."""
 
@@ -121,7 +125,8 @@ class LineChunks(Generic[T]):
                     behind = bool(window) and window[0][1].ready()
                     room = (1 if behind else 2) * self.workers - len(window)
                     while room > 0 and start < size:
-                        end = _next_line(handle, start + min(step, self.chunk_bytes), size)
+                        cut = min(step, self.chunk_bytes, self._tail(size - start))
+                        end = _next_line(handle, start + cut, size)
                         window.append((end, pool.apply_async(_run_range, ((path, start, end),))))
                         start, room = end, room - 1
                     if not window:
@@ -134,6 +139,12 @@ class LineChunks(Generic[T]):
                     step = min(step, self.chunk_bytes)
             except OSError as exc:
                 raise ReadError(describe_os_error(path, exc)) from None
+
+    def _tail(self, left: int) -> int:
+        """The most bytes of the next chunk when ``left`` bytes remain: a share of them, so
+        that the last chunks shrink and the workers finish together (one big last chunk
+        kept one worker busy while the other waited)."""
+        return max(TAIL_MIN_BYTES, left // (TAIL_SHARES * self.workers))
 
 
 def _next_line(handle: IO[bytes], target: int, size: int) -> int:
