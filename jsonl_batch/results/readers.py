@@ -647,8 +647,9 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         get("error", "message"), get("response", "body", "error", "message")
     )
     null_text = pa.scalar(None, pa.string())
-    content, finish = _content(raw, get)
-    problem, problem_message = _problems(raw, get, ok)
+    first = _first_choice(get)
+    content, finish = _content(get, first)
+    problem, problem_message = _problems(get, first, ok)
     usage = ("response", "body", "usage")
     return {
         "custom_id": custom_id,
@@ -679,10 +680,10 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
 
 
 def _problems(
-    raw: pa.Table, get: Callable[..., pa.Array], ok: pa.Array
+    get: Callable[..., pa.Array], first: pa.Array, ok: pa.Array
 ) -> tuple[pa.Array, pa.Array]:
-    """``answer_checks.output_problem`` of each line, in Arrow: ``(problem, message)``."""
-    first = _first_choice(get)
+    """``answer_checks.output_problem`` of each line (``first``: its first choice), in
+    Arrow: ``(problem, message)``."""
     finish = pc.struct_field(first, "finish_reason")
     refusal = pc.struct_field(pc.struct_field(first, "message"), "refusal")
     output = get("response", "body", "output")
@@ -712,14 +713,15 @@ _STOPPED = pa.array(["length", "content_filter"])
 def _first_choice(get: Callable[..., pa.Array]) -> pa.Array:
     """Each body's first choice (null when it has none)."""
     choices = get("response", "body", "choices")
+    if not choices.null_count and pc.all(pc.equal(pc.list_value_length(choices), 1)).as_py():
+        return pc.list_flatten(choices)  # each body's only choice, not copied
     if pc.min(pc.list_value_length(choices)).as_py() == 0:  # list_element fails on []
         empty = pc.equal(pc.list_value_length(choices), 0)
         choices = pc.if_else(empty, pa.scalar(None, choices.type), choices)
     return pc.list_element(choices, 0)
 
 
-def _content(raw: pa.Table, get: Callable[..., pa.Array]) -> tuple[pa.Array, pa.Array]:
-    first = _first_choice(get)
+def _content(get: Callable[..., pa.Array], first: pa.Array) -> tuple[pa.Array, pa.Array]:
     message, text = pc.struct_field(first, "message"), pc.struct_field(first, "text")
     content = pc.struct_field(message, "content")
     if text.null_count < len(text):  # completions bodies (copying all text costs time)
