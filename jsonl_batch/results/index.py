@@ -181,9 +181,16 @@ BLANK_INPUT = "This line is blank; it was skipped (it holds no request)."
 # -- results --------------------------------------------------------------------------------
 
 
+def spill_schema(extras: tuple[str, ...]) -> pa.Schema:
+    """The columns of the spill files: ``answer_schema`` without ``custom_id``."""
+    schema = answer_schema(extras)
+    return schema.remove(schema.get_field_index("custom_id"))
+
+
 def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
     """Index the result lines in a byte range and write their answer columns to ``spill``
-    (an Arrow IPC file, one row per result line in order); ``extras`` are ``EXTRAS`` keys."""
+    (an Arrow IPC file, one row per result line in order; ``spill_schema``); ``extras`` are
+    ``EXTRAS`` keys."""
     (_, path, start, end), spill, extras = task
     data = _read(path, start, end)
     piece = Piece()
@@ -195,6 +202,7 @@ def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
         piece.lines = pa.array(range(1, table.num_rows + 1), pa.int64())
     else:
         table = _extract_lines(data, extras, piece, os.fspath(path))
+    table = table.drop_columns(["custom_id"])  # the index has it (and the table the request's)
     try:
         with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

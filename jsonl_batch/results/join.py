@@ -36,9 +36,9 @@ from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
 from .costs import CostTally, input_estimates
 from .gather import request_bodies, take_answers
-from .index import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of
+from .index import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of, spill_schema
 from .origins import Origin, find_origins
-from .readers import Anomaly, answer_schema
+from .readers import Anomaly
 from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_structured
 from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
 
@@ -349,7 +349,7 @@ def join_into(
         summary.invalid_lines += len(blank)
         plan.input_anomalies += blank
         sink.begin(table_schema)
-        answer_columns = answer_schema(extras)
+        answer_columns = spill_schema(extras)
         done = 0
         writing = stack.enter_context(_Behind(sink, summary))
         for number, start, rows in _blocks(plan, indexed):
