@@ -11,6 +11,7 @@ answer no request, a custom_id answered twice and lines that are not results are
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 import re
 import tempfile
@@ -179,19 +180,7 @@ def join(
     The whole table is returned in memory; ``join_into`` hands it over a block at a time.
     """
     sink = Collect()
-    summary = join_into(
-        sink,
-        inputs,
-        results,
-        include_bodies=include_bodies,
-        include_tool_calls=include_tool_calls,
-        include_embeddings=include_embeddings,
-        max_anomalies=max_anomalies,
-        schema=schema,
-        flatten=flatten,
-        prices=prices,
-        estimate_tokens=estimate_tokens,
-    )
+    summary = join_into(sink, inputs, results, **_options(locals()))
     return Join(sink.table(), summary)
 
 
@@ -229,25 +218,18 @@ def join_to(
     else:
         writer = TableWriter(output, fmt=fmt, force=force, inputs=read)
     with writer:
-        summary = join_into(
-            writer,
-            inputs,
-            results,
-            include_bodies=include_bodies,
-            include_tool_calls=include_tool_calls,
-            include_embeddings=include_embeddings,
-            max_anomalies=max_anomalies,
-            workers=workers,
-            progress=progress,
-            schema=schema,
-            flatten=flatten,
-            prices=prices,
-            estimate_tokens=estimate_tokens,
-        )
+        summary = join_into(writer, inputs, results, **_options(locals()))
         writer.summary = summary.to_dict()  # the table's own summary: not where it went
     summary.output, summary.format = os.fspath(output), writer.fmt
     summary.partition_by = partition_by
     return summary
+
+
+def _options(given: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``join_into`` among a caller's arguments (its ``locals()``), passed on
+    as they are: ``join`` and ``join_to`` take the same ones."""
+    names = list(inspect.signature(join_into).parameters)[3:]  # after sink, inputs, results
+    return {name: given[name] for name in names if name in given}
 
 
 def join_into(
