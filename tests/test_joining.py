@@ -450,6 +450,16 @@ def test_request_bodies_are_copied_as_written(write: Any) -> None:
     assert table.column("request_body").to_pylist() == [body]
 
 
+def test_request_bodies_with_integers_orjson_cannot_read_are_copied(write: Any) -> None:
+    # found by tools/fuzz.py: pyarrow's reader takes such a line as a request, and
+    # --include-bodies was an internal error (orjson reads no integer over 64 bits)
+    body = f'{{"model": "text-embedding-3-small", "input": "x", "f": [1{"0" * 400}]}}'
+    line = f'{{"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {body}}}'
+    inp = write(line.encode() + b"\n")
+    table = join([inp], [write(b"", "out.jsonl")], include_bodies=True).table
+    assert table.column("request_body").to_pylist() == [body]
+
+
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_deep_bodies_and_tool_calls_are_copied(write: Any, depth: int) -> None:
     inner = depth - 8
