@@ -17,12 +17,13 @@ def test_short_campaign(tmp_path: Path) -> None:
     messages: list[str] = []
     tally = fuzz.campaign(
         seed=20261126,
-        count=4,
+        count=3,
         kills=0,
         keep=tmp_path / "failures",
         log=messages.append,
     )
-    assert tally.runs["validate"] == 80 and tally.runs["join"] == 4
+    assert tally.runs["validate"] == 60 and tally.runs["join"] == 3
+    assert tally.runs["stats"] == 3 and tally.runs["structured"] == 3
     assert not tally.failures, fuzz.report(tally)
 
 
@@ -32,10 +33,10 @@ def test_short_kills(tmp_path: Path) -> None:
         seed=20261126,
         count=0,
         kills=1,
-        commands=("split", "join"),
+        commands=("split", "partition"),
         keep=tmp_path / "failures",
         log=messages.append,
-        kill_lines=(3_000,),
+        kill_lines=(2_000,),
     )
-    assert tally.runs["kill split"] == 1 and tally.runs["kill join"] == 1
+    assert tally.runs["kill split"] == 1 and tally.runs["kill partition"] == 1
     assert not tally.failures, fuzz.report(tally)

@@ -1,5 +1,5 @@
-"""Fuzz and fault campaign: random inputs through validate, split, build, join and retry, and
-kills (SIGINT, SIGKILL) of those commands at random moments.
+"""Fuzz and fault campaign: random inputs through validate, split, build, join, retry, stats
+and structured joins, and kills (SIGINT, SIGKILL) of those commands at random moments.
 
     python tools/fuzz.py --seed 1 --count 200 --kills 5
 
@@ -7,22 +7,38 @@ Inputs: ``--count`` files per command (validate gets 20 times as many: it is che
 valid requests, duplicate ids, non-objects, ``null``, nesting deeper than 1,024, invalid
 UTF-8, huge numbers, blank lines, CRLF, a BOM, odd types and random bytes (results files
 likewise for join and retry; CSV and JSONL rows with inf, nan, control characters and
-quoted newlines for build). Each runs in-process through click's ``CliRunner`` inside a
-forked worker, so a crash of the interpreter is caught and reported with its input. Checked:
-no traceback nor "internal error", exit status 0, 1 or 2, every input line accounted for
-(split's parts and rejected lines are the input's lines, byte for byte, each exactly once),
-build's output valid with one request per row, join's table one row per request, retry's
-lines copies of input lines.
+quoted newlines for build; ``{custom_id, body}`` lines for the profiles that take them).
+Each runs in-process through click's ``CliRunner`` inside a forked worker, so a crash of the
+interpreter is caught and reported with its input. Checked: no traceback nor "internal
+error", exit status 0, 1 or 2, every input line accounted for (split's parts and rejected
+lines are the input's lines, byte for byte, each exactly once), build's output valid with
+one request per row, join's table one row per request, retry's lines copies of input lines
+(and exit 1 when a ``-r`` file holds lines that are not results), stats' counts.
+
+- ``stats``: random ``--profile``/``--endpoint`` (also wrong ones) on random files.
+- ``split``: also ``--profile``/``--endpoint`` with ``{custom_id, body}`` lines, ``--max-tokens``.
+- ``join``: the same join with the inputs and the results cut into several files, given one
+  by one, as folders or as glob patterns, must give the same rows.
+- ``structured``: requests asking for JSON schemas (shared or not; ``json_object``; broken
+  ones; ``--schema``, ``--flatten``) answered with valid, off-schema, non-JSON, cut-off,
+  fenced or huge-numbered JSON: each row's ``output_problem`` and ``parsed`` are checked
+  against python-jsonschema.
+- Tiny engines: a share of the validate, split, join, retry, stats and structured cases run a
+  second time with the thresholds of the chunked, parallel and block engines shrunk
+  (``tiny_sizes``: worker processes, chunks and byte ranges of a few bytes, blocks of a few
+  rows), as a big file would take them; the output and what was written must be the same.
 
 Kills: ``--kills`` runs per command of ``python -m jsonl_batch`` replacing an earlier
-output, interrupted after a random delay by SIGINT or SIGKILL. Checked: the output is the
-old set or the new set, whole (the manifest's hashes match its files, no stray part), a
-SIGINT ends with ``Interrupted.`` and 130 (or nothing, at interpreter start or exit), and
-after the next run no temporary file is left.
+output (split's parts, build's file or parts, join's table, ``partition``: join's folder of
+Parquet files by status or input file, retry's file), interrupted after a random delay by
+SIGINT or SIGKILL (for split, half of them late, while the parts are copied). Checked: the
+output is the old set or the new set, whole (the manifest's hashes match its files, no stray
+part; Parquet files compared by their rows), a SIGINT ends with ``Interrupted.`` and 130 (or
+nothing, at interpreter start or exit), and after the next run no temporary file is left.
 
 Failures are printed with their case (``command#index``) and the input is kept under
-``--keep`` (default ``fuzz-failures/``); ``--only split#17`` re-runs one case. Exit status 0
-when nothing failed, 1 otherwise.
+``--keep`` (default ``fuzz-failures/``, not to be committed); ``--only split#17`` re-runs one
+case. Exit status 0 when nothing failed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -44,7 +60,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +73,97 @@ from click.testing import CliRunner  # noqa: E402
 
 from jsonl_batch.cli import main  # noqa: E402
 
-COMMANDS = ("validate", "split", "build", "join", "retry")
-KILLED = ("split", "build", "join", "retry")
+COMMANDS = ("validate", "split", "build", "join", "retry", "stats", "structured")
+KILLED = ("split", "build", "join", "retry", "partition")
+
 TEMP_PREFIX = ".jsonl-batch-"
 LOCK_NAME = f"{TEMP_PREFIX}lock"
+
+# ---------------------------------------------------------------- the engines, made tiny
+
+
+def tiny_sizes(r: random.Random) -> dict[str, dict[str, int]]:
+    """Thresholds of the chunked, parallel and block engines, shrunk so that the small inputs
+    of a fuzz case take every path a big file takes (workers, many chunks, blocks, pieces)."""
+    chunk = r.randint(1, 300)
+    return {
+        "jsonl_batch.lines.parallel": {
+            "PARALLEL_MIN_BYTES": 1,
+            "CHUNK_BYTES": chunk,
+            "MIN_CHUNK_BYTES": r.randint(1, chunk),
+            "BLOCK_LINES": r.randint(1, 4),
+        },
+        "jsonl_batch.tokens.stats": {
+            "PARALLEL_MIN_BYTES": 1,
+            "CHUNK_BYTES": r.randint(1, 300),
+            "BLOCK_LINES": r.randint(1, 4),
+        },
+        "jsonl_batch.results.index": {"RANGE_BYTES": r.randint(1, 400)},
+        "jsonl_batch.results.join": {
+            "PARALLEL_MIN_BYTES": 1,
+            "BLOCK_ROWS": r.randint(1, 6),
+            "MIN_BLOCKS": r.randint(1, 5),
+            "MIN_BLOCK_ROWS": r.randint(1, 3),
+        },
+        "jsonl_batch.results.answers": {"CHECK_ROWS": r.randint(1, 3), "CHECK_MIN_ROWS": 1},
+        "jsonl_batch.split.ranges": {
+            "COPY_BYTES": r.randint(1, 200),
+            "SMALL_BYTES": r.randint(1, 300),
+        },
+    }
+
+
+@contextlib.contextmanager
+def engine(sizes: dict[str, dict[str, int]] | None) -> Iterator[None]:
+    """The engines with ``sizes`` (``tiny_sizes``) for the block; ``None``: as shipped."""
+    if not sizes:
+        yield
+        return
+    import importlib
+
+    saved = []
+    for name, values in sizes.items():
+        module = importlib.import_module(name)
+        for key, value in values.items():
+            saved.append((module, key, getattr(module, key)))
+            setattr(module, key, value)
+    try:
+        yield
+    finally:
+        for module, key, value in reversed(saved):
+            setattr(module, key, value)
+
+
+def same_output(
+    gen: Gen, args: list[str], outputs: Callable[[], Any], expect: tuple[int, ...] = (0, 1, 2)
+) -> tuple[Any, Any]:
+    """Run ``args`` with the engines as shipped, then tiny: the exit status, the printed
+    output and ``outputs()`` (what the run wrote) must be the same. Returns (result, outputs)."""
+    result = invoke(args, expect)
+    written = outputs()
+    with engine(tiny_sizes(gen.r)):
+        small = invoke(args, expect)
+        small_written = outputs()
+    if (small.exit_code, small.output) != (result.exit_code, result.output):
+        raise Failure(
+            f"tiny engines: exit {small.exit_code} (not {result.exit_code}), output differs:\n"
+            f"{first_difference(result.output, small.output)}"
+        )
+    if small_written != written:
+        raise Failure(
+            "tiny engines wrote other outputs:\n"
+            + first_difference(repr(written), repr(small_written))
+        )
+    return result, written
+
+
+def first_difference(a: str, b: str) -> str:
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    start = max(0, at - 150)
+    return f"  shipped: ...{a[start : at + 250]!r}\n  tiny:    ...{b[start : at + 250]!r}"
+
 
 # ---------------------------------------------------------------- random inputs
 
@@ -295,6 +398,100 @@ class Gen:
 
         return self.lines_file(len(ids) + r.randint(0, 3), result)
 
+    def body_line(self) -> bytes:
+        """A ``{custom_id, body}`` line (the shape of together, mistral, fireworks), or now
+        and then a whole request line or another line."""
+        r = self.r
+        if r.random() < 0.15:
+            return self.line()
+        request = self.request()
+        line = {"custom_id": request.get("custom_id"), "body": request.get("body")}
+        if r.random() < 0.1:
+            line["url"] = request.get("url")
+        return self.dumps(line)
+
+    # -- structured output: schemas, and answers that match them or not
+
+    def schema(self, depth: int = 0) -> dict[str, Any]:
+        r = self.r
+        kinds = ["string", "integer", "number", "boolean", "enum", "nullable"]
+        if depth < 2:
+            kinds += ["array", "object", "object", "anyOf"]
+        kind = r.choice(kinds)
+        if kind == "enum":
+            return {
+                "type": "string",
+                "enum": sorted({self.text(4) for _ in range(r.randint(1, 3))}),
+            }
+        if kind == "nullable":
+            return {"type": [r.choice(["string", "integer", "number", "boolean"]), "null"]}
+        if kind == "array":
+            return {"type": "array", "items": self.schema(depth + 1)}
+        if kind == "anyOf":
+            return {"anyOf": [self.schema(depth + 1) for _ in range(2)]}
+        if kind == "object":
+            names = sorted({self.text(5) or "k" for _ in range(r.randint(0, 4))})
+            props = {n: self.schema(depth + 1) for n in names}
+            required = names if r.random() < 0.7 else [n for n in names if r.random() < 0.5]
+            schema: dict[str, Any] = {"type": "object", "properties": props, "required": required}
+            if r.random() < 0.8:
+                schema["additionalProperties"] = False
+            return schema
+        return {"type": kind}
+
+    def conforming(self, schema: dict[str, Any]) -> Any:
+        """A value valid against ``schema`` (one of ``schema()``'s)."""
+        r = self.r
+        if "anyOf" in schema:
+            return self.conforming(r.choice(schema["anyOf"]))
+        if "enum" in schema:
+            return r.choice(schema["enum"])
+        kind = schema["type"]
+        if isinstance(kind, list):
+            return None if r.random() < 0.3 else self.conforming({"type": kind[0]})
+        if kind == "string":
+            return self.text(10)
+        if kind == "integer":
+            return r.choice([0, -3, 7, 2**53 + 1, 2**63 - 1, -(2**63), r.randint(-1000, 1000)])
+        if kind == "number":
+            return r.choice([0.5, -1e300, 3, 1e-7, r.random() * 100])
+        if kind == "boolean":
+            return r.random() < 0.5
+        if kind == "array":
+            return [self.conforming(schema["items"]) for _ in range(r.randint(0, 3))]
+        props = schema["properties"]
+        return {
+            name: self.conforming(sub)
+            for name, sub in props.items()
+            if name in schema["required"] or r.random() < 0.5
+        }
+
+    def answer_text(self, schema: dict[str, Any] | None) -> tuple[Any, str]:
+        """(content, finish_reason) of a structured answer: valid, off-schema, not JSON, cut
+        off, fenced in Markdown, with huge numbers..."""
+        r = self.r
+        value = self.conforming(schema) if schema is not None else self.value()
+        kind = r.choices(
+            ["valid", "other", "text", "cut", "fenced", "spaced", "huge", "null"],
+            weights=[50, 12, 8, 10, 4, 6, 5, 5],
+        )[0]
+        if kind == "other":
+            value = self.value()
+        text = json.dumps(value, ensure_ascii=r.random() < 0.5)
+        if kind == "text":
+            return self.text(20), "stop"
+        if kind == "cut":
+            return text[: r.randint(0, max(0, len(text) - 1))], r.choice(["length", "stop"])
+        if kind == "fenced":
+            return f"```json\n{text}\n```", "stop"
+        if kind == "spaced":
+            return f" \n{text}\t\n", "stop"
+        if kind == "huge":
+            return re.sub(r"\b\d+\b", lambda m: m.group() + "0" * 20, text, count=1), "stop"
+        if kind == "null":
+            return None, "stop"
+        return text, r.choice(["stop", "stop", "stop", "length", "content_filter", None])
+
     def rows(self) -> tuple[str, bytes, int]:
         """(format, bytes, rows) for build: CSV or JSONL rows with id and prompt columns."""
         r = self.r
@@ -362,7 +559,11 @@ def run_validate(gen: Gen, work: Path) -> str:
     path.write_bytes(data)
     fmt = gen.r.choice(["json", "text"])
     cap = gen.r.choice(["0", "1", "100"])
-    result = invoke(["validate", str(path), "--format", fmt, "--max-problems", cap], (0, 1))
+    args = ["validate", str(path), "--format", fmt, "--max-problems", cap]
+    if gen.r.random() < 0.25:  # chunked in workers, as a big file is: the same report
+        result, _ = same_output(gen, args, lambda: None, (0, 1))
+    else:
+        result = invoke(args, (0, 1))
     if fmt == "json":
         report = orjson.loads(result.output)
         if report["stats"]["lines"] != len(lines_of(data)):
@@ -371,13 +572,82 @@ def run_validate(gen: Gen, work: Path) -> str:
     return f"exit {result.exit_code}"
 
 
+BODY_PROFILES = ("together", "mistral", "fireworks")
+PROFILE_ENDPOINTS = {
+    "openai": ["/v1/chat/completions", "/v1/embeddings", "/v1/responses"],
+    "azure": ["/chat/completions", "/v1/embeddings"],
+    "vllm": ["/v1/chat/completions", "/v1/score"],
+    "groq": ["/v1/chat/completions"],
+    "together": ["/v1/chat/completions"],
+    "mistral": ["/v1/chat/completions", "/v1/embeddings", "/v1/moderations"],
+    "fireworks": ["/v1/chat/completions"],
+}
+
+
+def profile_args(gen: Gen) -> tuple[list[str], bool]:
+    """Random ``--profile``/``--endpoint`` options; True when lines are ``{custom_id, body}``."""
+    r = gen.r
+    profile = r.choice([*PROFILE_ENDPOINTS, *BODY_PROFILES])
+    args = ["--profile", profile]
+    if r.random() < 0.5:
+        args += ["--endpoint", r.choice([*PROFILE_ENDPOINTS[profile], "/v1/nope", "v1/embeddings"])]
+    return args, profile in BODY_PROFILES
+
+
+def take_folder(folder: Path) -> dict[str, bytes]:
+    """The files under ``folder`` (relative name -> bytes), then the folder removed, so the
+    same command can write it again."""
+    if not folder.exists():
+        return {}
+    if folder.is_file():
+        data = {"": folder.read_bytes()}
+        folder.unlink()
+        return data
+    found = {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+    shutil.rmtree(folder)
+    return found
+
+
+def run_stats(gen: Gen, work: Path) -> str:
+    r = gen.r
+    options, bodies = profile_args(gen)
+    n = r.choice([0, 1, 2, 5, 10, 30])
+    data = gen.lines_file(n, gen.body_line) if bodies else gen.batch()
+    path = work / "in.jsonl"
+    path.write_bytes(data)
+    fmt = r.choice(["json", "json", "text"])
+    args = ["stats", str(path), *options, "--format", fmt]
+    result, _ = same_output(gen, args, lambda: None)
+    if result.exit_code == 2 or fmt != "json":
+        return f"exit {result.exit_code}"
+    stats = orjson.loads(result.output)
+    (entry,) = stats["files"]
+    if entry["lines"] != len(lines_of(data)):
+        raise Failure(f"stats counted {entry['lines']} lines, the file has {len(lines_of(data))}")
+    if entry["requests"] + entry["skipped_lines"] > entry["lines"]:
+        raise Failure(f"stats: requests + skipped > lines: {entry}")
+    problems = entry.get("problems") or []
+    if (result.exit_code == 1) != bool(problems):
+        raise Failure(f"stats: exit {result.exit_code} with problems {problems}")
+    if entry["requests"] == 0 and not problems and r is not None and data:
+        raise Failure("stats: a file with lines and no request has no problem")
+    return f"exit {result.exit_code}"
+
+
 def run_split(gen: Gen, work: Path) -> str:
     r = gen.r
-    data = gen.batch()
+    args = []
+    if r.random() < 0.25:  # {custom_id, body} lines, or another profile's
+        args, bodies = profile_args(gen)
+        data = gen.lines_file(r.choice([0, 1, 2, 5, 10, 30]), gen.body_line if bodies else None)
+    else:
+        data = gen.batch()
     path = work / "in.jsonl"
     path.write_bytes(data)
     out = work / "out"
-    args = ["split", str(path), "-o", str(out), "--format", "json"]
+    args = ["split", str(path), "-o", str(out), "--format", "json", *args]
     skip = r.random() < 0.8
     if skip:
         args.append("--skip-invalid")
@@ -390,7 +660,15 @@ def run_split(gen: Gen, work: Path) -> str:
         args += ["--by", r.choice(["model", "endpoint"])]
     else:
         args += ["--max-bytes", str(r.randint(50, 2000))]
-    result = invoke(args)
+    if r.random() < 0.1:
+        args += ["--max-tokens", str(r.randint(1, 400))]
+    if r.random() < 0.3:  # cut points found chunk by chunk, parts copied in tiny buffers
+        result, written = same_output(gen, args, lambda: take_folder(out))
+        out.mkdir()
+        for name, content in written.items():
+            (out / name).write_bytes(content)
+    else:
+        result = invoke(args)
     manifests = sorted(out.glob("*.manifest.json")) if out.exists() else []
     if not manifests:
         written = [p.name for p in out.iterdir()] if out.exists() else []
@@ -478,11 +756,44 @@ def join_inputs(gen: Gen, work: Path) -> tuple[Path, Path, bytes]:
     return source, results, data
 
 
+def take_table(out: Path) -> Any:
+    """What a join wrote (a file's bytes; a Parquet table's schema and rows), then removed."""
+    if out.is_dir() or out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out) if out.exists() else None
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        return None if table is None else (str(table.schema), table.to_pylist())
+    return take_folder(out)
+
+
+def pieces(gen: Gen, data: bytes, folder: Path, stem: str) -> list[Path]:
+    """``data`` cut at line ends into 1 to 4 files of ``folder``, named in order."""
+    r = gen.r
+    lines = data.splitlines(keepends=True)
+    cuts = sorted(r.sample(range(len(lines) + 1), min(len(lines) + 1, r.randint(0, 3))))
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for number, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(lines)], strict=True)):
+        path = folder / f"{stem}{number:02d}.jsonl"
+        path.write_bytes(b"".join(lines[a:b]))
+        paths.append(path)
+    return paths
+
+
 def run_join(gen: Gen, work: Path) -> str:
-    source, results, _ = join_inputs(gen, work)
-    fmt = gen.r.choice(["csv", "jsonl", "parquet"])
+    r = gen.r
+    source, results, data = join_inputs(gen, work)
+    fmt = r.choice(["csv", "jsonl", "parquet"])
     out = work / f"table.{fmt}"
-    args = ["join", str(source), "-r", str(results), "-o", str(out), "--summary-format", "json"]
+    extra = r.sample(
+        ["--include-bodies", "--include-tool-calls", "--include-embeddings"], r.randint(0, 2)
+    )
+    options = ["-o", str(out), "--summary-format", "json", *extra]
+    args = ["join", str(source), "-r", str(results), *options]
     result = invoke(args)
     if result.exit_code == 2:
         return "exit 2"
@@ -497,24 +808,280 @@ def run_join(gen: Gen, work: Path) -> str:
             rows = pacsv.read_csv(out).num_rows if out.stat().st_size else 0
         if rows != summary["requests"]:
             raise Failure(f"join wrote {rows} rows for {summary['requests']} requests")
-    return f"exit {result.exit_code}"
+    table = take_table(out)
+    if r.random() < 0.4:  # indexed in byte ranges by workers, written in tiny blocks
+        args += ["--force"]
+        same_output(gen, args, lambda: take_table(out))
+    if r.random() < 0.4:
+        join_many(gen, work, data, results, extra)
+    return f"exit {result.exit_code}" + (", table" if table else "")
+
+
+def join_many(gen: Gen, work: Path, data: bytes, results: Path, extra: list[str]) -> None:
+    """The same join with the inputs and results cut into several files, given one by one,
+    as a folder or as a glob pattern: the same rows (but for input_file and line)."""
+    r = gen.r
+    inputs = pieces(gen, data, work / "inputs", "in")
+    answers = pieces(gen, results.read_bytes(), work / "results", "r")
+    out = work / "many.parquet"
+    one = ["join", str(work / "in.jsonl"), "-r", str(results), "-o", str(out), *extra]
+    many = ["join"]
+    how = r.choice(["files", "folder", "glob"])
+    many += {
+        "files": [str(p) for p in inputs],
+        "folder": [str(work / "inputs")],
+        "glob": [str(work / "inputs" / "in*.jsonl")],
+    }[how]
+    folder = answers[0].parent
+    for path in answers if how == "files" else [folder] if how == "folder" else [folder / "r*"]:
+        many += ["-r", str(path)]
+    many += ["-o", str(out), *extra]
+    first = invoke(one)
+    whole = take_table(out)
+    second = invoke(many)
+    cut = take_table(out)
+    if first.exit_code != second.exit_code:
+        raise Failure(
+            f"join of {len(inputs)} inputs and {len(answers)} result files ({how}): exit "
+            f"{second.exit_code}, of the whole files {first.exit_code}: {second.output[-300:]}"
+        )
+    if whole is None or cut is None:
+        return
+    drop = ("input_file", "line")
+    rows = [[{k: v for k, v in row.items() if k not in drop} for row in t[1]] for t in (whole, cut)]
+    if rows[0] != rows[1]:
+        at = next(i for i, (a, b) in enumerate(zip(*rows, strict=False)) if a != b)
+        raise Failure(
+            f"join of {len(inputs)} inputs and {len(answers)} result files ({how}): row {at} "
+            f"differs:\n  whole: {rows[0][at]}\n  cut:   {rows[1][at]}"
+        )
 
 
 def run_retry(gen: Gen, work: Path) -> str:
+    r = gen.r
     source, results, data = join_inputs(gen, work)
     out = work / "retry.jsonl"
-    args = ["retry", str(source), "-r", str(results), "-o", str(out), "--format", "json"]
-    result = invoke(args)
+    given = [results]
+    if r.random() < 0.3:  # a request file (or other lines) given as results
+        given = r.choice([[source], [results, source], [results, work / "other.jsonl"]])
+        (work / "other.jsonl").write_bytes(gen.lines_file(r.randint(1, 5)))
+    args = ["retry", str(source), "-o", str(out), "--format", "json"]
+    for path in given:
+        args += ["-r", str(path)]
+    if r.random() < 0.3:
+        args += ["--only", r.choice(["failed", "missing", "retryable", "output-problems"])]
+    if r.random() < 0.3:
+
+        def written() -> dict[str, bytes]:
+            found = {p.name: p.read_bytes() for p in sorted(work.glob("retry*"))}
+            for p in work.glob("retry*"):
+                p.unlink()
+            return found
+
+        result, files = same_output(gen, args, written)
+        for name, content in files.items():
+            (work / name).write_bytes(content)
+    else:
+        result = invoke(args)
     if result.exit_code == 2:
         return "exit 2"
     originals = set(lines_of(data))
     if data.startswith(b"\xef\xbb\xbf"):
         originals.add(lines_of(data)[0][3:])
-    for written in [out, *work.glob("retry.part-*.jsonl")]:
-        if written.exists():
-            for line in lines_of(written.read_bytes()):
+    for written_file in [out, *work.glob("retry.part-*.jsonl")]:
+        if written_file.exists():
+            for line in lines_of(written_file.read_bytes()):
                 if line not in originals:
                     raise Failure(f"retry wrote a line that is not an input line: {line[:120]!r}")
+    report = orjson.loads(result.output.splitlines()[0])
+    if report.get("not_results") and result.exit_code != 1:
+        raise Failure(f"retry: lines that are not results, exit {result.exit_code}")
+    return f"exit {result.exit_code}"
+
+
+def int64_safe(value: Any) -> bool:
+    """No integer over 64 bits and no float where the JSON text had a huge integer."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, float):
+        return abs(value) < 2**53
+    if isinstance(value, list):
+        return all(int64_safe(v) for v in value)
+    return all(int64_safe(v) for v in value.values())
+
+
+def agrees(parsed: Any, value: Any) -> bool:
+    """``parsed`` (a row's ``parsed`` value: typed, or JSON text where Arrow has no type) holds
+    ``value``; absent optional properties are nulls."""
+    if isinstance(parsed, str) and not (isinstance(value, str) and parsed == value):
+        try:
+            return bool(orjson.loads(parsed) == value)
+        except orjson.JSONDecodeError:
+            return False
+    if isinstance(value, dict):
+        return isinstance(parsed, dict) and all(
+            agrees(parsed.get(k), value.get(k)) for k in set(parsed) | set(value)
+        )
+    if isinstance(value, list):
+        return (
+            isinstance(parsed, list)
+            and len(parsed) == len(value)
+            and all(agrees(p, v) for p, v in zip(parsed, value, strict=True))
+        )
+    return (bool(parsed == value) and type(parsed) is not bool) or parsed is value
+
+
+def expected_problem(wanted: Any, content: Any, finish: Any) -> tuple[str | None, Any]:
+    """(output_problem, value) that join must give a succeeded answer; ``value`` is ``...``
+    when the oracle cannot say (numbers over 64 bits)."""
+    import jsonschema
+
+    if finish == "content_filter":
+        return "content_filter", None
+    if finish == "length":
+        return "truncated", None
+    if wanted is None:
+        return None, None
+    if not isinstance(content, str):
+        return "not_json", None
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return "not_json", None
+    if not int64_safe(value):
+        return None, ...
+    if wanted is True:
+        return None, value
+    if not jsonschema.Draft202012Validator(wanted).is_valid(value):
+        return "schema_mismatch", None
+    return None, value
+
+
+def structured_case(gen: Gen, work: Path) -> tuple[list[str], dict[str, Any]]:
+    """Requests asking for JSON (schemas shared or not, json_object, none) and answers; the
+    join's arguments, and per custom_id what was asked and answered (None: no answer)."""
+    r = gen.r
+    shared = [gen.schema() for _ in range(r.randint(1, 2))]
+    for schema in shared:
+        if r.random() < 0.3 and schema.get("type") == "object":
+            schema["properties"][r.choice(["status", "content", "model", "parsed", "line"])] = {
+                "type": "string"
+            }
+    requests, answers, case = [], [], {}
+    for i in range(r.choice([1, 2, 5, 12, 30])):
+        cid = f"r{i}"
+        body: dict[str, Any] = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": gen.text(10)}],
+        }
+        ask = r.choices(["schema", "object", "none", "broken"], weights=[80, 8, 8, 2])[0]
+        schema: Any = None
+        if ask == "schema":
+            schema = r.choice(shared) if r.random() < 0.9 else gen.schema()
+            wrapper = {"name": gen.text(5) or "n", "strict": True, "schema": schema}
+            body["response_format"] = {"type": "json_schema", "json_schema": wrapper}
+        elif ask == "object":
+            body["response_format"] = {"type": "json_object"}
+            schema = True
+        elif ask == "broken":
+            body["response_format"] = {"type": "json_schema", "json_schema": gen.value()}
+            schema = ...
+        line = {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}
+        requests.append(gen.dumps(line).replace(b"\n", b""))
+        fate = r.random()
+        if fate < 0.1:
+            case[cid] = (schema, None)
+            continue
+        if fate < 0.2:
+            error = {"code": "server_error", "message": "x"}
+            answers.append({"custom_id": cid, "response": None, "error": error})
+            case[cid] = (schema, "failed")
+            continue
+        content, finish = gen.answer_text(schema if isinstance(schema, dict) else None)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        answer = {"id": "c", "object": "chat.completion", "model": "gpt-4o-mini",
+                  "choices": [choice], "usage": usage}  # fmt: skip
+        response = {"status_code": 200, "request_id": "q", "body": answer}
+        answers.append({"id": f"b{i}", "custom_id": cid, "response": response, "error": None})
+        case[cid] = (schema, (content, finish))
+    r.shuffle(answers)
+    source = work / "in.jsonl"
+    source.write_bytes(b"".join(line + b"\n" for line in requests))
+    results = work / "out.jsonl"
+    results.write_bytes(b"".join(gen.dumps(a).replace(b"\n", b"") + b"\n" for a in answers))
+    args = ["join", str(source), "-r", str(results), "--summary-format", "json"]
+    if r.random() < 0.2:  # one schema for every answer
+        given = r.choice(shared) if r.random() < 0.7 else gen.schema()
+        schema_file = work / "schema.json"
+        wrapped = r.choice(["bare", "named", "format"])
+        document: Any = given
+        if wrapped == "named":
+            document = {"name": "s", "schema": given}
+        elif wrapped == "format":
+            document = {"type": "json_schema", "json_schema": {"name": "s", "schema": given}}
+        schema_file.write_text(json.dumps(document))
+        args += ["--schema", str(schema_file)]
+        case = {cid: (given, fate) for cid, (_, fate) in case.items()}
+    if r.random() < 0.2:
+        args.append("--flatten")
+    if r.random() < 0.2:
+        args.append("--exit-on-output-problems")
+    return args, case
+
+
+def run_structured(gen: Gen, work: Path) -> str:
+    args, case = structured_case(gen, work)
+    out = work / "table.parquet"
+    args += ["-o", str(out)]
+    result, table = same_output(gen, args, lambda: take_table(out))
+    if result.exit_code == 2:
+        if not any(schema is ... for schema, _ in case.values()) and "--schema" not in args:
+            raise Failure(
+                f"structured join: exit 2 without a broken schema: {result.output[-300:]}"
+            )
+        return "exit 2"
+    if table is None:
+        raise Failure("structured join: no table written")
+    rows = table[1]
+    if [row["custom_id"] for row in rows] != list(case):
+        raise Failure("structured join: rows are not the requests in input order")
+    flat = "--flatten" in args
+    problems = 0
+    for row in rows:
+        wanted, fate = case[row["custom_id"]]
+        if not isinstance(fate, tuple):
+            if row.get("output_problem") is not None or (
+                not flat and row.get("parsed") is not None
+            ):
+                raise Failure(f"structured join: an answer that did not succeed has {row}")
+            continue
+        want, value = expected_problem(None if wanted is ... else wanted, *fate)
+        got = row["output_problem"]
+        problems += got is not None
+        if value is ... or wanted is ...:
+            continue
+        if got != want:
+            raise Failure(
+                f"structured join: {row['custom_id']} asked {json.dumps(wanted)[:300]}, answered "
+                f"{fate!r:.300}: output_problem {got!r}, expected {want!r} ({row['error_message']})"
+            )
+        if flat or wanted is None:
+            continue
+        if want is None and not agrees(row["parsed"], value):
+            raise Failure(
+                f"structured join: {row['custom_id']} parsed {row['parsed']!r:.300}, the answer "
+                f"was {value!r:.300} (schema {json.dumps(wanted)[:300]})"
+            )
+        if want is not None and row["parsed"] is not None:
+            raise Failure(
+                f"structured join: {row['custom_id']} has {want} and parsed {row['parsed']}"
+            )
+    if "--exit-on-output-problems" in args and problems and result.exit_code != 1:
+        raise Failure(f"--exit-on-output-problems: {problems} problems, exit {result.exit_code}")
     return f"exit {result.exit_code}"
 
 
@@ -524,6 +1091,8 @@ RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "build": run_build,
     "join": run_join,
     "retry": run_retry,
+    "stats": run_stats,
+    "structured": run_structured,
 }
 
 # ---------------------------------------------------------------- crash-isolated runs
@@ -653,16 +1222,32 @@ def interpreter_start(err: bytes) -> bool:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith(TEMP_PREFIX)
-    }
+    """Each file under ``folder`` (its path in the folder) -> a digest of its content: of its
+    bytes, or of its rows for a Parquet file (whose bytes a rerun need not repeat); temporary
+    files left out."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if not path.is_file() or any(part.startswith(TEMP_PREFIX) for part in Path(name).parts):
+            continue
+        content = path.read_bytes()
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                table = pq.read_table(path)
+            except Exception as exc:
+                raise Failure(f"{name} is not a whole Parquet file: {exc}") from None
+            content = repr((str(table.schema), table.to_pylist())).encode()
+        found[name] = hashlib.sha256(content).hexdigest()
+    return found
 
 
 def temporary_files(folder: Path) -> list[str]:
     return sorted(
-        p.name for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME
     )
 
 
@@ -783,9 +1368,13 @@ def kill_setup(
     results.write_bytes(big_results(rng, lines))
     other = work / "results2.jsonl"
     other.write_bytes(big_results(rng, lines // 2))
-    if command == "join":
-        target = str(out / rng.choice(["table.csv", "table.jsonl", "table.parquet"]))
-        base = ["join", str(source), "-o", target, "--force"]
+    if command in ("join", "partition"):
+        if command == "join":
+            target = str(out / rng.choice(["table.csv", "table.jsonl", "table.parquet"]))
+            base = ["join", str(source), "-o", target, "--force"]
+        else:  # a folder of Parquet files
+            by = "status" if rng.random() < 0.7 else "input_file"
+            base = ["join", str(source), "-o", str(out / "table"), "--partition-by", by, "--force"]
         return KillCase(out, [*base, "-r", str(other)], [*base, "-r", str(results)])
     target = str(out / "retry.jsonl")
     base = ["retry", str(source), "-o", target, "--force", "--max-requests", str(lines)]
@@ -800,10 +1389,6 @@ def check_set(
         return "old"
     if state == new:
         return "new"
-    if set(state) == set(new) and all(
-        name.endswith(".parquet") for name in state if state[name] != new[name]
-    ):
-        return "new"  # parquet files carry no fixed bytes; same names, written whole
     if case.manifest and case.manifest in state:
         manifest = orjson.loads((case.folder / case.manifest).read_bytes())
         listed = {p["path"]: p["sha256"] for p in manifest["parts"]}
@@ -859,6 +1444,8 @@ def run_kill(
             old = snapshot(case.folder)
             how = rng.choice([signal.SIGINT, signal.SIGKILL])
             delay = rng.uniform(0, took * 1.1)
+            if command == "split" and rng.random() < 0.5:  # late: while the parts are copied
+                delay = took * rng.uniform(0.75, 1.0)
             process = subprocess.Popen(
                 cli(*case.new),
                 env=env,
@@ -930,6 +1517,8 @@ def campaign(
             run_many(seed, command, [int(index)], keep, tally, log)
         return tally
     for command in commands:
+        if command not in RUNNERS:
+            continue
         n = count * 20 if command == "validate" else count
         started = time.monotonic()
         for start in range(0, n, 1000):
@@ -972,7 +1561,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--count", type=int, default=100, help="Inputs per command (validate: 20 times as many)."
     )
     parser.add_argument(
-        "--kills", type=int, default=2, help="Kills per command (split, build, join, retry)."
+        "--kills", type=int, default=2, help=f"Kills per command ({', '.join(KILLED)})."
     )
     parser.add_argument(
         "--commands", default=",".join(COMMANDS), help="Commands to fuzz (comma-separated)."
