@@ -785,3 +785,32 @@ def test_whole_chunks_within_a_token_budget(
             split_file(path, tmp_path / f"by{block}", max_tokens=150).manifest.dumps()
             == one.dumps()
         )
+
+
+def test_each_full_part_is_hashed_while_the_file_is_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(40))
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # small parts are copied in the kernel
+    monkeypatch.setattr(parallel, "BLOCK_LINES", 3)
+    hashed, validating = [], []
+    digest, started = ByteRanges._hash, ByteRanges.hash
+
+    def hashing(self: Any, runs: Any, whole: bool = False) -> str:
+        hashed.append(tuple(map(tuple, runs)))
+        return digest(self, runs, whole)
+
+    def starting(self: Any, runs: Any) -> None:
+        validating.append(result is None)
+        started(self, runs)
+
+    monkeypatch.setattr(ByteRanges, "_hash", hashing)
+    monkeypatch.setattr(ByteRanges, "hash", starting)
+    result = None
+    result = split_file(path, tmp_path / "out", max_requests=7)
+    manifest = result.manifest
+    assert len(manifest.parts) == 6 and validating == [True] * 5  # the last is full at the end
+    assert len(hashed) == 7 and len(set(hashed)) == 7  # the input and each part, once
+    for part, file in zip(manifest.parts, part_paths(result), strict=True):
+        assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()

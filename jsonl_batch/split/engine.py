@@ -3,11 +3,13 @@
 One pass over the file: the validation (in parallel, like ``validate``; the limits
 themselves are not problems here) also measures every line (bytes, estimated tokens with a
 token budget, embedding inputs) and says which have errors; ``cutting`` chooses the cut
-points from those numbers, a few bytes per line, without reading the file again; then
-``copying`` copies each part's byte ranges (in the kernel where it can) and hashes them.
-Problems are not held (``--skip-invalid`` on a million invalid lines stays flat). Lines are
-never re-serialized: without ``by``, the parts concatenated are the input, byte for byte.
-Memory stays flat apart from the custom_id set and the per-line measures. The parts, the
+points from those numbers, a few bytes per line, without reading the file again, as the
+chunks come (with ``parts``, once all are in: the shares need the count of good lines), and
+each full part is hashed in a thread from then on; then ``copying`` copies each part's byte
+ranges (in the kernel where it can). Problems are not held (``--skip-invalid`` on a million
+invalid lines stays flat). Lines are never re-serialized: without ``by``, the parts
+concatenated are the input, byte for byte. Memory stays flat apart from the custom_id set
+(and, with ``parts``, the per-line measures). The parts, the
 rejected lines and the manifest are written under temporary names and renamed together at
 the end (``manifests.OutputSet``), so a failure leaves an earlier split as it was.
 """
@@ -45,7 +47,16 @@ from ..rules.problems import Problem, Report
 from ..rules.profiles import Profile, check_endpoint, get_profile
 from ..tokens.counting import TokenCounter
 from ..validate import validate_file
-from .plan import By, LineFacts, PartPlan, Progress, SplitError, measure_lines, plan_cuts
+from .plan import (
+    By,
+    Cutter,
+    LineFacts,
+    PartPlan,
+    Progress,
+    SplitError,
+    measure_lines,
+    plan_cuts,
+)
 from .ranges import ByteRanges
 
 __all__ = ["LIMIT_CODES", "SplitError", "SplitResult", "split_file", "without"]
@@ -145,6 +156,7 @@ def split_file(
     if report is not None and _nothing_to_write(report, skip_invalid):
         return result
     facts = LineFacts(by, given)
+    cutter = Cutter(part_limits, profile, by) if parts is None else None
     with ExitStack() as stack:
         hashing: list[ByteRanges] = []
 
@@ -152,6 +164,11 @@ def split_file(
             if not hashing:  # hash the whole input in a thread from now (workers are forked)
                 hashing.append(stack.enter_context(closing(ByteRanges(path))))
             facts.add(base, chunk, errors)
+            if cutter is not None:  # cut as the chunks come; hash each full part at once
+                cutter.feed(*facts.chunks.pop())
+                for plan in cutter.planner.closed:
+                    hashing[0].hash(plan.runs)
+                cutter.planner.closed.clear()
 
         if report is None:
             report = result.report = validate_file(
@@ -173,7 +190,10 @@ def split_file(
         if _nothing_to_write(report, skip_invalid) or not hashing:
             return result
         data = hashing[0]
-        planner = plan_cuts(facts, part_limits, profile, by, parts, report)
+        if cutter is not None:
+            planner = cutter.finish(report)
+        else:
+            planner = plan_cuts(facts, part_limits, profile, by, parts, report)
         if parts is not None and planner.extra and skip_invalid:
             # the lines no part can hold took a share of the parts: plan without them
             alone = {p.line for p in planner.extra if p.line is not None}

@@ -89,6 +89,8 @@ class Planner:
         self.extra: list[Problem] = []
         """Problems found while planning: a line no part can hold, another model (``by``)."""
         self.quota: int | None = None
+        self.closed: list[PartPlan] = []
+        """The parts finished (full) since the caller last emptied this list."""
 
     def place(
         self, line_no: int, start: int, end: int, key: Key, inputs: int, tokens: int = 0
@@ -108,6 +110,7 @@ class Planner:
             or (self.quota is not None and plan.requests >= self.quota)
         ):
             self.done.setdefault(group, []).append(plan)
+            self.closed.append(plan)
             plan = None
         if plan is None:
             plan = self.open[group] = PartPlan(key=key)

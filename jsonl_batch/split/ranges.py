@@ -45,6 +45,8 @@ class ByteRanges:
         self.in_kernel = hasattr(os, "copy_file_range")
         self.pool = ThreadPoolExecutor(2)
         self.sha256 = self.pool.submit(self._hash, [[0, self.size, 0, 0]], whole=True)
+        self.hashed: dict[tuple[int, ...], Future[str]] = {}
+        """Runs' bounds -> their digest, started by ``hash``."""
 
     def _hash(self, runs: Runs, whole: bool = False) -> str:
         """The sha256 of the runs, read back from the file (its page cache, just copied)."""
@@ -61,10 +63,20 @@ class ByteRanges:
             self._changed()
         return digest.hexdigest()
 
+    def hash(self, runs: Runs) -> None:
+        """Start hashing runs that ``copy`` will copy in the kernel, in a thread, before they
+        are copied (split hashes each part as soon as it is planned, while the rest of the
+        file is validated); ``copy`` gives that digest."""
+        if self._in_kernel(runs):
+            self.hashed[_bounds(runs)] = self.pool.submit(self._hash, runs)
+
+    def _in_kernel(self, runs: Runs) -> bool:
+        total = sum(end - start for start, end, _f, _l in runs)
+        return self.in_kernel and bool(runs) and total // len(runs) >= SMALL_BYTES
+
     def copy(self, runs: Runs, out: IO[bytes]) -> Future[str]:
         """Write the byte runs to ``out``; the future gives their sha256."""
-        total = sum(end - start for start, end, _f, _l in runs)
-        if self.in_kernel and runs and total // len(runs) >= SMALL_BYTES:
+        if self._in_kernel(runs):
             out.flush()
             try:
                 self._copy_in_kernel(runs, out.fileno())
@@ -75,7 +87,7 @@ class ByteRanges:
                 out.seek(0)
                 out.truncate()
             else:
-                return self.pool.submit(self._hash, runs)
+                return self.hashed.pop(_bounds(runs), None) or self.pool.submit(self._hash, runs)
         done: Future[str] = Future()
         done.set_result(self._copy_buffered(runs, out))
         return done
@@ -124,3 +136,7 @@ class ByteRanges:
         self.stopped = True
         self.pool.shutdown(wait=True)
         os.close(self.fd)
+
+
+def _bounds(runs: Runs) -> tuple[int, ...]:
+    return tuple(bound for start, end, _first, _last in runs for bound in (start, end))
