@@ -31,6 +31,7 @@ from jsonl_batch.tokens.encodings import get_encoding
 from jsonl_batch.tokens.images import data_url_size, image_tokens
 
 CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 QUESTION = "What is in this image?"  # 6 tokens in both encodings
 
 
@@ -660,8 +661,25 @@ def test_repeated_texts_are_counted_once(recorded: list[int]) -> None:
     for i in range(5):
         user = {"role": "user", "content": f"Question number {i}?"}
         assert counter.count(CHAT, chat(system, user)) == counter.count(CHAT, chat(system, user))
-    # each text once: the two roles, the system prompt, the five questions
-    assert recorded.count(len(system["content"])) == 1 and len(recorded) == 2 + 1 + 5
+    # the two roles and the system prompt once; a request's last message is its own, counted
+    # without a look-up (hashing a long text would cost more than it saves): each time
+    assert recorded.count(len(system["content"])) == 1 and len(recorded) == 2 + 1 + 5 * 2
+
+
+def test_earlier_turns_are_counted_once(recorded: list[int]) -> None:
+    counter = TokenCounter()
+    turns = [
+        {"role": "system", "content": "Be brief. " * 30},
+        {"role": "user", "content": "A first question, asked at length? " * 20},
+        {"role": "assistant", "content": "A first answer, given at length. " * 20},
+    ]
+    for i in range(4):
+        last = {"role": "user", "content": f"Follow-up number {i}?"}
+        assert counter.count(CHAT, chat(*turns, last)) == counter.count(CHAT, chat(*turns, last))
+        body = {"model": "gpt-4o", "instructions": turns[0]["content"], "input": [*turns[1:], last]}
+        assert counter.count(RESPONSES, body) == counter.count(RESPONSES, body)
+    for turn in turns:  # the prompt and the earlier turns once, for both endpoints
+        assert recorded.count(len(turn["content"])) == 1
 
 
 def test_the_text_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

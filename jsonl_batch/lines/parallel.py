@@ -114,15 +114,16 @@ class LineChunks(Generic[T]):
             _inherited = None
         # Chunks are cut as they are handed out. While the caller keeps up, two per worker
         # are in flight and they grow (to chunk_bytes: few chunks, little overhead); when it
-        # falls behind (its next result was ready before it asked: many problems, say), one
-        # per worker and they shrink (to MIN_CHUNK_BYTES). Results wait here only while the
-        # caller is busy, so memory stays flat however slow it is.
+        # falls behind (every result in flight was ready before it asked: the workers wait
+        # for it; many problems, say), one per worker and they shrink (to MIN_CHUNK_BYTES).
+        # Results wait here only while the caller is busy, so memory stays flat however slow
+        # it is. The last chunks shrink (``_tail``).
         window: deque[tuple[int, AsyncResult[object]]] = deque()
         start, step = 0, MIN_CHUNK_BYTES
         with pool, handle:
             try:
                 while True:
-                    behind = bool(window) and window[0][1].ready()
+                    behind = bool(window) and all(pending.ready() for _, pending in window)
                     room = (1 if behind else 2) * self.workers - len(window)
                     while room > 0 and start < size:
                         cut = min(step, self.chunk_bytes, self._tail(size - start))

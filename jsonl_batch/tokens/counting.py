@@ -30,7 +30,10 @@ package is missing. What is counted, per endpoint:
 The encoding follows the model (``encodings.encoding_name``: o200k_base, or cl100k_base for
 gpt-4, gpt-3.5 and embeddings); texts are counted by ``encodings.text_counter`` (bpe-openai's
 exact counter, nothing downloaded, long texts in bounded pieces), and a file's repeated texts
-once (``_text_counter``). Audio and file parts are not counted (``uncounted_parts``).
+once (``_text_counter``): every message but a request's last (a system prompt, few-shot
+examples, a conversation's earlier turns) is looked up; the last, most often the request's
+own, is counted without hashing it (the hash of a long text costs some 4% of counting it).
+Audio and file parts are not counted (``uncounted_parts``).
 """
 
 from __future__ import annotations
@@ -170,16 +173,17 @@ class TokenCounter:
         text = self._texts.get(name)
         if text is None:
             text = self._texts[name] = _text_counter(text_counter(name))
-        found = self._models[model, url] = _Model(base_model(model), name, text)
+        found = self._models[model, url] = _Model(base_model(model), name, text, text_counter(name))
         return found
 
     def _chat(self, m: _Model, body: Mapping[str, Any]) -> int:
         n = 3  # every reply is primed with <|start|>assistant<|message|>
         messages = body.get("messages")
-        if type(messages) is list:
+        if type(messages) is list and messages:
             count = self._message
-            for message in messages:
+            for message in messages[:-1]:
                 n += count(m, message)
+            n += count(m, messages[-1], m.once)
         tools, functions, fmt = (
             body.get("tools"),
             body.get("functions"),
@@ -197,9 +201,10 @@ class TokenCounter:
         if type(instructions) is str:
             n += self._message(m, {"role": "developer", "content": instructions})
         if type(items) is str:
-            n += self._message(m, {"role": "user", "content": items})
-        elif type(items) is list:
-            n += sum(self._message(m, item) for item in items)
+            n += self._message(m, {"role": "user", "content": items}, m.once)
+        elif type(items) is list and items:
+            n += sum(self._message(m, item) for item in items[:-1])
+            n += self._message(m, items[-1], m.once)
         n += self._tools(m, body.get("tools"), None)
         fmt = body.get("text")
         return n + self._schema(m, fmt.get("format") if type(fmt) is dict else None)
@@ -218,25 +223,28 @@ class TokenCounter:
         prompt = body.get("prompt")
         return m.text(prompt) if type(prompt) is str else 0
 
-    def _message(self, m: _Model, message: Any) -> int:
+    def _message(self, m: _Model, message: Any, text: Callable[[str], int] | None = None) -> int:
+        """A message's tokens; its content counted by ``text`` (default: remembered,
+        ``m.text``; a request's last message, most often its own, is counted by ``m.once``),
+        its role and name remembered."""
         if type(message) is not dict:
-            return 3 + self._value(m, message)
+            return 3 + self._value(m, message, text)
         n = 4 if "name" in message else 3
-        text = m.text
+        remembered = m.text
         for key, value in message.items():
             if type(value) is str:
                 if key != "type":
-                    n += text(value)
+                    n += (text or remembered)(value) if key == "content" else remembered(value)
             elif value is not None:
-                n += self._value(m, value)
+                n += self._value(m, value, text)
         return n
 
-    def _value(self, m: _Model, value: Any) -> int:
+    def _value(self, m: _Model, value: Any, text: Callable[[str], int] | None = None) -> int:
         """Text tokens in a value of any shape and depth; list items may be content parts
         (images, audio, files). Walked with a stack: no recursion, whatever the nesting."""
+        text = text or m.text
         if type(value) is str:
-            return m.text(value)
-        text = m.text
+            return text(value)
         n = 0
         values: list[Any] = [value]  # values whose dicts are plain objects
         parts: list[Any] = []  # list items: dicts among them may be content parts
@@ -347,12 +355,20 @@ _COUNTERS: dict[str, Callable[[TokenCounter, Any, Mapping[str, Any]], int]] = {
 
 
 class _Model:
-    """What counting needs about one model: its family name, encoding and text counter."""
+    """What counting needs about one model: its family name, encoding and text counters:
+    ``text`` remembers the texts it counts (``_text_counter``), ``once`` does not (for a
+    request's last message: looking it up would cost a hash of a text seldom seen again)."""
 
-    __slots__ = ("encoding", "family", "text")
+    __slots__ = ("encoding", "family", "once", "text")
 
-    def __init__(self, family: str, encoding: str, text: Callable[[str], int]) -> None:
-        self.family, self.encoding, self.text = family, encoding, text
+    def __init__(
+        self,
+        family: str,
+        encoding: str,
+        text: Callable[[str], int],
+        once: Callable[[str], int],
+    ) -> None:
+        self.family, self.encoding, self.text, self.once = family, encoding, text, once
 
 
 def _text_counter(count: Callable[[str], int]) -> Callable[[str], int]:
