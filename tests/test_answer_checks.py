@@ -143,3 +143,34 @@ def test_check_answers_in_worker_pieces_gives_the_same_columns(
     assert pieces.equals(alone)
     assert parsed_pieces.equals(parsed_alone)
     assert parsed_alone.null_count < 40 and "schema_mismatch" in alone["output_problem"].to_pylist()
+
+
+@pytest.mark.parametrize("column", ["typed", "json_text"])
+def test_check_rows_equals_check_of_each_row(column: str) -> None:
+    """The batch check (one parse and one validation for the usual answer) gives each row
+    what ``check`` gives it: values, problems and messages."""
+    from jsonl_batch.results.structured import JSON_TEXT, BlockChecks, OutputSchema
+
+    ticket = OutputSchema(TICKET_SCHEMA)
+    other = OutputSchema({"type": "object", "properties": {"n": {"type": "integer"}}})
+    texts = [
+        dumps(GOOD),
+        " " + dumps(GOOD | {"label": "feature"}) + "\n",
+        dumps({"label": "bug"}),
+        "not json",
+        None,
+        "[" * 5000 + "]" * 5000,
+        '{"n": 1180591620717411303424}',
+        '{"n": 3}',
+        "{}",
+    ]
+    wanted = [0, 0, 0, 0, 0, 0, 1, 1, -2]
+    kind = ticket.type if column == "typed" else JSON_TEXT
+    checks = BlockChecks([ticket, other], wanted, kind)
+    values: list[Any] = [None] * len(texts)
+    found = dict(checks.check_rows(range(len(texts)), texts, values))
+    for row, text in enumerate(texts):
+        one = checks.check(row, text)
+        problem = (found[row].problem, found[row].message) if row in found else (None, None)
+        assert values[row] == one.value and problem == (one.problem, one.message)
+    assert 2 in found and 3 in found and 0 not in found

@@ -212,11 +212,8 @@ def _check(
     values: list[Any] = [None] * len(todo)
     problems = problem_column.to_pylist()
     messages = message_column.to_pylist()
-    for row, text in zip(rows, texts.to_pylist(), strict=True):
-        checked = checks.check(row, text)
-        values[row] = checked.value
-        if checked.problem is not None:
-            problems[row], messages[row] = checked.problem, checked.message
+    for row, checked in checks.check_rows(rows, texts.to_pylist(), values):
+        problems[row], messages[row] = checked.problem, checked.message
     parsed, unfit = checks.array(values)
     for row, why in unfit.items():
         problems[row], messages[row] = "schema_mismatch", why
