@@ -11,6 +11,7 @@ mark and invalid UTF-8 are treated the same way everywhere:
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import stat
@@ -272,6 +273,26 @@ def chunk_bounds(path: str | os.PathLike[str], size: int, chunks: int) -> list[i
                 bounds.append(cut)
     bounds.append(size)
     return bounds
+
+
+def loads_wide(raw: bytes) -> Any:
+    """``orjson.loads``, but a line whose fault for orjson is a number out of its range (an
+    integer over 64 bits too big for a double, ``1e999``) is read by Python's ``json`` (big
+    integers, infinite floats), as pyarrow's reader takes it: the join reads such a line the
+    same way whichever reader gets it. Raises ``orjson.JSONDecodeError`` for any other fault."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "number" not in exc.msg:
+            raise
+        try:
+            return json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise exc from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_line(raw: bytes) -> tuple[Any, str | None]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..lines.reading import strip_ending
-from ..lines.slices import NOT_COPIED, copy_value, raw_value
+from ..lines.reading import loads_wide, strip_ending
+from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
 
 
@@ -51,21 +49,11 @@ def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Ano
     with open(path, "rb", buffering=0) as handle:
         data = os.pread(handle.fileno(), offsets[-1] + lengths[-1] - start, start)
     for i, (at, size) in enumerate(zip(offsets, lengths, strict=True)):
-        text = _body_text(strip_ending(data[at - start : at - start + size]))
+        raw = strip_ending(data[at - start : at - start + size])
+        body = loads_wide(raw).get("body")  # a number orjson cannot hold: see loads_wide
+        text = None if body is None else copy_value(raw, ("body",), body)
         if text is NOT_COPIED:
             text = None
             anomalies.append(not_copied(name, lines[i].as_py(), ids[i].as_py(), "request_body"))
         texts.append(text)
     return pa.array(texts, pa.string())
-
-
-def _body_text(raw: bytes) -> Any:
-    """A request line's body as written (``None`` for none, ``NOT_COPIED``). pyarrow's reader
-    takes lines holding a number orjson cannot (over 64 bits and out of a double's range):
-    their body is found by walking the line."""
-    try:
-        body = orjson.loads(raw).get("body")
-    except orjson.JSONDecodeError:
-        found = raw_value(raw, "body")
-        return None if found is None or found == b"null" else found.decode()
-    return None if body is None else copy_value(raw, ("body",), body)

@@ -29,6 +29,7 @@ from ..lines.reading import (
     chunk_bounds,
     describe_os_error,
     explain_invalid,
+    loads_wide,
     strip_ending,
 )
 from ..lines.slices import NOT_COPIED
@@ -148,7 +149,7 @@ def fast_ids(data: bytes) -> tuple[pa.Array, pa.Array] | None:
 def _index_inputs(path: str, start: int, end: int) -> Piece:
     piece = Piece()
     ids, offsets, lengths, lines = piece.ids, piece.offsets, piece.lengths, piece.lines
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    loads, decode_error = loads_wide, orjson.JSONDecodeError
     position = number = 0
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
         for raw in LineReader(handle, start=start, end=end).raw():
@@ -221,7 +222,7 @@ def _extract_lines(data: bytes, extras: tuple[str, ...], piece: Piece, name: str
     last = len(lines) if data.endswith(b"\n") else len(lines) - 1  # lines that had a newline
     if data.endswith(b"\n"):
         lines.pop()  # what follows the last newline
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    loads, decode_error = loads_wide, orjson.JSONDecodeError
     for number, raw in enumerate(lines, 1):
         if number <= last and raw.endswith(b"\r"):
             raw = raw[:-1]  # a CRLF ending, as LineReader strips it

@@ -36,6 +36,7 @@ from ..lines.reading import (
     LineReader,
     Source,
     explain_invalid,
+    loads_wide,
     open_source,
     source_name,
 )
@@ -134,7 +135,7 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
     rows: list[tuple[Any, ...]] = []
     flags = tuple(e in extras for e in EXTRAS)
     extra_columns = [column for option, column in EXTRAS.items() if option in extras]
-    loads = orjson.loads
+    loads = loads_wide
     found: tuple[Any, ...] | str
     with open_source(source) as handle:
         for line_no, _offset, raw in LineReader(handle):

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import JsonlBatchError, UsageError
-from ..lines.reading import LineReader, Source, open_source, source_name
+from ..lines.reading import LineReader, Source, loads_wide, open_source, source_name
 from ..rules.schemas import explain
 
 MAX_DEPTH = 32
@@ -736,7 +736,7 @@ def _schema_of_line(
     raw: bytes, plan: StructuredPlan, keys: dict[bytes, int], name: str, line: int
 ) -> int:
     try:
-        body = orjson.loads(raw).get("body")
+        body = loads_wide(raw).get("body")
     except (orjson.JSONDecodeError, AttributeError):
         return -1  # not a request: the join reports it
     wanted = requested_schema(body)
