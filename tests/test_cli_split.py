@@ -178,6 +178,13 @@ def test_usage_errors_exit_2(big: Path, args: tuple[str, ...], message: str) -> 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_standard_input_is_refused(big: Path, tmp_path: Path) -> None:
+    # found by hand: '-' was "<stdin>: no such file"
+    result = CliRunner().invoke(main, ["split", "-", "-o", str(tmp_path)], input=big.read_bytes())
+    assert result.exit_code == 2 and "give a file, not standard input" in result.output
+    assert "no such file" not in result.output and os.listdir(tmp_path) == [big.name]
+
+
 def test_io_errors_exit_2(big: Path, tmp_path: Path) -> None:
     result = run(str(tmp_path / "missing.jsonl"))
     assert result.exit_code == 2 and "missing.jsonl: no such file" in result.output

@@ -250,6 +250,8 @@ def without(report: Report, codes: Iterable[str]) -> Report:
 
 
 def _require_file(path: Path) -> None:
+    if str(path) == "-":
+        raise UsageError("split copies byte ranges of its input: give a file, not standard input")
     try:
         info = path.stat()
     except OSError as exc:
