@@ -392,3 +392,19 @@ def test_the_first_skipped_line_is_numbered_across_chunks(
         "The file contains no requests: none of its 3,000 lines is one. Line 1: This line is "
         "an array"
     )
+
+
+def test_the_model_of_bodies_that_name_none(write: Any) -> None:
+    path = write([body_line("a"), body_line("b", model="gpt-4o-mini")])
+    data = file_stats(path, profile="mistral", model="mistral-medium-latest").to_dict()
+    found = data["files"][0]
+    assert found["models"] == ["gpt-4o-mini", "mistral-medium-latest"]  # a body's own wins
+    assert found["cost"]["unpriced_models"] == [] and found["cost"]["input"] is not None
+    unnamed = file_stats(path, profile="mistral").to_dict()["files"][0]
+    assert unnamed["cost"]["unpriced_models"] == ["requests without a model"]
+    assert unnamed["input_tokens"] == found["input_tokens"]  # both o200k_base
+    cl100k = file_stats(path, profile="mistral", model="gpt-4").to_dict()["files"][0]
+    assert cl100k["models"] == ["gpt-4", "gpt-4o-mini"]
+    result = run(str(path), "--profile", "mistral", "--model", "mistral-medium-latest")
+    assert result.exit_code == 0, result.output
+    assert "gpt-4o-mini, mistral-medium-latest" in result.stdout and "batch cost" in result.stdout

@@ -35,6 +35,11 @@ from .options import (
 )
 @profile_option
 @endpoint_option
+@click.option(
+    "--model",
+    help="The model of requests whose body names none ({custom_id, body} providers that take "
+    "it with the job): its encoding and price.",
+)
 @jobs_option
 @format_option("text", "json")
 @library_errors
@@ -43,6 +48,7 @@ def stats(
     prices: str | None,
     profile: str,
     endpoint: str | None,
+    model: str | None,
     workers: int | None,
     fmt: str,
 ) -> None:
@@ -61,7 +67,7 @@ def stats(
 
         jsonl-batch stats requests.jsonl --format json
 
-        jsonl-batch stats bodies.jsonl --profile mistral --endpoint /v1/embeddings
+        jsonl-batch stats bodies.jsonl --profile together
     """
     try:
         table = load_prices(prices)
@@ -73,6 +79,7 @@ def stats(
                 progress=progress,
                 profile=profile,
                 endpoint=endpoint,
+                model=model,
             )
     except (PriceError, TokensUnavailable) as exc:
         raise CliError(message(exc)) from None

@@ -155,12 +155,15 @@ class TokenCounter:
         self._models: dict[tuple[Any, str], _Model] = {}
         self._texts: dict[str, Callable[[str], int]] = {}
 
-    def count(self, url: str, body: Mapping[str, Any]) -> int:
-        """Estimated input tokens of one request to ``url`` with this ``body``."""
-        model = body.get("model")
-        found = self._models.get((model if type(model) is str else None, url))
+    def count(self, url: str, body: Mapping[str, Any], model: str | None = None) -> int:
+        """Estimated input tokens of one request to ``url`` with this ``body``; ``model`` is
+        the request's model when the body names none (providers that take it with the job)."""
+        named = body.get("model")
+        if type(named) is str:
+            model = named
+        found = self._models.get((model, url))
         if found is None:
-            found = self._model(model if type(model) is str else None, url)
+            found = self._model(model, url)
         return _COUNTERS.get(url, TokenCounter._other)(self, found, body)
 
     def text(self, text: str, model: str | None = None) -> int:

@@ -78,9 +78,15 @@ class Tally:
         self.uncounted_parts += other.uncounted_parts
 
 
-def count_lines(counter: TokenCounter, lines: Iterable[bytes], ctx: Context | None = None) -> Tally:
+def count_lines(
+    counter: TokenCounter,
+    lines: Iterable[bytes],
+    ctx: Context | None = None,
+    model: str | None = None,
+) -> Tally:
     """Count raw lines (endings may be kept) into a ``Tally``: the hot loop. ``ctx`` reads
-    the lines in its profile's shape (``{custom_id, body}`` lines get its endpoint)."""
+    the lines in its profile's shape (``{custom_id, body}`` lines get its endpoint);
+    ``model`` is the model of requests whose body names none."""
     tally = Tally()
     tokens, groups = tally.tokens, tally.groups
     before = counter.images, counter.unsized_images, counter.uncounted_parts
@@ -101,13 +107,13 @@ def count_lines(counter: TokenCounter, lines: Iterable[bytes], ctx: Context | No
             if tally.first_skipped is None:
                 tally.first_skipped = (n, skip_reason(facts, ctx))
             continue
-        url, body, model = facts.url, facts.body, facts.model
+        url, body, named = facts.url, facts.body, facts.model or model
         assert url is not None and body is not None  # (countable)
-        used = counter.count(url, body)
+        used = counter.count(url, body, model)
         tokens.append(used)
-        group = groups.get((url, model))
+        group = groups.get((url, named))
         if group is None:
-            group = groups[url, model] = [0, 0, 0, 0]
+            group = groups[url, named] = [0, 0, 0, 0]
         group[0] += 1
         group[1] += used
         ceiling = output_ceiling(url, body)
@@ -287,6 +293,7 @@ def file_stats(
     progress: Progress | None = None,
     profile: str | Profile = "openai",
     endpoint: str | None = None,
+    model: str | None = None,
 ) -> BatchStats:
     """Estimate tokens and batch cost of JSONL batch files (paths, ``"-"``, binary files).
 
@@ -294,7 +301,8 @@ def file_stats(
     processes for large files (``None``: one per core; 1: in-process). ``progress`` is called
     with each run of bytes counted. ``profile`` (a name or a ``Profile``) says how lines are
     shaped: its ``{custom_id, body}`` lines are requests to ``endpoint`` (default: the
-    profile's first; ``UsageError`` if it is not one of the profile's). A file that cannot
+    profile's first; ``UsageError`` if it is not one of the profile's); ``model`` is the model
+    of requests whose body names none (its encoding and price). A file that cannot
     be read gets ``error``; one with no request in it, the problem ``empty_file``. Raises
     ``TokensUnavailable`` when no token counter is installed.
     """
@@ -307,7 +315,9 @@ def file_stats(
         tally = Tally()
         error = None
         try:
-            for chunk in _chunks(source, partial(count_lines, counter, ctx=ctx), workers, progress):
+            for chunk in _chunks(
+                source, partial(count_lines, counter, ctx=ctx, model=model), workers, progress
+            ):
                 tally.add(chunk)
         except ReadError as exc:
             error = str(exc)
