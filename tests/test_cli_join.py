@@ -321,3 +321,32 @@ def test_partitioned_table_to_standard_output_is_refused(
     assert result.exit_code == 2, result.output
     assert "standard output cannot hold a folder of files" in result.output
     assert not (tmp_path / "-").exists()
+
+
+def test_a_big_number_and_a_lone_surrogate_are_no_request_and_no_result(tmp_path: Path) -> None:
+    # Python's json, read for the number orjson cannot hold, takes "\ud800": Arrow then failed
+    big = b'{"big":1e999,'
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(big + jsonl(request("r0"))[1:].replace(b'"r0"', b'"r0\\ud800"'))
+    ok = tmp_path / "ok.jsonl"
+    ok.write_bytes(jsonl(request("r0"), request("r1")))
+    answer = {"custom_id": "r0", "response": {"status_code": 200, "body": {"choices": []}}}
+    line = jsonl(answer).replace(b'"choices":[]', b'"choices":[],"content":"ok\\ud800"')
+    out = tmp_path / "out.jsonl"
+    good = line.replace(b"\\ud800", b"")
+    out.write_bytes(big + line[1:] + good.replace(b"r0", b"r1"))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(good)
+    for args in (
+        ["join", str(inp), "-r", str(plain), "-o", "-", "--format", "csv"],
+        ["retry", str(inp), "-r", str(plain), "-o", str(tmp_path / "r.jsonl")],
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert "line 1: This line is not parseable as valid JSON" in result.output
+        assert "internal error" not in result.output
+    result = run("join", str(ok), "-r", str(out), "-o", "-", "--format", "csv")
+    assert result.exit_code == 1, result.output
+    assert "lines that are not results (1)" in result.output
+    assert f'"r0","{ok}",1,"missing"' in result.output
+    assert f'"r1","{ok}",2,"succeeded"' in result.output

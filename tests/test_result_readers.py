@@ -32,7 +32,11 @@ def with_extra(line: bytes, extra: bytes) -> bytes:
 
 IDS = st.sampled_from(["a", "b", "c"])
 EXTRA = st.sampled_from(
-    [b'"\xff"', b'"caf\xc3"', deep(1025), deep(1024), deep(600), b"null", b"[1,2]"]
+    [
+        *(b'"\xff"', b'"caf\xc3"', deep(1025), deep(1024), deep(600), b"null", b"[1,2]"),
+        # a number out of orjson's range, alone and with a lone surrogate escape (refused)
+        *(b"1e999", b'1e999,"y":"\\ud800"', b'"\\ud800\\udc00",  "y":1e999'),
+    ]
 )
 ODD = st.sampled_from(
     [b"null", b"1", b"[]", b'"text"', b"", b"  ", b"{}", b"{", b"\xef\xbb\xbf{}", deep(1100)]

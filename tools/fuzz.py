@@ -298,7 +298,8 @@ class Gen:
             if not isinstance(req.get("body"), dict):
                 req["body"] = {}
             req["body"]["max_tokens"] = r.choice([10**400, -(10**30), 1.5e308])
-            return self.dumps(req).replace(b"1.5e+308", b"1e999")
+            huge = b"1e999" + r.choice([b"", b', "s": "\\ud800"'])  # and a lone surrogate
+            return self.dumps(req).replace(b"1.5e+308", huge)
         if kind == "blank":
             return r.choice([b"", b" ", b"\t", b"\xef\xbb\xbf"])
         if kind == "garbage":

@@ -279,16 +279,20 @@ def loads_wide(raw: bytes) -> Any:
     """``orjson.loads``, but a line whose fault for orjson is a number out of its range (an
     integer over 64 bits too big for a double, ``1e999``) is read by Python's ``json`` (big
     integers, infinite floats), as pyarrow's reader takes it: the join reads such a line the
-    same way whichever reader gets it. Raises ``orjson.JSONDecodeError`` for any other fault."""
+    same way whichever reader gets it. Raises ``orjson.JSONDecodeError`` for any other fault,
+    a lone surrogate escape (``"\\ud800"``, which ``json`` takes and orjson and pyarrow refuse)
+    included."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "number" not in exc.msg:
             raise
         try:
-            return json.loads(raw, parse_constant=_no_constant)
+            value = json.loads(raw, parse_constant=_no_constant)
+            json.dumps(value, ensure_ascii=False).encode()  # refuses a lone surrogate
         except (ValueError, RecursionError):
             raise exc from None
+        return value
 
 
 def _no_constant(name: str) -> Any:
