@@ -18,7 +18,8 @@ one request per row, join's table one row per request, retry's lines copies of i
 - ``stats``: random ``--profile``/``--endpoint`` (also wrong ones) on random files.
 - ``split``: also ``--profile``/``--endpoint`` with ``{custom_id, body}`` lines, ``--max-tokens``.
 - ``join``: the same join with the inputs and the results cut into several files, given one
-  by one, as folders or as glob patterns, must give the same rows.
+  by one, as folders or as glob patterns, or the inputs split and given by their manifest,
+  must give the same rows (a part's row: the row of its ``original_line``).
 - ``structured``: requests asking for JSON schemas (shared or not; ``json_object``; broken
   ones; ``--schema``, ``--flatten``) answered with valid, off-schema, non-JSON, cut-off,
   fenced or huge-numbered JSON: each row's ``output_problem`` and ``parsed`` are checked
@@ -820,31 +821,65 @@ def run_join(gen: Gen, work: Path) -> str:
 
 def join_many(gen: Gen, work: Path, data: bytes, results: Path, extra: list[str]) -> None:
     """The same join with the inputs and results cut into several files, given one by one,
-    as a folder or as a glob pattern: the same rows (but for input_file and line)."""
+    as a folder or as a glob pattern, or the inputs split (``split --skip-invalid``) and given
+    by the manifest: the same rows (but for input_file and line; a part's rows are the rows
+    of their ``original_line``)."""
     r = gen.r
     inputs = pieces(gen, data, work / "inputs", "in")
     answers = pieces(gen, results.read_bytes(), work / "results", "r")
     out = work / "many.parquet"
     one = ["join", str(work / "in.jsonl"), "-r", str(results), "-o", str(out), *extra]
     many = ["join"]
-    how = r.choice(["files", "folder", "glob"])
+    how = r.choice(["files", "folder", "glob", "manifest"])
+    if how == "manifest":
+        parts = work / "parts"
+        split = ["split", str(work / "in.jsonl"), "-o", str(parts), "--skip-invalid"]
+        invoke([*split, "--max-requests", str(r.randint(1, 4))])
+        manifest = parts / "in.manifest.json"
+        if not manifest.exists() or not orjson.loads(manifest.read_bytes())["parts"]:
+            return
+        inputs = [manifest]
     many += {
         "files": [str(p) for p in inputs],
         "folder": [str(work / "inputs")],
         "glob": [str(work / "inputs" / "in*.jsonl")],
+        "manifest": [str(inputs[0])],
     }[how]
     folder = answers[0].parent
-    for path in answers if how == "files" else [folder] if how == "folder" else [folder / "r*"]:
+    for path in (
+        answers
+        if how in ("files", "manifest")
+        else [folder]
+        if how == "folder"
+        else [folder / "r*"]
+    ):
         many += ["-r", str(path)]
     many += ["-o", str(out), *extra]
     first = invoke(one)
     whole = take_table(out)
     second = invoke(many)
     cut = take_table(out)
+    what = f"join of {len(inputs)} inputs and {len(answers)} result files ({how})"
+    if how == "manifest":
+        if whole is None or cut is None:
+            return
+        by_line = {row["line"]: row for row in whole[1]}
+        drop = ("input_file", "line", "original_file", "original_line")
+        for row in cut[1]:
+            if row["original_file"] != "in.jsonl" and not str(row["original_file"]).endswith(
+                "/in.jsonl"
+            ):
+                raise Failure(f"{what}: original_file {row['original_file']!r}")
+            want = by_line.get(row["original_line"])
+            got = {k: v for k, v in row.items() if k not in drop}
+            if want is None or got != {k: v for k, v in want.items() if k not in drop}:
+                raise Failure(f"{what}: the row of original line {row['original_line']}:\n"
+                              f"  whole: {want}\n  part:  {row}")  # fmt: skip
+        return
     if first.exit_code != second.exit_code:
         raise Failure(
-            f"join of {len(inputs)} inputs and {len(answers)} result files ({how}): exit "
-            f"{second.exit_code}, of the whole files {first.exit_code}: {second.output[-300:]}"
+            f"{what}: exit {second.exit_code}, of the whole files {first.exit_code}: "
+            f"{second.output[-300:]}"
         )
     if whole is None or cut is None:
         return
@@ -852,10 +887,7 @@ def join_many(gen: Gen, work: Path, data: bytes, results: Path, extra: list[str]
     rows = [[{k: v for k, v in row.items() if k not in drop} for row in t[1]] for t in (whole, cut)]
     if rows[0] != rows[1]:
         at = next(i for i, (a, b) in enumerate(zip(*rows, strict=False)) if a != b)
-        raise Failure(
-            f"join of {len(inputs)} inputs and {len(answers)} result files ({how}): row {at} "
-            f"differs:\n  whole: {rows[0][at]}\n  cut:   {rows[1][at]}"
-        )
+        raise Failure(f"{what}: row {at} differs:\n  whole: {rows[0][at]}\n  cut:   {rows[1][at]}")
 
 
 def run_retry(gen: Gen, work: Path) -> str:
@@ -921,6 +953,8 @@ def agrees(parsed: Any, value: Any) -> bool:
             return bool(orjson.loads(parsed) == value)
         except orjson.JSONDecodeError:
             return False
+    if isinstance(parsed, float) and type(value) is int:  # "number": a float64 column
+        return parsed == float(value)
     if isinstance(value, dict):  # a struct holds the schema's properties, not other keys
         return isinstance(parsed, dict) and all(agrees(parsed[k], value.get(k)) for k in parsed)
     if isinstance(value, list):
