@@ -1,8 +1,11 @@
-"""The rules: one small function per check, registered with the codes it can emit.
+"""The rules, registered in ``RULES`` with the codes each can emit: every code of the
+catalogue has its rule, and ``--ignore`` switches rules off (``active``).
 
-Line rules look at one parsed request (a dict) and return findings ``(code, message, param)``
-or ``None``; the engine adds the line number. File rules keep state across lines
-(``FileRules``): duplicates, the batch endpoint and model, and the limits.
+The parse rule (``json``) explains a line that is no JSON. Line rules look at one parsed
+request (a dict; ``field_types`` at any value) and return findings ``(code, message,
+param)`` or ``None``; the engine adds the line number. File rules keep state across lines
+(``FileRules``): duplicates, the batch endpoint and model, an empty file, the limits.
+``build``'s rules check its input rows (``build.inputs`` raises their codes).
 """
 
 from __future__ import annotations
@@ -139,12 +142,7 @@ def active(kind: Kind, ignore: Collection[str] = ()) -> list[Rule]:
     return [r for r in RULES.values() if r.kind == kind and not set(r.codes) <= off]
 
 
-def active_rules(ignore: Collection[str] = ()) -> list[LineCheck]:
-    """The line checks to run (``active("line", ignore)``)."""
-    return [r.check for r in active("line", ignore) if r.check is not None]
-
-
-JSON_RULE = register(Rule("json", ("invalid_json_line",), "parse"))
+register(Rule("json", ("invalid_json_line",), "parse"))
 
 
 def not_json(raw: bytes, exc: JSONDecodeError) -> Finding:
