@@ -130,6 +130,11 @@ def test_retry_json_and_split(tmp_path: Path) -> None:
     assert len(data["manifest"]["parts"]) == 3
     text = run("retry", *CHAT, "-o", str(target), "--max-requests", "2", "--force")
     assert "over the limits, so split" in text.output
+    assert "\\n" not in text.output  # the parts on their own lines, not one escaped line
+    parts = [line for line in text.output.splitlines() if ".part-" in line]
+    assert len(parts) == 3 and all(p.startswith("  retry.part-00") for p in parts), text.output
+    invalid = run("retry", *CHAT, "-o", str(tmp_path / "again.jsonl"), "--max-requests", "1")
+    assert "\\n" not in invalid.output
 
 
 def test_retry_nothing_to_do(tmp_path: Path) -> None:

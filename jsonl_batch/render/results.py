@@ -134,17 +134,18 @@ def retry_text(r: Any) -> str:
     if r.output is None:
         return lines([printable(f"nothing to retry ({skipped})"), *wrong])
     reasons = ", ".join(f"{why} {n:,}" for why, n in r.reasons.items())
-    out = [
+    own = [
         f"{r.output}: {r.requests:,} request{'s' if r.requests != 1 else ''} to retry "
         f"({r.bytes:,} bytes): {reasons}; {skipped}",
         *wrong,
     ]
+    block = None  # a renderer's text, escaped already, of several lines
     if r.split is not None and r.split.manifest is not None:
-        out.append("over the limits, so split (upload the parts):")
-        out.append(manifest_text(r.split.manifest, r.split.folder))
+        own.append("over the limits, so split (upload the parts):")
+        block = manifest_text(r.split.manifest, r.split.folder)
     elif r.split is not None:
-        out.append("over the limits, and could not be split (nothing written):")
-        out.append(report_text(r.split.report))
+        own.append("over the limits, and could not be split (nothing written):")
+        block = report_text(r.split.report)
     elif r.report is not None:
-        out.append(report_text(r.report))
-    return lines(out)
+        block = report_text(r.report)
+    return "\n".join([lines(own)] + ([block] if block is not None else []))
