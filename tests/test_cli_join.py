@@ -355,3 +355,17 @@ def test_a_big_number_and_a_lone_surrogate_are_no_request_and_no_result(tmp_path
     assert "lines that are not results (1)" in result.output
     assert f'"r0","{ok}",1,"missing"' in result.output
     assert f'"r1","{ok}",2,"succeeded"' in result.output
+
+
+def test_nothing_to_retry_exits_0_as_join_does_with_a_line_that_is_not_a_result(
+    tmp_path: Path,
+) -> None:
+    inp = str(J / "completions.input.jsonl")
+    out = tmp_path / "out.jsonl"
+    out.write_bytes((J / "completions.output.jsonl").read_bytes() + b"junk\n")
+    joined = run("join", inp, "-r", str(out), "-o", str(tmp_path / "r.csv"))
+    assert joined.exit_code == 0, joined.output
+    assert "lines that are not results (1)" in joined.output
+    retried = run("retry", inp, "-r", str(out), "-o", str(tmp_path / "r.jsonl"))
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.startswith("nothing to retry (2 succeeded)\n1 line of the result")

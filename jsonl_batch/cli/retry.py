@@ -59,9 +59,10 @@ def retry_command(
     """Write the request lines of INPUTS that did not succeed, byte-identical, to a new file.
 
     The retry file is validated; over the profile's limits, only its parts and a manifest are
-    written (OUTPUT's stem, named as `split` names them). Exit status: 0 written and valid
-    (or nothing to retry), 1 the retry file has problems or lines of the result files are
-    not results (as for join, problems found), 2 usage or I/O error.
+    written (OUTPUT's stem, named as `split` names them). Exit status: 0 written and valid,
+    or nothing to retry (as join's 0, lines of the result files that are not results are
+    only listed then), 1 the retry file has problems, or requests are retried while lines of
+    the result files are not results (their answers may be among them), 2 usage or I/O error.
 
     Example:
 
@@ -78,4 +79,5 @@ def retry_command(
         **overrides,
     )
     show(result, fmt, retry_text, err=is_stdout(output))  # the retry file on standard output
-    raise SystemExit(0 if result.ok and not result.not_results else 1)
+    doubtful = result.output is not None and result.not_results > 0
+    raise SystemExit(0 if result.ok and not doubtful else 1)
