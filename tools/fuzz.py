@@ -9,11 +9,13 @@ UTF-8, huge numbers, blank lines, CRLF, a BOM, odd types and random bytes (resul
 likewise for join and retry; CSV and JSONL rows with inf, nan, control characters and
 quoted newlines for build; ``{custom_id, body}`` lines for the profiles that take them).
 Each runs in-process through click's ``CliRunner`` inside a forked worker, so a crash of the
-interpreter is caught and reported with its input. Checked: no traceback nor "internal
-error", exit status 0, 1 or 2, every input line accounted for (split's parts and rejected
-lines are the input's lines, byte for byte, each exactly once), build's output valid with
-one request per row, join's table one row per request, retry's lines copies of input lines
-(and exit 1 when a ``-r`` file holds lines that are not results), stats' counts.
+interpreter is caught and reported with its input, and a case still running after ``HANG``
+seconds is ended, its threads' stacks (``faulthandler``) reported as its failure. Checked:
+no traceback nor "internal error", exit status 0, 1 or 2, every input line accounted for
+(split's parts and rejected lines are the input's lines, byte for byte, each exactly once),
+build's output valid with one request per row, join's table one row per request, retry's
+lines copies of input lines (and exit 1 when a ``-r`` file holds lines that are not
+results), stats' counts.
 
 - ``stats``: random ``--profile``/``--endpoint`` (also wrong ones) on random files.
 - ``split``: also ``--profile``/``--endpoint`` with ``{custom_id, body}`` lines, ``--max-tokens``.
@@ -47,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import faulthandler
 import hashlib
 import io
 import json
@@ -1163,10 +1166,12 @@ def run_many(
     tally: Tally,
     log: Callable[[str], None],
 ) -> None:
-    """Run cases in forked workers; a worker that dies is a crash of the case it was on."""
+    """Run cases in forked workers; a worker that dies is a crash of the case it was on, and
+    a case still running after ``HANG`` seconds has its threads' stacks dumped and is ended."""
     todo = list(indices)
     while todo:
         read_fd, write_fd = os.pipe()
+        stacks = tempfile.NamedTemporaryFile(prefix="fuzz-stacks-", delete=False)  # noqa: SIM115
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(read_fd)
@@ -1174,10 +1179,13 @@ def run_many(
             with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
                 for index in todo:
                     out.write(f"B {index}\n")
+                    faulthandler.dump_traceback_later(HANG, exit=True, file=stacks)
                     failure, outcome = run_case(seed, command, index, Path(tmp) / "w")
+                    faulthandler.cancel_dump_traceback_later()
                     out.write("E " + json.dumps([index, failure, outcome]) + "\n")
             out.close()
             os._exit(0)
+        stacks.close()
         os.close(write_fd)
         current = None
         with os.fdopen(read_fd) as stream:
@@ -1200,10 +1208,14 @@ def run_many(
                 if os.WIFSIGNALED(status)
                 else f"exit {os.WEXITSTATUS(status)}"
             )
+            dumped = Path(stacks.name).read_text(errors="replace")
+            if dumped:
+                how = f"still running after {HANG:.0f} s; its stacks:\n{dumped[-4000:]}"
             record(seed, command, current, f"the process died ({how})", keep, tally, log)
             todo.remove(current)
         elif todo:
             raise RuntimeError(f"worker stopped early ({status})")
+        os.unlink(stacks.name)
 
 
 def record(
@@ -1219,8 +1231,9 @@ def record(
     tally.failures.append((name, failure))
     folder = keep / f"seed{seed}-{command}-{index}"
     shutil.rmtree(folder, ignore_errors=True)
-    pid = os.fork()  # the input again, beside the report (in a child: it may crash)
+    pid = os.fork()  # the input again, beside the report (in a child: it may crash or hang)
     if pid == 0:
+        faulthandler.dump_traceback_later(HANG, exit=True, file=open(os.devnull, "w"))  # noqa: SIM115
         try:
             run_case(seed, command, index, folder)
         finally:
