@@ -693,3 +693,14 @@ def test_the_text_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     seen.clear()
     count("hot"), count("once"), count("x" * 200), count("x" * 200)
     assert seen == ["once", "x" * 200, "x" * 200]  # the hot text stayed; a long one is not kept
+
+
+def test_azure_spellings_count_as_their_openai_endpoints() -> None:
+    """Regression: ``/chat/completions`` (Azure's spelling) counted 0 tokens."""
+    counter = TokenCounter()
+    body = chat({"role": "user", "content": QUESTION}, max_tokens=5, n=2)
+    assert counter.count("/chat/completions", body) == counter.count(CHAT, body) == 3 + 3 + 1 + 6
+    embed = {"model": "text-embedding-3-small", "input": ["a b", "c"]}
+    assert counter.count("/embeddings", embed) == counter.count("/v1/embeddings", embed) == 3
+    assert output_ceiling("/chat/completions", body) == output_ceiling(CHAT, body) == 10
+    assert output_ceiling("/embeddings", embed) == 0

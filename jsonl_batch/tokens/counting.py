@@ -68,6 +68,8 @@ def _url(schema: str) -> str:
 CHAT_URL, RESPONSES_URL, COMPLETIONS_URL, MODERATIONS_URL = (
     _url(name) for name in ("chat_completions", "responses", "completions", "moderations")
 )
+_KINDS = {url: e.kind for url, e in ENDPOINTS.items()}
+"""Each endpoint's OpenAI url (Azure spells them without ``/v1``): counted the same way."""
 
 TEXT_CACHE_CHARS = 4 << 20
 """Texts whose counts are remembered (repeated system prompts), in total characters..."""
@@ -90,6 +92,7 @@ def output_ceiling(url: str, body: Mapping[str, Any]) -> int | None:
     ``max_output_tokens``; completions: ``max_tokens`` (default 16) times ``n``/``best_of``
     times the number of prompts.
     """
+    url = _KINDS.get(url, url)
     if url in (EMBEDDINGS_URL, MODERATIONS_URL):
         return 0
     copies = max(1, _int(body.get("n")) or 1)
@@ -161,6 +164,7 @@ class TokenCounter:
         named = body.get("model")
         if type(named) is str:
             model = named
+        url = _KINDS.get(url, url)
         found = self._models.get((model, url))
         if found is None:
             found = self._model(model, url)
