@@ -356,3 +356,16 @@ def test_retry_keeps_only_the_rows_it_selects(tmp_path: Path, monkeypatch: Any) 
     result = write_retry([CHAT_IN], CHAT_OUT, tmp_path / "r.jsonl", only="retryable")
     assert sum(kept) == result.requests == 4 and len(kept) == 5
     assert result.succeeded == 4 and result.not_selected == 1
+
+
+def test_output_problems_counts_add_up(tmp_path: Path) -> None:
+    # 4 succeeded (none with an output problem), 5 failed or missing: none counted twice
+    result = write_retry([CHAT_IN], CHAT_OUT, tmp_path / "r.jsonl", only="output-problems")
+    assert (result.output, result.succeeded, result.not_selected) == (None, 4, 5)
+    from click.testing import CliRunner
+
+    from jsonl_batch.cli import main
+
+    args = ["retry", str(CHAT_IN), *(f"-r{p}" for p in CHAT_OUT), "-o", str(tmp_path / "r.jsonl")]
+    text = CliRunner().invoke(main, [*args, "--only", "output-problems"]).output
+    assert text.startswith("nothing to retry (4 succeeded, 5 not selected)"), text

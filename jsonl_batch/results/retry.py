@@ -209,10 +209,10 @@ def _write_retry(
     chosen = keep.chosen.table()
     succeeded = keep.succeeded
     result = RetryResult(None, succeeded=succeeded, not_results=joined.not_results)
-    if only == "output-problems":
-        result.not_selected = joined.requests - chosen.num_rows
-    else:
-        result.not_selected = joined.requests - succeeded - chosen.num_rows
+    # the chosen are among the succeeded for output-problems: succeeded + not_selected
+    # (+ the chosen, otherwise) is every request
+    picked = 0 if only == "output-problems" else chosen.num_rows
+    result.not_selected = joined.requests - succeeded - picked
     if not chosen.num_rows:
         outputs.commit()  # nothing new; with force, what an earlier retry left is removed
         return result
