@@ -73,7 +73,6 @@ def test_a_batch_is_refused_or_rendered(batch: dict[str, Any]) -> None:
         rb.status_line(batch),
         rb.progress_bar(batch, 12.5),
         rb.download_text(SimpleNamespace(batch=batch, output=None, errors=None)),
-        rb.to_json(batch),
         rb.to_jsonl([batch]),
     ):
         assert isinstance(text, str)

@@ -42,11 +42,6 @@ FIELD_ORDER = (
 """The order of ``batch_text``'s fields (the API reference's); other fields follow."""
 
 
-def to_json(obj: Any) -> str:
-    """Indented JSON."""
-    return orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
-
-
 def to_jsonl(objs: Iterable[Any]) -> str:
     """One compact JSON object per line."""
     return "\n".join(orjson.dumps(obj).decode() for obj in objs)

@@ -98,11 +98,6 @@ class SizedProgress:
             self.bar.close()
 
 
-def report_json(report: Report) -> str:
-    """One line of JSON, equal to ``report.to_dict()``."""
-    return orjson.dumps(report.to_dict()).decode()
-
-
 def report_text(report: Report, per_code: int | None = SHOWN_PER_CODE) -> str:
     """A short summary: the verdict, then problems grouped by code, the first ``per_code``
     of each listed (``None``: all)."""
@@ -116,7 +111,7 @@ class ReportOutput:
     """A report's text or JSON built while its problems arrive, in bounded memory: each
     listed problem is rendered at once into a temporary file (in memory while small), so a
     million problems cost a few MB. ``add`` each problem, then ``chunks(report)`` yields the
-    output, equal to ``report_text(report, per_code)`` or ``report_json(report)`` of a report
+    output, equal to ``report_text(report, per_code)`` or ``report.to_dict()`` of a report
     holding them."""
 
     def __init__(self, fmt: str = "text", per_code: int | None = SHOWN_PER_CODE) -> None:
