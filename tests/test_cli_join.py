@@ -369,3 +369,11 @@ def test_nothing_to_retry_exits_0_as_join_does_with_a_line_that_is_not_a_result(
     retried = run("retry", inp, "-r", str(out), "-o", str(tmp_path / "r.jsonl"))
     assert retried.exit_code == 0, retried.output
     assert retried.output.startswith("nothing to retry (2 succeeded)\n1 line of the result")
+
+
+def test_a_blank_line_of_a_results_file_is_worded_for_results(tmp_path: Path) -> None:
+    inp = str(J / "completions.input.jsonl")
+    out = tmp_path / "out.jsonl"
+    out.write_bytes((J / "completions.output.jsonl").read_bytes() + b"  \n")
+    joined = run("join", inp, "-r", str(out), "-o", str(tmp_path / "r.csv"))
+    assert "remove blank lines (every line must be one JSON result)" in joined.output

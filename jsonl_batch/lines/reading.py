@@ -307,10 +307,11 @@ def parse_line(raw: bytes) -> tuple[Any, str | None]:
         return None, explain_invalid(raw, exc)
 
 
-def explain_invalid(raw: bytes, exc: orjson.JSONDecodeError) -> str:
-    """Say why ``raw`` is not a JSON line, in words a user can act on."""
+def explain_invalid(raw: bytes, exc: orjson.JSONDecodeError, kind: str = "request") -> str:
+    """Say why ``raw`` is not a JSON line, in words a user can act on (``kind``: what each
+    line of its file must be, ``request`` or ``result``)."""
     if not raw.strip():
-        return "This line is blank; remove blank lines (every line must be one JSON request)."
+        return f"This line is blank; remove blank lines (every line must be one JSON {kind})."
     if raw.startswith(BOM):
         return (
             "This line starts with a UTF-8 byte-order mark (BOM); "

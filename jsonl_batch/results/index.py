@@ -230,7 +230,7 @@ def _extract_lines(data: bytes, extras: tuple[str, ...], piece: Piece, name: str
             obj = loads(raw)
         except decode_error:
             kind = "invalid_line" if raw.strip() else "blank_line"  # a blank line: skipped
-            piece.invalid.append((number, None, why_not_json(raw), kind))
+            piece.invalid.append((number, None, why_not_json(raw, "result"), kind))
             continue
         row = extract(obj, *flags, raw=raw)
         if isinstance(row, str):
@@ -250,13 +250,13 @@ def _extract_lines(data: bytes, extras: tuple[str, ...], piece: Piece, name: str
     return rows_table(rows, answer_schema(extras))
 
 
-def why_not_json(raw: bytes) -> str:
+def why_not_json(raw: bytes, kind: str = "request") -> str:
     """``explain_invalid`` of a line without its ending (columns counted as the user sees)."""
     raw = strip_ending(raw)
     try:
         orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return explain_invalid(raw, exc)
+        return explain_invalid(raw, exc, kind)
     return "This line is not valid JSON."  # not reached: only the ending was removed
 
 

@@ -143,7 +143,7 @@ def _read_slow(source: Source, extras: tuple[str, ...]) -> ResultFile:
             try:
                 obj = loads(raw)
             except orjson.JSONDecodeError as exc:
-                obj, found = None, explain_invalid(raw, exc)
+                obj, found = None, explain_invalid(raw, exc, "result")
             else:
                 found = extract(obj, *flags, raw=raw)
             if type(found) is str:
