@@ -377,3 +377,12 @@ def test_a_blank_line_of_a_results_file_is_worded_for_results(tmp_path: Path) ->
     out.write_bytes((J / "completions.output.jsonl").read_bytes() + b"  \n")
     joined = run("join", inp, "-r", str(out), "-o", str(tmp_path / "r.csv"))
     assert "remove blank lines (every line must be one JSON result)" in joined.output
+
+
+def test_an_input_file_given_twice_is_refused(tmp_path: Path) -> None:
+    inp = str(J / "completions.input.jsonl")
+    out = str(J / "completions.output.jsonl")
+    for command in ("join", "retry"):
+        result = run(command, inp, inp, "-r", out, "-o", str(tmp_path / f"{command}.jsonl"))
+        assert result.exit_code == 2, result.output
+        assert f"Error: {inp} is given twice as an input file\n" in result.output

@@ -266,6 +266,7 @@ def join_into(
     }
     extras = tuple(k for k, v in options.items() if v)
     input_sources = expand_inputs(inputs)
+    _once(input_sources)
     results = expand(results)
     table_prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
     with ExitStack() as stack:
@@ -536,6 +537,18 @@ def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]
 BLOCK_ROWS = 65_536
 MIN_BLOCKS = 4
 MIN_BLOCK_ROWS = 8_192
+
+
+def _once(sources: list[Source]) -> None:
+    """Refuse an input file given twice (by any name): each of its requests would be a
+    duplicate of itself."""
+    seen: set[str] = set()
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
+            real = os.path.realpath(source)
+            if real in seen:
+                raise UsageError(f"{source_name(source)} is given twice as an input file")
+            seen.add(real)
 
 
 def expand_inputs(inputs: Iterable[Source]) -> list[Source]:
