@@ -14,7 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import JoinError, join
-from jsonl_batch.results.readers import _read_fast, _read_slow, fast_answers, read_results
+from jsonl_batch.results.readers import (
+    _RARE,
+    _SCHEMA,
+    _Projection,
+    _read_fast,
+    _read_slow,
+    extract,
+    fast_answers,
+    project_lines,
+    read_results,
+)
 
 J = DATA / "join"
 
@@ -372,11 +382,21 @@ ITEM = st.one_of(
     st.fixed_dictionaries({"type": st.just("message"), "content": st.lists(PART, max_size=3)}),
     st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "function_call"])}),
 )
+COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens")
+DETAILS = {
+    "prompt_tokens_details": "cached_tokens",
+    "input_tokens_details": "cached_tokens",
+    "completion_tokens_details": "reasoning_tokens",
+    "output_tokens_details": "reasoning_tokens",
+}
 USAGE = st.fixed_dictionaries(
     {},
     optional={
-        k: st.integers(0, 10**6)
-        for k in ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens")
+        **{k: st.integers(0, 10**6) for k in COUNTS},
+        **{
+            k: st.none() | st.fixed_dictionaries({}, optional={v: st.integers(0, 9)})
+            for k, v in DETAILS.items()
+        },
     },
 )
 CHOICE = st.fixed_dictionaries(
@@ -432,6 +452,59 @@ def test_fast_and_line_readers_agree(lines: list[dict[str, Any]]) -> None:
         slow = _read_slow(path, ())
     assert fast is not None
     assert fast.table.to_pylist() == slow.table.to_pylist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=12), kept=st.sets(st.sampled_from(_RARE)))
+def test_the_lean_projection_reads_as_the_full_schema(
+    lines: list[dict[str, Any]], kept: set[tuple[str, ...]]
+) -> None:
+    # whatever rare fields a process kept, a range reads exactly as on the full schema
+    data = jsonl(*lines)
+    projection = _Projection()
+    projection.kept |= kept
+    lean, full = projection.read(data), project_lines(data, _SCHEMA)
+    assert full is not None and lean is not None and lean.equals(full)
+    found = fast_answers(data)
+    assert found is not None
+    rows = [dict(zip(found.column_names, extract(obj), strict=True)) for obj in lines]
+    assert found.to_pylist() == rows
+
+
+def test_a_rare_field_on_the_last_line_only_is_read_and_kept() -> None:
+    lines = [result_line(f"id-{i}", "ok", i) for i in range(4)]
+    lines[-1]["response"]["body"]["usage"] = {"prompt_tokens_details": {"cached_tokens": 7}}
+    data = jsonl(*lines)
+    projection = _Projection()
+    raw = projection.read(data)
+    assert raw is not None and raw.equals(project_lines(data, _SCHEMA))
+    assert projection.kept == {("response", "body", "usage", "prompt_tokens_details")}
+    cached = raw.column("response").combine_chunks().field("body").field("usage")
+    assert cached.field("prompt_tokens_details").field("cached_tokens").to_pylist()[-1] == 7
+
+
+def test_a_rare_field_under_an_escaped_key_is_read() -> None:
+    # "outp\u0075t" is "output": pyarrow and orjson read the key unescaped, and so must the
+    # lean schema's reader (which types "output" null: it refuses the range, read again)
+    chat = jsonl(result_line("a", "ok", 0))
+    escaped = (
+        b'{"custom_id":"b","response":{"status_code":200,"body":{"outp\\u0075t":'
+        b'[{"type":"message","content":[{"type":"output_text","text":"hi"}]}]}}}\n'
+    )
+    projection = _Projection()
+    raw = projection.read(chat + escaped)
+    assert raw is not None and raw.equals(project_lines(chat + escaped, _SCHEMA))
+    assert projection.kept == {("response", "body", "output")}
+    found = fast_answers(chat + escaped)
+    assert found is not None and found.column("content").to_pylist() == ["answer 0", "hi"]
+
+
+def test_the_fields_of_the_first_line_need_no_second_reading() -> None:
+    # an errors file: every line's "error" is an object, so the first line's fields are kept
+    data = jsonl(*(result_line(f"id-{i}", "expired", i) for i in range(3)))
+    projection = _Projection()
+    assert projection.read(data) is not None
+    assert projection.kept == set()  # read at once on a lean schema that kept "error"
 
 
 def test_an_escaped_lone_surrogate_is_not_an_answer_in_either_reader(write: Any) -> None:

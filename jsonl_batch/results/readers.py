@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import os
 import sys
 from array import array
@@ -545,6 +546,106 @@ def project_lines(data: bytes, schema: pa.Schema) -> pa.Table | None:
     return table
 
 
+_RARE = (
+    ("error",),
+    ("response", "body", "error"),
+    ("response", "body", "output"),
+    ("response", "body", "status"),
+    ("response", "body", "incomplete_details"),
+    ("response", "body", "choices", "text"),
+    *(
+        ("response", "body", "usage", name)
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "prompt_tokens_details",
+            "input_tokens_details",
+            "completion_tokens_details",
+            "output_tokens_details",
+        )
+    ),
+)
+"""Fields of ``_SCHEMA`` most result lines do not hold (or hold null): pyarrow appends a null
+to each on every line that lacks it, which costs about a quarter of its time (a list's
+elements' fields are named as if the list were not there)."""
+
+
+class _Projection:
+    """``_SCHEMA``'s fields of result lines, read by pyarrow on a lean schema where it can.
+
+    The lean schema types the ``_RARE`` fields a range's lines are not expected to hold as
+    ``null``: pyarrow refuses any other value there (a string, number, boolean, object or
+    array), so a range read on it holds nothing but nulls in them, and is then exactly what
+    ``_SCHEMA`` reads (cast to it). A range it refuses is read again on ``_SCHEMA``, and the
+    rare fields that held values are kept in later lean schemas of this process. The fields
+    the first line holds are kept from the start (an errors file's ``error``).
+    """
+
+    def __init__(self) -> None:
+        self.kept: set[tuple[str, ...]] = set()
+
+    def read(self, data: bytes) -> pa.Table | None:
+        kept = self.kept | _held(data)
+        if len(kept) < len(_RARE):
+            raw = project_lines(data, _lean_schema(frozenset(kept)))
+            if raw is not None:
+                return raw.cast(_SCHEMA)
+        raw = project_lines(data, _SCHEMA)
+        if raw is not None:
+            self.kept |= {path for path in _RARE if _has_values(raw, path)}
+        return raw
+
+
+def _held(data: bytes) -> set[tuple[str, ...]]:
+    """The ``_RARE`` fields the first line of ``data`` holds (all when it is not JSON)."""
+    end = data.find(b"\n")
+    try:
+        first = orjson.loads(data if end < 0 else data[:end])
+    except orjson.JSONDecodeError:
+        return set(_RARE)
+    return {path for path in _RARE if _holds(first, path)}
+
+
+def _holds(value: Any, path: tuple[str, ...]) -> bool:
+    """Whether ``value`` holds something else than null at ``path`` (through lists)."""
+    for at, name in enumerate(path):
+        if type(value) is list:
+            return any(_holds(item, path[at:]) for item in value)
+        if type(value) is not dict:
+            return False
+        value = value.get(name)
+    return value is not None
+
+
+def _has_values(raw: pa.Table, path: tuple[str, ...]) -> bool:
+    """Whether the column at ``path`` of a table read on ``_SCHEMA`` holds a value."""
+    column: Any = raw.column(path[0])
+    for name in path[1:]:
+        while pa.types.is_list(column.type):
+            column = pc.list_flatten(column)
+        column = pc.struct_field(column, name)
+    return bool(column.null_count < len(column))
+
+
+@functools.lru_cache(maxsize=64)
+def _lean_schema(kept: frozenset[tuple[str, ...]]) -> pa.Schema:
+    """``_SCHEMA`` with the ``_RARE`` fields not in ``kept`` typed ``null``."""
+
+    def lean(dtype: pa.DataType, path: tuple[str, ...]) -> pa.DataType:
+        if path in _RARE and path not in kept:
+            return pa.null()
+        if pa.types.is_list(dtype):
+            return pa.list_(lean(dtype.value_type, path))
+        if pa.types.is_struct(dtype):
+            return pa.struct([(f.name, lean(f.type, (*path, f.name))) for f in dtype])
+        return dtype
+
+    return pa.schema([(f.name, lean(f.type, (f.name,))) for f in _SCHEMA])
+
+
+_PROJECTION = _Projection()
+
+
 def answer_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
     """``extract``'s columns: ``FIELDS``, ``ok`` and the extras asked for."""
     schema = result_schema(extras)
@@ -558,7 +659,7 @@ def fast_answers(data: bytes) -> pa.Table | None:
     lengths = plain_lines(data)
     if lengths is None:
         return None
-    raw = project_lines(data, _SCHEMA)
+    raw = _PROJECTION.read(data)
     if raw is None or raw.num_rows != len(lengths):
         return None
     columns = _columns(raw)
@@ -592,16 +693,6 @@ def plain_lines(data: bytes) -> pa.Array | None:
             if line.count("[") + line.count("{") > MAX_DEPTH:
                 return None
     return lengths
-
-
-def answer_columns(lines: list[bytes]) -> dict[str, pa.Array] | None:
-    """The columns of ``extract`` (``FIELDS`` and ``ok``) of result lines orjson has read and
-    ``classify`` took, computed in Arrow; ``None`` when a line needs ``extract`` (a shape or
-    type the projected schema does not hold, a key given twice)."""
-    raw = project_lines(b"\n".join(lines), _SCHEMA)
-    if raw is None or raw.num_rows != len(lines):
-        return None
-    return _columns(raw)
 
 
 def _read_fast(path: str) -> ResultFile | None:
