@@ -386,3 +386,25 @@ def test_an_input_file_given_twice_is_refused(tmp_path: Path) -> None:
         result = run(command, inp, inp, "-r", out, "-o", str(tmp_path / f"{command}.jsonl"))
         assert result.exit_code == 2, result.output
         assert f"Error: {inp} is given twice as an input file\n" in result.output
+
+
+def test_plain_join_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """A join of plain answers, as a user runs it, never loads the JSON Schema validator,
+    pyarrow's filesystems (S3, SSL: through ``pyarrow.parquet``) or a thread pool module:
+    each is a slice of every join's start-up."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.parquet"
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from jsonl_batch.cli import main\n"
+        f"args = ['join', *{CHAT!r}, '-o', {str(out)!r}]\n"
+        "assert CliRunner().invoke(main, args).exit_code == 1\n"
+        "heavy = ('jsonschema_rs', 'pyarrow.parquet', 'pyarrow.fs', 'ssl', 'concurrent.futures')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+    assert pq.read_table(out).num_rows

@@ -14,7 +14,14 @@ from helpers import DATA, ROOT
 
 from jsonl_batch import join, read_summary, write_table
 from jsonl_batch.outputs.atomic import OutputExists
-from jsonl_batch.results.tables import COLUMNS, column_table, join_schema, table_format
+from jsonl_batch.results.tables import (
+    COLUMNS,
+    PARQUET_OPTIONS,
+    column_table,
+    join_schema,
+    parquet_writer,
+    table_format,
+)
 
 J = DATA / "join"
 BASE = [
@@ -155,3 +162,28 @@ def test_empty_table_writes(tmp_path: Path) -> None:
         write_table(empty, tmp_path / name)
     assert pq.read_table(tmp_path / "e.parquet").schema.names == BASE
     assert (tmp_path / "e.jsonl").read_bytes() == b""
+
+
+def test_parquet_writer_writes_what_pyarrow_parquet_writes(chat: Any, tmp_path: Path) -> None:
+    """``parquet_writer`` (pyarrow's writer class, without ``pyarrow.parquet``'s imports)
+    gives the very bytes of ``pyarrow.parquet.ParquetWriter`` with the same options, to a
+    file object and to a path."""
+    table = chat.table
+
+    def written(make: Any, where: Any) -> None:
+        writer = make(where, table.schema)
+        for start in (0, 5):  # two row groups
+            part = table.slice(start, 5)
+            writer.write_table(part, row_group_size=part.num_rows)
+        writer.add_key_value_metadata({b"k": b"v"})
+        writer.close()
+
+    public = lambda where, schema: pq.ParquetWriter(where, schema, **PARQUET_OPTIONS)  # noqa: E731
+    for name, make in (("ours", parquet_writer), ("public", public)):
+        written(make, str(tmp_path / f"{name}.parquet"))
+        with open(tmp_path / f"{name}-handle.parquet", "wb") as handle:
+            written(make, handle)
+    for suffix in ("", "-handle"):
+        ours = (tmp_path / f"ours{suffix}.parquet").read_bytes()
+        assert ours == (tmp_path / f"public{suffix}.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "ours.parquet").equals(table)

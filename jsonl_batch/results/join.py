@@ -15,10 +15,10 @@ import inspect
 import os
 import re
 import tempfile
+import threading
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -381,28 +381,36 @@ class _Behind:
 
     def __init__(self, sink: Sink, summary: JoinSummary) -> None:
         self.sink, self.summary = sink, summary
-        self.pool = ThreadPoolExecutor(1)
-        self.pending: Future[None] | None = None
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
     def write(self, table: pa.Table) -> None:
         self.close()
-        self.pending = self.pool.submit(self._write, table)
+        self.thread = threading.Thread(target=self._write, args=(table,))
+        self.thread.start()
 
     def _write(self, table: pa.Table) -> None:
-        _tally(self.summary, table)
-        self.sink.write(table)
+        try:
+            _tally(self.summary, table)
+            self.sink.write(table)
+        except BaseException as exc:  # raised by ``close``, in the joining thread
+            self.error = exc
 
     def close(self) -> None:
         """Wait for the block being written (and raise its error, if any)."""
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
+        if self.thread is not None:
+            thread, self.thread = self.thread, None
+            thread.join()
+            error, self.error = self.error, None
+            if error is not None:
+                raise error
 
     def __enter__(self) -> _Behind:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True)
+        if self.thread is not None:  # after an error: the block's own error is not news
+            self.thread.join()
 
 
 class _Meter:

@@ -24,14 +24,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import jsonschema_rs
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import LineReader, Source, loads_wide, open_source, source_name
-from ..rules.schemas import explain
 
 MAX_DEPTH = 32
 """Schema levels typed at most; deeper values are JSON text (no Python recursion limit)."""
@@ -94,6 +92,8 @@ class OutputSchema:
         self.schema: Any = dict(schema) if isinstance(schema, Mapping) else schema
         self.name = name
         _check_refs(self.schema)
+        import jsonschema_rs  # here: most joins check no schema, and need not load it
+
         try:
             self._validator = jsonschema_rs.validator_for(self.schema)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
@@ -155,6 +155,8 @@ class OutputSchema:
 
     def first_error(self, value: Any) -> str:
         """The first validation failure of ``value``, as a sentence."""
+        from ..rules.schemas import explain  # with jsonschema_rs, loaded for a schema only
+
         error = next(iter(self._validator.iter_errors(value)))
         return explain(error, value, root="parsed", noun="field")[1]
 

@@ -15,13 +15,11 @@ from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from ..errors import UsageError
 from ..outputs.atomic import (
@@ -32,6 +30,9 @@ from ..outputs.atomic import (
     replace_together,
     temporary_folder,
 )
+
+if TYPE_CHECKING:
+    import pyarrow.csv as pacsv
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,33 @@ def write_table(
     return writer.fmt
 
 
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": _REPEATING}
+"""How the join table is written as Parquet (the rest is pyarrow's defaults)."""
+
+
+def parquet_writer(where: str | IO[bytes], schema: pa.Schema) -> Any:
+    """A Parquet writer (``write_table``, ``add_key_value_metadata``, ``close``) of a table
+    of ``schema`` to a path or a binary file, with ``PARQUET_OPTIONS``.
+
+    It is pyarrow's writer itself, ``pyarrow._parquet.ParquetWriter``, given the defaults of
+    ``pyarrow.parquet.ParquetWriter`` (the same file, byte for byte: a test holds it):
+    importing ``pyarrow.parquet`` loads pyarrow's filesystems (S3, SSL), a good part of a
+    join's start-up, for paths this module never gives it. Where that class is not there
+    (another pyarrow), the public one."""
+    try:
+        from pyarrow._parquet import ParquetWriter
+
+        return ParquetWriter(where, schema, **_PARQUET_DEFAULTS, **PARQUET_OPTIONS)
+    except (ImportError, TypeError):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(where, schema, **PARQUET_OPTIONS)
+
+
+_PARQUET_DEFAULTS = {"version": "2.6", "data_page_version": "1.0", "writer_engine_version": "V2"}
+"""``pyarrow.parquet.ParquetWriter``'s values of these options (``None`` in the class below)."""
+
+
 class TableWriter:
     """The join table written as it comes, a block of rows at a time (a Parquet row group
     each), to a temporary file renamed into place on success: a ``joining.Sink``.
@@ -281,7 +309,7 @@ class TableWriter:
         self.summary: dict[str, Any] | None = None
         self._stack = ExitStack()
         self._handle: IO[bytes] | None = None
-        self._parquet: pq.ParquetWriter | None = None
+        self._parquet: Any = None  # parquet_writer's
         self._csv: pacsv.CSVWriter | None = None
 
     def __enter__(self) -> TableWriter:
@@ -293,10 +321,10 @@ class TableWriter:
     def begin(self, schema: pa.Schema) -> None:
         assert self._handle is not None
         if self.fmt == "parquet":
-            self._parquet = pq.ParquetWriter(
-                self._handle, schema, compression="zstd", use_dictionary=_REPEATING
-            )
+            self._parquet = parquet_writer(self._handle, schema)
         elif self.fmt == "csv":
+            import pyarrow.csv as pacsv
+
             self._csv = pacsv.CSVWriter(self._handle, _lists_as_json(schema.empty_table()).schema)
 
     def write(self, table: pa.Table) -> None:
@@ -337,7 +365,7 @@ class DatasetWriter:
         self.fmt = "parquet"
         self.summary: dict[str, Any] | None = None
         self.files: list[Path] = []
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writers: dict[str, Any] = {}  # parquet_writer's
         self._names: dict[str, str] = {}
         self._schema = pa.schema([])
         self._tmp: Path | None = None
@@ -357,18 +385,13 @@ class DatasetWriter:
             part = table.filter(pc.equal(column, value))
             self._writer(value).write_table(part, row_group_size=max(1, part.num_rows))
 
-    def _writer(self, value: str) -> pq.ParquetWriter:
+    def _writer(self, value: str) -> Any:
         writer = self._writers.get(value)
         if writer is None:
             assert self._tmp is not None
             name = self._names[value] = _segment(value, set(self._names.values()))
             (self._tmp / name).mkdir()
-            writer = pq.ParquetWriter(
-                self._tmp / name / "part-0.parquet",
-                self._schema,
-                compression="zstd",
-                use_dictionary=_REPEATING,
-            )
+            writer = parquet_writer(str(self._tmp / name / "part-0.parquet"), self._schema)
             self._writers[value] = writer
         return writer
 
@@ -419,6 +442,8 @@ def _segment(value: str, taken: set[str]) -> str:
 
 def read_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The join summary stored in a Parquet file written by ``write_table`` (or ``None``)."""
+    import pyarrow.parquet as pq
+
     meta = pq.read_metadata(path).metadata or {}
     raw = meta.get(SUMMARY_KEY)
     return None if raw is None else orjson.loads(raw)

@@ -13,12 +13,14 @@ from collections.abc import Collection, Iterable, Iterator
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema_rs
 import orjson
 
 from .profiles import ENDPOINTS
+
+if TYPE_CHECKING:
+    import jsonschema_rs
 
 
 def resource(kind: str) -> Traversable:
@@ -71,6 +73,8 @@ class BodySchema:
                 schema["required"] = [r for r in schema["required"] if r != "model"]
         self.schema = schema
         self.required: tuple[str, ...] = tuple(schema.get("required", ()))
+        import jsonschema_rs  # on first use: a join reads the request core, never a body schema
+
         self.validator = jsonschema_rs.validator_for(schema)
 
     def is_valid(self, body: Any) -> bool:
