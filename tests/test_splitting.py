@@ -636,7 +636,7 @@ def test_skip_invalid_holds_nothing_per_problem(tmp_path: Path) -> None:
     import tracemalloc
 
     peaks = []
-    for n in (5_000, 35_000):
+    for n in (10_000, 40_000):  # both past the first chunks (4096 lines), whose findings go
         path = tmp_path / f"{n}.jsonl"
         path.write_bytes(b'{"custom_id": "x", "oops"}\n' * n + chat_file(1))
         tracemalloc.start()
@@ -790,27 +790,41 @@ def test_whole_chunks_within_a_token_budget(
 def test_each_full_part_is_hashed_while_the_file_is_validated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """...from the same reads as the input's digest: the file is read once for both."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(chat_file(40))
     monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # small parts are copied in the kernel
     monkeypatch.setattr(parallel, "BLOCK_LINES", 3)
-    hashed, validating = [], []
-    digest, started = ByteRanges._hash, ByteRanges.hash
+    read: list[int] = []
+    handed: list[bool] = []  # while the file is validated
+    preadv, started, finish = os.preadv, ByteRanges.hash, plan.Cutter.finish
 
-    def hashing(self: Any, runs: Any, whole: bool = False) -> str:
-        hashed.append(tuple(map(tuple, runs)))
-        return digest(self, runs, whole)
+    def reading(fd: int, buffers: Any, offset: int) -> int:
+        n = preadv(fd, buffers, offset)
+        read.append(n)
+        return n
 
     def starting(self: Any, runs: Any) -> None:
-        validating.append(result is None)
+        before = len(self.hashed)
         started(self, runs)
+        if len(self.hashed) > before:
+            handed.append(not finished)
 
-    monkeypatch.setattr(ByteRanges, "_hash", hashing)
+    def finishing(self: Any, report: Any) -> Any:
+        finished.append(True)
+        return finish(self, report)
+
+    finished: list[bool] = []
+    monkeypatch.setattr(copying.os, "preadv", reading)
     monkeypatch.setattr(ByteRanges, "hash", starting)
-    result = None
+    monkeypatch.setattr(plan.Cutter, "finish", finishing)
     result = split_file(path, tmp_path / "out", max_requests=7)
     manifest = result.manifest
-    assert len(manifest.parts) == 6 and validating == [True] * 5  # the last is full at the end
-    assert len(hashed) == 7 and len(set(hashed)) == 7  # the input and each part, once
+    assert len(manifest.parts) == 6 and handed == [True] * 5 + [False]  # the last: at the end
+    assert sum(read) == path.stat().st_size  # the input and every part, from one read
+    assert manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    read.clear()
+    one = split_file(path, tmp_path / "one", max_requests=100).manifest
+    assert sum(read) == path.stat().st_size and one.parts[0].sha256 == manifest.sha256
     for part, file in zip(manifest.parts, part_paths(result), strict=True):
         assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()

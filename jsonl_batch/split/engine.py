@@ -161,7 +161,7 @@ def split_file(
         hashing: list[ByteRanges] = []
 
         def measured(base: int, chunk: Chunk, errors: list[int]) -> None:
-            if not hashing:  # hash the whole input in a thread from now (workers are forked)
+            if not hashing:  # its threads start once the workers are forked
                 hashing.append(stack.enter_context(closing(ByteRanges(path))))
             facts.add(base, chunk, errors)
             if cutter is not None:  # cut as the chunks come; hash each full part at once
@@ -225,7 +225,7 @@ def split_file(
             keep=[path, *keep],
             run="split",
             input=label,
-            sha256=data.sha256.result,
+            sha256=lambda: data.sha256.result(),
         )
         _write(data, manifest, outputs, planner.plans(), planner.rejected)
         result.manifest = manifest
@@ -300,6 +300,8 @@ def _write(
     make_folder(folder)
     counted = manifest.limits.get("max_tokens") is not None
     with outputs:
+        for plan in plans:  # to the hashing thread, in order, before the input's digest
+            source.hash(plan.runs)
         hashes = []
         for plan, name in zip(plans, names, strict=False):
             part, digest = _copy(source, plan, outputs, name)

@@ -1,10 +1,13 @@
 """Copying byte ranges of a file into outputs, hashing as it goes (``split``'s writer).
 
 ``ByteRanges`` copies a part made of long runs (a part of ``split`` without ``by``: one run)
-inside the kernel (``os.copy_file_range``: the bytes never enter this process) and hashes
-it in a thread, from the page cache, while the next part is copied; a part of many short
-runs (``by``, rejected lines) goes through two fixed buffers, hashed as it is written.
-Memory stays flat. The whole input is hashed too, in a thread of its own, for the manifest.
+inside the kernel (``os.copy_file_range``: the bytes never enter this process); a part of
+many short runs (``by``, rejected lines) goes through two fixed buffers, hashed as it is
+written. Memory stays flat. The manifest needs the whole input's sha256 too: one thread
+reads the input once, in order, in blocks small enough to stay in the CPU's cache, and
+feeds each block to the input's digest and to the digest of the part it belongs to (parts
+handed over in file order: every part without ``by``), so both come from one read; with
+one part, its digest is the input's. A part out of that order is hashed on its own.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from hashlib import sha256
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
 from ..lines.reading import ReadError, describe_os_error
 
 COPY_BYTES = 4 << 20
-"""Copy and hash in blocks of 4 MiB; a part whose runs average under ``SMALL_BYTES`` (single
-lines, with ``by``) is copied through buffers and hashed in the main thread, where handing
-each run to the kernel or to a thread would cost more."""
+"""Copy through buffers in blocks of 4 MiB; a part whose runs average under ``SMALL_BYTES``
+(single lines, with ``by``) is copied through buffers and hashed in the main thread, where
+handing each run to the kernel or to a thread would cost more."""
 SMALL_BYTES = 256 << 10
+HASH_BYTES = 256 << 10
+"""Read to hash in blocks of 256 KiB: a block read once is hashed twice (the input's
+digest and its part's) while it is still in the cache."""
 Runs = list[list[int]]
 """Byte runs ``[start, end, first_line, last_line]``."""
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
@@ -30,8 +36,9 @@ _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno
 
 
 class ByteRanges:
-    """A file of ``size`` bytes to copy ranges of. ``sha256`` (a future) is the whole file's
-    digest; a copy that finds the file changed is a ``ReadError``."""
+    """A file of ``size`` bytes to copy ranges of. ``sha256`` (a future, once asked for) is
+    the whole file's digest; a copy or a digest that finds the file changed is a
+    ``ReadError``."""
 
     def __init__(self, path: Path, size: int | None = None) -> None:
         self.path = path
@@ -41,34 +48,83 @@ class ByteRanges:
         except OSError as exc:
             raise ReadError(describe_os_error(path, exc)) from None
         self.buffers = [memoryview(bytearray(COPY_BYTES)) for _ in range(2)]
+        self.blocks = [memoryview(bytearray(HASH_BYTES)) for _ in range(2)]
+        """The walker's block, and the pool's."""
         self.stopped = False
         self.in_kernel = hasattr(os, "copy_file_range")
-        self.pool = ThreadPoolExecutor(2)
-        self.sha256 = self.pool.submit(self._hash, [[0, self.size, 0, 0]], whole=True)
+        self.walker = ThreadPoolExecutor(1)
+        """Hashes the input in file order (``_walk``), with the parts handed over in order."""
+        self.pool = ThreadPoolExecutor(1)
+        """Hashes a part out of that order, and the blocks of buffered copies."""
+        self.input = sha256()
+        self.walked = 0
+        """How far ``input`` has hashed the file (the walker's thread only)."""
+        self.handed = 0
+        """Where the last run handed to the walker ends."""
         self.hashed: dict[tuple[int, ...], Future[str]] = {}
         """Runs' bounds -> their digest, started by ``hash``."""
+        self._whole: Future[str] | None = None
 
-    def _hash(self, runs: Runs, whole: bool = False) -> str:
-        """The sha256 of the runs, read back from the file (its page cache, just copied)."""
-        digest = sha256()
-        buffer = memoryview(bytearray(COPY_BYTES))
-        for start, end, _first, _last in runs:
-            while start < end and not self.stopped:
-                n = os.preadv(self.fd, [buffer[: min(end - start, COPY_BYTES)]], start)
-                if not n:
-                    self._changed()
-                digest.update(buffer[:n])
-                start += n
-        if whole and os.fstat(self.fd).st_size != self.size:
-            self._changed()
-        return digest.hexdigest()
+    @property
+    def sha256(self) -> Future[str]:
+        """The whole file's digest: the walker hashes what is left of it once the parts
+        before have been handed to ``hash`` (ask for it after them)."""
+        if self._whole is None:
+            self._whole = self.walker.submit(self._walk, [], whole=True)
+        return self._whole
 
     def hash(self, runs: Runs) -> None:
         """Start hashing runs that ``copy`` will copy in the kernel, in a thread, before they
         are copied (split hashes each part as soon as it is planned, while the rest of the
         file is validated); ``copy`` gives that digest."""
-        if self._in_kernel(runs):
-            self.hashed[_bounds(runs)] = self.pool.submit(self._hash, runs)
+        if not self._in_kernel(runs) or _bounds(runs) in self.hashed:
+            return
+        if self._whole is None and runs[0][0] >= self.handed:  # in order: with the input
+            self.handed = runs[-1][1]
+            digest = self.walker.submit(self._walk, runs)
+        else:
+            digest = self.pool.submit(self._hash, runs)
+        self.hashed[_bounds(runs)] = digest
+
+    def _walk(self, runs: Runs, whole: bool = False) -> str:
+        """In the walker's thread: hash the input on, through the end of ``runs`` (through
+        the end of the file if ``whole``), and the runs' bytes into their own digest from
+        the same reads; that digest, or with ``whole`` the input's."""
+        if whole:
+            self._read(self.walked, self.size, (self.input,))
+            if os.fstat(self.fd).st_size != self.size:
+                self._changed()
+            return self.input.hexdigest()
+        if self.walked == 0 and runs == [[0, self.size, *runs[0][2:]]]:
+            self._read(0, self.size, (self.input,))  # the whole file: the same digest
+            return self.input.hexdigest()
+        part = sha256()
+        for start, end, _first, _last in runs:
+            self._read(self.walked, start, (self.input,))
+            self._read(start, end, (self.input, part))
+        return part.hexdigest()
+
+    def _read(self, start: int, end: int, digests: tuple[Any, ...], turn: int = 0) -> None:
+        """Feed bytes ``[start, end)`` of the file to each digest, one cached block at a
+        time (``blocks[turn]``)."""
+        buffer = self.blocks[turn]
+        while start < end and not self.stopped:
+            n = os.preadv(self.fd, [buffer[: min(end - start, HASH_BYTES)]], start)
+            if not n:
+                self._changed()
+            block = buffer[:n]
+            for digest in digests:
+                digest.update(block)
+            start += n
+        if digests[0] is self.input:
+            self.walked = max(self.walked, end)
+
+    def _hash(self, runs: Runs) -> str:
+        """The sha256 of the runs alone, read back from the file (its page cache)."""
+        digest = sha256()
+        for start, end, _first, _last in runs:
+            self._read(start, end, (digest,), 1)
+        return digest.hexdigest()
 
     def _in_kernel(self, runs: Runs) -> bool:
         total = sum(end - start for start, end, _f, _l in runs)
@@ -77,6 +133,7 @@ class ByteRanges:
     def copy(self, runs: Runs, out: IO[bytes]) -> Future[str]:
         """Write the byte runs to ``out``; the future gives their sha256."""
         if self._in_kernel(runs):
+            self.hash(runs)  # if it was not yet: it reads while the kernel copies
             out.flush()
             try:
                 self._copy_in_kernel(runs, out.fileno())
@@ -87,7 +144,7 @@ class ByteRanges:
                 out.seek(0)
                 out.truncate()
             else:
-                return self.hashed.pop(_bounds(runs), None) or self.pool.submit(self._hash, runs)
+                return self.hashed.pop(_bounds(runs))
         done: Future[str] = Future()
         done.set_result(self._copy_buffered(runs, out))
         return done
@@ -134,6 +191,7 @@ class ByteRanges:
 
     def close(self) -> None:
         self.stopped = True
+        self.walker.shutdown(wait=True)
         self.pool.shutdown(wait=True)
         os.close(self.fd)
 
