@@ -10,7 +10,7 @@ import pytest
 from answer_bodies import GOOD, TICKET_SCHEMA, chat_body, dumps, responses_body
 
 from jsonl_batch.results.answers import check_answers, output_problem, usage_details
-from jsonl_batch.results.structured import plan_structured
+from jsonl_batch.results.index import plan_structured
 
 REFUSAL = "I'm sorry, I cannot help with that request."
 

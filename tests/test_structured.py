@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
 import string
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from answer_bodies import GOOD, TICKET_SCHEMA, chat_format, dumps, responses_format
-from helpers import request
+from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jsonl_batch.results import index
+from jsonl_batch.results.index import index_inputs, plan_structured, tasks
 from jsonl_batch.results.structured import (
     ENUM,
     JSON_TEXT,
@@ -25,8 +29,8 @@ from jsonl_batch.results.structured import (
     flatten,
     load_output_schema,
     output_schema,
-    plan_structured,
     requested_schema,
+    schema_key,
 )
 
 
@@ -501,3 +505,91 @@ def test_a_schema_too_deep_to_compile_is_a_schema_error() -> None:
         schema = {"type": "array", "items": schema}
     with pytest.raises(SchemaError):
         OutputSchema(schema)
+
+
+# -- what the join's index finds the requests ask for (``index_inputs``' formats) -----------
+
+OTHER_SCHEMA = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+UNUSABLE = {"$ref": "https://example.com/x.json"}
+BODY_FORMATS: list[dict[str, Any]] = [
+    {},
+    {"response_format": {"type": "json_object"}},
+    {"response_format": chat_format()},
+    {"response_format": chat_format(OTHER_SCHEMA, "other")},
+    {"response_format": {"type": "text"}},
+    {"text": responses_format()},
+    {"text": {"format": {"type": "json_object"}}},
+    {"response_format": {"type": "text"}, "text": responses_format()},  # response_format wins
+    {"response_format": chat_format(UNUSABLE, "bad")},
+    {"extra": {"response_format": {"type": "json_object"}}},  # under an unknown key
+    {"response_format": "auto"},  # not what pyarrow projects: the range is read by orjson
+]
+request_lines = st.tuples(
+    st.sampled_from(BODY_FORMATS),
+    st.booleans(),  # a top-level key after the body holding a response_format of its own
+    st.booleans(),  # the format's type written with an escape
+)
+
+
+def _line(number: int, body_format: dict[str, Any], beside: bool, escaped: bool) -> bytes:
+    line: dict[str, Any] = request(f"r{number}", **body_format)
+    if beside:
+        line["x"] = {"response_format": {"type": "json_object"}}
+    raw = orjson.dumps(line)
+    return raw.replace(b'"json_', b'"\\u006Ason_') if escaped else raw
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(request_lines, min_size=1, max_size=12), st.sampled_from([None, 300, 1500]))
+def test_the_index_finds_what_each_request_asks_for(
+    lines: list[tuple[dict[str, Any], bool, bool]], range_bytes: int | None
+) -> None:
+    """``plan_structured`` (the join's own reading, in ranges of any size, by pyarrow or
+    orjson) gives each request what ``requested_schema`` reads in its parsed body."""
+    raws = [_line(n, *each) for n, each in enumerate(lines, 1)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "in.jsonl")
+        with open(path, "wb") as out:
+            out.write(b"\n".join(raws) + b"\n")
+        saved, index.RANGE_BYTES = index.RANGE_BYTES, range_bytes or index.RANGE_BYTES
+        try:
+            plan = plan_structured([path])
+        finally:
+            index.RANGE_BYTES = saved
+    wanted = [requested_schema(orjson.loads(raw)["body"]) for raw in raws]
+    usable = [w for w in wanted if w and w.kind == "json_schema" and w.schema != UNUSABLE]
+    expected = [
+        None
+        if w is None or w.schema == UNUSABLE
+        else True
+        if w.kind == "json_object"
+        else schema_key(w.schema)
+        for w in wanted
+    ]
+    found = [plan.schema_for(0, n) for n in range(1, len(raws) + 1)]
+    assert [f if f is None or f is True else f.key for f in found] == expected
+    assert plan.json_mode == sum(w is not None and w.kind == "json_object" for w in wanted)
+    assert len(plan.schemas) == len({schema_key(w.schema) for w in usable})
+    bad = [n for n, w in enumerate(wanted, 1) if w and w.schema == UNUSABLE]
+    assert plan.invalid == [f"{path} line {bad[0]}: {_unusable()}"] if bad else not plan.invalid
+
+
+def _unusable() -> str:
+    with pytest.raises(SchemaError) as caught:
+        OutputSchema(UNUSABLE)
+    return str(caught.value)
+
+
+def test_a_join_with_a_given_schema_does_not_look_for_formats(write: Any) -> None:
+    path = write([request("a", response_format=chat_format()), request("b")])
+    (task,) = tasks([str(path)])
+    assert index_inputs(task, formats=False).formats is None
+    found = index_inputs(task).formats
+    assert found is not None and list(found.lines) == [1] and found.asked[0].name == "ticket"
+
+
+def test_formats_are_found_past_a_blank_line(write: Any) -> None:
+    """A blank line sends the range to the line-by-line reader; it finds the same."""
+    lines = jsonl(request("a"), request("b", response_format={"type": "json_object"}))
+    plan = plan_structured([write(b"\n" + lines)])
+    assert plan.json_mode == 1 and plan.schema_for(0, 3) is True and plan.schema_for(0, 2) is None

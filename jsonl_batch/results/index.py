@@ -11,9 +11,11 @@ number of lines, never the size of the answers.
 
 from __future__ import annotations
 
+import functools
 import os
 from array import array
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -22,14 +24,18 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..lines.parallel import Workers
 from ..lines.reading import (
     BUFFER_SIZE,
     LineReader,
     ReadError,
+    Source,
+    as_file,
     chunk_bounds,
     describe_os_error,
     explain_invalid,
     loads_wide,
+    source_name,
     strip_ending,
 )
 from ..lines.slices import NOT_COPIED
@@ -45,6 +51,7 @@ from .readers import (
     project_lines,
     rows_table,
 )
+from .structured import FormatFinder, Formats, StructuredPlan, plan_of
 
 RANGE_BYTES = 8 << 20
 """Bytes of a file per indexing task."""
@@ -70,6 +77,8 @@ class Piece:
     expected (``invalid_line``), values that could not be copied (``not_copied``)."""
     count: int = 0
     """Lines in the range."""
+    formats: Formats | None = None
+    """Inputs: what the requests that ask for JSON output ask for."""
 
 
 @dataclass
@@ -83,6 +92,9 @@ class FileIndex:
     """Inputs: ``custom_id``, ``offset``, ``length``, ``line``; results: ``custom_id``,
     ``line``, ``ok``, ``spill`` and ``row`` (where its answer columns are)."""
     invalid: list[tuple[int, str | None, str, str]] = field(default_factory=list)
+    formats: list[tuple[int, Formats]] = field(default_factory=list)
+    """Inputs: what their requests ask for, by range (``(the range's first line - 1,
+    Formats)``; see ``structured.plan_of``)."""
 
 
 def tasks(paths: Iterable[str], range_bytes: int | None = None) -> list[Task]:
@@ -102,24 +114,38 @@ def tasks(paths: Iterable[str], range_bytes: int | None = None) -> list[Task]:
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def index_inputs(task: Task) -> Piece:
-    """Index the request lines in a byte range; stops at the first line that is not one."""
+def index_inputs(task: Task, formats: bool = True) -> Piece:
+    """Index the request lines in a byte range; stops at the first line that is not one.
+    With ``formats``, also what the requests ask for (``piece.formats``: the structured
+    plan's part of the range, found here rather than by reading the inputs again)."""
     _, path, start, end = task
     data = _read(path, start, end)
-    found = fast_ids(data)
+    found = fast_ids(data, formats)
     if found is None:
-        piece = _index_inputs(path, start, end)
-    else:  # every line a request: custom_ids parsed by pyarrow
-        ids, lengths = found
-        if data.endswith(b"\n"):
-            lengths = pc.add(lengths, 1)  # each line's newline
-        else:  # but the last line's: it has none
-            ends = pa.concat_arrays([pa.repeat(1, len(ids) - 1), pa.array([0])])
-            lengths = pc.add(lengths, ends)
-        offsets = pc.subtract(pc.cumulative_sum(lengths), lengths)
-        piece = Piece(ids=ids, offsets=offsets, lengths=lengths, count=len(ids))
-        piece.lines = pa.array(range(1, len(ids) + 1), pa.int64())
+        return _index_inputs(path, start, end, formats)
+    # every line a request: custom_ids parsed by pyarrow
+    ids, lengths, asking = found
+    n = len(ids)
+    if data.endswith(b"\n"):
+        lengths = pc.add(lengths, 1)  # each line's newline
+    else:  # but the last line's: it has none
+        ends = pa.concat_arrays([pa.repeat(1, n - 1), pa.array([0])])
+        lengths = pc.add(lengths, ends)
+    offsets = pc.subtract(pc.cumulative_sum(lengths), lengths)
+    piece = Piece(ids=ids, offsets=offsets, lengths=lengths, count=n)
+    piece.lines = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n))
+    if asking is not None:
+        piece.formats = _formats(data, asking, offsets, lengths)
     return piece
+
+
+def _formats(data: bytes, rows: pa.Array, offsets: pa.Array, lengths: pa.Array) -> Formats:
+    """What the requests on ``rows`` (those that ask for JSON output) ask for."""
+    finder = FormatFinder()
+    starts, sizes = offsets.take(rows).to_pylist(), lengths.take(rows).to_pylist()
+    for row, start, size in zip(rows.to_pylist(), starts, sizes, strict=True):
+        finder.line(row + 1, data[start : start + size])
+    return finder.found
 
 
 def _read(path: str, start: int, end: int) -> bytes:
@@ -128,28 +154,52 @@ def _read(path: str, start: int, end: int) -> bytes:
 
 
 _ID_SCHEMA = pa.schema([("custom_id", pa.string()), ("url", pa.string()), ("body", pa.struct([]))])
+_TYPE = pa.struct([("type", pa.string())])
+_FORMAT_SCHEMA = pa.schema(
+    [
+        ("custom_id", pa.string()),
+        ("url", pa.string()),
+        ("body", pa.struct([("response_format", _TYPE), ("text", pa.struct([("format", _TYPE)]))])),
+    ]
+)
+"""``_ID_SCHEMA`` and the type of JSON output a request body asks for (``requested_schema``:
+chat's ``response_format``, responses' ``text.format``)."""
+_JSON_OUTPUT = pa.array(["json_object", "json_schema"])
 
 
-def fast_ids(data: bytes) -> tuple[pa.Array, pa.Array] | None:
-    """The custom_ids of the request lines in ``data``, parsed by pyarrow, and the lines'
-    lengths (``plain_lines``), or ``None`` when a line is not a plain request (then
-    ``not_a_request`` says which and why)."""
+def fast_ids(
+    data: bytes, formats: bool = False
+) -> tuple[pa.Array, pa.Array, pa.Array | None] | None:
+    """The custom_ids of the request lines in ``data``, parsed by pyarrow, the lines' lengths
+    (``plain_lines``) and, with ``formats``, the rows (from 0) whose body may ask for JSON
+    output; or ``None`` when a line is not a plain request (then ``not_a_request`` says which
+    and why) or its format is not the usual shape."""
     lengths = plain_lines(data)
     if lengths is None:
         return None
-    table = project_lines(data, _ID_SCHEMA)
+    table = project_lines(data, _FORMAT_SCHEMA if formats else _ID_SCHEMA)
     if table is None or table.num_rows != len(lengths) or table.column("custom_id").null_count:
         return None
     has_target = pc.or_(table.column("url").is_valid(), table.column("body").is_valid())
     if not pc.all(has_target).as_py():
         return None
-    return table.column("custom_id").combine_chunks(), lengths
+    asking = None
+    if formats:
+        body = table.column("body").combine_chunks()
+        chat = pc.struct_field(body, ["response_format", "type"])
+        responses = pc.struct_field(body, ["text", "format", "type"])
+        json = pc.or_kleene(
+            pc.is_in(chat, value_set=_JSON_OUTPUT), pc.is_in(responses, value_set=_JSON_OUTPUT)
+        )
+        asking = pc.indices_nonzero(json)
+    return table.column("custom_id").combine_chunks(), lengths, asking
 
 
-def _index_inputs(path: str, start: int, end: int) -> Piece:
+def _index_inputs(path: str, start: int, end: int, formats: bool = True) -> Piece:
     piece = Piece()
     ids, offsets, lengths, lines = piece.ids, piece.offsets, piece.lengths, piece.lines
     loads, decode_error = loads_wide, orjson.JSONDecodeError
+    finder = FormatFinder() if formats else None
     position = number = 0
     with open(path, "rb", buffering=BUFFER_SIZE) as handle:
         for raw in LineReader(handle, start=start, end=end).raw():
@@ -172,7 +222,11 @@ def _index_inputs(path: str, start: int, end: int) -> Piece:
             lengths.append(len(raw))
             lines.append(number)
             position += len(raw)
+            if finder is not None:
+                finder.body(number, obj.get("body"))
     piece.count = number
+    if finder is not None:
+        piece.formats = finder.found
     return piece
 
 
@@ -268,11 +322,14 @@ def _custom_id(obj: Any) -> str | None:
 # -- both -----------------------------------------------------------------------------------
 
 
-def index_inputs_of(paths: list[str], names: list[str], workers: Any) -> Iterator[FileIndex]:
+def index_inputs_of(
+    paths: list[str], names: list[str], workers: Any, formats: bool = True
+) -> Iterator[FileIndex]:
     """Each input file's index, in order; the first with ``invalid`` lines is the last. The
-    first ranges are handed to ``workers`` at once."""
+    first ranges are handed to ``workers`` at once. ``formats``: see ``index_inputs``."""
     todo = tasks(paths)
-    return _gather_files(todo, workers.map(index_inputs, todo), names, None)
+    work = index_inputs if formats else functools.partial(index_inputs, formats=False)
+    return _gather_files(todo, workers.map(work, todo), names, None)
 
 
 def index_results_of(
@@ -284,6 +341,27 @@ def index_results_of(
     spills = [os.path.join(folder, f"answers-{n:06d}.arrow") for n in range(len(todo))]
     work = [(task, spill, extras) for task, spill in zip(todo, spills, strict=True)]
     return _gather_files(todo, workers.map(index_results, work), names, spills), spills
+
+
+def formats_of(files: Iterable[FileIndex]) -> Iterator[tuple[int, str, int, Formats]]:
+    """What the requests of indexed input files ask for, as ``structured.plan_of`` takes it."""
+    for number, f in enumerate(files):
+        for base, formats in f.formats:
+            yield number, f.name, base, formats
+
+
+def plan_structured(inputs: Iterable[Source], schema: Any = None) -> StructuredPlan:
+    """What the requests of ``inputs`` (request files, in join order) ask for, found as the
+    join finds it (``index_inputs``), in this process; a file is read up to its first line
+    that is not a request. With ``schema`` (see ``structured.output_schema``), that one
+    for every answer. Raises ``ReadError`` when a file cannot be read."""
+    if schema is not None:
+        return plan_of((), schema)
+    sources = list(inputs)
+    with ExitStack() as stack:
+        paths = [stack.enter_context(as_file(s)) for s in sources]
+        files = index_inputs_of(paths, [source_name(s) for s in sources], Workers(1))
+        return plan_of(formats_of(list(files)))
 
 
 def _gather_files(
@@ -303,6 +381,8 @@ def _gather_files(
         current.invalid += [(base + line, cid, why, kind) for line, cid, why, kind in piece.invalid]
         if spills is None:
             parts.append(_input_table(piece, start, base))
+            if piece.formats is not None and piece.formats.lines:
+                current.formats.append((base, piece.formats))
         else:
             parts.append(_result_table(piece, spill, base))
         current.lines += piece.count

@@ -37,10 +37,17 @@ from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
 from .costs import CostTally, input_estimates
 from .gather import request_bodies, take_answers
-from .index import RESULT_SCHEMA, FileIndex, index_inputs_of, index_results_of, spill_schema
+from .index import (
+    RESULT_SCHEMA,
+    FileIndex,
+    formats_of,
+    index_inputs_of,
+    index_results_of,
+    spill_schema,
+)
 from .origins import Origin, find_origins
 from .readers import Anomaly
-from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_structured
+from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_of
 from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -284,24 +291,14 @@ def join_into(
             count = 1
         folder, no_folder = _temporary_folder(stack)  # removed after the workers end
         pool = stack.enter_context(Workers(count))
-        # The workers index the inputs and the results while this process reads what the
-        # requests ask for (``plan_structured``); a temporary folder that could not be made
-        # is said after the inputs, whose errors come first.
-        requests = index_inputs_of(paths, names, pool)
+        # The workers index the inputs (and find what the requests ask for: ``formats``)
+        # and the results; a temporary folder that could not be made is said after the
+        # inputs, whose errors come first.
+        requests = index_inputs_of(paths, names, pool, formats=given is None)
         answering, spills = (
             index_results_of(result_paths, result_names, pool, folder, extras)
             if folder is not None
             else (iter(()), [])
-        )
-        answers = _Answers(
-            plan_structured(paths, given), origins, CostTally(table_prices), estimates
-        )
-        table_schema = join_schema(
-            parsed=answers.parsed_fields(flatten, [c.name for c in COLUMNS]),
-            origins=answers.has_origins,
-            include_bodies=include_bodies,
-            include_tool_calls=include_tool_calls,
-            include_embeddings=include_embeddings,
         )
         indexed = []
         blank: list[Anomaly] = []
@@ -317,6 +314,16 @@ def join_into(
             meter.add(os.path.getsize(f.path))
         ids = _ids(indexed)  # while the workers index the results
         _check_unique(ids, indexed)
+        answers = _Answers(
+            plan_of(formats_of(indexed), given), origins, CostTally(table_prices), estimates
+        )
+        table_schema = join_schema(
+            parsed=answers.parsed_fields(flatten, [c.name for c in COLUMNS]),
+            origins=answers.has_origins,
+            include_bodies=include_bodies,
+            include_tool_calls=include_tool_calls,
+            include_embeddings=include_embeddings,
+        )
         pa.default_memory_pool().release_unused()  # the check's sort
         if no_folder is not None:
             raise no_folder

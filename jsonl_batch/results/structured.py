@@ -10,14 +10,14 @@ ready for that type. What Arrow cannot type (``anyOf`` of different types, maps 
 and ``fallbacks`` says where and why.
 
 ``requested_schema(body)`` reads what a request asked for (chat ``response_format``,
-responses ``text.format``); ``plan_structured(inputs)`` does so for every request of a join
-and decides the ``parsed`` column: typed when all requests share one schema, JSON text (with
-the reason) when they use several.
+responses ``text.format``); ``FormatFinder`` does so for the requests of a range of lines
+(where the join indexes them, ``results.index``), and ``plan_of`` gathers the ranges'
+findings and decides the ``parsed`` column: typed when all requests share one schema, JSON
+text (with the reason) when they use several.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import JsonlBatchError, UsageError
-from ..lines.reading import LineReader, Source, loads_wide, open_source, source_name
+from ..lines.reading import loads_wide
 
 MAX_DEPTH = 32
 """Schema levels typed at most; deeper values are JSON text (no Python recursion limit)."""
@@ -683,40 +683,65 @@ def _check_json(text: str | None) -> Checked:
     return Checked(text.strip())
 
 
-def plan_structured(inputs: Iterable[Source], schema: Any = None) -> StructuredPlan:
-    """What the requests of ``inputs`` (request files, in join order) ask for.
+@dataclass
+class Formats:
+    """The requests of a range of lines that ask for JSON output, and what they ask (small and
+    picklable: found in the worker processes that index the inputs). Request ``lines[i]``
+    (numbered within the range) asks for ``asked[at[i]]``, which line ``first[at[i]]`` asked
+    for first; ``keys[at[i]]`` is its schema's ``schema_key`` (``b""`` for JSON mode)."""
 
-    With ``schema`` (see ``output_schema``) every answer is checked against it. Otherwise
-    each request's own schema is read; a file that mentions no JSON output is skipped
-    without parsing a line. Raises ``ReadError`` when a file cannot be read.
-    """
-    if schema is not None:
-        return StructuredPlan([output_schema(schema)], user=True)
-    plan = StructuredPlan()
-    keys: dict[bytes, int] = {}
-    tails: dict[bytes, int] = {}
-    for source in inputs:
-        rows: array[int] = array("i")
-        plan.index.append(rows)
-        if isinstance(source, (str, os.PathLike)) and not _mentions_json(source):
-            continue
-        name = source_name(source)
-        with open_source(source) as handle:
-            for line, raw in enumerate(LineReader(handle).raw(), 1):
-                if b'"json_' not in raw:
-                    continue
-                tail = _tail(raw)
-                at = tails.get(tail) if tail is not None else None
-                if at is None:
-                    at = _schema_of_line(raw, plan, keys, name, line)
-                    if tail is not None and len(tails) < _TAILS:
-                        tails[tail] = at
-                elif at == -2:
-                    plan.json_mode += 1
-                if at != -1:
-                    rows.extend([-1] * (line - 1 - len(rows)))
-                    rows.append(at)
-    return plan
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    at: array[int] = field(default_factory=lambda: array("i"))
+    asked: list[Requested] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    first: list[int] = field(default_factory=list)
+
+
+class FormatFinder:
+    """What each request of a range asks for (``requested_schema``), gathered in ``found``:
+    give it each request line that may ask for JSON output (``line``) or each request's parsed
+    body (``body``), in order."""
+
+    def __init__(self) -> None:
+        self.found = Formats()
+        self._tails: dict[bytes, int] = {}
+        self._entries: dict[bytes, int] = {}
+
+    def line(self, line: int, raw: bytes) -> None:
+        """A request line (raw bytes): parsed only when its format was not seen (``_tail``)."""
+        tail = _tail(raw)
+        at = self._tails.get(tail) if tail is not None else None
+        if at is None:
+            try:
+                body = loads_wide(raw).get("body")
+            except (orjson.JSONDecodeError, AttributeError):
+                body = None  # not a request: the join reports it
+            at = self._entry(requested_schema(body), line)
+            if tail is not None and len(self._tails) < _TAILS:
+                self._tails[tail] = at
+        if at != -1:
+            self.found.lines.append(line)
+            self.found.at.append(at)
+
+    def body(self, line: int, body: Any) -> None:
+        """A request's parsed body."""
+        at = self._entry(requested_schema(body), line)
+        if at != -1:
+            self.found.lines.append(line)
+            self.found.at.append(at)
+
+    def _entry(self, wanted: Requested | None, line: int) -> int:
+        if wanted is None:
+            return -1
+        key = b"" if wanted.kind == "json_object" else schema_key(wanted.schema)
+        at = self._entries.get(key)
+        if at is None:
+            found = self.found
+            at = self._entries[key] = len(found.asked)
+            found.asked.append(wanted)
+            found.keys.append(key)
+            found.first.append(line)
+        return at
 
 
 _TAILS = 4096
@@ -734,43 +759,50 @@ def _tail(raw: bytes) -> bytes | None:
     return None if at == -1 else raw[at:].rstrip()
 
 
-def _schema_of_line(
-    raw: bytes, plan: StructuredPlan, keys: dict[bytes, int], name: str, line: int
+def plan_of(found: Iterable[tuple[int, str, int, Formats]], schema: Any = None) -> StructuredPlan:
+    """The plan of a join's requests from what each range of them asks for: ``(input file
+    number, its name, the range's first line - 1, Formats)``, in join order. With
+    ``schema``, that one for every answer (``found`` is not read)."""
+    if schema is not None:
+        return StructuredPlan([output_schema(schema)], user=True)
+    plan = StructuredPlan()
+    numbers: dict[bytes, int] = {}
+    for file, name, base, formats in found:
+        while len(plan.index) <= file:
+            plan.index.append(array("i"))
+        wanted = [
+            _number(plan, numbers, asked, key, f"{name} line {base + first}")
+            for asked, key, first in zip(formats.asked, formats.keys, formats.first, strict=True)
+        ]
+        if not formats.lines:
+            continue
+        rows = plan.index[file]
+        rows.extend(array("i", [-1]) * (base + formats.lines[-1] - len(rows)))
+        for line, at in zip(formats.lines, formats.at, strict=True):
+            rows[base + line - 1] = wanted[at]
+        if -2 in wanted:
+            plan.json_mode += sum(wanted[at] == -2 for at in formats.at)
+    return plan
+
+
+def _number(
+    plan: StructuredPlan, numbers: dict[bytes, int], asked: Requested, key: bytes, where: str
 ) -> int:
-    try:
-        body = loads_wide(raw).get("body")
-    except (orjson.JSONDecodeError, AttributeError):
-        return -1  # not a request: the join reports it
-    wanted = requested_schema(body)
-    if wanted is None:
-        return -1
-    if wanted.kind == "json_object":
-        plan.json_mode += 1
+    """The plan's number of a requested format: a schema's index, ``-2`` JSON mode, ``-1``
+    a schema that cannot be compiled (said in ``plan.invalid`` once)."""
+    if asked.kind == "json_object":
         return -2
-    key = schema_key(wanted.schema)
-    at = keys.get(key)
+    at = numbers.get(key)
     if at is None:
         try:
-            compiled = OutputSchema(wanted.schema, wanted.name)
+            compiled = OutputSchema(asked.schema, asked.name)
         except SchemaError as exc:
-            plan.invalid.append(f"{name} line {line}: {exc}")
+            plan.invalid.append(f"{where}: {exc}")
             compiled = None
-        at = keys[key] = -1 if compiled is None else len(plan.schemas)
+        at = numbers[key] = -1 if compiled is None else len(plan.schemas)
         if compiled is not None:
             plan.schemas.append(compiled)
     return at
-
-
-def _mentions_json(path: str | os.PathLike[str]) -> bool:
-    """Whether the file holds a JSON-output marker at all (a byte search, no parsing)."""
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                return False
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return data.find(b'"json_') != -1  # one pass for both markers
-    except (OSError, ValueError):
-        return True  # not a regular file: read line by line (which reports errors)
 
 
 def flat_names(kind: pa.StructType, taken: Iterable[str] = ()) -> list[tuple[str, pa.Field]]:
