@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from legacy_join import read_inputs
 
-from jsonl_batch.results.readers import _read_slow, read_results
+from jsonl_batch.lines.reading import MAX_DEPTH
+from jsonl_batch.results.index import Piece, _extract_lines, index_results
+from jsonl_batch.results.readers import _DEEP_LINE, _read_slow, plain_lines, read_results
 
 
 def deep(depth: int) -> bytes:
@@ -36,6 +40,8 @@ EXTRA = st.sampled_from(
         *(b'"\xff"', b'"caf\xc3"', deep(1025), deep(1024), deep(600), b"null", b"[1,2]"),
         # a number out of orjson's range, alone and with a lone surrogate escape (refused)
         *(b"1e999", b'1e999,"y":"\\ud800"', b'"\\ud800\\udc00",  "y":1e999'),
+        # literals pyarrow reads as numbers and orjson refuses
+        *(b"NaN", b"-Infinity", b"[1, Infinity]", b'"NaN"'),
     ]
 )
 ODD = st.sampled_from(
@@ -96,3 +102,68 @@ def test_a_null_line_at_a_block_start_does_not_crash(tmp_path: Path) -> None:
     path.write_bytes(b"null\n" + block * ((1 << 20) // len(block)) + b"null\n" + block)
     found = read_results(str(path))
     assert [a.line for a in found.invalid] == [1, found.lines - 1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=8), newline=st.booleans())
+def test_the_join_indexes_a_range_as_its_line_reader_does(
+    lines: list[bytes], newline: bool
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if newline else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        path, spill = Path(tmp) / "out.jsonl", Path(tmp) / "spill.arrow"
+        path.write_bytes(data)
+        fast = index_results(((0, str(path), 0, len(data)), str(spill), ()))
+        with open(spill, "rb") as handle:
+            answers = pa.ipc.open_file(handle).read_all()
+    slow = Piece()
+    table = _extract_lines(data, (), slow, str(path))
+    assert piece_of(fast) == piece_of(slow)
+    assert answers.equals(table.drop_columns(["custom_id"]))
+
+
+def piece_of(piece: Piece) -> tuple[Any, ...]:
+    def py(values: Any) -> list[Any]:
+        return values.to_pylist() if isinstance(values, pa.Array) else list(values)
+
+    ok = [bool(x) for x in py(piece.ok)]
+    return piece.count, py(piece.ids), ok, py(piece.lines), piece.invalid
+
+
+def plain_lines_of(data: bytes) -> list[int] | None:
+    """``plain_lines`` as its docstring says, one line at a time."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return None
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    if not data or not all(line.startswith(b"{") for line in lines):
+        return None
+    deep = [n for n in lines if len(n) >= _DEEP_LINE and n.count(b"[") + n.count(b"{") > MAX_DEPTH]
+    return None if deep else [len(line) for line in lines]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    parts=st.lists(
+        st.sampled_from(
+            [b"{", b"}", b"\n", b"[", b"x", b"\xc3\xa9", b"\xc3", b"\xef\xbb\xbf", b" "]
+        )
+        | st.sampled_from([b"{" + deep(MAX_DEPTH), b"[" * 1100, b"{" * 1100 + b"\n"]),
+        max_size=30,
+    )
+)
+def test_plain_lines_takes_whole_lines_that_start_an_object(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    found = plain_lines(data)
+    assert (None if found is None else found.to_pylist()) == plain_lines_of(data)
+
+
+@pytest.mark.parametrize("letters", [0, 5000])
+def test_a_nan_value_is_found_however_many_of_its_letters_the_text_holds(letters: int) -> None:
+    text = result("a", 200)[:-1] + b',"x":"' + b"NIaN" * letters + b'"}'
+    assert plain_lines(text + b"\n") is not None  # in a string: JSON, as orjson reads it
+    for value in (b"NaN", b"-Infinity", b"[1,Infinity]"):
+        assert plain_lines(text + b"\n" + with_extra(result("b", 200), value) + b"\n") is None

@@ -505,8 +505,9 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
 
     pyarrow 26 crashes the process (SIGSEGV) on a line that is just ``null`` at the start of
     a block, and reads what orjson refuses (invalid UTF-8 outside the projected fields,
-    nesting deeper than ``MAX_DEPTH``). So it only gets files that are valid UTF-8 and whose
-    every line starts with ``{`` and is too short, or has too few brackets, to nest that deep.
+    nesting deeper than ``MAX_DEPTH``, ``NaN`` and ``Infinity``). So it only gets files that
+    are valid UTF-8, hold neither constant as a value, and whose every line starts with ``{``
+    and is too short, or has too few brackets, to nest that deep.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     count = 0
@@ -520,6 +521,8 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
             try:
                 decoder.decode(line)
             except UnicodeDecodeError:
+                return None
+            if (b"NaN" in line or b"Infinity" in line) and _holds_constant(line):
                 return None
     try:
         decoder.decode(b"", final=True)
@@ -672,8 +675,8 @@ def fast_answers(data: bytes) -> pa.Table | None:
 def plain_lines(data: bytes) -> pa.Array | None:
     """The length of each line of ``data`` (whole lines; ``\n`` not counted) if pyarrow may
     be given them (see ``safe_line_count``): valid UTF-8, every line starting with ``{``,
-    none able to nest deeper than orjson reads. Else ``None``. Checked in Arrow, without a
-    loop per line."""
+    none holding ``NaN`` or ``Infinity`` as a value or able to nest deeper than orjson
+    reads. Else ``None``. Checked in Arrow, without a loop per line."""
     if data[:1] != b"{":
         return None
     offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
@@ -685,7 +688,7 @@ def plain_lines(data: bytes) -> pa.Array | None:
     lines = pc.split_pattern(whole, "\n").values
     if data.endswith(b"\n"):
         lines = lines.slice(0, len(lines) - 1)  # what follows the last newline
-    if not pc.all(pc.starts_with(lines, "{")).as_py():
+    if not pc.all(pc.starts_with(lines, "{")).as_py() or _holds_constant(data):
         return None  # a blank line, ``null``, a BOM...
     lengths = pc.binary_length(lines)
     if pc.max(lengths).as_py() >= _DEEP_LINE:
@@ -693,6 +696,29 @@ def plain_lines(data: bytes) -> pa.Array | None:
             if line.count("[") + line.count("{") > MAX_DEPTH:
                 return None
     return lengths
+
+
+def _holds_constant(data: bytes) -> bool:
+    """Whether a line of ``data`` holds ``NaN``, ``Infinity`` or ``-Infinity`` as a value:
+    pyarrow reads them as numbers, ``loads_wide`` refuses the line. Each line holding the word
+    is parsed to tell; the words are found from their first letters by ``memchr``, or by a
+    plain search in text with many of those letters."""
+    find, size = data.find, len(data)
+    for letter, word in ((b"N", b"NaN"), (b"I", b"Infinity")):
+        at, tries = find(letter), size >> 9
+        while at >= 0:
+            if data.startswith(word, at):
+                start, end = data.rfind(b"\n", 0, at) + 1, find(b"\n", at)
+                try:
+                    loads_wide(data[start : size if end < 0 else end])
+                except orjson.JSONDecodeError:
+                    return True
+                if end < 0:
+                    break
+                at = end
+            tries -= 1
+            at = find(letter, at + 1) if tries > 0 else find(word, at + 1)
+    return False
 
 
 def _read_fast(path: str) -> ResultFile | None:
