@@ -5,13 +5,13 @@ themselves are not problems here) also measures every line (bytes, estimated tok
 token budget, embedding inputs) and says which have errors; ``cutting`` chooses the cut
 points from those numbers, a few bytes per line, without reading the file again, as the
 chunks come (with ``parts``, once all are in: the shares need the count of good lines), and
-each full part is hashed in a thread from then on; then ``copying`` copies each part's byte
-ranges (in the kernel where it can). Problems are not held (``--skip-invalid`` on a million
-invalid lines stays flat). Lines are never re-serialized: without ``by``, the parts
-concatenated are the input, byte for byte. Memory stays flat apart from the custom_id set
-(and, with ``parts``, the per-line measures). The parts, the
-rejected lines and the manifest are written under temporary names and renamed together at
-the end (``manifests.OutputSet``), so a failure leaves an earlier split as it was.
+each full part is hashed in a thread from then on; then ``ranges`` copies each part's byte
+ranges (in the kernel where it can, two parts at a time). Problems are not held
+(``--skip-invalid`` on a million invalid lines stays flat). Lines are never re-serialized: without
+``by``, the parts concatenated are the input, byte for byte. Memory stays flat apart from
+the custom_id set (and, with ``parts``, the per-line measures). The parts, the rejected
+lines and the manifest are written under temporary names and renamed together at the end
+(``manifests.OutputSet``), so a failure leaves an earlier split as it was.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import dataclasses
 import os
 import stat
 from collections.abc import Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orjson import loads
 
@@ -61,6 +61,7 @@ from .ranges import ByteRanges
 
 __all__ = ["LIMIT_CODES", "SplitError", "SplitResult", "split_file", "without"]
 
+T = TypeVar("T")
 TARGET_CODES = ("invalid_url", "mismatched_model")
 """Not problems with ``by``: the groups take care of them."""
 
@@ -299,12 +300,18 @@ def _write(
     outputs.check([*(folder / n for n in names), manifest_path(folder, stem)])
     make_folder(folder)
     counted = manifest.limits.get("max_tokens") is not None
-    with outputs:
+    with outputs, ThreadPoolExecutor(1) as beside:
         for plan in plans:  # to the hashing thread, in order, before the input's digest
             source.hash(plan.runs)
+        copies: list[Future[tuple[Part, Future[str]]]] = []
+        for i, (plan, name) in enumerate(zip(plans, names, strict=False)):
+            if i % 2 and source.in_kernel_copy(plan.runs):  # two kernel copies at a time
+                copies.append(beside.submit(_copy, source, plan, outputs, name))
+            else:
+                copies.append(_done(_copy(source, plan, outputs, name)))
         hashes = []
-        for plan, name in zip(plans, names, strict=False):
-            part, digest = _copy(source, plan, outputs, name)
+        for plan, copied in zip(plans, copies, strict=True):
+            part, digest = copied.result()
             part.endpoint, part.model = plan.key
             part.input_tokens = plan.tokens if counted else None
             manifest.parts.append(part)
@@ -318,6 +325,12 @@ def _write(
         manifest.sha256 = source.sha256.result()
         outputs.add_manifest(manifest)
         outputs.commit()
+
+
+def _done(value: T) -> Future[T]:
+    done: Future[T] = Future()
+    done.set_result(value)
+    return done
 
 
 def _copy(

@@ -1,19 +1,21 @@
 """Copying byte ranges of a file into outputs, hashing as it goes (``split``'s writer).
 
 ``ByteRanges`` copies a part made of long runs (a part of ``split`` without ``by``: one run)
-inside the kernel (``os.copy_file_range``: the bytes never enter this process); a part of
-many short runs (``by``, rejected lines) goes through two fixed buffers, hashed as it is
-written. Memory stays flat. The manifest needs the whole input's sha256 too: one thread
-reads the input once, in order, in blocks small enough to stay in the CPU's cache, and
-feeds each block to the input's digest and to the digest of the part it belongs to (parts
-handed over in file order: every part without ``by``), so both come from one read; with
-one part, its digest is the input's. A part out of that order is hashed on its own.
+inside the kernel (``os.copy_file_range``: the bytes never enter this process; ``split``
+copies two such parts at a time); a part of many short runs (``by``, rejected lines) goes
+through two fixed buffers, hashed as it is written. Memory stays flat. The manifest needs
+the whole input's sha256 too: one thread reads the input once, in order, in blocks small
+enough to stay in the CPU's cache, and feeds each block to the input's digest and to the
+digest of the part it belongs to (parts handed over in file order: every part without
+``by``), so both come from one read; with one part, its digest is the input's. A part out of
+that order is hashed on its own.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from hashlib import sha256
 from pathlib import Path
@@ -47,7 +49,8 @@ class ByteRanges:
             self.size = os.fstat(self.fd).st_size if size is None else size
         except OSError as exc:
             raise ReadError(describe_os_error(path, exc)) from None
-        self.buffers = [memoryview(bytearray(COPY_BYTES)) for _ in range(2)]
+        self.local = threading.local()
+        """Each copying thread's two buffers (``_copy_buffered``), made on first use."""
         self.blocks = [memoryview(bytearray(HASH_BYTES)) for _ in range(2)]
         """The walker's block, and the pool's."""
         self.stopped = False
@@ -76,8 +79,9 @@ class ByteRanges:
     def hash(self, runs: Runs) -> None:
         """Start hashing runs that ``copy`` will copy in the kernel, in a thread, before they
         are copied (split hashes each part as soon as it is planned, while the rest of the
-        file is validated); ``copy`` gives that digest."""
-        if not self._in_kernel(runs) or _bounds(runs) in self.hashed:
+        file is validated); ``copy`` gives that digest. Called from one thread only (then
+        ``copy`` may run in several)."""
+        if not self.in_kernel_copy(runs) or _bounds(runs) in self.hashed:
             return
         if self._whole is None and runs[0][0] >= self.handed:  # in order: with the input
             self.handed = runs[-1][1]
@@ -126,13 +130,14 @@ class ByteRanges:
             self._read(start, end, (digest,), 1)
         return digest.hexdigest()
 
-    def _in_kernel(self, runs: Runs) -> bool:
+    def in_kernel_copy(self, runs: Runs) -> bool:
+        """Whether ``copy`` copies these runs in the kernel (long runs), not through buffers."""
         total = sum(end - start for start, end, _f, _l in runs)
         return self.in_kernel and bool(runs) and total // len(runs) >= SMALL_BYTES
 
     def copy(self, runs: Runs, out: IO[bytes]) -> Future[str]:
         """Write the byte runs to ``out``; the future gives their sha256."""
-        if self._in_kernel(runs):
+        if self.in_kernel_copy(runs):
             self.hash(runs)  # if it was not yet: it reads while the kernel copies
             out.flush()
             try:
@@ -160,12 +165,15 @@ class ByteRanges:
     def _copy_buffered(self, runs: Runs, out: IO[bytes]) -> str:
         """Two buffers take turns, so a block is hashed (in a thread) and written while the
         next one is read."""
+        buffers = getattr(self.local, "buffers", None)
+        if buffers is None:
+            buffers = self.local.buffers = [memoryview(bytearray(COPY_BYTES)) for _ in range(2)]
         digest = sha256()
         hashing: Future[None] | None = None
         turn = 0
         for start, end, _first, _last in runs:
             while start < end:
-                buffer = self.buffers[turn]
+                buffer = buffers[turn]
                 n = os.preadv(self.fd, [buffer[: min(end - start, COPY_BYTES)]], start)
                 if not n:
                     self._changed()
