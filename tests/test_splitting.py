@@ -7,6 +7,7 @@ import errno
 import hashlib
 import io
 import os
+import threading
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -495,6 +496,35 @@ def test_a_failed_split_with_force_keeps_the_earlier_split(
     with pytest.raises(WriteError, match="No space left"):
         split_file(path, max_requests=1, force=True)
     assert len(calls) == 3
+    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert after == {**before, "in.jsonl": path.read_bytes()}
+
+
+def test_a_copy_failing_in_the_second_thread_keeps_the_earlier_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts copied in the kernel go two at a time: a failure in the second thread (the
+    second part) is the same one-line error, and the earlier split stays."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(4))
+    split_file(path, max_requests=1)
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    path.write_bytes(chat_file(4, prefix="new"))
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # every part in the kernel
+    copy, second = ByteRanges.copy, set[int]()
+    threads = set[int]()
+
+    def failing(self: Any, runs: Any, out: Any) -> Any:
+        threads.add(threading.get_ident())
+        if runs[0][2] == 2:  # the second part: copied beside the main thread
+            second.add(threading.get_ident())
+            raise OSError(28, "No space left on device")
+        return copy(self, runs, out)
+
+    monkeypatch.setattr(ByteRanges, "copy", failing)
+    with pytest.raises(WriteError, match="No space left"):
+        split_file(path, max_requests=1, force=True)
+    assert threading.get_ident() not in second and len(threads) == 2
     after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert after == {**before, "in.jsonl": path.read_bytes()}
 
