@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import tempfile
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jsonl_batch.lines import reading
 from jsonl_batch.lines.reading import (
     LineReader,
     ReadError,
@@ -70,6 +73,33 @@ def test_range_reading_matches_whole(tmp_path) -> None:
             assert a == 0 or data[a - 1 : a] == b"\n"
             pieces += [raw for _, _, raw in LineReader(handle, start=a, end=b)]
     assert pieces == whole
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.integers(1, 12), st.sampled_from([1, 3, 64]))
+def test_chunk_bounds_cut_after_the_line_of_each_target(
+    data: bytes, chunks: int, peek: int
+) -> None:
+    """Each cut is the end of the line that covers its target's previous byte, however far
+    the newline is (read in blocks of ``peek`` bytes)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "f.jsonl")
+        with open(path, "wb") as out:
+            out.write(data)
+        saved, reading._PEEK = reading._PEEK, peek
+        try:
+            bounds = chunk_bounds(path, len(data), chunks)
+        finally:
+            reading._PEEK = saved
+    expected = [0]
+    for i in range(1, chunks):
+        target = len(data) * i // chunks
+        if target > expected[-1]:
+            newline = data.find(b"\n", target - 1)
+            cut = len(data) if newline == -1 else newline + 1
+            if expected[-1] < cut < len(data):
+                expected.append(cut)
+    assert bounds == [*expected, len(data)]
 
 
 def test_huge_line_is_just_a_line() -> None:

@@ -258,21 +258,37 @@ def regular_size(handle: IO[bytes]) -> int | None:
 def chunk_bounds(path: str | os.PathLike[str], size: int, chunks: int) -> list[int]:
     """Split a file of ``size`` bytes into about ``chunks`` ranges that start on line starts.
 
-    Returns the sorted start offsets followed by ``size``; consecutive pairs are ranges.
+    Returns the sorted start offsets followed by ``size``; consecutive pairs are ranges. Each
+    cut reads only from its target to the next newline (small ``pread``s, no buffer filled).
     """
     bounds = [0]
-    with open(path, "rb", buffering=BUFFER_SIZE) as handle:
+    with open(path, "rb", buffering=0) as handle:
+        fd = handle.fileno()
         for i in range(1, chunks):
             target = size * i // chunks
             if target <= bounds[-1]:
                 continue
-            handle.seek(target - 1)
-            handle.readline()  # finish the line that covers target - 1
-            cut = handle.tell()
+            cut = _line_end(fd, target - 1, size)  # the end of the line covering target - 1
             if bounds[-1] < cut < size:
                 bounds.append(cut)
     bounds.append(size)
     return bounds
+
+
+def _line_end(fd: int, at: int, size: int) -> int:
+    """The offset past the first newline at or after ``at`` (``size`` when there is none)."""
+    while at < size:
+        block = os.pread(fd, _PEEK, at)
+        found = block.find(b"\n")
+        if found != -1:
+            return at + found + 1
+        if not block:
+            break
+        at += len(block)
+    return size
+
+
+_PEEK = 1 << 16
 
 
 def loads_wide(raw: bytes) -> Any:
