@@ -267,3 +267,35 @@ def test_workers_die_with_their_parent() -> None:
         for pid in filter(alive, workers):  # only if the test failed
             with suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_closed_without_waiting_end_by_the_next_close() -> None:
+    """``close(wait=False)`` ends the workers in a thread while the caller goes on (the join
+    writes its table meanwhile); the next ``close()`` (or the ``with`` block) waits for it."""
+    code = (
+        "import multiprocessing\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
+        "with Workers(2) as pool:\n"
+        "    assert sum(pool.map(abs, range(-4, 0))) == 10\n"
+        "    pool.close(wait=False)\n"
+        "    assert pool.pool is None\n"
+        "print(multiprocessing.active_children())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.stdout == b"[]\n", done.stderr
+
+
+def test_the_command_freezes_its_objects_at_exit() -> None:
+    """The last thing the process does: the objects are frozen, so that the interpreter's
+    collections at exit do not walk them all again (pyarrow's: tens of milliseconds)."""
+    code = (
+        "import atexit, gc\n"
+        "import jsonl_batch.cli\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "atexit._run_exitfuncs()\n"
+        "print(gc.get_freeze_count() > 0)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.stdout == b"True\n", done.stderr

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -246,6 +247,11 @@ def _results(
         yield running.popleft().get()
 
 
+def _stop(pool: Pool) -> None:
+    pool.terminate()
+    pool.join()
+
+
 def cores() -> int:
     """The cores this process may use (at most 8), or 1 where worker processes cannot fork."""
     return _worker_count(PARALLEL_MIN_BYTES, None, 0)
@@ -259,6 +265,7 @@ class Workers:
     def __init__(self, processes: int) -> None:
         self.pool = None
         self.processes = processes
+        self._stopping: threading.Thread | None = None
         if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
             self.pool = fork_pool(processes)
 
@@ -270,11 +277,16 @@ class Workers:
             return map(function, tasks)
         return in_order(self.pool, function, tasks, 2 * self.processes)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the workers. ``wait=False``: in a thread, while the caller goes on (ending
+        them takes some milliseconds); a later ``close()`` waits for it."""
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+            pool, self.pool = self.pool, None
+            self._stopping = threading.Thread(target=_stop, args=(pool,))
+            self._stopping.start()
+        if wait and self._stopping is not None:
+            self._stopping.join()
+            self._stopping = None
 
     def __enter__(self) -> Workers:
         return self

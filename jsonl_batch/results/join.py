@@ -331,7 +331,7 @@ def join_into(
         pa.default_memory_pool().release_unused()  # what the pieces came in
         meter.add(sum(sizes[len(paths) :]))
         if not answers.structured.active:
-            pool.close()  # else it checks the answers (``check_answers``)
+            pool.close(wait=False)  # else it checks the answers (``check_answers``)
         plan = _resolve(ids, indexed, answered, max_anomalies)
         del answered
         pa.default_memory_pool().release_unused()  # the result index's lookups
@@ -341,7 +341,7 @@ def join_into(
         sink.begin(table_schema)
         answer_columns = spill_schema(extras)
         done = 0
-        writing = stack.enter_context(_Behind(sink, summary))
+        writing = stack.enter_context(_Behind(sink))
         for number, start, rows in _blocks(plan, indexed):
             f = indexed[number]
             assert f.table is not None
@@ -363,6 +363,7 @@ def join_into(
                 )
             table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
             table = answers.columns(table, number, parsed, table_schema)
+            _tally(summary, table)  # here: the writing thread has the most to do
             writing.write(table)  # while the next block is taken
             done += table.num_rows
             meter.rows(done, len(ids))
@@ -383,11 +384,11 @@ def _temporary_folder(stack: ExitStack) -> tuple[str | None, ReadError | None]:
 
 
 class _Behind:
-    """Writes (and counts) each block in a thread, one block behind: pyarrow's encoding and
-    compression release the GIL, so writing overlaps taking the next block's answers."""
+    """Writes each block in a thread, one block behind: pyarrow's encoding and compression
+    release the GIL, so writing overlaps taking the next block's answers."""
 
-    def __init__(self, sink: Sink, summary: JoinSummary) -> None:
-        self.sink, self.summary = sink, summary
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -398,7 +399,6 @@ class _Behind:
 
     def _write(self, table: pa.Table) -> None:
         try:
-            _tally(self.summary, table)
             self.sink.write(table)
         except BaseException as exc:  # raised by ``close``, in the joining thread
             self.error = exc
