@@ -410,7 +410,8 @@ def test_the_join_s_fast_index_takes_what_the_core_takes(objects: list[Any]) -> 
     from jsonl_batch.results.index import fast_ids
 
     data = b"".join(orjson.dumps(o) + b"\n" for o in objects)
-    found = fast_ids(data)
-    if found is not None:
-        assert [not_a_request(o) for o in objects] == [None] * len(objects)
-        assert found[0].to_pylist() == [o["custom_id"] for o in objects]
+    for formats in (False, True):  # the request formats read too, or not
+        found = fast_ids(data, formats)
+        if found is not None:
+            assert [not_a_request(o) for o in objects] == [None] * len(objects)
+            assert found[0].to_pylist() == [o["custom_id"] for o in objects]

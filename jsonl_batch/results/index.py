@@ -133,9 +133,9 @@ def index_inputs(task: Task, formats: bool = True) -> Piece:
         lengths = pc.add(lengths, ends)
     offsets = pc.subtract(pc.cumulative_sum(lengths), lengths)
     piece = Piece(ids=ids, offsets=offsets, lengths=lengths, count=n)
-    piece.lines = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n))
+    piece.lines = counting(n)
     if asking is not None:
-        piece.formats = _formats(data, asking, offsets, lengths)
+        piece.formats = _formats(data, asking, offsets, lengths) if len(asking) else Formats()
     return piece
 
 
@@ -153,17 +153,23 @@ def _read(path: str, start: int, end: int) -> bytes:
         return os.pread(handle.fileno(), end - start, start)
 
 
-_ID_SCHEMA = pa.schema([("custom_id", pa.string()), ("url", pa.string()), ("body", pa.struct([]))])
+def _request_schema(body: pa.DataType) -> pa.Schema:
+    return pa.schema([("custom_id", pa.string()), ("url", pa.string()), ("body", body)])
+
+
+_ID_SCHEMA = _request_schema(pa.struct([]))
 _TYPE = pa.struct([("type", pa.string())])
-_FORMAT_SCHEMA = pa.schema(
-    [
-        ("custom_id", pa.string()),
-        ("url", pa.string()),
-        ("body", pa.struct([("response_format", _TYPE), ("text", pa.struct([("format", _TYPE)]))])),
-    ]
+_FORMAT_SCHEMA = _request_schema(
+    pa.struct([("response_format", _TYPE), ("text", pa.struct([("format", _TYPE)]))])
 )
 """``_ID_SCHEMA`` and the type of JSON output a request body asks for (``requested_schema``:
 chat's ``response_format``, responses' ``text.format``)."""
+_NO_FORMAT_SCHEMA = _request_schema(
+    pa.struct([("response_format", pa.null()), ("text", pa.null())])
+)
+"""``_FORMAT_SCHEMA`` for ranges without formats: pyarrow refuses any value but null in
+these fields, and appends no null to their columns for each line that lacks them (about a
+tenth of its time)."""
 _JSON_OUTPUT = pa.array(["json_object", "json_schema"])
 
 
@@ -177,7 +183,13 @@ def fast_ids(
     lengths = plain_lines(data)
     if lengths is None:
         return None
-    table = project_lines(data, _FORMAT_SCHEMA if formats else _ID_SCHEMA)
+    table = None
+    if not formats:
+        table = project_lines(data, _ID_SCHEMA)
+    elif not _first_has_format(data):  # the usual file: read on the lean schema first
+        table = project_lines(data, _NO_FORMAT_SCHEMA)
+    if formats and table is None:
+        table = project_lines(data, _FORMAT_SCHEMA)
     if table is None or table.num_rows != len(lengths) or table.column("custom_id").null_count:
         return None
     has_target = pc.or_(table.column("url").is_valid(), table.column("body").is_valid())
@@ -186,13 +198,22 @@ def fast_ids(
     asking = None
     if formats:
         body = table.column("body").combine_chunks()
-        chat = pc.struct_field(body, ["response_format", "type"])
-        responses = pc.struct_field(body, ["text", "format", "type"])
-        json = pc.or_kleene(
-            pc.is_in(chat, value_set=_JSON_OUTPUT), pc.is_in(responses, value_set=_JSON_OUTPUT)
-        )
-        asking = pc.indices_nonzero(json)
+        if body.type == _FORMAT_SCHEMA.field("body").type:
+            chat = pc.struct_field(body, ["response_format", "type"])
+            responses = pc.struct_field(body, ["text", "format", "type"])
+            json = pc.or_kleene(
+                pc.is_in(chat, value_set=_JSON_OUTPUT), pc.is_in(responses, value_set=_JSON_OUTPUT)
+            )
+            asking = pc.indices_nonzero(json)
+        else:  # read on the lean schema: no line has a format
+            asking = pa.array([], pa.uint64())
     return table.column("custom_id").combine_chunks(), lengths, asking
+
+
+def _first_has_format(data: bytes) -> bool:
+    """Whether the first line of ``data`` may hold a ``response_format`` or ``text``."""
+    end = data.find(b"\n")
+    return data.find(b'"response_format"', 0, end) != -1 or data.find(b'"text"', 0, end) != -1
 
 
 def _index_inputs(path: str, start: int, end: int, formats: bool = True) -> Piece:
@@ -254,7 +275,7 @@ def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
         piece.count = table.num_rows
         piece.ids = table.column("custom_id").combine_chunks()
         piece.ok = table.column("ok").combine_chunks()
-        piece.lines = pa.array(range(1, table.num_rows + 1), pa.int64())
+        piece.lines = counting(table.num_rows)
     else:
         table = _extract_lines(data, extras, piece, os.fspath(path))
     table = table.drop_columns(["custom_id"])  # the index has it (and the table the request's)
@@ -434,9 +455,16 @@ def _result_table(piece: Piece, spill: int, base: int) -> pa.Table:
         pc.add(lines, base),
         ok,
         pa.repeat(pa.scalar(spill, pa.int32()), n),
-        pa.array(range(n), pa.int32()),
+        pc.cast(counting(n, 0), pa.int32()),
     ]
     return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
+
+
+def counting(n: int, first: int = 1) -> pa.Array:
+    """``first, first + 1, ...``: ``n`` int64s, made in Arrow (``pa.array(range(n))`` makes a
+    Python int of each: ~70 ms for 500,000)."""
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
+    return pc.cumulative_sum(ones, start=first - 1) if n else pa.array([], pa.int64())
 
 
 def _int64(values: array[int] | pa.Array, n: int) -> pa.Array:
