@@ -820,12 +820,26 @@ def test_whole_chunks_within_a_token_budget(
 def test_each_full_part_is_hashed_while_the_file_is_validated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """...from the same reads as the input's digest: the file is read once for both."""
+    """...from the same reads as the input's digest: the file is read once for both, and
+    the first part (the input's first bytes) is hashed once for both."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(chat_file(40))
     monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # small parts are copied in the kernel
     monkeypatch.setattr(parallel, "BLOCK_LINES", 3)
     read: list[int] = []
+    fed: list[int] = []  # bytes hashed
+
+    class Counted:
+        def __init__(self) -> None:
+            self.digest = hashlib.sha256()
+
+        def update(self, data: Any) -> None:
+            fed.append(len(data))
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            return self.digest.hexdigest()
+
     handed: list[bool] = []  # while the file is validated
     preadv, started, finish = os.preadv, ByteRanges.hash, plan.Cutter.finish
 
@@ -848,13 +862,17 @@ def test_each_full_part_is_hashed_while_the_file_is_validated(
     monkeypatch.setattr(copying.os, "preadv", reading)
     monkeypatch.setattr(ByteRanges, "hash", starting)
     monkeypatch.setattr(plan.Cutter, "finish", finishing)
+    monkeypatch.setattr(copying, "sha256", Counted)
     result = split_file(path, tmp_path / "out", max_requests=7)
     manifest = result.manifest
+    size = path.stat().st_size
     assert len(manifest.parts) == 6 and handed == [True] * 5 + [False]  # the last: at the end
-    assert sum(read) == path.stat().st_size  # the input and every part, from one read
+    assert sum(read) == size  # the input and every part, from one read
+    assert sum(fed) == 2 * size - manifest.parts[0].bytes
     assert manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     read.clear()
+    fed.clear()
     one = split_file(path, tmp_path / "one", max_requests=100).manifest
-    assert sum(read) == path.stat().st_size and one.parts[0].sha256 == manifest.sha256
+    assert sum(read) == sum(fed) == size and one.parts[0].sha256 == manifest.sha256
     for part, file in zip(manifest.parts, part_paths(result), strict=True):
         assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()

@@ -7,8 +7,8 @@ through two fixed buffers, hashed as it is written. Memory stays flat. The manif
 the whole input's sha256 too: one thread reads the input once, in order, in blocks small
 enough to stay in the CPU's cache, and feeds each block to the input's digest and to the
 digest of the part it belongs to (parts handed over in file order: every part without
-``by``), so both come from one read; with one part, its digest is the input's. A part out of
-that order is hashed on its own.
+``by``), so both come from one read; the first part, the file's first bytes, is the input's
+digest so far (one part: the input's). A part out of that order is hashed on its own.
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ class ByteRanges:
             if os.fstat(self.fd).st_size != self.size:
                 self._changed()
             return self.input.hexdigest()
-        if self.walked == 0 and runs == [[0, self.size, *runs[0][2:]]]:
-            self._read(0, self.size, (self.input,))  # the whole file: the same digest
-            return self.input.hexdigest()
+        if self.walked == 0 and len(runs) == 1 and runs[0][0] == 0:  # the file's first bytes
+            self._read(0, runs[0][1], (self.input,))
+            return self.input.hexdigest()  # so far: the part's (the input's goes on)
         part = sha256()
         for start, end, _first, _last in runs:
             self._read(self.walked, start, (self.input,))
