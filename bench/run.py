@@ -9,8 +9,8 @@ core), our time, and the ratio. Some cases print a second baseline beside (``BES
 ``stats`` the counting floor (the token counter alone over the same texts, one core),
 ``split`` GNU ``split -l`` into the same number of parts. The join cases compare with DuckDB
 instead, each side in its own process, with both peak memories (``join_case``). Times are the
-best of ``--repeat`` runs on a warm cache. Peak RSS is the largest of this process and its
-worker processes.
+best of ``--repeat`` runs on a warm cache (ours and a second baseline timed in turns). Peak
+RSS is the largest of this process and its worker processes.
 """
 
 from __future__ import annotations

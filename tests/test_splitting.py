@@ -353,7 +353,9 @@ def test_property_parts_are_valid_and_hold_every_line_once(
         numbers = [n for first, last in part.line_ranges for n in range(first, last + 1)]
         assert numbers == sorted(numbers)
         got += zip(numbers, file.read_bytes().splitlines(keepends=True), strict=True)
+        assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
     assert sorted(got) == list(enumerate(raw, 1))
+    assert result.manifest.sha256 == hashlib.sha256(data).hexdigest()
     if by is None:
         assert b"".join(p.read_bytes() for p in part_paths(result)) == data
 
@@ -700,6 +702,31 @@ def test_copies_in_the_kernel_or_through_buffers_are_the_same(
     for part, file in zip([*result.manifest.parts, result.manifest.rejected], files, strict=True):
         assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
     assert result.manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("by", [None, "model"])
+def test_digests_of_parts_in_and_out_of_file_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: str | None
+) -> None:
+    """With ``by`` the groups' parts interleave: those out of file order are hashed on
+    their own, the input's digest still covers every byte once, in order."""
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # every part in the kernel, hashed early
+    monkeypatch.setattr(parallel, "BLOCK_LINES", 4)
+    lines = []
+    for i in range(60):
+        model = "gpt-4o-mini" if by is None or (i // 5) % 2 else "gpt-4o"
+        lines.append(orjson.dumps(request(f"r{i}", model=model)) + b"\n")
+    lines.insert(17, b"not json\n")
+    data = b"".join(lines)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    result = split_file(path, tmp_path / "out", by=by, max_requests=7, skip_invalid=True)  # type: ignore[arg-type]
+    manifest = result.manifest
+    assert manifest is not None and manifest.rejected is not None
+    files = [*part_paths(result), result.folder / manifest.rejected.path]
+    for part, file in zip([*manifest.parts, manifest.rejected], files, strict=True):
+        assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert manifest.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_the_measures_of_each_line_are_what_cutting_reads(tmp_path: Path) -> None:
