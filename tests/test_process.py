@@ -299,3 +299,21 @@ def test_the_command_freezes_its_objects_at_exit() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert done.stdout == b"True\n", done.stderr
+
+
+def test_a_command_loads_without_garbage_collections() -> None:
+    """A command's modules load with the collector paused and are frozen (pyarrow's objects
+    made it run some fifty times for nothing, and walk them later); it runs again after."""
+    code = (
+        "import gc\n"
+        "from jsonl_batch.cli import main\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "main.get_command(None, 'join')\n"
+        "frozen = gc.get_freeze_count()\n"
+        "gc.collect()\n"
+        "print(len(runs), gc.isenabled(), frozen > 10_000)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.stdout == b"2 True True\n", done.stderr  # the collection asked for
