@@ -568,6 +568,11 @@ def test_the_index_finds_what_each_request_asks_for(
     ]
     found = [plan.schema_for(0, n) for n in range(1, len(raws) + 1)]
     assert [f if f is None or f is True else f.key for f in found] == expected
+    numbers = {id(s): i for i, s in enumerate(plan.schemas)}
+    asked = [plan.schema_for(0, n) for n in range(len(raws) + 3)]
+    assert plan.for_rows(0, range(len(raws) + 3)).wanted == [
+        -1 if f is None else -2 if f is True else numbers[id(f)] for f in asked
+    ]  # what a block's checks are
     assert plan.json_mode == sum(w is not None and w.kind == "json_object" for w in wanted)
     assert len(plan.schemas) == len({schema_key(w.schema) for w in usable})
     bad = [n for n, w in enumerate(wanted, 1) if w and w.schema == UNUSABLE]
