@@ -528,21 +528,27 @@ request_lines = st.tuples(
     st.sampled_from(BODY_FORMATS),
     st.booleans(),  # a top-level key after the body holding a response_format of its own
     st.booleans(),  # the format's type written with an escape
+    st.booleans(),  # the body's format keys written with an escape
 )
 
 
-def _line(number: int, body_format: dict[str, Any], beside: bool, escaped: bool) -> bytes:
+def _line(
+    number: int, body_format: dict[str, Any], beside: bool, escaped: bool, keys: bool = False
+) -> bytes:
     line: dict[str, Any] = request(f"r{number}", **body_format)
-    if beside:
-        line["x"] = {"response_format": {"type": "json_object"}}
     raw = orjson.dumps(line)
+    if keys:
+        raw = raw.replace(b'"response_format"', b'"\\u0072esponse_format"')
+        raw = raw.replace(b'"text":{"format"', b'"\\u0074ext":{"\\u0066ormat"')
+    if beside:
+        raw = raw[:-1] + b',"x":{"response_format":{"type":"json_object"}}}'
     return raw.replace(b'"json_', b'"\\u006Ason_') if escaped else raw
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(request_lines, min_size=1, max_size=12), st.sampled_from([None, 300, 1500]))
 def test_the_index_finds_what_each_request_asks_for(
-    lines: list[tuple[dict[str, Any], bool, bool]], range_bytes: int | None
+    lines: list[tuple[dict[str, Any], bool, bool, bool]], range_bytes: int | None
 ) -> None:
     """``plan_structured`` (the join's own reading, in ranges of any size, by pyarrow or
     orjson) gives each request what ``requested_schema`` reads in its parsed body."""
@@ -583,6 +589,19 @@ def _unusable() -> str:
     with pytest.raises(SchemaError) as caught:
         OutputSchema(UNUSABLE)
     return str(caught.value)
+
+
+def test_a_format_under_an_escaped_key_is_not_taken_for_anothers(write: Any) -> None:
+    """Two requests whose formats differ but whose lines end alike (the same text after an
+    escaped ``response_format`` key): each gets its own schema."""
+    y_schema = {"type": "object", "properties": {"y": {"type": "string"}}, "required": ["y"]}
+    lines = [
+        _line(n, {"response_format": chat_format(schema, name)}, True, False, True)
+        for n, (schema, name) in enumerate([(OTHER_SCHEMA, "x"), (y_schema, "y")], 1)
+    ]
+    plan = plan_structured([write(b"\n".join(lines) + b"\n")])
+    assert len(plan.schemas) == 2
+    assert plan.schema_for(0, 1) is plan.schemas[0] and plan.schema_for(0, 2) is plan.schemas[1]
 
 
 def test_a_join_with_a_given_schema_does_not_look_for_formats(write: Any) -> None:

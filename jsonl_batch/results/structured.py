@@ -19,6 +19,7 @@ text (with the reason) when they use several.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -753,12 +754,19 @@ _TAILS = 4096
 def _tail(raw: bytes) -> bytes | None:
     """The line from the first ``"response_format"`` or ``"text"`` on: it holds the whole
     format value (a key is a string no earlier occurrence can follow unescaped), so two lines
-    with the same tail ask for the same thing and only the first is parsed."""
+    with the same tail ask for the same thing and only the first is parsed. ``None`` (parse
+    the line) when an ASCII character is escaped before it: the body's key may be written
+    so (``"\\u0072esponse_format"``), the tail then another key's."""
     at = raw.find(b'"response_format"')
     text = raw.find(b'"text"', 0, None if at == -1 else at)  # only an earlier one matters
     if text != -1:
         at = text
-    return None if at == -1 else raw[at:].rstrip()
+    if at == -1 or _ASCII_ESCAPE.search(raw, 0, at):
+        return None
+    return raw[at:].rstrip()
+
+
+_ASCII_ESCAPE = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
 
 
 def plan_of(found: Iterable[tuple[int, str, int, Formats]], schema: Any = None) -> StructuredPlan:
