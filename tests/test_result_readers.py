@@ -41,7 +41,7 @@ EXTRA = st.sampled_from(
         # a number out of orjson's range, alone and with a lone surrogate escape (refused)
         *(b"1e999", b'1e999,"y":"\\ud800"', b'"\\ud800\\udc00",  "y":1e999'),
         # literals pyarrow reads as numbers and orjson refuses
-        *(b"NaN", b"-Infinity", b"[1, Infinity]", b'"NaN"'),
+        *(b"NaN", b"-Infinity", b"[1, Infinity]", b'"NaN"', b"Inf", b"[-Inf]", b'"Inf"'),
     ]
 )
 ODD = st.sampled_from(

@@ -505,8 +505,8 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
 
     pyarrow 26 crashes the process (SIGSEGV) on a line that is just ``null`` at the start of
     a block, and reads what orjson refuses (invalid UTF-8 outside the projected fields,
-    nesting deeper than ``MAX_DEPTH``, ``NaN`` and ``Infinity``). So it only gets files that
-    are valid UTF-8, hold neither constant as a value, and whose every line starts with ``{``
+    nesting deeper than ``MAX_DEPTH``, ``NaN``, ``Infinity`` and ``Inf``). So it only gets
+    files that are valid UTF-8, hold no such constant as a value, whose every line starts with ``{``
     and is too short, or has too few brackets, to nest that deep.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -522,7 +522,7 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
                 decoder.decode(line)
             except UnicodeDecodeError:
                 return None
-            if (b"NaN" in line or b"Infinity" in line) and _holds_constant(line):
+            if (b"NaN" in line or b"Inf" in line) and _holds_constant(line):
                 return None
     try:
         decoder.decode(b"", final=True)
@@ -675,7 +675,7 @@ def fast_answers(data: bytes) -> pa.Table | None:
 def plain_lines(data: bytes) -> pa.Array | None:
     """The length of each line of ``data`` (whole lines; ``\n`` not counted) if pyarrow may
     be given them (see ``safe_line_count``): valid UTF-8, every line starting with ``{``,
-    none holding ``NaN`` or ``Infinity`` as a value or able to nest deeper than orjson
+    none holding ``NaN``, ``Infinity`` or ``Inf`` as a value or able to nest deeper than orjson
     reads. Else ``None``. Checked in Arrow, without a loop per line."""
     if data[:1] != b"{":
         return None
@@ -699,12 +699,12 @@ def plain_lines(data: bytes) -> pa.Array | None:
 
 
 def _holds_constant(data: bytes) -> bool:
-    """Whether a line of ``data`` holds ``NaN``, ``Infinity`` or ``-Infinity`` as a value:
-    pyarrow reads them as numbers, ``loads_wide`` refuses the line. Each line holding the word
-    is parsed to tell; the words are found from their first letters by ``memchr``, or by a
-    plain search in text with many of those letters."""
+    """Whether a line of ``data`` holds ``NaN``, ``Infinity`` or ``Inf`` (signed or not) as a
+    value: pyarrow reads them as numbers, ``loads_wide`` refuses the line. Each line holding
+    the word is parsed to tell; the words are found from their first letters by ``memchr``,
+    or by a plain search in text with many of those letters."""
     find, size = data.find, len(data)
-    for letter, word in ((b"N", b"NaN"), (b"I", b"Infinity")):
+    for letter, word in ((b"N", b"NaN"), (b"I", b"Inf")):  # Inf: Infinity's start too
         at, tries = find(letter), size >> 9
         while at >= 0:
             if data.startswith(word, at):
