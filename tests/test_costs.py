@@ -81,6 +81,16 @@ def test_cached_tokens_without_a_cached_price_cost_the_input_price() -> None:
     assert tally.cached_at_input == 1 and "costed at the input price" in tally.notes()[0]
 
 
+def test_token_counts_past_a_doubles_integers_are_priced_not_a_crash() -> None:
+    """A server's 64-bit extremes (beyond 2**53, where Arrow's int64-to-double cast refused:
+    the join ended in a traceback) are priced as floats."""
+    big = 2**63 - 1
+    rows = [("gpt-4o-mini", big, -(2**63), big), ("gpt-4o-mini", 2**53 + 1, big, 0)]
+    _, cost = tally_of(rows)  # gpt-4o-mini batch: input 0.075, cached 0.0375, output 0.30
+    expected = [(big * 0.0375 - 2**63 * 0.30) / 1e6, (2**53 * 0.075 + big * 0.30) / 1e6]
+    assert cost == pytest.approx(expected)
+
+
 def test_a_users_price_table_is_used(tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
     path.write_bytes(

@@ -49,7 +49,11 @@ class CostTally:
         completion: Column,
         cached: Column,
     ) -> pa.Array:
-        """The ``cost_usd`` of each row (null without usage or without a price), counted."""
+        """The ``cost_usd`` of each row (null without usage or without a price), counted.
+        Token counts are taken as floats (Arrow refuses to widen an integer past 2**53)."""
+        prompt, completion, cached = (
+            pc.cast(c, pa.float64(), safe=False) for c in (prompt, completion, cached)
+        )
         models = pc.unique(model).to_pylist()
         prices = [self.prices.price(m) for m in models]
         where = pc.index_in(model, value_set=pa.array(models, pa.string()))
