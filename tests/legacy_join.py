@@ -47,6 +47,19 @@ from jsonl_batch.results.tables import STATUSES, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 
+ADDED_COLUMNS = ("cost_usd",)
+ADDED_SUMMARY = (
+    "cost",
+    "output_problems",
+    "cached_tokens",
+    "reasoning_tokens",
+    "structured",
+    "not_results",
+)
+"""What the streaming join added after the whole-table join (``test_join`` and
+``test_costs`` test them); ``output_problem`` and the token columns come from
+``results.extract``, so both joins have them."""
+
 
 @dataclass
 class InputFile:

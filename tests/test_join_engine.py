@@ -13,25 +13,12 @@ import pytest
 from helpers import DATA, jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from legacy_join import ADDED_COLUMNS, ADDED_SUMMARY
 
 from jsonl_batch.results import join as joining
 from jsonl_batch.results.join import JoinError, join, join_into
 
 J = DATA / "join"
-
-
-ADDED_COLUMNS = ("cost_usd",)
-ADDED_SUMMARY = (
-    "cost",
-    "output_problems",
-    "cached_tokens",
-    "reasoning_tokens",
-    "structured",
-    "not_results",
-)
-"""What the streaming join added after the whole-table join (``test_join`` and
-``test_costs`` test them); ``output_problem`` and the token columns come from
-``results.extract``, so both joins have them."""
 
 
 def outcome(run: Any) -> Any:

@@ -26,6 +26,15 @@ lines that are not results), stats' counts.
   ones; ``--schema``, ``--flatten``) answered with valid, off-schema, non-JSON, cut-off,
   fenced or huge-numbered JSON: each row's ``output_problem`` and ``parsed`` are checked
   against python-jsonschema.
+- ``answers``: result files whose rare fields (responses ``output``, ``incomplete_details``,
+  ``input_tokens``, ``*_details``, ``choices[].text``, ``error.type``, a nested ``error.error``,
+  ``body.error``) hold a value on few lines, often the last of the file or of a range, lines of
+  other servers' shapes (``tests/data/shapes``, ``join``, ``examples``), nulls in any field,
+  keys escaped (``\\u0065rror``) or given twice, ``NaN``/``Inf``/huge integers/floats for
+  numbers, requests asking for JSON output in some lines only or under other keys: the join as
+  shipped, with tiny engines and with the line-by-line readers (``readers.extract``) must give
+  the same table, summary and anomalies, and, without structured output, the same as the
+  whole-table join of ``tests/legacy_join.py``; the Parquet file written is the table.
 - Tiny engines: a share of the validate, split, join, retry, stats and structured cases run a
   second time with the thresholds of the chunked, parallel and block engines shrunk
   (``tiny_sizes``: worker processes, chunks and byte ranges of a few bytes, blocks of a few
@@ -77,7 +86,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from jsonl_batch.cli import main  # noqa: E402
 
-COMMANDS = ("validate", "split", "build", "join", "retry", "stats", "structured")
+COMMANDS = ("validate", "split", "build", "join", "retry", "stats", "structured", "answers")
 KILLED = ("split", "build", "join", "retry", "partition")
 
 TEMP_PREFIX = ".jsonl-batch-"
@@ -1123,6 +1132,400 @@ def run_structured(gen: Gen, work: Path) -> str:
     return f"exit {result.exit_code}"
 
 
+# -- answers: rare fields, odd JSON and other servers' shapes against the slow reader
+
+SHAPES = sorted(
+    [
+        *(ROOT / "tests" / "data" / "shapes").glob("*.jsonl"),
+        *(ROOT / "tests" / "data" / "join").glob("*.output.jsonl"),
+        *(ROOT / "tests" / "data" / "join").glob("*.errors.jsonl"),
+        ROOT / "tests" / "data" / "examples" / "output_line.jsonl",
+        ROOT / "tests" / "data" / "examples" / "error_lines.jsonl",
+    ]
+)
+"""Result lines other servers write (``tests/data/README.md`` names their sources)."""
+RENAMED = [
+    "error",
+    "output",
+    "usage",
+    "input_tokens",
+    "output_tokens",
+    "custom_id",
+    "response",
+    "body",
+    "status_code",
+    "choices",
+    "text",
+    "message",
+    "content",
+    "incomplete_details",
+    "type",
+    "status",
+    "code",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "reasoning_tokens",
+    "finish_reason",
+    "refusal",
+    "response_format",
+    "format",
+]
+"""Keys the escape and duplicate mutations pick from."""
+
+
+def shape_lines() -> list[dict[str, Any]]:
+    lines = []
+    for path in SHAPES:
+        for raw in path.read_bytes().splitlines():
+            with contextlib.suppress(ValueError):
+                value = json.loads(raw)
+                if isinstance(value, dict):
+                    lines.append(value)
+    return lines
+
+
+def answer_body(gen: Gen, content: str | None = None) -> tuple[str, dict[str, Any]]:
+    """A kind of answer and its body: chat (plain, cut off, filtered, refused, parts, with
+    usage details), completions, responses (text, refusal, calls, incomplete) or embeddings."""
+    r = gen.r
+    text = content if content is not None else gen.text(20)
+    usage: dict[str, Any] = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    kind = r.choices(
+        ["chat", "chat_rare", "completions", "responses", "embeddings"], weights=[50, 15, 10, 20, 5]
+    )[0]
+    if kind in ("chat", "chat_rare"):
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish: str | None = "stop"
+        if kind == "chat_rare":
+            finish = r.choice(["stop", "length", "content_filter", "tool_calls", None])
+            if r.random() < 0.3:
+                message["refusal"] = gen.text(8)
+            if r.random() < 0.2:
+                message["content"] = [{"type": "text", "text": text}, {"type": "text", "text": "b"}]
+            if r.random() < 0.4:
+                usage["prompt_tokens_details"] = {"cached_tokens": r.randint(0, 3)}
+                usage["completion_tokens_details"] = {"reasoning_tokens": r.randint(0, 3)}
+        body: dict[str, Any] = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }
+        if r.random() < 0.05:
+            body["choices"].append({"index": 1, "text": "second", "finish_reason": "stop"})
+        return kind, body
+    if kind == "completions":
+        choice = {"index": 0, "text": text, "finish_reason": r.choice(["stop", "length"])}
+        return kind, {
+            "object": "text_completion",
+            "model": "m",
+            "choices": [choice],
+            "usage": usage,
+        }
+    if kind == "embeddings":
+        data = [{"object": "embedding", "index": 0, "embedding": [0.5, -1.25, 3.0]}]
+        return kind, {"object": "list", "model": "e", "data": data, "usage": usage}
+    parts: list[Any] = [{"type": "output_text", "text": text, "annotations": []}]
+    if r.random() < 0.2:
+        parts.append({"type": "refusal", "refusal": gen.text(6)})
+    output: list[Any] = [{"type": "message", "role": "assistant", "content": parts}]
+    if r.random() < 0.2:
+        output.insert(0, {"type": "reasoning", "summary": []})
+    if r.random() < 0.15:
+        output.append({"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"})
+    if r.random() < 0.1:
+        output = []
+    status = r.choice(["completed", "completed", "incomplete", "failed", None])
+    details = {"reason": "max_output_tokens"} if status == "incomplete" else None
+    tokens: dict[str, Any] = {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11}
+    if r.random() < 0.5:
+        tokens["input_tokens_details"] = {"cached_tokens": r.randint(0, 5)}
+        tokens["output_tokens_details"] = {"reasoning_tokens": r.randint(0, 5)}
+    body = {"object": "response", "status": status, "incomplete_details": details,
+            "model": "gpt-5-mini", "output": output, "usage": tokens}  # fmt: skip
+    return kind, body
+
+
+def nulled(gen: Gen, value: Any) -> Any:
+    """``value`` with some of its fields (at any depth) made null."""
+    r = gen.r
+    if isinstance(value, dict):
+        return {k: None if r.random() < 0.25 else nulled(gen, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nulled(gen, v) for v in value]
+    return value
+
+
+def answer_line(gen: Gen, cid: str, shapes: list[dict[str, Any]], rare: bool) -> bytes:
+    """A result line for ``cid``: usually a plain chat answer; ``rare``: a line holding the
+    fields a range's lines seldom hold (errors of every shape, responses, completions,
+    details), another server's line, nulls, odd numbers, escaped or repeated keys."""
+    r = gen.r
+    body = answer_body(gen)[1]
+    if not rare:
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": gen.text(20)},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+    line: dict[str, Any] = {
+        "id": "batch_req_1",
+        "custom_id": cid,
+        "response": {"status_code": 200, "request_id": "req_1", "body": body},
+        "error": None,
+    }
+    if rare:
+        how = r.choices(
+            ["answer", "error", "body_error", "shape", "nulls"], weights=[40, 20, 15, 15, 10]
+        )[0]
+        if how == "error":
+            error: Any = r.choice(
+                [
+                    {"code": "batch_expired", "message": "late"},
+                    {"type": "request_failed", "message": "no"},
+                    {"code": None, "type": "t", "message": None},
+                    {"error": {"message": "inner", "type": "BadRequestError", "code": 400}},
+                    {"error": {"message": "inner"}, "code": "outer"},
+                    {"error": None, "code": "c"},
+                    {},
+                    gen.text(10),
+                ]
+            )
+            line["error"] = error
+            line["response"] = r.choice([None, {"status_code": 400, "body": None}])
+        elif how == "body_error":
+            line["response"]["status_code"] = r.choice([400, 404, 429, 500, 200])
+            line["response"]["body"] = {
+                "error": r.choice(
+                    [
+                        {"message": "bad", "type": "invalid_request_error", "code": None},
+                        {"message": "bad", "type": None, "code": "invalid_value"},
+                        {"type": "server_error"},
+                        {},
+                    ]
+                )
+            }
+        elif how == "shape":
+            line = json.loads(json.dumps(r.choice(shapes)))
+            line["custom_id"] = cid
+        elif how == "nulls":
+            line = nulled(gen, line)
+            line["custom_id"] = cid
+    raw = gen.dumps(line).replace(b"\n", b"")
+    if rare and r.random() < 0.5:
+        raw = mutate(gen, raw)
+    return raw
+
+
+def mutate(gen: Gen, raw: bytes) -> bytes:
+    """The line's text changed: a key escaped, a key given twice, a number replaced by NaN,
+    Infinity, a huge integer or a float."""
+    r = gen.r
+    how = r.choice(["escape", "twice", "constant", "huge", "float", "string"])
+    keys = [k for k in RENAMED if f'"{k}":'.encode() in raw or f'"{k}": '.encode() in raw]
+    if how in ("escape", "twice") and keys:
+        key = r.choice(keys)
+        found = [m.start() for m in re.finditer(re.escape(f'"{key}"').encode(), raw)]
+        at = r.choice(found)
+        if how == "escape":
+            i = r.randrange(len(key))
+            escaped = f'"{key[:i]}\\u{ord(key[i]):04{r.choice("xX")}}{key[i + 1 :]}"'
+            return raw[:at] + escaped.encode() + raw[at + len(key) + 2 :]
+        value = gen.dumps(r.choice([None, 1, "x", {"code": "dup"}, [], {}, gen.scalar()]))
+        return raw[:at] + f'"{key}": '.encode() + value + b", " + raw[at:]
+    numbers = list(re.finditer(rb"(?<=[:\[,] )(-?\d+)(?=[,}\]])|(?<=[:\[,])(-?\d+)(?=[,}\]])", raw))
+    if not numbers:
+        return raw
+    m = r.choice(numbers)
+    new = {
+        "constant": lambda: r.choice([b"NaN", b"Infinity", b"-Infinity", b"Inf", b"-Inf"]),
+        "huge": lambda: str(
+            r.choice([2**63, 2**63 - 1, -(2**63), -(2**63) - 1, 2**64, 10**30])
+        ).encode(),
+        "float": lambda: r.choice([b"1.0", b"1e2", b"-0.0", b"1e999", b"0.5"]),
+        "string": lambda: b'"NaN"',
+    }[how]()
+    return raw[: m.start()] + new + raw[m.end() :]
+
+
+def answers_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
+    """Requests (some asking for JSON, under odd keys too) and result files whose rare lines
+    are often the last of the file; returns the inputs, the results and whether any request
+    asked for structured output."""
+    r = gen.r
+    n = r.choice([1, 3, 8, 20, 40])
+    ids = [f"r{i}" for i in range(n)]
+    requests, structured = [], False
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    for cid in ids:
+        body: dict[str, Any] = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": gen.text(8)}]}],
+        }
+        if r.random() < 0.25:
+            structured = True
+            fmt = r.choice(
+                [
+                    {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+                    {"type": "json_object"},
+                    {"type": "text"},
+                ]
+            )
+            where = r.choice(["chat", "responses", "top", "metadata"])
+            if where == "chat":
+                body["response_format"] = fmt
+            elif where == "responses":
+                inner: dict[str, Any] = dict(fmt)  # type: ignore[call-overload]
+                if "json_schema" in inner:
+                    inner.update(inner.pop("json_schema"))
+                body["text"] = {"format": inner}
+            elif where == "metadata":
+                body["metadata"] = {"response_format": fmt}
+        line = {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}
+        if r.random() < 0.1:
+            line["response_format"] = {"type": "json_object"}  # not in the body
+        raw = gen.dumps(line).replace(b"\n", b"")
+        if r.random() < 0.1:
+            raw = mutate(gen, raw)
+        requests.append(raw)
+    source = work / "in.jsonl"
+    source.write_bytes(b"\n".join(requests) + b"\n")
+    shapes = shape_lines()
+    answered = [*ids, *(f"x{i}" for i in range(r.randint(0, 2)))]  # and orphans
+    answered += r.sample(ids, min(len(ids), r.randint(0, 2)))  # and duplicates
+    r.shuffle(answered)
+    answered = answered[: len(answered) - r.randint(0, 2)]  # and missing
+    rare_share = r.choice([0.0, 0.05, 0.3])
+    lines = []
+    for cid in answered:
+        content = None
+        if structured and r.random() < 0.5:
+            content = r.choice(['{"a": 1}', '{"a": "x"}', "not json", '{"a": 1e400}'])
+        raw = answer_line(gen, cid, shapes, r.random() < rare_share)
+        if content is not None and b'"content": ' in raw:
+            raw = raw.replace(b'"content": ', b'"content": ' + gen.dumps(content) + b', "x": ', 1)
+        lines.append(raw)
+    if lines and r.random() < 0.7:  # the rare line last: of the file, or of its first range
+        lines[-1] = answer_line(gen, answered[-1], shapes, True)
+    if lines and r.random() < 0.2:
+        lines.append(gen.line(r.choice(["null", "garbage", "blank", "value"])))
+    files = [lines]
+    if len(lines) > 2 and r.random() < 0.4:
+        cut = r.randint(1, len(lines) - 1)
+        files = [lines[:cut], lines[cut:]]
+    results = []
+    for number, part in enumerate(files):
+        path = work / f"out{number}.jsonl"
+        end = b"\n" if r.random() < 0.85 else b""
+        path.write_bytes(b"\n".join(part) + end)
+        results.append(path)
+    return [source], results, structured
+
+
+def join_outcome(run: Callable[[], Any], legacy: bool = False) -> Any:
+    """What a join gave (schema, rows, summary; for ``legacy``, without what the streaming
+    join added), or its error, as text comparable across runs (NaN equal to NaN)."""
+    from jsonl_batch.errors import JsonlBatchError
+
+    try:
+        result = run()
+    except JsonlBatchError as exc:
+        return f"error {type(exc).__name__}: {exc}"
+    table, summary = result.table, result.summary.to_dict()
+    if legacy:
+        import legacy_join
+
+        table = table.drop_columns(list(legacy_join.ADDED_COLUMNS))
+        summary = {k: v for k, v in summary.items() if k not in legacy_join.ADDED_SUMMARY}
+    return str(table.schema), repr(table.to_pylist()), repr(summary)
+
+
+@contextlib.contextmanager
+def slow_readers() -> Iterator[None]:
+    """The join with every range read line by line (``readers.extract`` on orjson's parse)."""
+    from jsonl_batch.results import index
+
+    saved = index.fast_answers, index.fast_ids
+    index.fast_answers = lambda data: None  # type: ignore[assignment]
+    index.fast_ids = lambda data, formats=False: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        index.fast_answers, index.fast_ids = saved
+
+
+def forget_rare_fields(gen: Gen) -> None:
+    """Now and then, the lean schema's memory of rare fields cleared (as a fresh worker)."""
+    from jsonl_batch.results import readers
+
+    if gen.r.random() < 0.5:
+        readers._PROJECTION.kept.clear()
+
+
+def run_answers(gen: Gen, work: Path) -> str:
+    """Join the case as shipped, with tiny engines, with the line-by-line readers and (no
+    structured output asked) with the whole-table join of ``tests/legacy_join.py``: the same
+    table, summary and anomalies; the Parquet file written is the table."""
+    import jsonl_batch
+    from jsonl_batch.results.join import join
+
+    r = gen.r
+    inputs, results, structured = answers_case(gen, work)
+    options: dict[str, Any] = {"max_anomalies": r.choice([None, 1, 100])}
+    for option in ("include_bodies", "include_tool_calls", "include_embeddings"):
+        options[option] = r.random() < 0.15
+
+    def run() -> Any:
+        return join(inputs, results, **options)
+
+    forget_rare_fields(gen)
+    shipped = join_outcome(run)
+    forget_rare_fields(gen)
+    with engine(tiny_sizes(r)):
+        tiny = join_outcome(run)
+    with slow_readers():
+        slow = join_outcome(run)
+    for name, got in (("tiny engines", tiny), ("line-by-line readers", slow)):
+        if got != shipped:
+            raise Failure(
+                f"answers: the join with {name} differs:\n"
+                + first_difference(repr(shipped), repr(got))
+            )
+    if not structured:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import legacy_join
+
+        old = join_outcome(lambda: legacy_join.join(inputs, results, **options), legacy=True)
+        new = join_outcome(run, legacy=True)
+        if old != new:
+            raise Failure(
+                "answers: the whole-table join (legacy_join) differs:\n"
+                + first_difference(repr(old), repr(new))
+            )
+    if isinstance(shipped, str):
+        return shipped.split(":")[0]
+    if r.random() < 0.3:
+        import pyarrow.parquet as pq
+
+        out = work / "t.parquet"
+        forget_rare_fields(gen)
+        jsonl_batch.join_to(inputs, results, out, **options)
+        written = pq.read_table(out)
+        table = run().table
+        if written.to_pylist() != table.to_pylist() or written.schema.types != table.schema.types:
+            raise Failure("answers: the Parquet file written is not the joined table")
+    return "joined" + (", structured" if structured else "")
+
+
 RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "validate": run_validate,
     "split": run_split,
@@ -1131,6 +1534,7 @@ RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "retry": run_retry,
     "stats": run_stats,
     "structured": run_structured,
+    "answers": run_answers,
 }
 
 # ---------------------------------------------------------------- crash-isolated runs
