@@ -33,7 +33,7 @@ from jsonl_batch.lines.reading import (
     source_name,
 )
 from jsonl_batch.lines.slices import NOT_COPIED, copy_value
-from jsonl_batch.results.join import Join, JoinError, JoinSummary
+from jsonl_batch.results.join import Join, JoinError, JoinSummary, exact_sum
 from jsonl_batch.results.readers import (
     EXTRAS,
     Anomaly,
@@ -363,7 +363,7 @@ def _count(summary: JoinSummary, table: pa.Table) -> None:
     codes = pc.value_counts(table.column("error_code").drop_null()).to_pylist()
     summary.error_codes = dict(sorted((r["values"], r["counts"]) for r in codes))
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        setattr(summary, name, pc.sum(table.column(name)).as_py() or 0)
+        setattr(summary, name, exact_sum(table.column(name)))
 
 
 def _cap(anomalies: list[Anomaly], cap: int | None) -> list[Anomaly]:

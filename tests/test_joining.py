@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch import JoinError, join
+from jsonl_batch.results import join as joining
 from jsonl_batch.results.readers import (
     _RARE,
     _SCHEMA,
@@ -677,3 +678,17 @@ def test_results_of_another_batch_are_an_error(write: Any) -> None:
     out = write([{"custom_id": "x", "error": {"code": "c"}}, {"custom_id": "y"}], "out.jsonl")
     with pytest.raises(JoinError, match="none of the 1 result lines answers any of the 2 input"):
         join([inp], [out])
+
+
+@pytest.mark.parametrize("block_rows", [1, 65_536])
+def test_token_totals_past_64_bits_are_exact_in_any_blocks(
+    write: Any, monkeypatch: pytest.MonkeyPatch, block_rows: int
+) -> None:
+    # a server's 64-bit extremes: Arrow's sum wraps past 2**63 (the total was negative, or
+    # not, by how the rows fell into blocks)
+    monkeypatch.setattr(joining, "BLOCK_ROWS", block_rows)
+    lines = [result_line(c, "ok", 0) for c in "abc"]
+    for line, tokens in zip(lines, [2**62, 2**62, 5], strict=True):
+        line["response"]["body"]["usage"] = {"total_tokens": tokens}
+    found = join([write([request(c) for c in "abc"])], [write(lines, "out.jsonl")])
+    assert found.summary.total_tokens == 2**63 + 5

@@ -770,11 +770,22 @@ def _tally(summary: JoinSummary, table: pa.Table) -> None:
         codes[r["values"]] += r["counts"]
     summary.error_codes = dict(sorted(codes.items()))
     for name in TOKEN_COLUMNS:
-        setattr(summary, name, getattr(summary, name) + (pc.sum(table.column(name)).as_py() or 0))
+        setattr(summary, name, getattr(summary, name) + exact_sum(table.column(name)))
     problems = Counter(summary.output_problems)
     for r in pc.value_counts(table.column("output_problem").drop_null()).to_pylist():
         problems[r["values"]] += r["counts"]
     summary.output_problems = {p: problems[p] for p in OUTPUT_PROBLEMS if problems[p]}
+
+
+def exact_sum(column: pa.ChunkedArray | pa.Array) -> int:
+    """The sum of an integer column, exact: Arrow's wraps past 2**63 (a server's 64-bit
+    extremes), so a column whose values could reach that is summed in Python."""
+    low, high = pc.min_max(column).values()
+    if low.as_py() is None:
+        return 0
+    if max(-low.as_py(), high.as_py()) < (1 << 63) // len(column):
+        return pc.sum(column).as_py() or 0
+    return sum(column.drop_null().to_pylist())
 
 
 TOKEN_COLUMNS = (
