@@ -1433,7 +1433,8 @@ def answers_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
 
 def join_outcome(run: Callable[[], Any], legacy: bool = False) -> Any:
     """What a join gave (schema, rows, summary; for ``legacy``, without what the streaming
-    join added), or its error, as text comparable across runs (NaN equal to NaN)."""
+    join added), or its error, as text comparable across runs (NaN equal to NaN, the cost
+    totals to 4 digits)."""
     from jsonl_batch.errors import JsonlBatchError
 
     try:
@@ -1441,6 +1442,11 @@ def join_outcome(run: Callable[[], Any], legacy: bool = False) -> Any:
     except JsonlBatchError as exc:
         return f"error {type(exc).__name__}: {exc}"
     table, summary = result.table, result.summary.to_dict()
+    cost = summary.get("cost")
+    if isinstance(cost, dict):  # a float sum by blocks, rounded: its last digit may differ
+        for name in ("total", "per_1000_requests"):
+            if isinstance(cost.get(name), float):
+                cost[name] = f"{cost[name]:.4g}"
     if legacy:
         import legacy_join
 
