@@ -729,6 +729,43 @@ def test_digests_of_parts_in_and_out_of_file_order(
     assert manifest.sha256 == hashlib.sha256(data).hexdigest()
 
 
+def test_a_part_followed_as_it_grows_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``follow`` hashes the part being filled; once full, only its last bytes are read."""
+    data = bytes(range(256)) * 8192
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    read: list[tuple[int, int]] = []
+    preadv = os.preadv
+
+    def reading(fd: int, buffers: Any, offset: int) -> int:
+        n = preadv(fd, buffers, offset)
+        read.append((offset, n))
+        return n
+
+    monkeypatch.setattr(copying.os, "preadv", reading)
+    ranges = ByteRanges(path)
+    try:
+        runs = [[300_000, 600_000, 2, 2]]  # after bytes of another output (not handed)
+        ranges.follow(runs)
+        runs[0][1] = 700_000
+        ranges.follow(runs)
+        runs.append([800_000, 1_200_000, 4, 4])  # and again
+        ranges.hash(runs)
+        ranges.hash([[1_200_000, len(data), 5, 5]])
+        digests = [ranges.hashed[k].result() for k in ranges.hashed]
+        assert ranges.sha256.result() == hashlib.sha256(data).hexdigest()
+    finally:
+        ranges.close()
+    assert digests == [
+        hashlib.sha256(data[300_000:700_000] + data[800_000:1_200_000]).hexdigest(),
+        hashlib.sha256(data[1_200_000:]).hexdigest(),
+    ]
+    assert sum(n for _offset, n in read) == len(data)
+    assert sorted(read) == read  # in file order
+
+
 def test_the_measures_of_each_line_are_what_cutting_reads(tmp_path: Path) -> None:
     lines = [orjson.dumps(request("a")), b"", b"not json", orjson.dumps(embedding("e", ["x", "y"]))]
     data = b"\r\n".join(lines) + b"\n"

@@ -170,6 +170,9 @@ def split_file(
                 for plan in cutter.planner.closed:
                     hashing[0].hash(plan.runs)
                 cutter.planner.closed.clear()
+                filling = cutter.planner.open.get(None)
+                if by is None and filling is not None:  # and the part being filled so far
+                    hashing[0].follow(filling.runs)
 
         if report is None:
             report = result.report = validate_file(

@@ -8,7 +8,9 @@ the whole input's sha256 too: one thread reads the input once, in order, in bloc
 enough to stay in the CPU's cache, and feeds each block to the input's digest and to the
 digest of the part it belongs to (parts handed over in file order: every part without
 ``by``), so both come from one read; the first part, the file's first bytes, is the input's
-digest so far (one part: the input's). A part out of that order is hashed on its own.
+digest so far (one part: the input's). The part being filled is followed as it grows
+(``follow``), so that little is left to hash when the file is validated. A part out of that
+order is hashed on its own.
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ class ByteRanges:
         self.walked = 0
         """How far ``input`` has hashed the file (the walker's thread only)."""
         self.handed = 0
-        """Where the last run handed to the walker ends."""
+        """Where the last full part handed to the walker ends."""
+        self.part: tuple[int, Any] | None = None
+        """The walker's part under way: where it starts, and its digest (``None`` while the
+        part is the file's first bytes: its digest is the input's so far)."""
         self.hashed: dict[tuple[int, ...], Future[str]] = {}
         """Runs' bounds -> their digest, started by ``hash``."""
         self._whole: Future[str] | None = None
@@ -75,6 +80,13 @@ class ByteRanges:
         if self._whole is None:
             self._whole = self.walker.submit(self._walk, [], whole=True)
         return self._whole
+
+    def follow(self, runs: Runs) -> None:
+        """Hash a part still being filled (its runs so far; they grow) with the input, in
+        the walker, if it comes in file order: once it is full, ``hash`` has only its last
+        bytes left to read (split follows the open part as the chunks come)."""
+        if self._whole is None and self.in_kernel_copy(runs) and runs[0][0] >= self.handed:
+            self.walker.submit(self._advance, [run[:2] for run in runs])
 
     def hash(self, runs: Runs) -> None:
         """Start hashing runs that ``copy`` will copy in the kernel, in a thread, before they
@@ -92,21 +104,34 @@ class ByteRanges:
 
     def _walk(self, runs: Runs, whole: bool = False) -> str:
         """In the walker's thread: hash the input on, through the end of ``runs`` (through
-        the end of the file if ``whole``), and the runs' bytes into their own digest from
-        the same reads; that digest, or with ``whole`` the input's."""
+        the end of the file if ``whole``), and the runs' bytes into their part's digest
+        from the same reads; that digest, or with ``whole`` the input's."""
         if whole:
             self._read(self.walked, self.size, (self.input,))
             if os.fstat(self.fd).st_size != self.size:
                 self._changed()
             return self.input.hexdigest()
-        if self.walked == 0 and len(runs) == 1 and runs[0][0] == 0:  # the file's first bytes
-            self._read(0, runs[0][1], (self.input,))
-            return self.input.hexdigest()  # so far: the part's (the input's goes on)
-        part = sha256()
-        for start, end, _first, _last in runs:
-            self._read(self.walked, start, (self.input,))
-            self._read(start, end, (self.input, part))
-        return part.hexdigest()
+        part = self._advance(runs)
+        self.part = None
+        return (self.input if part is None else part).hexdigest()
+
+    def _advance(self, runs: Runs) -> Any:
+        """``_walk`` without finishing the part (what ``follow`` hashed of it is not read
+        again): the part's digest (``None``: the input's so far)."""
+        if self.part is None or self.part[0] != runs[0][0]:  # a new part
+            self.part = (runs[0][0], None if self.walked == runs[0][0] == 0 else sha256())
+        key, part = self.part
+        for start, end, *_lines in runs:
+            start = max(start, self.walked)
+            if start >= end:
+                continue  # followed already
+            if start > self.walked:  # the bytes of other outputs between: the input's only
+                if part is None:
+                    part = self.input.copy()
+                    self.part = (key, part)
+                self._read(self.walked, start, (self.input,))
+            self._read(start, end, (self.input,) if part is None else (self.input, part))
+        return part
 
     def _read(self, start: int, end: int, digests: tuple[Any, ...], turn: int = 0) -> None:
         """Feed bytes ``[start, end)`` of the file to each digest, one cached block at a
