@@ -317,3 +317,35 @@ def test_a_command_loads_without_garbage_collections() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert done.stdout == b"2 True True\n", done.stderr  # the collection asked for
+
+
+def test_workers_hand_out_every_task_at_once_when_asked(tmp_path: Path) -> None:
+    """``map(..., ahead=len(tasks))`` (the join's indexes, kept whole anyway) hands every
+    task out before a result is asked for: the workers never wait for the caller (they
+    idled while the join checked its inputs); by default two per worker run ahead."""
+    code = (
+        "import os, sys, time\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
+        "folder = sys.argv[1]\n"
+        "def mark(n):\n"
+        "    open(os.path.join(folder, str(n)), 'w').close()\n"
+        "    return n\n"
+        "def started(tasks, ahead):\n"
+        "    for name in os.listdir(folder):\n"
+        "        os.remove(os.path.join(folder, name))\n"
+        "    with Workers(2) as pool:\n"
+        "        results = pool.map(mark, range(tasks), ahead)\n"
+        "        deadline, wanted = time.monotonic() + 30, min(tasks, ahead or 4)\n"
+        "        while len(os.listdir(folder)) < wanted and time.monotonic() < deadline:\n"
+        "            time.sleep(0.01)\n"
+        "        time.sleep(0.2)  # no more start unasked\n"
+        "        done = len(os.listdir(folder))\n"
+        "        assert list(results) == list(range(tasks))\n"
+        "    return done\n"
+        "print(started(9, 9), started(9, None))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, timeout=120
+    )
+    assert done.stdout == b"9 4\n", done.stderr

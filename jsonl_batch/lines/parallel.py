@@ -269,13 +269,17 @@ class Workers:
         if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
             self.pool = fork_pool(processes)
 
-    def map(self, function: Callable[[Any], T], tasks: Iterable[Any]) -> Iterator[T]:
-        """``function(task)`` for each task, in order; at most two tasks per process run
-        ahead of the caller, so results never pile up in memory. In worker processes the
-        first tasks start at once (``in_order``), before the results are asked for."""
+    def map(
+        self, function: Callable[[Any], T], tasks: Iterable[Any], ahead: int | None = None
+    ) -> Iterator[T]:
+        """``function(task)`` for each task, in order; at most ``ahead`` tasks (default two
+        per process) run ahead of the caller, so results never pile up in memory. In worker
+        processes the first tasks start at once (``in_order``), before the results are asked
+        for. A caller that keeps every result anyway hands them all out at once (``ahead``:
+        the number of tasks): the workers never wait for it to ask for more."""
         if self.pool is None:
             return map(function, tasks)
-        return in_order(self.pool, function, tasks, 2 * self.processes)
+        return in_order(self.pool, function, tasks, ahead or 2 * self.processes)
 
     def close(self, wait: bool = True) -> None:
         """End the workers. ``wait=False``: in a thread, while the caller goes on (ending

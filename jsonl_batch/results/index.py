@@ -346,22 +346,25 @@ def _custom_id(obj: Any) -> str | None:
 def index_inputs_of(
     paths: list[str], names: list[str], workers: Any, formats: bool = True
 ) -> Iterator[FileIndex]:
-    """Each input file's index, in order; the first with ``invalid`` lines is the last. The
-    first ranges are handed to ``workers`` at once. ``formats``: see ``index_inputs``."""
+    """Each input file's index, in order; the first with ``invalid`` lines is the last.
+    Every range is handed to ``workers`` at once (the join keeps every index: the workers
+    never wait for it). ``formats``: see ``index_inputs``."""
     todo = tasks(paths)
     work = index_inputs if formats else functools.partial(index_inputs, formats=False)
-    return _gather_files(todo, workers.map(work, todo), names, None)
+    return _gather_files(todo, workers.map(work, todo, len(todo)), names, None)
 
 
 def index_results_of(
     paths: list[str], names: list[str], workers: Any, folder: str, extras: tuple[str, ...]
 ) -> tuple[Iterator[FileIndex], list[str]]:
-    """Each result file's index, in order (the first ranges are handed to ``workers`` at
-    once), and the spill files (``spill`` numbers them)."""
+    """Each result file's index, in order (every range handed to ``workers`` at once, after
+    the inputs': they were stalled while the join checked the inputs), and the spill files
+    (``spill`` numbers them)."""
     todo = tasks(paths)
     spills = [os.path.join(folder, f"answers-{n:06d}.arrow") for n in range(len(todo))]
     work = [(task, spill, extras) for task, spill in zip(todo, spills, strict=True)]
-    return _gather_files(todo, workers.map(index_results, work), names, spills), spills
+    pieces = workers.map(index_results, work, len(work))
+    return _gather_files(todo, pieces, names, spills), spills
 
 
 def formats_of(files: Iterable[FileIndex]) -> Iterator[tuple[int, str, int, Formats]]:
