@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from jsonl_batch import JoinError, join
 from jsonl_batch.results import join as joining
+from jsonl_batch.results import readers
 from jsonl_batch.results.readers import (
     _RARE,
     _SCHEMA,
+    _held,
     _Projection,
     _read_fast,
     _read_slow,
@@ -463,7 +465,7 @@ def test_the_lean_projection_reads_as_the_full_schema(
     # whatever rare fields a process kept, a range reads exactly as on the full schema
     data = jsonl(*lines)
     projection = _Projection()
-    projection.kept |= kept
+    projection.kept = {_held(data): dict.fromkeys(kept, 1)}
     lean, full = projection.read(data), project_lines(data, _SCHEMA)
     assert full is not None and lean is not None and lean.equals(full)
     found = fast_answers(data)
@@ -479,7 +481,8 @@ def test_a_rare_field_on_the_last_line_only_is_read_and_kept() -> None:
     projection = _Projection()
     raw = projection.read(data)
     assert raw is not None and raw.equals(project_lines(data, _SCHEMA))
-    assert projection.kept == {("response", "body", "usage", "prompt_tokens_details")}
+    details = ("response", "body", "usage", "prompt_tokens_details")
+    assert projection.kept == {frozenset(): {details: _Projection.KEEP}}
     cached = raw.column("response").combine_chunks().field("body").field("usage")
     assert cached.field("prompt_tokens_details").field("cached_tokens").to_pylist()[-1] == 7
 
@@ -495,7 +498,7 @@ def test_a_rare_field_under_an_escaped_key_is_read() -> None:
     projection = _Projection()
     raw = projection.read(chat + escaped)
     assert raw is not None and raw.equals(project_lines(chat + escaped, _SCHEMA))
-    assert projection.kept == {("response", "body", "output")}
+    assert projection.kept == {frozenset(): {("response", "body", "output"): _Projection.KEEP}}
     found = fast_answers(chat + escaped)
     assert found is not None and found.column("content").to_pylist() == ["answer 0", "hi"]
 
@@ -504,8 +507,38 @@ def test_the_fields_of_the_first_line_need_no_second_reading() -> None:
     # an errors file: every line's "error" is an object, so the first line's fields are kept
     data = jsonl(*(result_line(f"id-{i}", "expired", i) for i in range(3)))
     projection = _Projection()
-    assert projection.read(data) is not None
-    assert projection.kept == set()  # read at once on a lean schema that kept "error"
+    reads = []
+    projection_lines = readers.project_lines
+
+    def counted(data: bytes, schema: Any) -> Any:
+        reads.append(schema)
+        return projection_lines(data, schema)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readers, "project_lines", counted)
+        assert projection.read(data) is not None
+    assert len(reads) == 1 and reads[0] != _SCHEMA  # read at once, on a lean schema
+    assert projection.kept == {frozenset({("error",)}): {("error",): _Projection.KEEP}}
+
+
+def test_rare_fields_are_kept_for_ranges_whose_first_line_holds_the_same() -> None:
+    # an errors range that holds "body.error" after its first line: read twice, then kept
+    # for errors ranges (until KEEP of them in a row hold none), never for output ranges
+    errors = [result_line(f"id-{i}", "expired", i) for i in range(3)]
+    errors.append(result_line("id-3", "http_500", 3))
+    body_error = ("response", "body", "error")
+    lean, failed = frozenset({("error",)}), jsonl(*errors)
+    projection = _Projection()
+    projection.read(failed)
+    assert projection.kept == {lean: {("error",): 8, body_error: 8}}
+    answers = jsonl(*(result_line(f"id-{i}", "ok", i) for i in range(3)))
+    projection.read(answers)
+    assert projection.kept[frozenset()] == {}
+    for left in range(_Projection.KEEP - 1, 0, -1):
+        projection.read(jsonl(*errors[:3]))
+        assert projection.kept[lean] == {("error",): 8, body_error: left}
+    projection.read(jsonl(*errors[:3]))
+    assert projection.kept[lean] == {("error",): 8}
 
 
 def test_an_escaped_lone_surrogate_is_not_an_answer_in_either_reader(write: Any) -> None:

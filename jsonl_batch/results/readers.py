@@ -579,34 +579,52 @@ class _Projection:
     The lean schema types the ``_RARE`` fields a range's lines are not expected to hold as
     ``null``: pyarrow refuses any other value there (a string, number, boolean, object or
     array), so a range read on it holds nothing but nulls in them, and is then exactly what
-    ``_SCHEMA`` reads (cast to it). A range it refuses is read again on ``_SCHEMA``, and the
-    rare fields that held values are kept in later lean schemas of this process. The fields
-    the first line holds are kept from the start (an errors file's ``error``).
+    ``_SCHEMA`` reads (cast to it). A range it refuses is read again on ``_SCHEMA``.
+
+    What a range holds is foretold by its first line: the rare fields the first line holds
+    are kept, and so are those that held values in this process's ranges whose first line
+    held the same (an errors file's ``body.error``, kept for the next errors range, not for
+    output ranges), until ``KEEP`` such ranges in a row held none.
     """
 
+    KEEP = 8
+
     def __init__(self) -> None:
-        self.kept: set[tuple[str, ...]] = set()
+        self.kept: dict[frozenset[tuple[str, ...]], dict[tuple[str, ...], int]] = {}
+        """By the rare fields of a first line: a field kept in such ranges, and for how
+        many more of them that hold no value in it."""
 
     def read(self, data: bytes) -> pa.Table | None:
-        kept = self.kept | _held(data)
+        first = _held(data)
+        learned = self.kept.setdefault(first, {})
+        kept = first | set(learned)
+        raw = None
         if len(kept) < len(_RARE):
-            raw = project_lines(data, _lean_schema(frozenset(kept)))
-            if raw is not None:
-                return raw.cast(_SCHEMA)
-        raw = project_lines(data, _SCHEMA)
-        if raw is not None:
-            self.kept |= {path for path in _RARE if _has_values(raw, path)}
+            raw = project_lines(data, _lean_schema(kept))
+        if raw is None:
+            raw, kept = project_lines(data, _SCHEMA), frozenset(_RARE)
+            if raw is None:
+                return None
+        else:
+            raw = raw.cast(_SCHEMA)
+        for path in kept:  # the only fields that can hold values
+            if _has_values(raw, path):
+                learned[path] = self.KEEP
+            elif learned.get(path, 1) > 1:
+                learned[path] -= 1
+            else:
+                learned.pop(path, None)
         return raw
 
 
-def _held(data: bytes) -> set[tuple[str, ...]]:
+def _held(data: bytes) -> frozenset[tuple[str, ...]]:
     """The ``_RARE`` fields the first line of ``data`` holds (all when it is not JSON)."""
     end = data.find(b"\n")
     try:
         first = orjson.loads(data if end < 0 else data[:end])
     except orjson.JSONDecodeError:
-        return set(_RARE)
-    return {path for path in _RARE if _holds(first, path)}
+        return frozenset(_RARE)
+    return frozenset(path for path in _RARE if _holds(first, path))
 
 
 def _holds(value: Any, path: tuple[str, ...]) -> bool:
@@ -752,10 +770,50 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         ),
         False,
     )
-    http = pc.binary_join_element_wise("http_", pc.cast(status, pa.string()), "")
     if get("error", "error").null_count < raw.num_rows:
         return None  # an error wrapped in another (``_error_of``)
-    failed_code = pc.coalesce(
+    first = _first_choice(get)
+    content, finish = _content(get, first)
+    problem, problem_message = _problems(get, first, ok)
+    error_code, error_message = _errors(get, status, ok, problem_message)
+    usage = ("response", "body", "usage")
+    return {
+        "custom_id": custom_id,
+        "batch_request_id": get("id"),
+        "status_code": pc.cast(status, pa.int32()),
+        "request_id": get("response", "request_id"),
+        "error_code": error_code,
+        "error_message": error_message,
+        "output_problem": problem,
+        "model": get("response", "body", "model"),
+        "content": content,
+        "finish_reason": finish,
+        "prompt_tokens": _coalesce(get(*usage, "prompt_tokens"), get(*usage, "input_tokens")),
+        "completion_tokens": _coalesce(
+            get(*usage, "completion_tokens"), get(*usage, "output_tokens")
+        ),
+        "total_tokens": get(*usage, "total_tokens"),
+        "cached_tokens": _coalesce(
+            get(*usage, "prompt_tokens_details", "cached_tokens"),
+            get(*usage, "input_tokens_details", "cached_tokens"),
+        ),
+        "reasoning_tokens": _coalesce(
+            get(*usage, "completion_tokens_details", "reasoning_tokens"),
+            get(*usage, "output_tokens_details", "reasoning_tokens"),
+        ),
+        "ok": ok,
+    }
+
+
+def _errors(
+    get: Callable[..., pa.Array], status: pa.Array, ok: pa.Array, problem_message: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """``(error_code, error_message)`` of each line: a failed line's code and message, a
+    succeeded one's output problem message (``problem_message``)."""
+    if pc.all(ok).as_py():  # the usual block of an output file: nothing failed
+        return pa.nulls(len(ok), pa.string()), problem_message
+    http = pc.binary_join_element_wise("http_", pc.cast(status, pa.string()), "")
+    failed_code = _coalesce(
         get("error", "code"),
         get("error", "type"),
         get("response", "body", "error", "code"),
@@ -763,40 +821,18 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
         http,
         pa.scalar("unknown"),
     )
-    failed_message = pc.coalesce(
-        get("error", "message"), get("response", "body", "error", "message")
-    )
+    failed_message = _coalesce(get("error", "message"), get("response", "body", "error", "message"))
     null_text = pa.scalar(None, pa.string())
-    first = _first_choice(get)
-    content, finish = _content(get, first)
-    problem, problem_message = _problems(get, first, ok)
-    usage = ("response", "body", "usage")
-    return {
-        "custom_id": custom_id,
-        "batch_request_id": get("id"),
-        "status_code": pc.cast(status, pa.int32()),
-        "request_id": get("response", "request_id"),
-        "error_code": pc.if_else(ok, null_text, failed_code),
-        "error_message": pc.if_else(ok, problem_message, failed_message),
-        "output_problem": problem,
-        "model": get("response", "body", "model"),
-        "content": content,
-        "finish_reason": finish,
-        "prompt_tokens": pc.coalesce(get(*usage, "prompt_tokens"), get(*usage, "input_tokens")),
-        "completion_tokens": pc.coalesce(
-            get(*usage, "completion_tokens"), get(*usage, "output_tokens")
-        ),
-        "total_tokens": get(*usage, "total_tokens"),
-        "cached_tokens": pc.coalesce(
-            get(*usage, "prompt_tokens_details", "cached_tokens"),
-            get(*usage, "input_tokens_details", "cached_tokens"),
-        ),
-        "reasoning_tokens": pc.coalesce(
-            get(*usage, "completion_tokens_details", "reasoning_tokens"),
-            get(*usage, "output_tokens_details", "reasoning_tokens"),
-        ),
-        "ok": ok,
-    }
+    return pc.if_else(ok, null_text, failed_code), pc.if_else(ok, problem_message, failed_message)
+
+
+def _coalesce(*values: Any) -> Any:
+    """``pc.coalesce`` of ``values``, skipping the arrays that hold no value (most of them:
+    a usage's ``input_tokens`` in a chat block)."""
+    held = [v for v in values if not isinstance(v, pa.ChunkedArray) or v.null_count < len(v)]
+    if not held or not isinstance(held[0], pa.ChunkedArray):
+        held.insert(0, values[0])  # an array first, so that the result is one
+    return held[0] if len(held) == 1 else pc.coalesce(*held)
 
 
 def _problems(
@@ -889,10 +925,12 @@ def _arange(n: int) -> pa.Array:
 def _getter(raw: pa.Table) -> Callable[..., pa.Array]:
     """``get("response", "body", "model")``: a nested field as one array, nulls propagated."""
 
-    def get(column: str, *path: str) -> pa.ChunkedArray:
-        arr = raw.column(column)
-        for name in path:
-            arr = pc.struct_field(arr, name)
-        return arr
+    found: dict[tuple[str, ...], pa.ChunkedArray] = {}
+
+    def get(*path: str) -> pa.ChunkedArray:
+        if path not in found:  # each field's parent found once
+            parent = path[:-1]
+            found[path] = pc.struct_field(get(*parent), path[-1]) if parent else raw[path[0]]
+        return found[path]
 
     return get
