@@ -46,7 +46,8 @@ Parquet files by status or input file, retry's file), interrupted after a random
 SIGINT or SIGKILL (for split, half of them late, while the parts are copied). Checked: the
 output is the old set or the new set, whole (the manifest's hashes match its files, no stray
 part; Parquet files compared by their rows), a SIGINT ends with ``Interrupted.`` and 130 (or
-nothing, at interpreter start or exit), and after the next run no temporary file is left.
+nothing, at interpreter start or exit) leaving nothing in its ``TMPDIR`` (join's spill files),
+and after the next run no temporary file is left.
 
 Failures are printed with their case (``command#index``) and the input is kept under
 ``--keep`` (default ``fuzz-failures/``, not to be committed); ``--only split#17`` re-runs one
@@ -122,6 +123,7 @@ def tiny_sizes(r: random.Random) -> dict[str, dict[str, int]]:
         "jsonl_batch.split.ranges": {
             "COPY_BYTES": r.randint(1, 200),
             "SMALL_BYTES": r.randint(1, 300),
+            "HASH_BYTES": r.randint(1, 300),
         },
     }
 
@@ -1877,6 +1879,9 @@ def run_kill(
         try:
             case = kill_setup(command, rng, work, sizes)
             env = environment()
+            scratch = work / "tmp"  # the commands' temporary folders (join's spill files)
+            scratch.mkdir()
+            env["TMPDIR"] = str(scratch)
 
             def complete(args: list[str]) -> float:
                 started = time.monotonic()
@@ -1934,9 +1939,14 @@ def run_kill(
                 raise Failure(f"traceback or internal error: {err[-600:]!r}")
             state = snapshot(case.folder)
             outcome = check_set(case, state, old, new)
+            left = sorted(p.name for p in scratch.iterdir())
+            if left and how == signal.SIGINT:
+                raise Failure(f"SIGINT: temporary files left in TMPDIR: {left[:5]}")
+            shutil.rmtree(scratch)  # what a SIGKILL leaves there: no process can remove it
+            scratch.mkdir()
             # the next run finishes what the killed one left, and leaves no temporary file
             complete(case.new)
-            leftovers = temporary_files(case.folder)
+            leftovers = temporary_files(case.folder) + [p.name for p in scratch.iterdir()]
             if leftovers:
                 raise Failure(f"temporary files after the next run: {leftovers}")
             if check_set(case, snapshot(case.folder), old, new) != "new":
