@@ -354,7 +354,7 @@ def test_retry_keeps_only_the_rows_it_selects(tmp_path: Path, monkeypatch: Any) 
 
     monkeypatch.setattr(retrying._Keep, "write", write)
     result = write_retry([CHAT_IN], CHAT_OUT, tmp_path / "r.jsonl", only="retryable")
-    assert sum(kept) == result.requests == 4 and len(kept) == 5
+    assert sum(kept) == result.requests == 4 and len(kept) == 6  # 1+1+2+2+2+1 rows
     assert result.succeeded == 4 and result.not_selected == 1
 
 
