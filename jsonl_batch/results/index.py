@@ -167,9 +167,9 @@ chat's ``response_format``, responses' ``text.format``)."""
 _NO_FORMAT_SCHEMA = _request_schema(
     pa.struct([("response_format", pa.null()), ("text", pa.null())])
 )
-"""``_FORMAT_SCHEMA`` for ranges without formats: pyarrow refuses any value but null in
-these fields, and appends no null to their columns for each line that lacks them (about a
-tenth of its time)."""
+"""``_FORMAT_SCHEMA`` for ranges without formats, read first: pyarrow appends no null to
+these fields' columns for each line that lacks them (about a tenth of its time), and stops
+at the first line that holds one (then the range is read on ``_FORMAT_SCHEMA``)."""
 _JSON_OUTPUT = pa.array(["json_object", "json_schema"])
 
 
@@ -183,12 +183,8 @@ def fast_ids(
     lengths = plain_lines(data)
     if lengths is None:
         return None
-    table = None
-    if not formats:
-        table = project_lines(data, _ID_SCHEMA)
-    elif not _first_has_format(data):  # the usual file: read on the lean schema first
-        table = project_lines(data, _NO_FORMAT_SCHEMA)
-    if formats and table is None:
+    table = project_lines(data, _NO_FORMAT_SCHEMA if formats else _ID_SCHEMA)
+    if formats and table is None:  # a line has a format (pyarrow stopped there), or no request
         table = project_lines(data, _FORMAT_SCHEMA)
     if table is None or table.num_rows != len(lengths) or table.column("custom_id").null_count:
         return None
@@ -208,12 +204,6 @@ def fast_ids(
         else:  # read on the lean schema: no line has a format
             asking = pa.array([], pa.uint64())
     return table.column("custom_id").combine_chunks(), lengths, asking
-
-
-def _first_has_format(data: bytes) -> bool:
-    """Whether the first line of ``data`` may hold a ``response_format`` or ``text``."""
-    end = data.find(b"\n")
-    return data.find(b'"response_format"', 0, end) != -1 or data.find(b'"text"', 0, end) != -1
 
 
 def _index_inputs(path: str, start: int, end: int, formats: bool = True) -> Piece:
