@@ -753,8 +753,9 @@ def test_a_part_followed_as_it_grows_is_read_once(
         ranges.follow(runs)
         runs.append([800_000, 1_200_000, 4, 4])  # and again
         ranges.hash(runs)
+        digests = [ranges.hashed[k].result() for k in ranges.hashed]  # then the next one
         ranges.hash([[1_200_000, len(data), 5, 5]])
-        digests = [ranges.hashed[k].result() for k in ranges.hashed]
+        digests += [list(ranges.hashed.values())[-1].result()]
         assert ranges.sha256.result() == hashlib.sha256(data).hexdigest()
     finally:
         ranges.close()
@@ -764,6 +765,38 @@ def test_a_part_followed_as_it_grows_is_read_once(
     ]
     assert sum(n for _offset, n in read) == len(data)
     assert sorted(read) == read  # in file order
+
+
+def test_parts_given_at_once_are_hashed_by_two_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``parts`` every part is planned at the end: while the walker hashes the first
+    (and the input), the next ones are hashed on their own, beside it."""
+    data = bytes(range(256)) * 8192
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    ranges = ByteRanges(path)
+    walk, go = ranges._walk, threading.Event()
+
+    def held(runs: Any, whole: bool = False) -> str:
+        go.wait(5)
+        return walk(runs, whole)
+
+    monkeypatch.setattr(ranges, "_walk", held)
+    cuts = [0, 600_000, 1_200_000, len(data)]
+    expected = [hashlib.sha256(data[a:b]).hexdigest() for a, b in pairwise(cuts)]
+    try:
+        for i, (a, b) in enumerate(pairwise(cuts), 1):
+            ranges.hash([[a, b, i, i]])
+        first, *others = ranges.hashed.values()
+        assert [d.result(5) for d in others] == expected[1:]  # while the walker is held
+        assert not first.done()
+        go.set()
+        assert first.result() == expected[0]
+        assert ranges.sha256.result() == hashlib.sha256(data).hexdigest()
+    finally:
+        go.set()
+        ranges.close()
 
 
 def test_the_measures_of_each_line_are_what_cutting_reads(tmp_path: Path) -> None:

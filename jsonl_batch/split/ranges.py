@@ -10,7 +10,8 @@ digest of the part it belongs to (parts handed over in file order: every part wi
 ``by``), so both come from one read; the first part, the file's first bytes, is the input's
 digest so far (one part: the input's). The part being filled is followed as it grows
 (``follow``), so that little is left to hash when the file is validated. A part out of that
-order is hashed on its own.
+order is hashed on its own, and so is one handed over while the walker is busy with another
+(parts planned at once, with ``parts``: the two threads share them).
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class ByteRanges:
         self.walked = 0
         """How far ``input`` has hashed the file (the walker's thread only)."""
         self.handed = 0
-        """Where the last full part handed to the walker ends."""
+        """Where the last full part handed over in file order ends."""
+        self.following = -1
+        """Where the part that ``follow`` hands to the walker starts."""
+        self.last: Future[str] | None = None
+        """The walker's last full part."""
         self.part: tuple[int, Any] | None = None
         """The walker's part under way: where it starts, and its digest (``None`` while the
         part is the file's first bytes: its digest is the input's so far)."""
@@ -86,6 +91,7 @@ class ByteRanges:
         the walker, if it comes in file order: once it is full, ``hash`` has only its last
         bytes left to read (split follows the open part as the chunks come)."""
         if self._whole is None and self.in_kernel_copy(runs) and runs[0][0] >= self.handed:
+            self.following = runs[0][0]
             self.walker.submit(self._advance, [run[:2] for run in runs])
 
     def hash(self, runs: Runs) -> None:
@@ -95,11 +101,14 @@ class ByteRanges:
         ``copy`` may run in several)."""
         if not self.in_kernel_copy(runs) or _bounds(runs) in self.hashed:
             return
-        if self._whole is None and runs[0][0] >= self.handed:  # in order: with the input
-            self.handed = runs[-1][1]
-            digest = self.walker.submit(self._walk, runs)
-        else:
+        in_order = self._whole is None and runs[0][0] >= self.handed
+        idle = self.last is None or self.last.done()
+        if in_order and (runs[0][0] == self.following or idle):  # with the input
+            digest = self.last = self.walker.submit(self._walk, runs)
+        else:  # on its own: out of order, or beside a busy walker (parts given at once)
             digest = self.pool.submit(self._hash, runs)
+        if in_order:
+            self.handed = runs[-1][1]
         self.hashed[_bounds(runs)] = digest
 
     def _walk(self, runs: Runs, whole: bool = False) -> str:
