@@ -3,6 +3,7 @@ end in one line (or none), never a traceback nor an "internal error"."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -349,3 +350,23 @@ def test_workers_hand_out_every_task_at_once_when_asked(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, timeout=120
     )
     assert done.stdout == b"9 4\n", done.stderr
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_workers_results_come_back_through_a_wide_pipe() -> None:
+    """A result of a few hundred KB (a piece of the join's index) fits in the pipe that
+    brings it back: its worker goes on without waiting for the parent to read it."""
+    from jsonl_batch.lines.parallel import RESULT_PIPE_BYTES, Workers
+
+    with Workers(2) as workers:
+        assert workers.pool is not None
+        pipe = workers.pool._outqueue._writer.fileno()  # type: ignore[attr-defined]
+        assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= min(RESULT_PIPE_BYTES, _pipe_max())
+        assert list(workers.map(len, [b"x" * 300_000] * 4)) == [300_000] * 4
+
+
+def _pipe_max() -> int:
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except OSError:
+        return 1 << 16

@@ -10,6 +10,7 @@ result per chunk.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -170,10 +171,29 @@ def fork_pool(processes: int) -> Pool:
     if mask is not None:
         mask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return multiprocessing.get_context("fork").Pool(processes, _quiet_worker, (os.getpid(),))
+        pool = multiprocessing.get_context("fork").Pool(processes, _quiet_worker, (os.getpid(),))
     finally:
         if mask is not None:
             mask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _widen(pool)
+    return pool
+
+
+RESULT_PIPE_BYTES = 1 << 20
+"""What the pipe bringing the workers' results back holds (Linux; 64 KiB by default, and 1 MiB
+is what any user may ask for): a result of a few hundred KB (a piece of the join's index) is
+written at once, and its worker goes on with its next task instead of waiting, 64 KiB at a
+time, for this process to read it (the workers of a 500k join spent ~8% of their time so)."""
+
+
+def _widen(pool: Pool) -> None:
+    """Give ``pool``'s result pipe ``RESULT_PIPE_BYTES``, where the system allows it."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    writer = getattr(getattr(pool, "_outqueue", None), "_writer", None)  # multiprocessing's
+    if setpipe is None or writer is None:
+        return
+    with suppress(OSError):  # a lower /proc/sys/fs/pipe-max-size: the pipe stays as it is
+        fcntl.fcntl(writer.fileno(), setpipe, RESULT_PIPE_BYTES)
 
 
 def _quiet_worker(parent: int) -> None:
