@@ -1413,7 +1413,10 @@ def answers_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
         if structured and r.random() < 0.5:
             content = r.choice(['{"a": 1}', '{"a": "x"}', "not json", '{"a": 1e400}'])
         raw = answer_line(gen, cid, shapes, r.random() < rare_share)
-        if content is not None and b'"content": ' in raw:
+        text = b'"type": "output_text", "text": '  # a responses answer's text
+        if content is not None and text in raw:
+            raw = raw.replace(text, text + gen.dumps(content) + b', "x": ', 1)
+        elif content is not None and b'"content": ' in raw:
             raw = raw.replace(b'"content": ', b'"content": ' + gen.dumps(content) + b', "x": ', 1)
         lines.append(raw)
     if lines and r.random() < 0.7:  # the rare line last: of the file, or of its first range
