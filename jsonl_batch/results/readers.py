@@ -11,7 +11,9 @@ the shapes it knows. Anything else (a line that is not JSON, a blank line, a fie
 unexpected type, ``content`` given as an array of parts, the options that keep bodies,
 tool calls or vectors, a stream) goes line by line through ``LineReader`` and orjson, which
 names the file and line of every line it cannot use. (Vectors go line by line on purpose:
-orjson and ``array("f")`` read floats about twice as fast as pyarrow's JSON reader.)
+orjson and ``array("f")`` read floats about twice as fast as pyarrow's JSON reader.) The
+join's byte ranges (``fast_answers``) are read on a leaner schema where the lines allow it
+(``_Projection``): the same rows, a fifth less parsing.
 """
 
 from __future__ import annotations
@@ -608,12 +610,11 @@ class _Projection:
         else:
             raw = raw.cast(_SCHEMA)
         for path in kept:  # the only fields that can hold values
-            if _has_values(raw, path):
-                learned[path] = self.KEEP
-            elif learned.get(path, 1) > 1:
-                learned[path] -= 1
+            left = self.KEEP if _has_values(raw, path) else learned.get(path, 1) - 1
+            if left > 0:
+                learned[path] = left
             else:
-                learned.pop(path, None)
+                learned.pop(path, None)  # (never a KeyError, whatever other threads do)
         return raw
 
 
@@ -675,8 +676,9 @@ def answer_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
 
 def fast_answers(data: bytes) -> pa.Table | None:
     """``answer_schema()``'s columns of the result lines in ``data`` (whole lines), computed
-    by pyarrow and Arrow, or ``None`` when a line is not a clean result line of the shapes
-    the projected schema holds (then ``extract`` reads them one by one)."""
+    by pyarrow (on ``_PROJECTION``'s lean schema) and Arrow, or ``None`` when a line is not a
+    clean result line of the shapes the projected schema holds (then ``extract`` reads them
+    one by one)."""
     lengths = plain_lines(data)
     if lengths is None:
         return None
