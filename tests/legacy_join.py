@@ -33,7 +33,8 @@ from jsonl_batch.lines.reading import (
     source_name,
 )
 from jsonl_batch.lines.slices import NOT_COPIED, copy_value
-from jsonl_batch.results.join import Join, JoinError, JoinSummary, exact_sum
+from jsonl_batch.results.costs import exact_sum
+from jsonl_batch.results.join import Join, JoinError, JoinSummary
 from jsonl_batch.results.readers import (
     EXTRAS,
     Anomaly,

@@ -100,6 +100,13 @@ def test_a_users_price_table_is_used(tmp_path: Path) -> None:
     assert cost == [pytest.approx(1.0 + 2.0)]
 
 
+def test_token_drift_past_64_bits_is_exact() -> None:
+    # a server's 64-bit extremes: Arrow's sum wrapped (the reported total was negative)
+    tally = CostTally(load_prices())
+    tally.estimates(pa.array([8, 8]), pa.array([2**62, 2**62]))
+    assert tally.reported_tokens == 2**63 and tally.estimated_tokens == 16
+
+
 def test_token_drift_against_reported_prompt_tokens() -> None:
     tally = CostTally(load_prices())
     tally.estimates(pa.array([100, 200, None, 50]), pa.array([110, 220, 999, None]))

@@ -104,8 +104,8 @@ class CostTally:
         rows missing either are left out."""
         both = pc.and_(estimated.is_valid(), reported.is_valid())
         self.estimated_answers += pc.sum(both).as_py() or 0
-        self.estimated_tokens += pc.sum(estimated.filter(both)).as_py() or 0
-        self.reported_tokens += pc.sum(reported.filter(both)).as_py() or 0
+        self.estimated_tokens += exact_sum(estimated.filter(both))
+        self.reported_tokens += exact_sum(reported.filter(both))
 
     @property
     def drift_percent(self) -> float | None:
@@ -167,3 +167,14 @@ def input_estimates(
     return [
         f.tally.tokens if f.error is None and not f.tally.skipped else None for f in found.files
     ]
+
+
+def exact_sum(column: pa.ChunkedArray | pa.Array) -> int:
+    """The sum of an integer column, exact: Arrow's wraps past 2**63 (a server's 64-bit
+    extremes), so a column whose values could reach that is summed in Python."""
+    low, high = pc.min_max(column).values()
+    if low.as_py() is None:
+        return 0
+    if max(-low.as_py(), high.as_py()) < (1 << 63) // len(column):
+        return pc.sum(column).as_py() or 0
+    return sum(column.drop_null().to_pylist())

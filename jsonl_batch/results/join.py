@@ -35,7 +35,7 @@ from ..lines.reading import ReadError, Source, as_file, describe_os_error, open_
 from ..outputs.atomic import check_folder_target
 from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
-from .costs import CostTally, input_estimates
+from .costs import CostTally, exact_sum, input_estimates
 from .gather import request_bodies, take_answers
 from .index import (
     RESULT_SCHEMA,
@@ -784,17 +784,6 @@ def _tally(summary: JoinSummary, table: pa.Table) -> None:
     for r in pc.value_counts(table.column("output_problem").drop_null()).to_pylist():
         problems[r["values"]] += r["counts"]
     summary.output_problems = {p: problems[p] for p in OUTPUT_PROBLEMS if problems[p]}
-
-
-def exact_sum(column: pa.ChunkedArray | pa.Array) -> int:
-    """The sum of an integer column, exact: Arrow's wraps past 2**63 (a server's 64-bit
-    extremes), so a column whose values could reach that is summed in Python."""
-    low, high = pc.min_max(column).values()
-    if low.as_py() is None:
-        return 0
-    if max(-low.as_py(), high.as_py()) < (1 << 63) // len(column):
-        return pc.sum(column).as_py() or 0
-    return sum(column.drop_null().to_pylist())
 
 
 TOKEN_COLUMNS = (
