@@ -371,3 +371,22 @@ def test_parts_is_exact_with_skip_invalid(tmp_path: Path) -> None:
     result = run(str(path), "--parts", "4", "--max-bytes", "300", "--skip-invalid")
     assert result.exit_code == 0
     assert len([n for n in names(tmp_path) if "-of-004" in n]) == 4
+
+
+def test_a_read_error_while_hashing_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jsonl_batch.split import ranges
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(*(request(f"r{i}") for i in range(1, 40))))
+    monkeypatch.setattr(ranges, "SMALL_BYTES", 0)  # parts copied in the kernel, followed
+
+    def failing(fd: int, buffers: Any, offset: int) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ranges.os, "preadv", failing)
+    result = run(str(path), "--max-requests", "7")
+    assert result.exit_code == 2
+    assert result.output == f"Error: {path}: Input/output error\n"
+    assert names(tmp_path) == ["in.jsonl"]

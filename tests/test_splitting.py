@@ -973,3 +973,56 @@ def test_each_full_part_is_hashed_while_the_file_is_validated(
     assert sum(read) == sum(fed) == size and one.parts[0].sha256 == manifest.sha256
     for part, file in zip(manifest.parts, part_paths(result), strict=True):
         assert part.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def test_a_read_error_while_following_a_part_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody waits on ``follow``'s work: a read failing there is kept and raised by the
+    part's digest and the input's, never a wrong digest (nor bytes hashed twice)."""
+    data = bytes(range(256)) * 8192
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    calls, preadv = [0], os.preadv
+
+    def flaky(fd: int, buffers: Any, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == 3:  # once, while follow hashes
+            raise OSError(errno.EIO, "Input/output error")
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(copying.os, "preadv", flaky)
+    ranges = ByteRanges(path)
+    try:
+        runs = [[0, 1_000_000, 1, 1]]
+        ranges.follow(runs)
+        runs[0][1] = 1_500_000
+        ranges.hash(runs)
+        with pytest.raises(ReadError, match=r"in\.bin: Input/output error"):
+            ranges.hashed[copying._bounds(runs)].result()
+        with pytest.raises(ReadError, match=r"in\.bin: Input/output error"):
+            ranges.sha256.result()
+    finally:
+        ranges.close()
+
+
+def test_walked_follows_each_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read failing midway leaves ``walked`` at the bytes the input's digest took."""
+    path = tmp_path / "in.bin"
+    path.write_bytes(bytes(1_000_000))
+    calls, preadv = [0], os.preadv
+
+    def flaky(fd: int, buffers: Any, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(copying.os, "preadv", flaky)
+    ranges = ByteRanges(path)
+    try:
+        with pytest.raises(ReadError):
+            ranges._read(0, 1_000_000, (ranges.input,))
+        assert ranges.walked == 2 * copying.HASH_BYTES
+    finally:
+        ranges.close()

@@ -42,8 +42,8 @@ _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno
 
 class ByteRanges:
     """A file of ``size`` bytes to copy ranges of. ``sha256`` (a future, once asked for) is
-    the whole file's digest; a copy or a digest that finds the file changed is a
-    ``ReadError``."""
+    the whole file's digest; a copy or a digest that finds the file changed (or cannot read
+    it) is a ``ReadError``."""
 
     def __init__(self, path: Path, size: int | None = None) -> None:
         self.path = path
@@ -77,6 +77,9 @@ class ByteRanges:
         self.hashed: dict[tuple[int, ...], Future[str]] = {}
         """Runs' bounds -> their digest, started by ``hash``."""
         self._whole: Future[str] | None = None
+        self.error: BaseException | None = None
+        """The first failure of a ``follow`` (nobody waits on its future): ``_walk`` raises
+        it, so the part and the input's digest are never given from a read that failed."""
 
     @property
     def sha256(self) -> Future[str]:
@@ -92,7 +95,14 @@ class ByteRanges:
         bytes left to read (split follows the open part as the chunks come)."""
         if self._whole is None and self.in_kernel_copy(runs) and runs[0][0] >= self.handed:
             self.following = runs[0][0]
-            self.walker.submit(self._advance, [run[:2] for run in runs])
+            self.walker.submit(self._follow, [run[:2] for run in runs])
+
+    def _follow(self, runs: Runs) -> None:
+        if self.error is None:
+            try:
+                self._advance(runs)
+            except BaseException as exc:
+                self.error = exc
 
     def hash(self, runs: Runs) -> None:
         """Start hashing runs that ``copy`` will copy in the kernel, in a thread, before they
@@ -115,6 +125,8 @@ class ByteRanges:
         """In the walker's thread: hash the input on, through the end of ``runs`` (through
         the end of the file if ``whole``), and the runs' bytes into their part's digest
         from the same reads; that digest, or with ``whole`` the input's."""
+        if self.error is not None:
+            raise self.error
         if whole:
             self._read(self.walked, self.size, (self.input,))
             if os.fstat(self.fd).st_size != self.size:
@@ -144,18 +156,28 @@ class ByteRanges:
 
     def _read(self, start: int, end: int, digests: tuple[Any, ...], turn: int = 0) -> None:
         """Feed bytes ``[start, end)`` of the file to each digest, one cached block at a
-        time (``blocks[turn]``)."""
+        time (``blocks[turn]``); ``walked`` follows each block the input's digest takes."""
         buffer = self.blocks[turn]
+        walking = digests[0] is self.input
         while start < end and not self.stopped:
-            n = os.preadv(self.fd, [buffer[: min(end - start, HASH_BYTES)]], start)
-            if not n:
-                self._changed()
+            n = self._pread(buffer[: min(end - start, HASH_BYTES)], start)
             block = buffer[:n]
             for digest in digests:
                 digest.update(block)
             start += n
-        if digests[0] is self.input:
-            self.walked = max(self.walked, end)
+            if walking:
+                self.walked = max(self.walked, start)
+
+    def _pread(self, buffer: memoryview, start: int) -> int:
+        """Read into ``buffer`` from ``start``: how many bytes (a ``ReadError`` if none, or
+        if the system fails)."""
+        try:
+            n = os.preadv(self.fd, [buffer], start)
+        except OSError as exc:
+            raise ReadError(describe_os_error(self.path, exc)) from None
+        if not n:
+            self._changed()
+        return n
 
     def _hash(self, runs: Runs) -> str:
         """The sha256 of the runs alone, read back from the file (its page cache)."""
@@ -208,9 +230,7 @@ class ByteRanges:
         for start, end, _first, _last in runs:
             while start < end:
                 buffer = buffers[turn]
-                n = os.preadv(self.fd, [buffer[: min(end - start, COPY_BYTES)]], start)
-                if not n:
-                    self._changed()
+                n = self._pread(buffer[: min(end - start, COPY_BYTES)], start)
                 if hashing is not None:
                     hashing.result()
                     hashing = None
