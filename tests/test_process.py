@@ -270,6 +270,13 @@ def test_workers_die_with_their_parent() -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def python(code: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``code`` run by a new Python process (this package importable), its output caught."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code, *args]
+    return subprocess.run(command, env=env, capture_output=True, timeout=120)
+
+
 def test_workers_closed_without_waiting_end_by_the_next_close() -> None:
     """``close(wait=False)`` ends the workers in a thread while the caller goes on (the join
     writes its table meanwhile); the next ``close()`` (or the ``with`` block) waits for it."""
@@ -282,8 +289,7 @@ def test_workers_closed_without_waiting_end_by_the_next_close() -> None:
         "    assert pool.pool is None\n"
         "print(multiprocessing.active_children())\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    done = python(code)
     assert done.stdout == b"[]\n", done.stderr
 
 
@@ -297,8 +303,7 @@ def test_the_command_freezes_its_objects_at_exit() -> None:
         "atexit._run_exitfuncs()\n"
         "print(gc.get_freeze_count() > 0)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    done = python(code)
     assert done.stdout == b"True\n", done.stderr
 
 
@@ -315,8 +320,7 @@ def test_a_command_loads_without_garbage_collections() -> None:
         "gc.collect()\n"
         "print(len(runs), gc.isenabled(), frozen > 10_000)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    done = python(code)
     assert done.stdout == b"2 True True\n", done.stderr  # the collection asked for
 
 
@@ -345,10 +349,7 @@ def test_workers_hand_out_every_task_at_once_when_asked(tmp_path: Path) -> None:
         "    return done\n"
         "print(started(9, 9), started(9, None))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, timeout=120
-    )
+    done = python(code, str(tmp_path))
     assert done.stdout == b"9 4\n", done.stderr
 
 
