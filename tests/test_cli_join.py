@@ -408,3 +408,38 @@ def test_plain_join_loads_only_what_it_needs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
     assert pq.read_table(out).num_rows
+
+
+@pytest.mark.parametrize("tokens", [[2**63 - 1] * 3, [-(2**63)] * 2])
+def test_token_totals_beyond_json_integers_are_floats(tmp_path: Path, tokens: list[int]) -> None:
+    """orjson writes integers in [-2**63, 2**64) only: a total beyond is a float, in the
+    Parquet metadata and the JSON summary alike (was an internal error, exit 2)."""
+    ids = [f"r{i}" for i in range(len(tokens))]
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(jsonl(*(request(c) for c in ids)))
+    answers = []
+    for c, n in zip(ids, tokens, strict=True):
+        body = {"model": "m", "choices": [{"index": 0, "message": {"content": "ok"}}]}
+        body["usage"] = {"prompt_tokens": n, "completion_tokens": 1, "total_tokens": n}
+        answers.append({"custom_id": c, "response": {"status_code": 200, "body": body}})
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(jsonl(*answers))
+    table = tmp_path / "t.parquet"
+    result = run("join", str(inp), "-r", str(out), "-o", str(table))
+    assert result.exit_code == 0, result.output
+    summary = read_summary(table)
+    assert summary["total_tokens"] == float(sum(tokens)) and summary["completion_tokens"] == len(
+        ids
+    )
+    result = run(
+        "join",
+        str(inp),
+        "-r",
+        str(out),
+        "-o",
+        str(tmp_path / "t.jsonl"),
+        "--summary-format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output)["prompt_tokens"] == float(sum(tokens))

@@ -138,7 +138,7 @@ class CostTally:
             drift = {
                 "answers": self.estimated_answers,
                 "estimated_input_tokens": self.estimated_tokens,
-                "reported_prompt_tokens": self.reported_tokens,
+                "reported_prompt_tokens": json_int(self.reported_tokens),
                 "drift_percent": self.drift_percent,
             }
         return {
@@ -167,6 +167,13 @@ def input_estimates(
     return [
         f.tally.tokens if f.error is None and not f.tally.skipped else None for f in found.files
     ]
+
+
+def json_int(n: int) -> int | float:
+    """``n`` as the summary's JSON gives it: orjson writes integers in [-2**63, 2**64)
+    only, so an exact total (``exact_sum``) beyond that range is given as a float (its
+    nearest one: a server's extremes summed, not a real count)."""
+    return n if -(1 << 63) <= n < 1 << 64 else float(n)
 
 
 def exact_sum(column: pa.ChunkedArray | pa.Array) -> int:

@@ -35,7 +35,7 @@ from ..lines.reading import ReadError, Source, as_file, describe_os_error, open_
 from ..outputs.atomic import check_folder_target
 from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
-from .costs import CostTally, exact_sum, input_estimates
+from .costs import CostTally, exact_sum, input_estimates, json_int
 from .gather import request_bodies, take_answers
 from .index import (
     RESULT_SCHEMA,
@@ -111,8 +111,12 @@ class JoinSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The counts and anomalies; then, for a written table, ``output`` and ``format``
-        (and ``partition_by`` for a folder): what ``join --summary-format json`` prints."""
+        (and ``partition_by`` for a folder): what ``join --summary-format json`` prints and
+        Parquet's metadata holds. A token total beyond JSON's integers is a float
+        (``costs.json_int``)."""
         data = {k: v for k, v in vars(self).items() if k not in _WHERE}
+        for name in TOKEN_COLUMNS:
+            data[name] = json_int(data[name])
         data["anomalies"] = [a.to_dict() for a in self.anomalies]
         if self.output is not None:
             data.update(output=self.output, format=self.format)
