@@ -19,7 +19,7 @@ from helpers import jsonl, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonl_batch.results import index
+from jsonl_batch.results import index, structured
 from jsonl_batch.results.index import index_inputs, plan_structured, tasks
 from jsonl_batch.results.structured import (
     ENUM,
@@ -617,3 +617,35 @@ def test_formats_are_found_past_a_blank_line(write: Any) -> None:
     lines = jsonl(request("a"), request("b", response_format={"type": "json_object"}))
     plan = plan_structured([write(b"\n" + lines)])
     assert plan.json_mode == 1 and plan.schema_for(0, 3) is True and plan.schema_for(0, 2) is None
+
+
+def test_a_format_key_inside_a_string_is_not_a_tail(tmp_path: Path) -> None:
+    """A body key written ``"\\"response_format"`` holds ``"response_format"``: the line
+    is parsed, not given the format of an earlier line with that tail; a message's
+    escapes before the format keep the shortcut (the line's tail)."""
+    schema = b'{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object"}}}'
+    start = b'{"custom_id":"%s","url":"/v1/chat/completions","body":{"model":"m","messages":[],'
+    tail = b'"response_format":{"type":"json_object"},"text":{"format":' + schema + b"}}}"
+    lines = [start % b"a" + tail, start % b"b" + b'"\\' + tail]
+    lines += [
+        start.replace(b"[]", b'[{"role":"user","content":"x\\ny"}]') % c + tail
+        for c in (b"c", b"d")
+    ]
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    for piece in (
+        index_inputs((0, str(path), 0, len(data))),
+        index._index_inputs(str(path), 0, len(data)),
+    ):
+        found = piece.formats
+        assert found is not None
+        kinds = [(n, found.asked[a].kind) for n, a in zip(found.lines, found.at, strict=True)]
+        assert kinds == [
+            (1, "json_object"),
+            (2, "json_schema"),
+            (3, "json_object"),
+            (4, "json_object"),
+        ]
+    assert structured._tail(lines[1]) is None
+    assert structured._tail(lines[2]) == structured._tail(lines[0]) == tail

@@ -756,17 +756,21 @@ def _tail(raw: bytes) -> bytes | None:
     format value (a key is a string no earlier occurrence can follow unescaped), so two lines
     with the same tail ask for the same thing and only the first is parsed. ``None`` (parse
     the line) when an ASCII character is escaped before it: the body's key may be written
-    so (``"\\u0072esponse_format"``), the tail then another key's."""
+    so (``"\\u0072esponse_format"``), the tail then another key's; and when a backslash
+    is just before it: its quote is escaped, so it lies inside a string (a key
+    ``"\\"response_format"``), not at a key. Other escapes before it (a message's ``\\n``)
+    keep the shortcut."""
     at = raw.find(b'"response_format"')
     text = raw.find(b'"text"', 0, None if at == -1 else at)  # only an earlier one matters
     if text != -1:
         at = text
-    if at == -1 or _ASCII_ESCAPE.search(raw, 0, at):
+    if at <= 0 or raw[at - 1] == _BACKSLASH or _ASCII_ESCAPE.search(raw, 0, at):
         return None
     return raw[at:].rstrip()
 
 
 _ASCII_ESCAPE = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
+_BACKSLASH = ord("\\")
 
 
 def plan_of(found: Iterable[tuple[int, str, int, Formats]], schema: Any = None) -> StructuredPlan:
