@@ -187,3 +187,33 @@ def test_parquet_writer_writes_what_pyarrow_parquet_writes(chat: Any, tmp_path: 
         ours = (tmp_path / f"ours{suffix}.parquet").read_bytes()
         assert ours == (tmp_path / f"public{suffix}.parquet").read_bytes()
     assert pq.read_table(tmp_path / "ours.parquet").equals(table)
+
+
+def test_parquet_writer_falls_back_to_the_public_class(
+    chat: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pyarrow whose private writer takes other arguments (here: one that only
+    ``pyarrow.parquet.ParquetWriter`` gives) is a ``TypeError``: the public class then
+    writes, the same bytes."""
+    import pyarrow._parquet as private
+
+    real, refused = private.ParquetWriter, []
+
+    def changed(*args: Any, **kwargs: Any) -> Any:
+        if "compression_level" not in kwargs:  # parquet_writer's call, not pyarrow's own
+            refused.append(kwargs)
+            raise TypeError("__init__() missing 1 required keyword-only argument")
+        return real(*args, **kwargs)
+
+    table = chat.table
+    for name in ("normal", "fallback"):
+        if name == "fallback":
+            monkeypatch.setattr(private, "ParquetWriter", changed)
+        writer = parquet_writer(str(tmp_path / f"{name}.parquet"), table.schema)
+        writer.write_table(table, row_group_size=table.num_rows)
+        writer.add_key_value_metadata({b"k": b"v"})
+        writer.close()
+    assert len(refused) == 1
+    assert (tmp_path / "fallback.parquet").read_bytes() == (
+        tmp_path / "normal.parquet"
+    ).read_bytes()

@@ -272,13 +272,14 @@ def parquet_writer(where: str | IO[bytes], schema: pa.Schema) -> Any:
     It is pyarrow's writer itself, ``pyarrow._parquet.ParquetWriter``, given the defaults of
     ``pyarrow.parquet.ParquetWriter`` (the same file, byte for byte: a test holds it):
     importing ``pyarrow.parquet`` loads pyarrow's filesystems (S3, SSL), a good part of a
-    join's start-up, for paths this module never gives it. Where that class is not there
-    (another pyarrow), the public one."""
-    try:
-        from pyarrow._parquet import ParquetWriter
+    join's start-up, for paths this module never gives it. Where that class takes other
+    arguments (another pyarrow: a ``TypeError``), the public one. (A pyarrow without
+    ``pyarrow._parquet`` has no ``pyarrow.parquet`` either: no fallback for that.)"""
+    from pyarrow._parquet import ParquetWriter
 
+    try:
         return ParquetWriter(where, schema, **_PARQUET_DEFAULTS, **PARQUET_OPTIONS)
-    except (ImportError, TypeError):
+    except TypeError:
         import pyarrow.parquet as pq
 
         return pq.ParquetWriter(where, schema, **PARQUET_OPTIONS)
