@@ -1026,3 +1026,83 @@ def test_walked_follows_each_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert ranges.walked == 2 * copying.HASH_BYTES
     finally:
         ranges.close()
+
+
+def _wait_for(done: Any, seconds: float = 10) -> None:
+    """Poll ``done()`` (a thread waiting on another, without a timing to assert)."""
+    import time
+
+    end = time.monotonic() + seconds
+    while not done() and time.monotonic() < end:
+        time.sleep(0.001)
+
+
+def test_an_error_in_the_main_thread_drops_the_queued_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy failing in the main thread: the copies queued beside it are not run (were
+    all run before the temporaries went), no new file stays, the earlier split does."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(8))
+    split_file(path, max_requests=1)
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    path.write_bytes(chat_file(8, prefix="new"))
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # every part in the kernel
+    submitted: list[Any] = []
+
+    class Recording(splitting.ThreadPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(super().submit(*args, **kwargs))
+            return submitted[-1]
+
+    monkeypatch.setattr(splitting, "ThreadPoolExecutor", Recording)
+    copy, ran = splitting._copy, list[int]()
+
+    def spy(source: Any, plan: Any, outputs: Any, name: str) -> Any:
+        part = plan.runs[0][2]
+        ran.append(part)
+        if part == 2:  # beside: held until part 4, queued behind it, is dropped
+            _wait_for(lambda: len(submitted) > 1 and submitted[1].cancelled())
+        if part == 5:
+            raise WriteError("boom")
+        return copy(source, plan, outputs, name)
+
+    monkeypatch.setattr(splitting, "_copy", spy)
+    with pytest.raises(WriteError, match="boom"):
+        split_file(path, max_requests=1, force=True)
+    assert sorted(ran) == [1, 2, 3, 5] and submitted[1].cancelled()
+    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert after == {**before, "in.jsonl": path.read_bytes()}
+
+
+def test_a_copy_failing_beside_stops_the_main_thread_copying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure in the second thread is raised at the main thread's next part, not after
+    it copied all of its own."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(chat_file(8))
+    monkeypatch.setattr(copying, "SMALL_BYTES", 0)
+    copy, ran, noted = splitting._copy, list[int](), threading.Event()
+    note = splitting._note_failure
+
+    def noting(failed: Any, future: Any) -> None:
+        note(failed, future)
+        noted.set()
+
+    def spy(source: Any, plan: Any, outputs: Any, name: str) -> Any:
+        part = plan.runs[0][2]
+        ran.append(part)
+        if part == 2:
+            raise WriteError("no space")
+        result = copy(source, plan, outputs, name)
+        if part == 3:  # the main thread's part beside it: ends once the failure is noted
+            noted.wait(10)
+        return result
+
+    monkeypatch.setattr(splitting, "_note_failure", noting)
+    monkeypatch.setattr(splitting, "_copy", spy)
+    with pytest.raises(WriteError, match="no space"):
+        split_file(path, max_requests=1)
+    assert sorted(ran) in ([1, 2], [1, 2, 3])  # part 3 if it started before part 2 failed
+    assert os.listdir(tmp_path) == ["in.jsonl"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -303,13 +303,17 @@ def _write(
     outputs.check([*(folder / n for n in names), manifest_path(folder, stem)])
     make_folder(folder)
     counted = manifest.limits.get("max_tokens") is not None
-    with outputs, ThreadPoolExecutor(1) as beside:
+    with outputs, _beside() as beside:
         for plan in plans:  # to the hashing thread, in order, before the input's digest
             source.hash(plan.runs)
         copies: list[Future[tuple[Part, Future[str]]]] = []
+        failed: list[Future[Any]] = []
         for i, (plan, name) in enumerate(zip(plans, names, strict=False)):
+            if failed:  # a copy beside failed: say so now, not after every other part
+                failed[0].result()
             if i % 2 and source.in_kernel_copy(plan.runs):  # two kernel copies at a time
                 copies.append(beside.submit(_copy, source, plan, outputs, name))
+                copies[-1].add_done_callback(partial(_note_failure, failed))
             else:
                 copies.append(_done(_copy(source, plan, outputs, name)))
         hashes = []
@@ -328,6 +332,25 @@ def _write(
         manifest.sha256 = source.sha256.result()
         outputs.add_manifest(manifest)
         outputs.commit()
+
+
+def _note_failure(failed: list[Future[Any]], future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        failed.append(future)
+
+
+@contextmanager
+def _beside() -> Iterator[ThreadPoolExecutor]:
+    """A thread copying beside the main one; when the block fails (an error, Ctrl-C), the
+    copies it has not started are dropped, and the one under way ends before the block's
+    temporary files are removed."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _done(value: T) -> Future[T]:
