@@ -293,6 +293,30 @@ def test_workers_closed_without_waiting_end_by_the_next_close() -> None:
     assert done.stdout == b"[]\n", done.stderr
 
 
+def test_a_failure_ending_workers_in_the_thread_is_raised_by_the_next_close() -> None:
+    """What fails while ``close(wait=False)``'s thread ends the workers is kept and raised
+    by the next ``close()``, not printed as a thread's traceback."""
+    code = (
+        "import multiprocessing.pool\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
+        "terminate = multiprocessing.pool.Pool.terminate\n"
+        "def failing(self):\n"
+        "    terminate(self)\n"
+        "    raise OSError(5, 'Input/output error')\n"
+        "multiprocessing.pool.Pool.terminate = failing\n"
+        "pool = Workers(2)\n"
+        "pool.close(wait=False)\n"
+        "try:\n"
+        "    pool.close()\n"
+        "except OSError as exc:\n"
+        "    print('raised', exc.errno)\n"
+        "pool.close()\n"
+        "print(multiprocessing.active_children())\n"
+    )
+    done = python(code)
+    assert done.stdout == b"raised 5\n[]\n" and b"Traceback" not in done.stderr, done.stderr
+
+
 def test_the_command_freezes_its_objects_at_exit() -> None:
     """The last thing the process does: the objects are frozen, so that the interpreter's
     collections at exit do not walk them all again (pyarrow's: tens of milliseconds)."""

@@ -267,9 +267,14 @@ def _results(
         yield running.popleft().get()
 
 
-def _stop(pool: Pool) -> None:
-    pool.terminate()
-    pool.join()
+def _stop(pool: Pool, failed: list[BaseException]) -> None:
+    """End ``pool``'s workers; a failure is kept in ``failed`` for ``Workers.close`` to
+    raise (not printed as a thread's traceback)."""
+    try:
+        pool.terminate()
+        pool.join()
+    except BaseException as exc:
+        failed.append(exc)
 
 
 def cores() -> int:
@@ -286,6 +291,7 @@ class Workers:
         self.pool = None
         self.processes = processes
         self._stopping: threading.Thread | None = None
+        self._failed: list[BaseException] = []
         if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
             self.pool = fork_pool(processes)
 
@@ -303,14 +309,17 @@ class Workers:
 
     def close(self, wait: bool = True) -> None:
         """End the workers. ``wait=False``: in a thread, while the caller goes on (ending
-        them takes some milliseconds); a later ``close()`` waits for it."""
+        them takes some milliseconds); a later ``close()`` waits for it, and raises what
+        failed there."""
         if self.pool is not None:
             pool, self.pool = self.pool, None
-            self._stopping = threading.Thread(target=_stop, args=(pool,))
+            self._stopping = threading.Thread(target=_stop, args=(pool, self._failed))
             self._stopping.start()
         if wait and self._stopping is not None:
             self._stopping.join()
             self._stopping = None
+            if self._failed:
+                raise self._failed.pop(0)
 
     def __enter__(self) -> Workers:
         return self
