@@ -477,14 +477,25 @@ def test_property_parts_respect_the_token_budget(
         assert part.input_tokens + chat_tokens(first) > budget
 
 
+def earlier_split(folder: Path, n: int) -> tuple[Path, dict[str, bytes]]:
+    """An input of ``n`` lines split one request a part, then given other contents (the
+    same names): the input, and the folder's files as the split left them."""
+    path = folder / "in.jsonl"
+    path.write_bytes(chat_file(n))
+    split_file(path, max_requests=1)
+    before = files_in(folder)
+    path.write_bytes(chat_file(n, prefix="new"))
+    return path, before
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+
+
 def test_a_failed_split_with_force_keeps_the_earlier_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "in.jsonl"
-    path.write_bytes(chat_file(4))
-    split_file(path, max_requests=1)
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    path.write_bytes(chat_file(4, prefix="new"))  # the same names, other contents
+    path, before = earlier_split(tmp_path, 4)
     copy = ByteRanges.copy
     calls = []
 
@@ -498,8 +509,7 @@ def test_a_failed_split_with_force_keeps_the_earlier_split(
     with pytest.raises(WriteError, match="No space left"):
         split_file(path, max_requests=1, force=True)
     assert len(calls) == 3
-    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert after == {**before, "in.jsonl": path.read_bytes()}
+    assert files_in(tmp_path) == {**before, "in.jsonl": path.read_bytes()}
 
 
 def test_a_copy_failing_in_the_second_thread_keeps_the_earlier_split(
@@ -507,11 +517,7 @@ def test_a_copy_failing_in_the_second_thread_keeps_the_earlier_split(
 ) -> None:
     """Parts copied in the kernel go two at a time: a failure in the second thread (the
     second part) is the same one-line error, and the earlier split stays."""
-    path = tmp_path / "in.jsonl"
-    path.write_bytes(chat_file(4))
-    split_file(path, max_requests=1)
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    path.write_bytes(chat_file(4, prefix="new"))
+    path, before = earlier_split(tmp_path, 4)
     monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # every part in the kernel
     copy, second = ByteRanges.copy, set[int]()
     threads = set[int]()
@@ -527,8 +533,7 @@ def test_a_copy_failing_in_the_second_thread_keeps_the_earlier_split(
     with pytest.raises(WriteError, match="No space left"):
         split_file(path, max_requests=1, force=True)
     assert threading.get_ident() not in second and len(threads) == 2
-    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert after == {**before, "in.jsonl": path.read_bytes()}
+    assert files_in(tmp_path) == {**before, "in.jsonl": path.read_bytes()}
 
 
 def test_output_folder_under_a_file(tmp_path: Path) -> None:
@@ -1042,11 +1047,7 @@ def test_an_error_in_the_main_thread_drops_the_queued_copies(
 ) -> None:
     """A copy failing in the main thread: the copies queued beside it are not run (were
     all run before the temporaries went), no new file stays, the earlier split does."""
-    path = tmp_path / "in.jsonl"
-    path.write_bytes(chat_file(8))
-    split_file(path, max_requests=1)
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    path.write_bytes(chat_file(8, prefix="new"))
+    path, before = earlier_split(tmp_path, 8)
     monkeypatch.setattr(copying, "SMALL_BYTES", 0)  # every part in the kernel
     submitted: list[Any] = []
 
@@ -1071,8 +1072,7 @@ def test_an_error_in_the_main_thread_drops_the_queued_copies(
     with pytest.raises(WriteError, match="boom"):
         split_file(path, max_requests=1, force=True)
     assert sorted(ran) == [1, 2, 3, 5] and submitted[1].cancelled()
-    after = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert after == {**before, "in.jsonl": path.read_bytes()}
+    assert files_in(tmp_path) == {**before, "in.jsonl": path.read_bytes()}
 
 
 def test_a_copy_failing_beside_stops_the_main_thread_copying(
