@@ -14,7 +14,6 @@ import glob
 import inspect
 import os
 import re
-import tempfile
 import threading
 from array import array
 from collections import Counter
@@ -33,6 +32,7 @@ from ..errors import UsageError
 from ..lines.parallel import PARALLEL_MIN_BYTES, Workers, cores
 from ..lines.reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
 from ..outputs.atomic import check_folder_target
+from ..outputs.scratch import scratch_folder
 from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
 from .costs import CostTally, exact_sum, input_estimates, json_int
@@ -380,9 +380,10 @@ def join_into(
 
 
 def _temporary_folder(stack: ExitStack) -> tuple[str | None, ReadError | None]:
-    """The join's temporary folder (for the spill files), or why it could not be made."""
+    """The join's temporary folder (for the spill files; those killed joins left are removed
+    first), or why it could not be made."""
     try:
-        return stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-batch-join-")), None
+        return stack.enter_context(scratch_folder("jsonl-batch-join-")), None
     except OSError as exc:
         return None, ReadError(f"cannot make the join's temporary folder ({exc})")
 
