@@ -29,6 +29,7 @@ from .reading import (
     ReadError,
     Source,
     describe_os_error,
+    line_end,
     regular_size,
 )
 
@@ -154,9 +155,7 @@ def _next_line(handle: IO[bytes], target: int, size: int) -> int:
     """The start of the first line at or after ``target`` (``size`` at the end)."""
     if target >= size:
         return size
-    handle.seek(target - 1)
-    handle.readline()  # finish the line that covers target - 1
-    return min(handle.tell(), size)
+    return min(line_end(handle.fileno(), target - 1, size), size)  # the line covering target - 1
 
 
 _inherited: Work[object] | None = None

@@ -268,15 +268,16 @@ def chunk_bounds(path: str | os.PathLike[str], size: int, chunks: int) -> list[i
             target = size * i // chunks
             if target <= bounds[-1]:
                 continue
-            cut = _line_end(fd, target - 1, size)  # the end of the line covering target - 1
+            cut = line_end(fd, target - 1, size)  # the end of the line covering target - 1
             if bounds[-1] < cut < size:
                 bounds.append(cut)
     bounds.append(size)
     return bounds
 
 
-def _line_end(fd: int, at: int, size: int) -> int:
-    """The offset past the first newline at or after ``at`` (``size`` when there is none)."""
+def line_end(fd: int, at: int, size: int) -> int:
+    """The offset past the first newline at or after ``at`` in file ``fd`` (``size`` when
+    there is none; more if the file grew past ``size``): small ``pread``s, no seek."""
     while at < size:
         block = os.pread(fd, _PEEK, at)
         found = block.find(b"\n")
