@@ -292,6 +292,12 @@ def line_end(fd: int, at: int, size: int) -> int:
 _PEEK = 1 << 16
 
 
+def read_range(path: str | os.PathLike[str], start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of a file, in one ``pread`` (no buffer filled, no seek)."""
+    with open(path, "rb", buffering=0) as handle:
+        return os.pread(handle.fileno(), end - start, start)
+
+
 def loads_wide(raw: bytes) -> Any:
     """``orjson.loads``, but a line whose fault for orjson is a number out of its range (an
     integer over 64 bits too big for a double, ``1e999``) is read by Python's ``json`` (big

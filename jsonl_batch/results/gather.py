@@ -8,13 +8,12 @@ memory-mapping only the spill files the block needs, for as long as it needs the
 
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..lines.reading import loads_wide, strip_ending
+from ..lines.reading import loads_wide, read_range, strip_ending
 from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
 
@@ -46,8 +45,7 @@ def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Ano
     if not offsets:
         return pa.array(texts, pa.string())
     start = offsets[0]
-    with open(path, "rb", buffering=0) as handle:
-        data = os.pread(handle.fileno(), offsets[-1] + lengths[-1] - start, start)
+    data = read_range(path, start, offsets[-1] + lengths[-1])
     for i, (at, size) in enumerate(zip(offsets, lengths, strict=True)):
         raw = strip_ending(data[at - start : at - start + size])
         body = loads_wide(raw).get("body")  # a number orjson cannot hold: see loads_wide

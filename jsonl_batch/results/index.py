@@ -35,6 +35,7 @@ from ..lines.reading import (
     describe_os_error,
     explain_invalid,
     loads_wide,
+    read_range,
     source_name,
     strip_ending,
 )
@@ -119,7 +120,7 @@ def index_inputs(task: Task, formats: bool = True) -> Piece:
     With ``formats``, also what the requests ask for (``piece.formats``: the structured
     plan's part of the range, found here rather than by reading the inputs again)."""
     _, path, start, end = task
-    data = _read(path, start, end)
+    data = read_range(path, start, end)
     found = fast_ids(data, formats)
     if found is None:
         return _index_inputs(path, start, end, formats)
@@ -146,11 +147,6 @@ def _formats(data: bytes, rows: pa.Array, offsets: pa.Array, lengths: pa.Array) 
     for row, start, size in zip(rows.to_pylist(), starts, sizes, strict=True):
         finder.line(row + 1, data[start : start + size])
     return finder.found
-
-
-def _read(path: str, start: int, end: int) -> bytes:
-    with open(path, "rb", buffering=0) as handle:
-        return os.pread(handle.fileno(), end - start, start)
 
 
 def _request_schema(body: pa.DataType) -> pa.Schema:
@@ -258,7 +254,7 @@ def index_results(task: tuple[Task, str, tuple[str, ...]]) -> Piece:
     (an Arrow IPC file, one row per result line in order; ``spill_schema``); ``extras`` are
     ``EXTRAS`` keys."""
     (_, path, start, end), spill, extras = task
-    data = _read(path, start, end)
+    data = read_range(path, start, end)
     piece = Piece()
     table = None if extras else fast_answers(data)
     if table is not None:  # every line a clean result line: parsed by pyarrow, in Arrow
