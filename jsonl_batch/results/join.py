@@ -40,6 +40,7 @@ from .gather import request_bodies, take_answers
 from .index import (
     RESULT_SCHEMA,
     FileIndex,
+    counting,
     formats_of,
     index_inputs_of,
     index_results_of,
@@ -511,9 +512,7 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     """Per row ``r`` of ``n``: an ``i`` with ``where[i] == r`` (one of them), else null."""
     if not n:
         return pa.array([], pa.int64())
-    rows = pc.subtract(
-        pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), max(n, len(where)))), 1
-    )
+    rows = counting(max(n, len(where)), 0)
     if hasattr(pc, "scatter"):  # pyarrow 22 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))

@@ -747,7 +747,7 @@ def _read_fast(path: str) -> ResultFile | None:
     columns = None if raw is None else _columns(raw)
     if raw is None or columns is None:
         return None
-    columns["line"] = pc.cumulative_sum(pa.repeat(pa.scalar(1), raw.num_rows))
+    columns["line"] = counting(raw.num_rows)
     schema = result_schema()
     table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
     return ResultFile(path, table.num_rows, table)
@@ -913,15 +913,18 @@ def output_texts(output: pa.ListArray) -> pa.Array:
     )
     rows, text = rows.filter(keep), text.filter(keep)
     found = pc.value_counts(rows)
-    where = pc.index_in(_arange(len(output)), value_set=found.field("values"))
+    where = pc.index_in(counting(len(output), 0), value_set=found.field("values"))
     per_row = pc.fill_null(found.field("counts").take(where), 0)
     offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(per_row)])
     joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), "")
     return pc.if_else(pc.greater(per_row, 0), pc.cast(joined, pa.string()), None)
 
 
-def _arange(n: int) -> pa.Array:
-    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1), n)), 1)
+def counting(n: int, first: int = 1) -> pa.Array:
+    """``first, first + 1, ...``: ``n`` int64s, made in Arrow (``pa.array(range(n))`` makes a
+    Python int of each: ~70 ms for 500,000)."""
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
+    return pc.cumulative_sum(ones, start=first - 1) if n else pa.array([], pa.int64())
 
 
 def _getter(raw: pa.Table) -> Callable[..., pa.Array]:
