@@ -46,6 +46,7 @@ from .index import (
     index_results_of,
     spill_schema,
 )
+from .matching import Requests
 from .origins import Origin, find_origins
 from .readers import Anomaly
 from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_of
@@ -318,7 +319,8 @@ def join_into(
             indexed.append(f)
             meter.add(os.path.getsize(f.path))
         ids = _ids(indexed)  # while the workers index the results
-        _check_unique(ids, indexed)
+        lookup = Requests(ids)
+        _check_unique(lookup, indexed)
         answers = _Answers(
             plan_of(formats_of(indexed), given), origins, CostTally(table_prices), estimates
         )
@@ -329,11 +331,11 @@ def join_into(
             include_tool_calls=include_tool_calls,
             include_embeddings=include_embeddings,
         )
-        pa.default_memory_pool().release_unused()  # the check's sort
         if no_folder is not None:
             raise no_folder
-        answered = list(answering)
-        pa.default_memory_pool().release_unused()  # what the pieces came in
+        answered = [_matched(r, lookup) for r in answering]  # each as it is indexed
+        del lookup
+        pa.default_memory_pool().release_unused()  # the sort, what the pieces came in
         meter.add(sum(sizes[len(paths) :]))
         if not answers.structured.active:
             pool.close(wait=False)  # else it checks the answers (``check_answers``)
@@ -486,7 +488,10 @@ def _resolve(
     results = _concat_index(answered)
     for r in answered:
         r.table = None  # concatenated in ``results``
-    position = pc.index_in(results.column("custom_id"), value_set=ids)
+    if "position" not in results.column_names:  # the request's row (``_matched``)
+        found = pc.index_in(results.column("custom_id"), value_set=ids)
+        results = results.append_column("position", found)
+    position = results.column("position")
     orphan = position.is_null()
     summary.orphans = pc.sum(orphan).as_py() or 0
     if summary.orphans and summary.orphans == results.num_rows and len(ids):
@@ -495,9 +500,7 @@ def _resolve(
     if summary.orphans:
         later += _orphans(results.filter(orphan), answered, cap)
         results = results.filter(pc.invert(orphan))
-        position = position.filter(pc.invert(orphan))
-    results = results.append_column("position", position)  # the request's row
-    placed = _place(position.combine_chunks(), len(ids))
+    placed = _place(results.column("position").combine_chunks(), len(ids))
     once = len(ids) - placed.null_count == results.num_rows  # no request answered twice
     results, summary.duplicates, superseded = _dedup(results, answered, cap, once)
     later += superseded
@@ -516,6 +519,16 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     if hasattr(pc, "scatter"):  # pyarrow 22 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
+
+
+def _matched(r: FileIndex, requests: Requests) -> FileIndex:
+    """A result file's index with each line's request row (``position``), when
+    ``requests`` can find them (``matching.SEARCH``); else ``_resolve`` does."""
+    assert r.table is not None
+    found = requests.positions(r.table.column("custom_id"))
+    if found is not None:
+        r.table = r.table.append_column("position", found)
+    return r
 
 
 def _rows_of(f: FileIndex) -> int:
@@ -659,14 +672,10 @@ def no_match(results: int, requests: int) -> str:
     )
 
 
-def _check_unique(ids: pa.ChunkedArray, files: list[FileIndex]) -> None:
-    if len(ids) < 2:
+def _check_unique(requests: Requests, files: list[FileIndex]) -> None:
+    if not requests.twice():
         return
-    ordered = ids.take(pc.sort_indices(ids))  # a sort holds less memory than a hash table
-    if not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
-        return
-    del ordered
-    ids = ids.combine_chunks()
+    ids = requests.ids.combine_chunks()
     counts = pc.value_counts(ids)
     dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
     rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]

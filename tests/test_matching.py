@@ -1,0 +1,95 @@
+"""Placing result lines on their requests (``results.matching``) agrees with one hash table of
+every request (``pc.index_in``), whichever way a file's custom_ids are found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from helpers import jsonl, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_join_engine import same
+
+from jsonl_batch.results import matching
+from jsonl_batch.results.matching import Requests
+
+
+def chunked(values: list[str | None], pieces: int = 3) -> pa.ChunkedArray:
+    size = max(1, -(-len(values) // pieces))
+    parts = [values[i : i + size] for i in range(0, len(values), size)] or [[]]
+    return pa.chunked_array([pa.array(p, pa.string()) for p in parts], pa.string())
+
+
+def expected(ids: pa.ChunkedArray, wanted: pa.ChunkedArray) -> list[int | None]:
+    return pc.index_in(wanted, value_set=ids).to_pylist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    picks=st.lists(st.integers(-20, 320), max_size=200),
+    shuffle=st.randoms(use_true_random=False),
+    sample=st.sampled_from([1, 2, 64]),
+    span=st.sampled_from([1, 8]),
+)
+def test_positions_are_index_in(
+    n: int, picks: list[int], shuffle: Any, sample: int, span: int
+) -> None:
+    names = [f"id-{i:04d}" for i in range(n)]
+    shuffle.shuffle(names)  # any order: the sort is by custom_id, the rows by position
+    ids = chunked(names, 4)
+    wanted_values = [None if p < 0 else f"id-{p:04d}" for p in picks]  # some not requests
+    wanted = chunked(wanted_values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matching, "SAMPLE", sample)
+        patch.setattr(matching, "SPAN", span)
+        found = Requests(ids).positions(wanted)
+    assert found is not None
+    assert found.type == pa.int32()
+    assert found.to_pylist() == expected(ids, wanted)
+
+
+def test_a_stretch_with_answers_from_elsewhere_and_orphans(monkeypatch: Any) -> None:
+    """A file answering one stretch (its table) and, beyond it, other requests and none
+    (found by search)."""
+    monkeypatch.setattr(matching, "SAMPLE", 4)
+    ids = chunked([f"r{i:05d}" for i in range(10_000)], 7)
+    values = [f"r{i:05d}" for i in range(5_000, 5_400)][::-1]
+    values[5::45] = ["r00003", "r09999", "nobody", None, "r04999", "r05400", "zzz", "", "r1"]
+    wanted = chunked(values)
+    searched: list[int] = []
+    search = Requests._search
+    spy = lambda self, w: searched.append(len(w)) or search(self, w)  # noqa: E731
+    monkeypatch.setattr(Requests, "_search", spy)
+    assert Requests(ids).positions(wanted).to_pylist() == expected(ids, wanted)  # type: ignore[union-attr]
+    assert searched == [4, 7]  # the sample, then what the stretch (and its slack) did not hold
+
+
+@pytest.mark.parametrize("values", [[], ["a"], ["a", "b"]])
+def test_no_requests_or_nothing_wanted(values: list[str]) -> None:
+    empty = chunked([])
+    assert Requests(empty).positions(chunked(values)).to_pylist() == [None] * len(values)  # type: ignore[union-attr]
+    ids = chunked(["b", "a"])
+    assert Requests(ids).positions(chunked(values)).to_pylist() == expected(ids, chunked(values))  # type: ignore[union-attr]
+
+
+def test_twice() -> None:
+    assert not Requests(chunked([])).twice()
+    assert not Requests(chunked(["a"])).twice()
+    assert not Requests(chunked(["b", "a", "c"])).twice()
+    assert Requests(chunked(["b", "a", "c", "b"])).twice()
+
+
+def test_a_pyarrow_without_search_joins_the_same(monkeypatch: Any, tmp_path: Any) -> None:
+    """Without ``search_sorted`` (pyarrow before 23) the join looks every result up at once."""
+    monkeypatch.setattr(matching, "SEARCH", False)
+    assert Requests(chunked(["a"])).positions(chunked(["a"])) is None
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_bytes(jsonl(*(request(f"r{i}") for i in range(6))))
+    results = tmp_path / "out.jsonl"
+    lines = [{"custom_id": c, "response": None, "error": {"code": "x"}} for c in ["r3", "r9", "r3"]]
+    results.write_bytes(jsonl(*lines))
+    same([inputs], [results])
