@@ -1,11 +1,11 @@
 """The package's layout: imports point down, folder by folder (read with ast, nothing imported).
 
-Layers, lowest first (docs/DEVELOPING.md describes each): ``errors``; ``lines``; ``rules``;
-``outputs``; ``tokens``; ``validate``; ``build`` and ``split``; ``results``; ``api``; ``jobs``;
-``render``; ``cli`` with ``interrupts`` (the process entry point, which ``cli.Main`` uses). A
-module imports only from its own folder or from lower layers; ``lines`` imports nothing of
-ours but ``errors``, ``rules`` only ``lines``; nothing below ``cli`` imports click or a
-renderer; no folder imports another's private names.
+Layers, lowest first (docs/DEVELOPING.md describes each): ``errors`` and ``compute``;
+``lines``; ``rules``; ``outputs``; ``tokens``; ``validate``; ``build`` and ``split``;
+``results``; ``api``; ``jobs``; ``render``; ``cli`` with ``interrupts`` (the process entry
+point, which ``cli.Main`` uses). A module imports only from its own folder or from lower
+layers; ``lines`` imports nothing of ours but ``errors``, ``rules`` only ``lines``; nothing
+below ``cli`` imports click or a renderer; no folder imports another's private names.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jsonl_batch
 
 PACKAGE = Path(jsonl_batch.__file__).parent
 LAYERS = [
-    {"errors"},
+    {"errors", "compute"},
     {"lines"},
     {"rules"},
     {"outputs"},

@@ -395,3 +395,30 @@ def _pipe_max() -> int:
         return int(Path("/proc/sys/fs/pipe-max-size").read_text())
     except OSError:
         return 1 << 16
+
+
+def test_a_join_never_imports_pyarrow_compute(tmp_path: Path) -> None:
+    """pyarrow.compute builds ~300 Python wrappers when imported (~30 ms, in the join's
+    process and again in each worker's first task): the join calls Arrow's functions through
+    ``jsonl_batch.compute`` instead, and never pyarrow's methods that import it (``take``,
+    ``filter``, ``cast`` ...). A worker forked from the process inherits the watch."""
+    code = (
+        "import sys\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pyarrow.compute':\n"
+        "            with open(sys.argv[1], 'a') as f:\n"
+        "                f.write('imported\\n')\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "from jsonl_batch.results import join\n"
+        "join.PARALLEL_MIN_BYTES = 0\n"
+        "from jsonl_batch.cli import main\n"
+        "main(sys.argv[2:])\n"
+    )
+    watched = tmp_path / "imported"
+    results = [str(DATA / f"chat.{kind}.jsonl") for kind in ("output", "errors")]
+    command = ["join", str(DATA / "chat.input.jsonl"), "-r", results[0], "-r", results[1]]
+    done = python(code, str(watched), *command, "-o", str(tmp_path / "t.parquet"))
+    assert done.returncode in (0, 1), done.stderr
+    assert (tmp_path / "t.parquet").exists()
+    assert not watched.exists()

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.reading import read_lines
 from ..results.join import JoinSummary, join_into
 from ..results.tables import TableWriter
@@ -97,9 +97,9 @@ class JobColumns:
         for round_ in self.rounds:
             where = round_.take(ids)
             hit = pc.is_valid(where)
-            batch_ids = pc.if_else(hit, round_.batch_ids.take(where), batch_ids)
-            paths = pc.if_else(hit, round_.paths.take(where), paths)
-            lines = pc.if_else(hit, round_.lines.take(where), lines)
+            batch_ids = pc.if_else(hit, pc.take(round_.batch_ids, where), batch_ids)
+            paths = pc.if_else(hit, pc.take(round_.paths, where), paths)
+            lines = pc.if_else(hit, pc.take(round_.lines, where), lines)
             attempts = pc.add(attempts, pc.cast(hit, pa.int32()))
         return [attempts, batch_ids, paths, lines]
 

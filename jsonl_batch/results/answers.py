@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.parallel import Workers
 from .structured import BlockChecks
 
@@ -126,7 +126,7 @@ def problem_columns(
     ok = pc.fill_null(ok, False)
     cases = pc.make_struct(
         pc.and_(ok, filtered),
-        pc.and_(ok, refused.is_valid()),
+        pc.and_(ok, pc.is_valid(refused)),
         pc.and_(ok, cut),
         field_names=["content_filter", "refusal", "truncated"],
     )
@@ -141,17 +141,17 @@ def refusal_texts(output: pa.ListArray) -> pa.Array:
     items = pc.list_flatten(output)
     parts = pc.struct_field(items, "content")
     values = pc.list_flatten(parts)
-    rows = pc.list_parent_indices(output).take(pc.list_parent_indices(parts))
+    rows = pc.take(pc.list_parent_indices(output), pc.list_parent_indices(parts))
     is_message = pc.fill_null(pc.equal(pc.struct_field(items, "type"), "message"), False)
     keep = pc.and_(
-        is_message.take(pc.list_parent_indices(parts)),
+        pc.take(is_message, pc.list_parent_indices(parts)),
         pc.fill_null(pc.equal(pc.struct_field(values, "type"), "refusal"), False),
     )
     text = pc.struct_field(values, "refusal")
     text = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(text), 0), False), text, REFUSED)
-    rows, text = rows.filter(keep), text.filter(keep)
+    rows, text = pc.filter(rows, keep), pc.filter(text, keep)
     first = pc.index_in(pc.subtract(pc.cumulative_sum(pa.repeat(1, len(output))), 1), rows)
-    return text.take(first)
+    return pc.take(text, first)
 
 
 CHECK_ROWS = 8192
@@ -169,7 +169,9 @@ def check_answers(
     without an output problem are parsed. ``workers``: processes that check the block in
     as many equal pieces, of at most ``CHECK_ROWS`` answers (the same columns come back)."""
     todo = pc.and_(
-        pc.and_(pc.fill_null(table.column("ok"), False), table.column("output_problem").is_null()),
+        pc.and_(
+            pc.fill_null(table.column("ok"), False), pc.is_null(table.column("output_problem"))
+        ),
         pc.not_equal(pa.array(checks.wanted, pa.int32()), -1),
     )
     if not pc.any(todo).as_py():
@@ -182,7 +184,7 @@ def check_answers(
     size = table.num_rows
     if workers is None or workers.pool is None or size < CHECK_MIN_ROWS:
         parsed, problems, messages = _check(
-            (todo, content.filter(todo), problems, messages, checks)
+            (todo, pc.filter(content, todo), problems, messages, checks)
         )
     else:
         processes = workers.processes
@@ -191,7 +193,7 @@ def check_answers(
         tasks = []
         for start in range(0, size, step):
             part = [_copy(c.slice(start, step)) for c in (todo, problems, messages)]
-            texts = content.slice(start, step).filter(part[0])  # only what is checked
+            texts = pc.filter(content.slice(start, step), part[0])  # only what is checked
             tasks.append((part[0], texts, part[1], part[2], checks.part(start, start + step)))
         done = list(workers.map(_check, tasks))
         parsed, problems, messages = (pa.concat_arrays([d[i] for d in done]) for i in range(3))

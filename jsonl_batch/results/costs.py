@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.reading import Source
 from ..tokens.pricing import PriceTable, round_cost
 
@@ -59,9 +59,9 @@ class CostTally:
         where = pc.index_in(model, value_set=pa.array(models, pa.string()))
 
         def unit(values: list[float | None]) -> pa.Array:
-            return pa.array(values, pa.float64()).take(where)
+            return pc.take(pa.array(values, pa.float64()), where)
 
-        has_usage = pc.or_(prompt.is_valid(), completion.is_valid())
+        has_usage = pc.or_(pc.is_valid(prompt), pc.is_valid(completion))
         prompt_in = pc.fill_null(prompt, 0)
         cached_in = pc.max_element_wise(pc.fill_null(cached, 0), 0)  # a server's nonsense
         cached_in = pc.min_element_wise(cached_in, prompt_in)
@@ -91,21 +91,23 @@ class CostTally:
     ) -> None:
         self.total += pc.sum(cost).as_py() or 0.0
         self.priced += len(cost) - cost.null_count
-        missing = pc.and_(has_usage, cost.is_null())
+        missing = pc.and_(has_usage, pc.is_null(cost))
         if pc.any(missing).as_py():
-            names = pc.fill_null(model.filter(missing), "unknown model")
+            names = pc.fill_null(pc.filter(model, missing), "unknown model")
             for row in pc.value_counts(names).to_pylist():
                 self.unpriced[row["values"]] += row["counts"]
-        at_input = pc.and_(pc.and_(cost.is_valid(), pc.greater(cached, 0)), cached_unit.is_null())
+        at_input = pc.and_(
+            pc.and_(pc.is_valid(cost), pc.greater(cached, 0)), pc.is_null(cached_unit)
+        )
         self.cached_at_input += pc.sum(at_input).as_py() or 0
 
     def estimates(self, estimated: Column, reported: Column) -> None:
         """Count input-token estimates (``stats``' counting) against reported prompt tokens;
         rows missing either are left out."""
-        both = pc.and_(estimated.is_valid(), reported.is_valid())
+        both = pc.and_(pc.is_valid(estimated), pc.is_valid(reported))
         self.estimated_answers += pc.sum(both).as_py() or 0
-        self.estimated_tokens += exact_sum(estimated.filter(both))
-        self.reported_tokens += exact_sum(reported.filter(both))
+        self.estimated_tokens += exact_sum(pc.filter(estimated, both))
+        self.reported_tokens += exact_sum(pc.filter(reported, both))
 
     @property
     def drift_percent(self) -> float | None:
@@ -184,4 +186,4 @@ def exact_sum(column: pa.ChunkedArray | pa.Array) -> int:
         return 0
     if max(-low.as_py(), high.as_py()) < (1 << 63) // len(column):
         return pc.sum(column).as_py() or 0
-    return sum(column.drop_null().to_pylist())
+    return sum(pc.drop_null(column).to_pylist())

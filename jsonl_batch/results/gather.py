@@ -11,8 +11,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.reading import loads_wide, read_range, strip_ending
 from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
@@ -21,7 +21,7 @@ from .readers import Anomaly, not_copied
 def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.Schema) -> pa.Table:
     """The answer rows ``(spill[i], row[i])`` in order, a row of nulls where ``spill[i]`` is
     null (a request without an answer)."""
-    used = pc.unique(spill.drop_null()).to_pylist()
+    used = pc.unique(pc.drop_null(spill)).to_pylist()
     if not used:
         return pa.Table.from_arrays([pa.nulls(len(spill), f.type) for f in schema], schema=schema)
     tables, first = [], [0] * len(spills)
@@ -31,8 +31,8 @@ def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.S
             source = stack.enter_context(pa.memory_map(spills[number]))
             tables.append(pa.ipc.open_file(source).read_all())
             first[number], at = at, at + tables[-1].num_rows
-        where = pc.add(pa.array(first, pa.int64()).take(spill), pc.cast(row, pa.int64()))
-        return pa.concat_tables(tables).take(where)  # one take; null where no answer
+        where = pc.add(pc.take(pa.array(first, pa.int64()), spill), pc.cast(row, pa.int64()))
+        return pc.take(pa.concat_tables(tables), where)  # one take; null where no answer
 
 
 def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Anomaly]) -> pa.Array:

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.parallel import Workers
 from ..lines.reading import (
     BUFFER_SIZE,
@@ -144,7 +144,7 @@ def index_inputs(task: Task, formats: bool = True) -> Piece:
 def _formats(data: bytes, rows: pa.Array, offsets: pa.Array, lengths: pa.Array) -> Formats:
     """What the requests on ``rows`` (those that ask for JSON output) ask for."""
     finder = FormatFinder()
-    starts, sizes = offsets.take(rows).to_pylist(), lengths.take(rows).to_pylist()
+    starts, sizes = pc.take(offsets, rows).to_pylist(), pc.take(lengths, rows).to_pylist()
     for row, start, size in zip(rows.to_pylist(), starts, sizes, strict=True):
         finder.line(row + 1, data[start : start + size])
     return finder.found
@@ -185,7 +185,7 @@ def fast_ids(
         table = project_lines(data, _FORMAT_SCHEMA)
     if table is None or table.num_rows != len(lengths) or table.column("custom_id").null_count:
         return None
-    has_target = pc.or_(table.column("url").is_valid(), table.column("body").is_valid())
+    has_target = pc.or_(pc.is_valid(table.column("url")), pc.is_valid(table.column("body")))
     if not pc.all(has_target).as_py():
         return None
     asking = None

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..errors import UsageError
 from ..lines.parallel import PARALLEL_MIN_BYTES, Workers, cores
 from ..lines.reading import ReadError, Source, as_file, describe_os_error, open_source, source_name
@@ -492,21 +492,21 @@ def _resolve(
         found = pc.index_in(results.column("custom_id"), value_set=ids)
         results = results.append_column("position", found)
     position = results.column("position")
-    orphan = position.is_null()
+    orphan = pc.is_null(position)
     summary.orphans = pc.sum(orphan).as_py() or 0
     if summary.orphans and summary.orphans == results.num_rows and len(ids):
         raise JoinError(no_match(summary.orphans, len(ids)))
     later: list[Anomaly] = []
     if summary.orphans:
-        later += _orphans(results.filter(orphan), answered, cap)
-        results = results.filter(pc.invert(orphan))
+        later += _orphans(pc.filter(results, orphan), answered, cap)
+        results = pc.filter(results, pc.invert(orphan))
     placed = _place(results.column("position").combine_chunks(), len(ids))
     once = len(ids) - placed.null_count == results.num_rows  # no request answered twice
     results, summary.duplicates, superseded = _dedup(results, answered, cap, once)
     later += superseded
     if not once:
         placed = _place(results.column("position").combine_chunks(), len(ids))
-    spill, row = (results.column(n).combine_chunks().take(placed) for n in ("spill", "row"))
+    spill, row = (pc.take(results.column(n).combine_chunks(), placed) for n in ("spill", "row"))
     first = list(accumulate((_rows_of(f) for f in indexed[:-1]), initial=0))
     return _Plan(summary, spill, row, first, [], result_anomalies, later)
 
@@ -516,7 +516,7 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     if not n:
         return pa.array([], pa.int64())
     rows = counting(max(n, len(where)), 0)
-    if hasattr(pc, "scatter"):  # pyarrow 22 and later: no hash table
+    if "scatter" in pc.FUNCTIONS:  # pyarrow 22 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
 
@@ -677,7 +677,7 @@ def _check_unique(requests: Requests, files: list[FileIndex]) -> None:
         return
     ids = requests.ids.combine_chunks()
     counts = pc.value_counts(ids)
-    dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+    dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
     rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]
     where = [_locate(files, row) for row in rows]
     raise JoinError(
@@ -721,18 +721,18 @@ def _dedup(
     if once:
         return results, 0, []
     keys = [("position", "ascending"), ("ok", "descending"), ("file", "descending")]
-    ranked = results.take(pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
+    ranked = pc.take(results, pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
     rows = ranked.column("position").combine_chunks()  # a request's row: its custom_id
     keep = pa.concat_arrays([pa.array([True]), pc.not_equal(rows[1:], rows[:-1])])
-    kept, dropped = ranked.filter(keep), ranked.filter(pc.invert(keep))
+    kept, dropped = pc.filter(ranked, keep), pc.filter(ranked, pc.invert(keep))
     listed = dropped.select(["custom_id", "file", "line", "position"])
-    listed = listed.take(
-        pc.sort_indices(listed, sort_keys=[("file", "ascending"), ("line", "ascending")])
+    listed = pc.take(
+        listed, pc.sort_indices(listed, sort_keys=[("file", "ascending"), ("line", "ascending")])
     )
     if cap is not None:
         listed = listed.slice(0, cap)
     kept_rows = kept.column("position").combine_chunks()
-    winners = kept.take(pc.index_in(listed.column("position"), value_set=kept_rows))
+    winners = pc.take(kept, pc.index_in(listed.column("position"), value_set=kept_rows))
     anomalies = []
     for r, w in zip(
         listed.to_pylist(), winners.select(["file", "line", "ok"]).to_pylist(), strict=True
@@ -763,7 +763,7 @@ def _rows(
     """A block's rows in the join's schema: the request's columns, then its answer's."""
     ok = answers.column("ok")
     status = pc.if_else(
-        ok.is_null(), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
+        pc.is_null(ok), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
     )
     assert f.table is not None
     rows = answers.num_rows
@@ -788,13 +788,13 @@ def _tally(summary: JoinSummary, table: pa.Table) -> None:
         name = r["values"]
         setattr(summary, name, getattr(summary, name) + r["counts"])
     codes = Counter(summary.error_codes)
-    for r in pc.value_counts(table.column("error_code").drop_null()).to_pylist():
+    for r in pc.value_counts(pc.drop_null(table.column("error_code"))).to_pylist():
         codes[r["values"]] += r["counts"]
     summary.error_codes = dict(sorted(codes.items()))
     for name in TOKEN_COLUMNS:
         setattr(summary, name, getattr(summary, name) + exact_sum(table.column(name)))
     problems = Counter(summary.output_problems)
-    for r in pc.value_counts(table.column("output_problem").drop_null()).to_pylist():
+    for r in pc.value_counts(pc.drop_null(table.column("output_problem"))).to_pylist():
         problems[r["values"]] += r["counts"]
     summary.output_problems = {p: problems[p] for p in OUTPUT_PROBLEMS if problems[p]}
 
@@ -876,11 +876,11 @@ class _Answers:
             else:
                 held = self._cached(("origin", number), lambda: _origin_lines(origin))
                 added["original_file"] = pa.repeat(pa.scalar(origin.input), table.num_rows)
-                added["original_line"] = held.take(pc.min_element_wise(lines, len(held) - 1))
+                added["original_line"] = pc.take(held, pc.min_element_wise(lines, len(held) - 1))
         counted = self.estimates[number] if self.estimates is not None else None
         if counted is not None:
             estimates = self._cached(("estimate", number), lambda: pa.array(counted, pa.int64()))
-            self.costs.estimates(estimates.take(lines), prompt)
+            self.costs.estimates(pc.take(estimates, lines), prompt)
         have = set(table.column_names)
         return pa.Table.from_arrays(
             [

@@ -14,9 +14,10 @@ that answers requests from all over the inputs.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-SEARCH = hasattr(pc, "search_sorted")
+from .. import compute as pc
+
+SEARCH = "search_sorted" in pc.FUNCTIONS
 """pyarrow 23 and later: without it, ``Requests.positions`` gives ``None`` and the caller
 looks every result up in one hash table of the requests (``pc.index_in``)."""
 SAMPLE = 64
@@ -33,7 +34,7 @@ class Requests:
         self.ids, self.size = ids, len(ids)
         whole = ids.combine_chunks()  # taking from one chunk is several times faster
         self.order = pc.sort_indices(whole)  # a sort holds less memory than a hash table
-        self.sorted = whole.take(self.order)
+        self.sorted = pc.take(whole, self.order)
 
     def twice(self) -> bool:
         """Whether a custom_id appears more than once."""
@@ -51,7 +52,7 @@ class Requests:
         if not n or not self.size:
             return pa.nulls(n, pa.int32())
         step = max(1, n // SAMPLE)
-        seen = self._search(wanted.take(pa.array(range(0, n, step)))).drop_null()
+        seen = pc.drop_null(self._search(pc.take(wanted, pa.array(range(0, n, step)))))
         if not len(seen):
             return self._search(wanted)
         span = pc.min_max(seen).as_py()
@@ -62,15 +63,15 @@ class Requests:
             return self._search(wanted)
         stretch = self.ids.slice(low, high - low)
         found = pc.add(pc.index_in(wanted, value_set=stretch), pa.scalar(low, pa.int32()))
-        elsewhere = found.is_null()
+        elsewhere = pc.is_null(found)
         if not found.null_count:
             return found
-        return pc.replace_with_mask(found, elsewhere, self._search(wanted.filter(elsewhere)))
+        return pc.replace_with_mask(found, elsewhere, self._search(pc.filter(wanted, elsewhere)))
 
     def _search(self, wanted: pa.Array) -> pa.Array:
         """``positions`` by binary search in the sorted custom_ids."""
         last = pa.scalar(self.size - 1, pa.uint64())  # past the end: compared with the last
         at = pc.min_element_wise(pc.search_sorted(self.sorted, wanted), last)
-        hit = pc.equal(self.sorted.take(at), wanted)  # null for a null custom_id
-        rows = pc.cast(self.order.take(at), pa.int32())
+        hit = pc.equal(pc.take(self.sorted, at), wanted)  # null for a null custom_id
+        rows = pc.cast(pc.take(self.order, at), pa.int32())
         return pc.if_else(hit, rows, pa.scalar(None, pa.int32()))

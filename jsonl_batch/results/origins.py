@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..lines.reading import Source
 
 MANIFEST_GLOB = "*.manifest.json"

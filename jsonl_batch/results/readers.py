@@ -30,9 +30,9 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from .. import compute as pc
 from ..lines.reading import (
     BUFFER_SIZE,
     MAX_DEPTH,
@@ -608,7 +608,7 @@ class _Projection:
             if raw is None:
                 return None
         else:
-            raw = raw.cast(_SCHEMA)
+            raw = pc.cast_table(raw, _SCHEMA)
         for path in kept:  # the only fields that can hold values
             left = self.KEEP if _has_values(raw, path) else learned.get(path, 1) - 1
             if left > 0:
@@ -712,7 +712,7 @@ def plain_lines(data: bytes) -> pa.Array | None:
         return None  # a blank line, ``null``, a BOM...
     lengths = pc.binary_length(lines)
     if pc.max(lengths).as_py() >= _DEEP_LINE:
-        for line in lines.filter(pc.greater_equal(lengths, _DEEP_LINE)).to_pylist():
+        for line in pc.filter(lines, pc.greater_equal(lengths, _DEEP_LINE)).to_pylist():
             if line.count("[") + line.count("{") > MAX_DEPTH:
                 return None
     return lengths
@@ -757,8 +757,8 @@ def _columns(raw: pa.Table) -> dict[str, pa.Array] | None:
     """``result_schema()``'s columns computed from the projected table (``extract``'s rules)."""
     get = _getter(raw)
     custom_id, error, status = get("custom_id"), get("error"), get("response", "status_code")
-    has_error = error.is_valid()
-    if custom_id.null_count or not pc.all(pc.or_(has_error, status.is_valid())).as_py():
+    has_error = pc.is_valid(error)
+    if custom_id.null_count or not pc.all(pc.or_(has_error, pc.is_valid(status))).as_py():
         return None  # lines that are not result lines: the line reader says which and why
     if (
         status.null_count < len(status)
@@ -857,7 +857,7 @@ def _problems(
         ok,
         finish,
         refusal,
-        output.is_valid(),
+        pc.is_valid(output),
         get("response", "body", "status"),
         get("response", "body", "incomplete_details", "reason"),
         refusals,
@@ -883,12 +883,12 @@ def _content(get: Callable[..., pa.Array], first: pa.Array) -> tuple[pa.Array, p
     message, text = pc.struct_field(first, "message"), pc.struct_field(first, "text")
     content = pc.struct_field(message, "content")
     if text.null_count < len(text):  # completions bodies (copying all text costs time)
-        content = pc.if_else(message.is_valid(), content, text)
+        content = pc.if_else(pc.is_valid(message), content, text)
     finish = pc.struct_field(first, "finish_reason")
     output = get("response", "body", "output")
     if output.null_count == len(output):
         return content, finish
-    is_responses = output.is_valid()
+    is_responses = pc.is_valid(output)
     content = pc.if_else(is_responses, output_texts(output.combine_chunks()), content)
     reason = pc.coalesce(
         get("response", "body", "incomplete_details", "reason"),
@@ -902,19 +902,20 @@ def output_texts(output: pa.ListArray) -> pa.Array:
     items = pc.list_flatten(output)
     parts = pc.struct_field(items, "content")
     values = pc.list_flatten(parts)
-    rows = pc.list_parent_indices(output).take(pc.list_parent_indices(parts))
+    rows = pc.take(pc.list_parent_indices(output), pc.list_parent_indices(parts))
     is_message = pc.equal(pc.struct_field(items, "type"), "message")
     text = pc.struct_field(values, "text")
     keep = pc.and_(
         pc.and_(
-            pc.fill_null(is_message, False).take(pc.list_parent_indices(parts)), text.is_valid()
+            pc.take(pc.fill_null(is_message, False), pc.list_parent_indices(parts)),
+            pc.is_valid(text),
         ),
         pc.fill_null(pc.equal(pc.struct_field(values, "type"), "output_text"), False),
     )
-    rows, text = rows.filter(keep), text.filter(keep)
+    rows, text = pc.filter(rows, keep), pc.filter(text, keep)
     found = pc.value_counts(rows)
     where = pc.index_in(counting(len(output), 0), value_set=found.field("values"))
-    per_row = pc.fill_null(found.field("counts").take(where), 0)
+    per_row = pc.fill_null(pc.take(found.field("counts"), where), 0)
     offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(per_row)])
     joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), "")
     return pc.if_else(pc.greater(per_row, 0), pc.cast(joined, pa.string()), None)

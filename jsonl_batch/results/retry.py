@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..errors import UsageError
 from ..lines.reading import BUFFER_SIZE, LineReader, Source, open_source, source_name
 from ..outputs.atomic import atomic_output, check_writable, writes_through
@@ -120,7 +120,7 @@ def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
     if only == "failed":
         return failed
     if only == "output-problems":
-        return table.column("output_problem").is_valid()
+        return pc.is_valid(table.column("output_problem"))
     code = table.column("status_code")
     retryable = pc.or_kleene(
         pc.is_in(table.column("error_code"), value_set=pa.array(sorted(RETRYABLE_CODES))),
@@ -283,7 +283,7 @@ class _Keep:
     def write(self, table: pa.Table) -> None:
         table = table.select(list(RETRY_COLUMNS))
         self.succeeded += pc.sum(pc.equal(table.column("status"), "succeeded")).as_py() or 0
-        self.chosen.write(table.filter(retry_mask(table, self.only)))
+        self.chosen.write(pc.filter(table, retry_mask(table, self.only)))
 
 
 def copy_lines(source: Source, lines: set[int], out: IO[bytes]) -> int:

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..errors import JsonlBatchError, UsageError
 from ..lines.reading import loads_wide
 
@@ -388,14 +388,14 @@ def _push_nulls(array: pa.Array, hidden: pa.Array | None) -> pa.Array:
     if not _has_dictionary(kind):
         return array
     if array.null_count:
-        own = array.is_null()
+        own = pc.is_null(array)
         hidden = own if hidden is None else pc.or_(hidden, own)
-    mask = array.is_null() if array.null_count else None
+    mask = pc.is_null(array) if array.null_count else None
     if pa.types.is_struct(kind):
         children = [_push_nulls(array.field(i), hidden) for i in range(kind.num_fields)]
         return pa.StructArray.from_arrays(children, fields=list(kind), mask=mask)
-    inner = None if hidden is None else hidden.take(pc.list_parent_indices(array))
-    values = _push_nulls(array.flatten(), inner)
+    inner = None if hidden is None else pc.take(hidden, pc.list_parent_indices(array))
+    values = _push_nulls(pc.list_flatten(array), inner)
     offsets = pc.subtract(array.offsets, array.offsets[0])
     return pa.ListArray.from_arrays(offsets, values, type=kind, mask=mask)
 

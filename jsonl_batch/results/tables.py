@@ -19,8 +19,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .. import compute as pc
 from ..errors import UsageError
 from ..outputs.atomic import (
     WriteError,
@@ -383,7 +383,7 @@ class DatasetWriter:
     def write(self, table: pa.Table) -> None:
         column = table.column(self.by)
         for value in pc.unique(column).to_pylist():
-            part = table.filter(pc.equal(column, value))
+            part = pc.filter(table, pc.equal(column, value))
             self._writer(value).write_table(part, row_group_size=max(1, part.num_rows))
 
     def _writer(self, value: str) -> Any:
@@ -459,7 +459,7 @@ def _lists_as_json(table: pa.Table) -> pa.Table:
             text = [None if v is None else orjson.dumps(v).decode() for v in table[i].to_pylist()]
             table = table.set_column(i, field.name, pa.array(text, pa.string()))
         elif pa.types.is_dictionary(kind):
-            table = table.set_column(i, field.name, table[i].cast(kind.value_type))
+            table = table.set_column(i, field.name, pc.cast(table[i], kind.value_type))
     return table
 
 

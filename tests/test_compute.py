@@ -1,0 +1,80 @@
+"""jsonl_batch.compute gives what pyarrow.compute gives, for the functions and options we use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as arrow
+import pytest
+
+from jsonl_batch import compute
+
+INTS = pa.chunked_array([[3, None, 1], [2, 3]], pa.int64())
+TEXT = pa.array(["a", None, "bc", "", "{x"])
+FLAGS = pa.array([True, False, None, True, False])
+LISTS = pa.array([[1, 2], [], None, [3]], pa.list_(pa.int64()))
+STRUCTS = pa.array([{"a": 1, "b": {"c": "x"}}, None, {"a": None, "b": None}])
+TABLE = pa.table({"k": ["b", "a", "b"], "n": [1, 2, 3]})
+
+CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("equal", (TEXT, "bc"), {}),
+    ("greater_equal", (INTS, 2), {}),
+    ("and_kleene", (FLAGS, FLAGS[::-1]), {}),
+    ("if_else", (FLAGS, TEXT, "z"), {}),
+    ("case_when", (pa.StructArray.from_arrays([FLAGS], ["c"]), TEXT), {}),
+    ("coalesce", (TEXT, "-"), {}),
+    ("fill_null", (INTS, 0), {}),
+    ("fill_null", (FLAGS, False), {}),
+    ("is_null", (TEXT,), {}),
+    ("cast", (INTS, pa.float64()), {}),
+    ("cast", (pa.array([300]), pa.int8()), {"safe": False}),
+    ("take", (TABLE, pa.array([2, 0])), {}),
+    ("filter", (TEXT, FLAGS), {}),
+    ("drop_null", (INTS,), {}),
+    ("sort_indices", (INTS,), {}),
+    ("sort_indices", (TABLE,), {"sort_keys": [("k", "ascending"), ("n", "descending")]}),
+    ("is_in", (TEXT, pa.array(["a", "bc"])), {}),
+    ("index_in", (INTS, pa.array([3, 2])), {}),
+    ("unique", (INTS,), {}),
+    ("value_counts", (TEXT,), {}),
+    ("cumulative_sum", (INTS.combine_chunks(),), {}),
+    ("cumulative_sum", (pa.array([1, 1, 1]),), {"start": 4}),
+    ("sum", (INTS,), {}),
+    ("min_max", (INTS,), {}),
+    ("all", (FLAGS,), {}),
+    ("struct_field", (STRUCTS, "a"), {}),
+    ("struct_field", (STRUCTS, ["b", "c"]), {}),
+    ("make_struct", (INTS.combine_chunks(), TEXT), {"field_names": ["i", "t"]}),
+    ("list_flatten", (LISTS,), {}),
+    ("list_parent_indices", (LISTS,), {}),
+    ("list_element", (pa.array([[1], [2, 3]]), 0), {}),
+    ("starts_with", (TEXT, "{"), {}),
+    ("split_pattern", (pa.array(["a\nb", ""]), "\n"), {}),
+    ("binary_join_element_wise", ("http_", TEXT, ""), {}),
+    ("min_element_wise", (INTS, 2), {}),
+    (
+        "replace_with_mask",
+        (pa.array([1, 2, 3]), pa.array([True, False, True]), pa.array([7, 8])),
+        {},
+    ),
+]
+if "search_sorted" in compute.FUNCTIONS:  # pyarrow 23 and later
+    CASES.append(("search_sorted", (pa.array(["a", "c", "e"]), pa.array(["d", "a", "z"])), {}))
+
+
+@pytest.mark.parametrize(("name", "args", "options"), CASES)
+def test_same_as_pyarrow_compute(name: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+    assert getattr(compute, name)(*args, **options).equals(getattr(arrow, name)(*args, **options))
+
+
+def test_cast_table_is_table_cast() -> None:
+    schema = pa.schema([("k", pa.large_string()), ("n", pa.float64())])
+    assert compute.cast_table(TABLE, schema).equals(TABLE.cast(schema))
+
+
+def test_scatter_when_there() -> None:
+    if "scatter" in compute.FUNCTIONS:
+        where = pa.array([2, 0])
+        expected = arrow.scatter(pa.array([0, 1]), where, max_index=3)
+        assert compute.scatter(pa.array([0, 1]), where, max_index=3).equals(expected)
