@@ -20,9 +20,6 @@ which cannot work offline or in CI.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import importlib.machinery
 import importlib.util
 import re
@@ -175,6 +172,10 @@ def _build(name: str) -> Any:
 
 def _packaged_ranks(name: str, _url: str, expected_hash: str | None = None) -> dict[bytes, int]:
     """The ``{token bytes: rank}`` table of bpe-openai's copy of a tiktoken encoding file."""
+    import base64  # imported here, only for this: every command loads this module (cli.options),
+    import gzip  # and hashlib's set-up of OpenSSL is ~3 ms of each one's start
+    import hashlib
+
     spec = importlib.util.find_spec("bpe_openai")
     folder = Path(spec.origin).parent if spec and spec.origin else None
     path = folder / "data" / f"{name}.tiktoken.gz" if folder else None
