@@ -118,6 +118,33 @@ def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def struct_array(
+    kind: pa.DataType, length: int, children: list[pa.Array], valid: pa.Array | None
+) -> Any:
+    """``pa.StructArray.from_arrays(children, fields=list(kind), mask=invert(valid))`` without
+    the import of pyarrow.compute that inverting its ``mask`` costs: ``valid`` says which
+    structs are not null (``None``: all), a whole boolean array without nulls (as
+    ``is_valid`` gives it)."""
+    return pa.Array.from_buffers(kind, length, [_bits(valid)], children=children)
+
+
+def list_array(
+    kind: pa.DataType, offsets: pa.Array, values: pa.Array, valid: pa.Array | None
+) -> Any:
+    """``pa.ListArray.from_arrays(offsets, values, type=kind, mask=invert(valid))``, as
+    ``struct_array`` (``offsets``: a whole int32 array)."""
+    buffers = [_bits(valid), offsets.buffers()[1]]
+    return pa.Array.from_buffers(kind, len(offsets) - 1, buffers, children=[values])
+
+
+def _bits(valid: pa.Array | None) -> pa.Buffer | None:
+    if valid is None:
+        return None
+    if valid.offset or valid.null_count:  # its buffer is not the bitmap
+        raise ValueError("a validity is a whole boolean array without nulls")
+    return valid.buffers()[1]
+
+
 def take(data: Datum, indices: Datum) -> Any:
     """The rows of ``data`` (an array, chunked array, record batch or table) at ``indices``."""
     return _call("take", data, indices)

@@ -78,3 +78,19 @@ def test_scatter_when_there() -> None:
         where = pa.array([2, 0])
         expected = arrow.scatter(pa.array([0, 1]), where, max_index=3)
         assert compute.scatter(pa.array([0, 1]), where, max_index=3).equals(expected)
+
+
+def test_struct_and_list_arrays_as_from_arrays_with_a_mask() -> None:
+    valid = pa.array([True, False, True])
+    kind = pa.struct([("i", pa.int64())])
+    children = [pa.array([1, 2, 3])]
+    expected = pa.StructArray.from_arrays(children, fields=list(kind), mask=arrow.invert(valid))
+    assert compute.struct_array(kind, 3, children, valid).equals(expected)
+    assert compute.struct_array(kind, 3, children, None).equals(
+        pa.StructArray.from_arrays(children, fields=list(kind))
+    )
+    offsets, values = pa.array([0, 2, 2, 3], pa.int32()), pa.array(["a", "b", "c"])
+    expected = pa.ListArray.from_arrays(offsets, values, mask=arrow.invert(valid))
+    assert compute.list_array(pa.list_(pa.string()), offsets, values, valid).equals(expected)
+    with pytest.raises(ValueError, match="validity"):
+        compute.list_array(pa.list_(pa.string()), offsets, values, valid.slice(1))

@@ -13,7 +13,10 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+import orjson
 import pytest
+from answer_bodies import GOOD, chat_body, chat_format
+from helpers import jsonl, request
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "join"
@@ -397,11 +400,26 @@ def _pipe_max() -> int:
         return 1 << 16
 
 
-def test_a_join_never_imports_pyarrow_compute(tmp_path: Path) -> None:
+def _structured_files(folder: Path) -> list[str]:
+    """Requests asking for a JSON schema and their answers (one not JSON: a null struct)."""
+    inputs, output = folder / "in.jsonl", folder / "out.jsonl"
+    inputs.write_bytes(jsonl(*(request(f"r{i}", response_format=chat_format()) for i in range(3))))
+    answers = [orjson.dumps(GOOD).decode(), "not JSON", orjson.dumps(GOOD).decode()]
+    lines = []
+    for i, answer in enumerate(answers):
+        response = {"status_code": 200, "request_id": "req_1", "body": chat_body(answer)}
+        lines.append({"id": f"b{i}", "custom_id": f"r{i}", "response": response})
+    output.write_bytes(jsonl(*lines))
+    return [str(inputs), "-r", str(output)]
+
+
+@pytest.mark.parametrize("kind", ["plain", "structured"])
+def test_a_join_never_imports_pyarrow_compute(tmp_path: Path, kind: str) -> None:
     """pyarrow.compute builds ~300 Python wrappers when imported (~30 ms, in the join's
     process and again in each worker's first task): the join calls Arrow's functions through
     ``jsonl_batch.compute`` instead, and never pyarrow's methods that import it (``take``,
-    ``filter``, ``cast`` ...). A worker forked from the process inherits the watch."""
+    ``filter``, ``cast``, ``from_arrays(mask=...)`` ...). A worker forked from the process
+    inherits the watch."""
     code = (
         "import sys\n"
         "class Watch:\n"
@@ -415,10 +433,13 @@ def test_a_join_never_imports_pyarrow_compute(tmp_path: Path) -> None:
         "from jsonl_batch.cli import main\n"
         "main(sys.argv[2:])\n"
     )
+    if kind == "plain":
+        results = [str(DATA / f"chat.{name}.jsonl") for name in ("output", "errors")]
+        files = [str(DATA / "chat.input.jsonl"), "-r", results[0], "-r", results[1]]
+    else:
+        files = _structured_files(tmp_path)
     watched = tmp_path / "imported"
-    results = [str(DATA / f"chat.{kind}.jsonl") for kind in ("output", "errors")]
-    command = ["join", str(DATA / "chat.input.jsonl"), "-r", results[0], "-r", results[1]]
-    done = python(code, str(watched), *command, "-o", str(tmp_path / "t.parquet"))
+    done = python(code, str(watched), "join", *files, "-o", str(tmp_path / "t.parquet"))
     assert done.returncode in (0, 1), done.stderr
     assert (tmp_path / "t.parquet").exists()
     assert not watched.exists()

@@ -410,8 +410,8 @@ def _vector_column(vectors: Sequence[array[float] | None]) -> pa.Array:
         valid.append(v is not None)
     flat = b"".join(v.tobytes() for v in vectors if v is not None)
     values = pa.Array.from_buffers(pa.float32(), size, [None, pa.py_buffer(flat)])
-    mask = pc.invert(pa.array(valid, pa.bool_()))
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+    kind, is_valid = pa.list_(pa.float32()), pa.array(valid, pa.bool_())
+    return pc.list_array(kind, pa.array(offsets, pa.int32()), values, is_valid)
 
 
 def _first(*values: Any) -> Any:

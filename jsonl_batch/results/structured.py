@@ -390,14 +390,14 @@ def _push_nulls(array: pa.Array, hidden: pa.Array | None) -> pa.Array:
     if array.null_count:
         own = pc.is_null(array)
         hidden = own if hidden is None else pc.or_(hidden, own)
-    mask = pc.is_null(array) if array.null_count else None
+    valid = pc.is_valid(array) if array.null_count else None
     if pa.types.is_struct(kind):
         children = [_push_nulls(array.field(i), hidden) for i in range(kind.num_fields)]
-        return pa.StructArray.from_arrays(children, fields=list(kind), mask=mask)
+        return pc.struct_array(kind, len(array), children, valid)
     inner = None if hidden is None else pc.take(hidden, pc.list_parent_indices(array))
     values = _push_nulls(pc.list_flatten(array), inner)
     offsets = pc.subtract(array.offsets, array.offsets[0])
-    return pa.ListArray.from_arrays(offsets, values, type=kind, mask=mask)
+    return pc.list_array(kind, offsets, values, valid)
 
 
 def _has_dictionary(kind: pa.DataType) -> bool:
