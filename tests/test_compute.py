@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as arrow
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jsonl_batch import compute
 
@@ -53,6 +57,10 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("split_pattern", (pa.array(["a\nb", ""]), "\n"), {}),
     ("binary_join_element_wise", ("http_", TEXT, ""), {}),
     ("min_element_wise", (INTS, 2), {}),
+    ("multiply", (INTS, 0.5), {}),
+    ("if_else", (FLAGS, TEXT, None), {}),
+    ("and_", (FLAGS, True), {}),
+    ("equal", (pa.array([b"x", b"y"]), b"x"), {}),
     (
         "replace_with_mask",
         (pa.array([1, 2, 3]), pa.array([True, False, True]), pa.array([7, 8])),
@@ -94,3 +102,40 @@ def test_struct_and_list_arrays_as_from_arrays_with_a_mask() -> None:
     assert compute.list_array(pa.list_(pa.string()), offsets, values, valid).equals(expected)
     with pytest.raises(ValueError, match="validity"):
         compute.list_array(pa.list_(pa.string()), offsets, values, valid.slice(1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(),
+        st.text(),
+        st.binary(),
+    )
+)
+def test_a_bare_value_becomes_the_scalar_pyarrow_makes(value: Any) -> None:
+    made, inferred = compute._scalar(value), pa.scalar(value)
+    assert made.type == inferred.type
+    same = made.as_py() == inferred.as_py() or math.isnan(made.as_py())
+    assert same and type(made.as_py()) is type(inferred.as_py())
+
+
+def test_bare_values_send_pyarrow_looking_for_no_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow infers a bare value's type by importing ``dateutil`` first: absent, it is
+    searched for again on every call (0.05-0.3 ms each)."""
+    looked: list[str] = []
+
+    class Finder:
+        def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+            looked.append(name)
+
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    compute.add(INTS, 1)
+    compute.if_else(FLAGS, TEXT, None)
+    compute.binary_join_element_wise("http_", TEXT, "")
+    compute.and_(FLAGS, True)
+    compute.multiply(INTS, 0.5)
+    compute.cumulative_sum(pa.array([1, 1], pa.int64()), start=2)
+    assert looked == []

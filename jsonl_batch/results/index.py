@@ -131,7 +131,9 @@ def index_inputs(task: Task, formats: bool = True) -> Piece:
     if data.endswith(b"\n"):
         lengths = pc.add(lengths, 1)  # each line's newline
     else:  # but the last line's: it has none
-        ends = pa.concat_arrays([pa.repeat(1, n - 1), pa.array([0])])
+        ends = pa.concat_arrays(
+            [pa.repeat(pa.scalar(1, pa.int64()), n - 1), pa.array([0], pa.int64())]
+        )
         lengths = pc.add(lengths, ends)
     offsets = pc.subtract(pc.cumulative_sum(lengths), lengths)
     piece = Piece(ids=ids, offsets=offsets, lengths=lengths, count=n)

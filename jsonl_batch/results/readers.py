@@ -821,7 +821,7 @@ def _errors(
         get("response", "body", "error", "code"),
         get("response", "body", "error", "type"),
         http,
-        pa.scalar("unknown"),
+        pa.scalar("unknown", pa.string()),
     )
     failed_message = _coalesce(get("error", "message"), get("response", "body", "error", "message"))
     null_text = pa.scalar(None, pa.string())
