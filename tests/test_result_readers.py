@@ -161,6 +161,64 @@ def test_plain_lines_takes_whole_lines_that_start_an_object(parts: list[bytes]) 
     assert (None if found is None else found.to_pylist()) == plain_lines_of(data)
 
 
+GOOD = result("a", 200)
+ODD_LINES = {
+    # what a line may hold: ``None`` when pyarrow must not be given the lines
+    "multi-byte UTF-8": (with_extra(GOOD, '"café 東京 😀"'.encode()), True),
+    "invalid UTF-8": (with_extra(GOOD, b'"\xff"'), False),
+    "a truncated character": (with_extra(GOOD, b'"caf\xc3"'), False),
+    "a BOM": (b"\xef\xbb\xbf" + GOOD, False),
+    "a blank line": (b"", False),
+    "spaces": (b"  ", False),
+    "a space first": (b" " + GOOD, False),
+    "null": (b"null", False),
+    "NaN as a value": (with_extra(GOOD, b"NaN"), False),
+    "Infinity as a value": (with_extra(GOOD, b"Infinity"), False),
+    "-Infinity in an array": (with_extra(GOOD, b"[1,-Infinity]"), False),
+    "-Inf as a value": (with_extra(GOOD, b"-Inf"), False),
+    "NaN in a string": (with_extra(GOOD, b'"NaN and Infinity"'), True),
+    "NaN as a key": (with_extra(GOOD, b'{"NaN":1,"Inf":"Infinity"}'), True),
+    "a word starting with N or I": (with_extra(GOOD, b'"Nothing Important"'), True),
+    "Information in a string": (with_extra(GOOD, b'"Information: NaN"'), True),
+    # a line with a constant's letters that orjson refuses anyway (without its last brace)
+    "not JSON, with NaN in a string": (with_extra(GOOD, b'"NaN"')[:-1], False),
+    "nested too deep": (with_extra(GOOD, deep(MAX_DEPTH)), False),
+    "nested a thousand deep": (with_extra(GOOD, deep(1000)), True),
+    "brackets in a string": (with_extra(GOOD, b'"' + b"[" * 2000 + b'"'), False),  # counted
+}
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last", "last without a newline"])
+@pytest.mark.parametrize("case", list(ODD_LINES))
+def test_plain_lines_at_each_place(case: str, where: str) -> None:
+    line, taken = ODD_LINES[case]
+    lines = [GOOD, GOOD, GOOD]
+    lines[{"first": 0, "middle": 1}.get(where, 2)] = line
+    if not line and where == "last without a newline":
+        lines, taken = lines[:2], True  # nothing after the last newline: no line
+    data = b"\n".join(lines) + (b"" if where.endswith("newline") else b"\n")
+    found = plain_lines(data)
+    assert (found is not None) == taken
+    if found is not None:
+        assert found.to_pylist() == [len(n) for n in lines]  # bytes, not characters
+
+
+def test_plain_lines_of_ascii_and_of_other_text() -> None:
+    ascii_line, other = with_extra(GOOD, b'"plain"'), with_extra(GOOD, '"é"'.encode())
+    for lines in ([ascii_line] * 3, [ascii_line, ascii_line, other], [other, ascii_line]):
+        found = plain_lines(b"\n".join(lines) + b"\n")
+        assert found is not None and found.to_pylist() == [len(n) for n in lines]
+
+
+def test_plain_lines_of_a_range_cut_inside_a_character() -> None:
+    data = with_extra(GOOD, '"é"'.encode()) + b"\n"
+    cut = data.index(b"\xa9")
+    assert plain_lines(data) is not None
+    assert plain_lines(data[:cut]) is None  # ends with the first byte of "é"
+    assert plain_lines(b"{" + data[cut:]) is None  # starts with its second
+    assert plain_lines(data[:cut] + b"\n" + data) is None
+
+
 @pytest.mark.parametrize("letters", [0, 5000])
 def test_a_nan_value_is_found_however_many_of_its_letters_the_text_holds(letters: int) -> None:
     text = result("a", 200)[:-1] + b',"x":"' + b"NIaN" * letters + b'"}'
