@@ -203,6 +203,18 @@ def test_plain_lines_at_each_place(case: str, where: str) -> None:
         assert found.to_pylist() == [len(n) for n in lines]  # bytes, not characters
 
 
+@pytest.mark.parametrize("more", [0, 1])
+def test_a_long_line_s_brackets_are_counted_in_bytes(more: int) -> None:
+    """Up to ``MAX_DEPTH`` brackets (``[`` and ``{``, anywhere) a long line is taken."""
+    base = with_extra(GOOD, b'""')
+    padding = "é".encode() * _DEEP_LINE  # long in bytes, not in characters
+    text = b"[" * (MAX_DEPTH - base.count(b"[") - base.count(b"{") + more) + padding
+    line = with_extra(GOOD, b'"' + text + b'"')
+    found = plain_lines(b"\n".join([GOOD, line, GOOD]))
+    assert (found is None) == bool(more)
+    assert found is None or found.to_pylist() == [len(GOOD), len(line), len(GOOD)]
+
+
 def test_plain_lines_of_ascii_and_of_other_text() -> None:
     ascii_line, other = with_extra(GOOD, b'"plain"'), with_extra(GOOD, '"é"'.encode())
     for lines in ([ascii_line] * 3, [ascii_line, ascii_line, other], [other, ascii_line]):

@@ -500,6 +500,13 @@ def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
 
 _DEEP_LINE = 2 * MAX_DEPTH + 2
 """A line nested deeper than orjson reads holds at least this many brackets (bytes)."""
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{")
+
+
+def _brackets(line: bytes) -> int:
+    """How many ``[`` and ``{`` ``line`` holds, in one pass (``translate`` deletes the other
+    bytes; two ``count``s take twice as long): more than ``MAX_DEPTH`` may nest too deep."""
+    return len(line.translate(None, _NOT_BRACKETS))
 
 
 def safe_line_count(path: str | os.PathLike[str]) -> int | None:
@@ -518,7 +525,7 @@ def safe_line_count(path: str | os.PathLike[str]) -> int | None:
             count += 1
             if line[:1] != b"{":
                 return None  # a BOM, a blank line, ``null``, anything not an object
-            if len(line) >= _DEEP_LINE and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+            if len(line) >= _DEEP_LINE and _brackets(line) > MAX_DEPTH:
                 return None
             try:
                 decoder.decode(line)
@@ -712,8 +719,9 @@ def plain_lines(data: bytes) -> pa.Array | None:
         return None  # a blank line, ``null``, a BOM...
     lengths = pc.binary_length(lines)
     if pc.max(lengths).as_py() >= _DEEP_LINE:
-        for line in pc.filter(lines, pc.greater_equal(lengths, _DEEP_LINE)).to_pylist():
-            if line.count("[") + line.count("{") > MAX_DEPTH:
+        long = pc.filter(lines, pc.greater_equal(lengths, _DEEP_LINE))
+        for line in long.view(pa.large_binary()).to_pylist():  # bytes: not decoded again
+            if _brackets(line) > MAX_DEPTH:
                 return None
     return lengths
 
