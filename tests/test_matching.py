@@ -3,6 +3,7 @@ every request (``pc.index_in``), whichever way a file's custom_ids are found."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_join_engine import same
 
-from jsonl_batch.results import matching
+from jsonl_batch.results import index, matching
+from jsonl_batch.results import join as joining
 from jsonl_batch.results.matching import Requests
 
 
@@ -93,3 +95,33 @@ def test_a_pyarrow_without_search_joins_the_same(monkeypatch: Any, tmp_path: Any
     lines = [{"custom_id": c, "response": None, "error": {"code": "x"}} for c in ["r3", "r9", "r3"]]
     results.write_bytes(jsonl(*lines))
     same([inputs], [results])
+
+
+def test_a_file_is_placed_a_group_of_ranges_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A long result file is placed as its ranges come, in groups of about ``PLACE_ROWS``
+    lines (then its last group), in the workers' order: the join is the same."""
+    monkeypatch.setattr(joining, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(index, "RANGE_BYTES", 2048)
+    monkeypatch.setattr(index, "PLACE_ROWS", 40)
+    groups: list[int] = []
+    positions = Requests.positions
+
+    def spy(self: Requests, custom_ids: pa.ChunkedArray) -> pa.Array | None:
+        groups.append(len(custom_ids))
+        return positions(self, custom_ids)
+
+    monkeypatch.setattr(Requests, "positions", spy)
+    ids = [f"r{i}" for i in range(200)]
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_bytes(jsonl(*(request(i) for i in ids)))
+    results = [tmp_path / "out.jsonl", tmp_path / "more.jsonl"]
+    lines = [{"custom_id": c, "response": None, "error": {"code": "x"}} for c in ids[::-1]]
+    results[0].write_bytes(jsonl(*lines, {**lines[0], "custom_id": "nobody"}))
+    results[1].write_bytes(jsonl(*lines[:3]))
+    summary = joining.join_into(joining.Collect(), [inputs], results, workers=2)
+    assert summary.orphans == 1 and summary.duplicates == 3
+    assert len(groups) > 3 and sum(groups) == 204 and groups[-1] == 3
+    assert all(g >= 40 for g in groups[:-1])  # groups of PLACE_ROWS lines at least...
+    same([inputs], results)  # ... and the same join

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -344,16 +344,31 @@ def index_inputs_of(
 
 
 def index_results_of(
-    paths: list[str], names: list[str], workers: Any, folder: str, extras: tuple[str, ...]
+    paths: list[str],
+    names: list[str],
+    workers: Any,
+    folder: str,
+    extras: tuple[str, ...],
+    place: Place | None = None,
 ) -> tuple[Iterator[FileIndex], list[str]]:
     """Each result file's index, in order (every range handed to ``workers`` at once, after
     the inputs': they were stalled while the join checked the inputs), and the spill files
-    (``spill`` numbers them)."""
+    (``spill`` numbers them). ``place(custom_ids)``: each line's request row, added to the
+    index as ``position`` as the ranges come, about ``PLACE_ROWS`` lines at a time (``None``
+    from it: no ``position``)."""
     todo = tasks(paths)
     spills = [os.path.join(folder, f"answers-{n:06d}.arrow") for n in range(len(todo))]
     work = [(task, spill, extras) for task, spill in zip(todo, spills, strict=True)]
     pieces = workers.map(index_results, work, len(work))
-    return _gather_files(todo, pieces, names, spills), spills
+    return _gather_files(todo, pieces, names, spills, place), spills
+
+
+Place = Callable[[pa.ChunkedArray], "pa.Array | None"]
+"""``matching.Requests.positions``: the request rows of result lines' custom_ids."""
+PLACE_ROWS = 131_072
+"""Result lines placed at once: a file is placed as its ranges come (while the workers
+index the next ones), in groups of about this many lines (each group's lookup table is
+small), and its last group when it ends."""
 
 
 def formats_of(files: Iterable[FileIndex]) -> Iterator[tuple[int, str, int, Formats]]:
@@ -378,17 +393,24 @@ def plan_structured(inputs: Iterable[Source], schema: Any = None) -> StructuredP
 
 
 def _gather_files(
-    todo: list[Task], pieces: Iterator[Piece], names: list[str], spills: list[str] | None
+    todo: list[Task],
+    pieces: Iterator[Piece],
+    names: list[str],
+    spills: list[str] | None,
+    place: Place | None = None,
 ) -> Iterator[FileIndex]:
     current: FileIndex | None = None
     current_number = -1
     parts: list[pa.Table] = []
+    placed = 0  # parts placed so far
     for spill, ((number, path, start, _end), piece) in enumerate(zip(todo, pieces, strict=True)):
         if number != current_number:
             if current is not None:
+                if place is not None:
+                    _place(parts, placed, place)
                 current.table = _concat(parts, spills is not None)
                 yield current
-            current, current_number, parts = FileIndex(names[number], path), number, []
+            current, current_number, parts, placed = FileIndex(names[number], path), number, [], 0
         assert current is not None
         base = current.lines
         current.invalid += [(base + line, cid, why, kind) for line, cid, why, kind in piece.invalid]
@@ -398,12 +420,34 @@ def _gather_files(
                 current.formats.append((base, piece.formats))
         else:
             parts.append(_result_table(piece, spill, base))
+            if place is not None and sum(p.num_rows for p in parts[placed:]) >= PLACE_ROWS:
+                placed = _place(parts, placed, place)
         current.lines += piece.count
         if spills is None and any(kind == "invalid_line" for *_, kind in piece.invalid):
             break  # an input line that is not a request: the join stops there
     if current is not None:
+        if place is not None:
+            _place(parts, placed, place)
         current.table = _concat(parts, spills is not None)
         yield current
+
+
+def _place(parts: list[pa.Table], first: int, place: Place) -> int:
+    """Add ``position`` to the result parts from ``first`` on (``place`` of their custom_ids,
+    at once); the number of parts placed."""
+    if first == len(parts):
+        return first
+    ids = pa.chunked_array(
+        [c for p in parts[first:] for c in p.column("custom_id").chunks], pa.string()
+    )
+    found = place(ids)
+    if found is not None:
+        at = 0
+        for i in range(first, len(parts)):
+            rows = parts[i].num_rows
+            parts[i] = parts[i].append_column("position", found.slice(at, rows))
+            at += rows
+    return len(parts)
 
 
 INPUT_SCHEMA = pa.schema(

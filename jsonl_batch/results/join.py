@@ -301,8 +301,14 @@ def join_into(
         # and the results; a temporary folder that could not be made is said after the
         # inputs, whose errors come first.
         requests = index_inputs_of(paths, names, pool, formats=given is None)
+        lookup: Requests | None = None  # the requests' custom_ids, once all are indexed
+
+        def place(custom_ids: pa.ChunkedArray) -> pa.Array | None:
+            assert lookup is not None  # the results are gathered after the inputs
+            return lookup.positions(custom_ids)
+
         answering, spills = (
-            index_results_of(result_paths, result_names, pool, folder, extras)
+            index_results_of(result_paths, result_names, pool, folder, extras, place)
             if folder is not None
             else (iter(()), [])
         )
@@ -333,8 +339,8 @@ def join_into(
         )
         if no_folder is not None:
             raise no_folder
-        answered = [_matched(r, lookup) for r in answering]  # each as it is indexed
-        del lookup
+        answered = list(answering)  # placed on the requests as they come (``place``)
+        lookup = None
         pa.default_memory_pool().release_unused()  # the sort, what the pieces came in
         meter.add(sum(sizes[len(paths) :]))
         if not answers.structured.active:
@@ -488,7 +494,7 @@ def _resolve(
     results = _concat_index(answered)
     for r in answered:
         r.table = None  # concatenated in ``results``
-    if "position" not in results.column_names:  # the request's row (``_matched``)
+    if "position" not in results.column_names:  # the request's row (``place``), else:
         found = pc.index_in(results.column("custom_id"), value_set=ids)
         results = results.append_column("position", found)
     position = results.column("position")
@@ -519,16 +525,6 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     if "scatter" in pc.FUNCTIONS:  # pyarrow 22 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
-
-
-def _matched(r: FileIndex, requests: Requests) -> FileIndex:
-    """A result file's index with each line's request row (``position``), when
-    ``requests`` can find them (``matching.SEARCH``); else ``_resolve`` does."""
-    assert r.table is not None
-    found = requests.positions(r.table.column("custom_id"))
-    if found is not None:
-        r.table = r.table.append_column("position", found)
-    return r
 
 
 def _rows_of(f: FileIndex) -> int:
