@@ -151,7 +151,8 @@ def plain_lines_of(data: bytes) -> list[int] | None:
         st.sampled_from(
             [b"{", b"}", b"\n", b"[", b"x", b"\xc3\xa9", b"\xc3", b"\xef\xbb\xbf", b" "]
         )
-        | st.sampled_from([b"{" + deep(MAX_DEPTH), b"[" * 1100, b"{" * 1100 + b"\n"]),
+        | st.sampled_from([b"{" + deep(MAX_DEPTH), b"[" * 1100, b"{" * 1100 + b"\n"])
+        | st.sampled_from([b"x" * 1500, b"{" * 600, b"[" * 700]),  # long lines, few brackets
         max_size=30,
     )
 )
@@ -203,16 +204,18 @@ def test_plain_lines_at_each_place(case: str, where: str) -> None:
         assert found.to_pylist() == [len(n) for n in lines]  # bytes, not characters
 
 
+@pytest.mark.parametrize("short", [2, 60])  # the long line most of the bytes, or not
 @pytest.mark.parametrize("more", [0, 1])
-def test_a_long_line_s_brackets_are_counted_in_bytes(more: int) -> None:
+def test_a_long_line_s_brackets_are_counted_in_bytes(more: int, short: int) -> None:
     """Up to ``MAX_DEPTH`` brackets (``[`` and ``{``, anywhere) a long line is taken."""
     base = with_extra(GOOD, b'""')
     padding = "é".encode() * _DEEP_LINE  # long in bytes, not in characters
     text = b"[" * (MAX_DEPTH - base.count(b"[") - base.count(b"{") + more) + padding
     line = with_extra(GOOD, b'"' + text + b'"')
-    found = plain_lines(b"\n".join([GOOD, line, GOOD]))
+    lines = [GOOD] * (short // 2) + [line] + [GOOD] * (short - short // 2)
+    found = plain_lines(b"\n".join(lines) + b"\n")
     assert (found is None) == bool(more)
-    assert found is None or found.to_pylist() == [len(GOOD), len(line), len(GOOD)]
+    assert found is None or found.to_pylist() == [len(n) for n in lines]
 
 
 def test_plain_lines_of_ascii_and_of_other_text() -> None:

@@ -501,6 +501,7 @@ def read_projected(path: str, schema: pa.Schema) -> pa.Table | None:
 _DEEP_LINE = 2 * MAX_DEPTH + 2
 """A line nested deeper than orjson reads holds at least this many brackets (bytes)."""
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{")
+_NOT_BRACKETS_NOR_NEWLINES = bytes(b for b in range(256) if b not in b"[{\n")
 
 
 def _brackets(line: bytes) -> int:
@@ -718,12 +719,22 @@ def plain_lines(data: bytes) -> pa.Array | None:
     if not pc.all(pc.starts_with(lines, "{")).as_py() or _holds_constant(data):
         return None  # a blank line, ``null``, a BOM...
     lengths = pc.binary_length(lines)
-    if pc.max(lengths).as_py() >= _DEEP_LINE:
-        long = pc.filter(lines, pc.greater_equal(lengths, _DEEP_LINE))
-        for line in long.view(pa.large_binary()).to_pylist():  # bytes: not decoded again
-            if _brackets(line) > MAX_DEPTH:
-                return None
+    if pc.max(lengths).as_py() >= _DEEP_LINE and _too_deep(data, lines, lengths):
+        return None
     return lengths
+
+
+def _too_deep(data: bytes, lines: pa.Array, lengths: pa.Array) -> bool:
+    """Whether a line of ``data`` (``lines``, ``lengths``) of at least ``_DEEP_LINE`` bytes
+    holds more than ``MAX_DEPTH`` brackets: counted on each such line's bytes, or on all of
+    ``data`` at once when they are most of it (one pass, no copy of each line)."""
+    long = pc.greater_equal(lengths, _DEEP_LINE)
+    if pc.sum(pc.filter(lengths, long)).as_py() * 2 < len(data):
+        texts = pc.filter(lines, long).view(pa.large_binary()).to_pylist()  # bytes: not decoded
+        return any(_brackets(line) > MAX_DEPTH for line in texts)
+    held = data.translate(None, _NOT_BRACKETS_NOR_NEWLINES).split(b"\n")  # a line's brackets
+    pairs = zip(held[: len(lengths)], lengths.to_pylist(), strict=True)  # not after the last \n
+    return any(len(h) > MAX_DEPTH and n >= _DEEP_LINE for h, n in pairs)
 
 
 def _holds_constant(data: bytes) -> bool:
