@@ -1,6 +1,7 @@
 """Which request each result line answers: the requests' custom_ids sorted once (the sort
 also finds one given twice), then each result file's custom_ids placed as soon as that file
-is indexed, while the workers still index the next ones.
+is indexed (a long one ``index.PLACE_ROWS`` lines at a time), while the workers still index
+the next ones.
 
 A result file mostly answers one stretch of the requests (its batch's input file, in any
 order). A few of its custom_ids, found by binary search in the sorted ones, say which
