@@ -29,7 +29,7 @@ NOT_FLAGS = (
     "--max-tokens) or wait",
     "`--",
 )
-INTERNAL = {"Broken", "Unfit"}  # caught where they are raised
+INTERNAL = {"Broken", "Unfit", "Unstitchable"}  # caught where they are raised
 
 
 def _modules() -> list[str]:

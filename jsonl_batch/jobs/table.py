@@ -67,6 +67,7 @@ class _Adding:
 
     def __init__(self, sink: TableWriter, columns: JobColumns) -> None:
         self.sink, self.columns = sink, columns
+        self.threaded = sink.threaded
 
     def begin(self, schema: pa.Schema) -> None:
         for f in JOB_FIELDS:

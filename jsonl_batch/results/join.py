@@ -140,7 +140,8 @@ class Join:
 
 class Sink(Protocol):
     """Where the join's rows go: ``begin(schema)`` once the inputs are known to join, then
-    ``write(table)`` for each block of rows, in input order."""
+    ``write(table)`` for each block of rows, in input order. A sink with a true ``threaded``
+    attribute writes in threads of its own (and waits when they have enough to do)."""
 
     def begin(self, schema: pa.Schema) -> None: ...
 
@@ -377,8 +378,9 @@ def join_into(
             table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
             table = answers.columns(table, number, parsed, table_schema)
             _tally(summary, table)  # here: the writing thread has the most to do
-            writing.write(table)  # while the next block is taken
             done += table.num_rows
+            writing.write(table)  # while the next block is taken
+            del found, parsed, bodies, table  # their memory goes with the block's encoding
             meter.rows(done, len(ids))
         writing.close()
         pool.close()
@@ -399,14 +401,19 @@ def _temporary_folder(stack: ExitStack) -> tuple[str | None, ReadError | None]:
 
 class _Behind:
     """Writes each block in a thread, one block behind: pyarrow's encoding and compression
-    release the GIL, so writing overlaps taking the next block's answers."""
+    release the GIL, so writing overlaps taking the next block's answers. A ``threaded``
+    sink is called directly (a block waiting here would be one more in memory)."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
+        self.direct = bool(getattr(sink, "threaded", False))
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
     def write(self, table: pa.Table) -> None:
+        if self.direct:
+            self.sink.write(table)
+            return
         self.close()
         self.thread = threading.Thread(target=self._write, args=(table,))
         self.thread.start()

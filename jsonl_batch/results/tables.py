@@ -30,6 +30,7 @@ from ..outputs.atomic import (
     replace_together,
     temporary_folder,
 )
+from ..outputs.parquet_parts import StitchedWriter
 
 if TYPE_CHECKING:
     import pyarrow.csv as pacsv
@@ -291,7 +292,8 @@ _PARQUET_DEFAULTS = {"version": "2.6", "data_page_version": "1.0", "writer_engin
 
 class TableWriter:
     """The join table written as it comes, a block of rows at a time (a Parquet row group
-    each), to a temporary file renamed into place on success: a ``joining.Sink``.
+    each, encoded in threads: ``outputs.parquet_parts``), to a temporary file renamed into
+    place on success: a ``joining.Sink``.
 
     ``begin(schema)``, ``write(table)``..., then ``summary`` (stored in a Parquet file's
     key-value metadata) is set before the ``with`` block ends.
@@ -310,8 +312,13 @@ class TableWriter:
         self.summary: dict[str, Any] | None = None
         self._stack = ExitStack()
         self._handle: IO[bytes] | None = None
-        self._parquet: Any = None  # parquet_writer's
+        self._parquet: StitchedWriter | None = None
         self._csv: pacsv.CSVWriter | None = None
+
+    @property
+    def threaded(self) -> bool:
+        """Parquet is encoded in threads of its own (``joining.Sink``)."""
+        return self.fmt == "parquet"
 
     def __enter__(self) -> TableWriter:
         self._handle = self._stack.enter_context(
@@ -322,7 +329,7 @@ class TableWriter:
     def begin(self, schema: pa.Schema) -> None:
         assert self._handle is not None
         if self.fmt == "parquet":
-            self._parquet = parquet_writer(self._handle, schema)
+            self._parquet = StitchedWriter(self._handle, schema, parquet_writer)
         elif self.fmt == "csv":
             import pyarrow.csv as pacsv
 
@@ -331,7 +338,7 @@ class TableWriter:
     def write(self, table: pa.Table) -> None:
         assert self._handle is not None
         if self._parquet is not None:
-            self._parquet.write_table(table, row_group_size=max(1, table.num_rows))
+            self._parquet.write_table(table)
         elif self._csv is not None:
             self._csv.write_table(_lists_as_json(table))
         else:
@@ -339,8 +346,10 @@ class TableWriter:
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if self._parquet is not None:
-                if exc[0] is None and self.summary is not None:
+            if self._parquet is not None and exc[0] is not None:
+                self._parquet.abort()
+            elif self._parquet is not None:
+                if self.summary is not None:
                     self._parquet.add_key_value_metadata({SUMMARY_KEY: orjson.dumps(self.summary)})
                 self._parquet.close()
             if self._csv is not None:

@@ -1,0 +1,203 @@
+"""Parquet files stitched from row groups encoded apart (``outputs.parquet_parts``): the very
+bytes of one writer, read by pyarrow, DuckDB and polars; failures leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jsonl_batch.outputs import parquet_parts
+from jsonl_batch.outputs.atomic import WriteError
+from jsonl_batch.outputs.parquet_parts import StitchedWriter, Unstitchable, decode, encode
+from jsonl_batch.results.tables import SUMMARY_KEY, TableWriter, join_schema, parquet_writer
+
+PARSED = pa.field(
+    "parsed",
+    pa.struct(
+        [
+            ("score", pa.int64()),
+            ("tags", pa.list_(pa.string())),
+            ("kind", pa.dictionary(pa.int32(), pa.string())),
+        ]
+    ),
+)
+SCHEMA = join_schema(parsed=[PARSED], include_embeddings=True, include_tool_calls=True)
+WORDS = st.sampled_from(["", "a", "succeeded", "failed", "é", "x" * 40])
+
+
+def _column(field: pa.Field) -> st.SearchStrategy[Any]:
+    kind = field.type
+    if pa.types.is_integer(kind):
+        value: st.SearchStrategy[Any] = st.integers(-(2**31), 2**31 - 1)
+    elif pa.types.is_floating(kind):
+        value = st.floats(allow_nan=False, width=32)
+    elif pa.types.is_list(kind):
+        value = st.lists(st.floats(allow_nan=False, width=32), max_size=3)
+    elif pa.types.is_struct(kind):  # never null itself: pyarrow makes an invalid
+        return st.fixed_dictionaries(  # dictionary child of a null struct from Python
+            {"score": st.none() | st.integers(-(2**40), 2**40)},
+            optional={"tags": st.none() | st.lists(WORDS, max_size=2), "kind": st.none() | WORDS},
+        )
+    else:
+        value = WORDS
+    return st.none() | value
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> pa.Table:
+    rows = draw(st.integers(0, 40))
+    columns = {f.name: draw(st.lists(_column(f), min_size=rows, max_size=rows)) for f in SCHEMA}
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> list[pa.Table]:
+    table = draw(tables())
+    cuts = sorted(draw(st.lists(st.integers(0, table.num_rows), max_size=5)))
+    edges = [0, *cuts, table.num_rows]
+    return [table.slice(a, b - a) for a, b in itertools.pairwise(edges)]
+
+
+def one_writer(parts: list[pa.Table], schema: pa.Schema, summary: bytes | None) -> bytes:
+    out = io.BytesIO()
+    writer = parquet_writer(out, schema)
+    for part in parts:
+        writer.write_table(part, row_group_size=max(1, part.num_rows))
+    if summary is not None:
+        writer.add_key_value_metadata({SUMMARY_KEY: summary})
+    writer.close()
+    return out.getvalue()
+
+
+def stitched(
+    parts: list[pa.Table], schema: pa.Schema, summary: bytes | None, make: Any = parquet_writer
+) -> bytes:
+    out = io.BytesIO()
+    writer = StitchedWriter(out, schema, make)
+    for part in parts:
+        writer.write_table(part)
+    if summary is not None:
+        writer.add_key_value_metadata({SUMMARY_KEY: summary})
+    writer.close()
+    return out.getvalue()
+
+
+@settings(max_examples=40, deadline=None)
+@given(blocks(), st.none() | st.binary(max_size=30))
+def test_stitched_file_is_the_one_writers_bytes(parts: list[pa.Table], summary: Any) -> None:
+    """Row groups of every join column type (dictionary, list, struct, nulls), empty ones,
+    one or many, with and without the summary: the same bytes as one writer's."""
+    data = stitched(parts, SCHEMA, summary)
+    assert data == one_writer(parts, SCHEMA, summary)
+    rows = pa.concat_tables([SCHEMA.empty_table(), *parts]).to_pylist()
+    assert pq.read_table(io.BytesIO(data)).to_pylist() == rows
+
+
+def test_stitched_file_reads_in_duckdb_and_polars(tmp_path: Path) -> None:
+    n = 3000
+    table = pa.table(
+        {
+            "custom_id": [f"r{i}" for i in range(n)],
+            "status": pa.array(["succeeded", "failed", None] * (n // 3)),
+            "model": pa.array(["m"] * n).dictionary_encode(),
+            "embedding": [[float(i), 0.5] if i % 4 else None for i in range(n)],
+        }
+    )
+    parts = [table.slice(0, 700), table.slice(700, 0), table.slice(700, 1000), table.slice(1700)]
+    target = tmp_path / "t.parquet"
+    target.write_bytes(stitched(parts, table.schema, b'{"requests": 3000}'))
+    assert pq.ParquetFile(target).metadata.num_row_groups == 4
+    query = (
+        f"SELECT count(*), count(embedding), max(custom_id) FROM '{target}' WHERE status = 'failed'"
+    )
+    assert duckdb.sql(query).fetchall() == [(1000, 750, "r997")]
+    frame = pl.read_parquet(target)
+    assert frame.height == n and frame["custom_id"].to_list() == table["custom_id"].to_pylist()
+
+
+def test_a_footer_stitching_cannot_shift_makes_one_plain_writer() -> None:
+    """Page indexes hold offsets stitching does not move: the first part is refused and every
+    row group goes through one writer, the same bytes as that writer alone."""
+    table = pa.table({"status": ["a", "b", None] * 50, "n": list(range(150))})
+    parts = [table.slice(0, 60), table.slice(60, 40), table.slice(100)]
+
+    def indexed(where: Any, schema: pa.Schema) -> Any:
+        return pq.ParquetWriter(where, schema, write_page_index=True)
+
+    data = stitched(parts, table.schema, b"{}", indexed)
+    out = io.BytesIO()
+    writer = indexed(out, table.schema)
+    for part in parts:
+        writer.write_table(part, row_group_size=part.num_rows)
+    writer.add_key_value_metadata({SUMMARY_KEY: b"{}"})
+    writer.close()
+    assert data == out.getvalue()
+    with pytest.raises(Unstitchable):
+        parquet_parts.split_part(b"PAR1 not a footer PAR1")
+
+
+VALUES = st.deferred(
+    lambda: st.one_of(
+        st.tuples(st.sampled_from([1, 2]), st.none()),  # booleans: no value
+        st.tuples(st.sampled_from([4, 5, 6]), st.integers(-(2**63), 2**63 - 1)),
+        st.tuples(st.just(8), st.binary(max_size=20)),
+        st.tuples(st.just(7), st.binary(min_size=8, max_size=8)),
+        st.tuples(st.just(12), STRUCTS),
+        st.tuples(st.just(9), st.tuples(st.just(5), st.lists(st.integers(0, 99), max_size=20))),
+        st.tuples(st.just(9), st.tuples(st.just(12), st.lists(STRUCTS, max_size=3))),
+    )
+)
+STRUCTS = st.lists(st.tuples(st.integers(-300, 300), VALUES), max_size=4).map(
+    lambda fields: [[fid, kind, value] for fid, (kind, value) in fields]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(STRUCTS)
+def test_thrift_structs_round_trip(struct: list[Any]) -> None:
+    data = encode(struct)
+    assert decode(data) == (struct, len(data))
+    assert encode(decode(data)[0]) == data
+
+
+def test_an_encoding_error_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row group failing in its thread (here: the disk full on the third) is raised by
+    the writer (a ``WriteError`` naming the file); the file it replaces is untouched, no
+    temporary file is left, no thread."""
+    target = tmp_path / "t.parquet"
+    target.write_bytes(b"old")
+    table = pa.table({"n": list(range(100))})
+    calls = []
+
+    def failing(where: Any, schema: pa.Schema) -> Any:
+        calls.append(threading.current_thread())
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return parquet_writer(where, schema)
+
+    monkeypatch.setattr("jsonl_batch.results.tables.parquet_writer", failing)
+    threads = threading.active_count()
+    with (
+        pytest.raises(WriteError, match=r"t\.parquet: No space left"),
+        TableWriter(target, force=True) as writer,
+    ):
+        writer.begin(table.schema)
+        for start in range(0, 100, 10):
+            writer.write(table.slice(start, 10))
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+    assert threading.active_count() == threads
+    assert calls[2] is not threading.main_thread()
