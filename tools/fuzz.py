@@ -87,7 +87,17 @@ from click.testing import CliRunner  # noqa: E402
 
 from jsonl_batch.cli import main  # noqa: E402
 
-COMMANDS = ("validate", "split", "build", "join", "retry", "stats", "structured", "answers")
+COMMANDS = (
+    "validate",
+    "split",
+    "build",
+    "join",
+    "retry",
+    "stats",
+    "structured",
+    "answers",
+    "matching",
+)
 KILLED = ("split", "build", "join", "retry", "partition")
 
 TEMP_PREFIX = ".jsonl-batch-"
@@ -112,7 +122,11 @@ def tiny_sizes(r: random.Random) -> dict[str, dict[str, int]]:
             "CHUNK_BYTES": r.randint(1, 300),
             "BLOCK_LINES": r.randint(1, 4),
         },
-        "jsonl_batch.results.index": {"RANGE_BYTES": r.randint(1, 400)},
+        "jsonl_batch.results.index": {
+            "RANGE_BYTES": r.randint(1, 400),
+            "PLACE_ROWS": r.randint(1, 8),
+        },
+        "jsonl_batch.results.matching": {"SAMPLE": r.randint(1, 8), "SPAN": r.randint(1, 10)},
         "jsonl_batch.results.join": {
             "PARALLEL_MIN_BYTES": 1,
             "BLOCK_ROWS": r.randint(1, 6),
@@ -482,7 +496,7 @@ class Gen:
             if name in schema["required"] or r.random() < 0.5
         }
 
-    def answer_text(self, schema: dict[str, Any] | None) -> tuple[Any, str]:
+    def answer_text(self, schema: dict[str, Any] | None) -> tuple[Any, str | None]:
         """(content, finish_reason) of a structured answer: valid, off-schema, not JSON, cut
         off, fenced in Markdown, with huge numbers..."""
         r = self.r
@@ -654,7 +668,7 @@ def run_stats(gen: Gen, work: Path) -> str:
 
 def run_split(gen: Gen, work: Path) -> str:
     r = gen.r
-    args = []
+    args: list[str] = []
     if r.random() < 0.25:  # {custom_id, body} lines, or another profile's
         args, bodies = profile_args(gen)
         data = gen.lines_file(r.choice([0, 1, 2, 5, 10, 30]), gen.body_line if bodies else None)
@@ -844,7 +858,7 @@ def join_many(gen: Gen, work: Path, data: bytes, results: Path, extra: list[str]
     out = work / "many.parquet"
     one = ["join", str(work / "in.jsonl"), "-r", str(results), "-o", str(out), *extra]
     many = ["join"]
-    how = r.choice(["files", "folder", "glob", "manifest"])
+    how: str = r.choice(["files", "folder", "glob", "manifest"])
     if how == "manifest":
         parts = work / "parts"
         split = ["split", str(work / "in.jsonl"), "-o", str(parts), "--skip-invalid"]
@@ -878,7 +892,7 @@ def join_many(gen: Gen, work: Path, data: bytes, results: Path, extra: list[str]
         if whole is None or cut is None:
             return
         by_line = {row["line"]: row for row in whole[1]}
-        drop = ("input_file", "line", "original_file", "original_line")
+        drop: tuple[str, ...] = ("input_file", "line", "original_file", "original_line")
         for row in cut[1]:
             if row["original_file"] != "in.jsonl" and not str(row["original_file"]).endswith(
                 "/in.jsonl"
@@ -1013,12 +1027,14 @@ def structured_case(gen: Gen, work: Path) -> tuple[list[str], dict[str, Any]]:
     join's arguments, and per custom_id what was asked and answered (None: no answer)."""
     r = gen.r
     shared = [gen.schema() for _ in range(r.randint(1, 2))]
-    for schema in shared:
-        if r.random() < 0.3 and schema.get("type") == "object":
-            schema["properties"][r.choice(["status", "content", "model", "parsed", "line"])] = {
+    for shape in shared:
+        if r.random() < 0.3 and shape.get("type") == "object":
+            shape["properties"][r.choice(["status", "content", "model", "parsed", "line"])] = {
                 "type": "string"
             }
-    requests, answers, case = [], [], {}
+    requests: list[bytes] = []
+    answers: list[dict[str, Any]] = []
+    case: dict[str, tuple[Any, Any]] = {}
     for i in range(r.choice([1, 2, 5, 12, 30])):
         cid = f"r{i}"
         body: dict[str, Any] = {
@@ -1436,6 +1452,81 @@ def answers_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
     return [source], results, structured
 
 
+ODD_IDS = ["", "a", "ab", "a\x00", "\x7f", "\x80", "é", "\ue000", "\uffff", "\U0001f600", " ", "A"]
+"""Pieces of custom_ids that sort oddly: empty, prefixes of each other, a NUL, and code points
+whose UTF-8 bytes sort otherwise than they (U+E000..U+FFFF against U+10000 and above)."""
+
+
+def odd_id(gen: Gen, number: int) -> str:
+    """A unique custom_id (``number``), often of odd pieces, now and then very long."""
+    r = gen.r
+    kind = r.random()
+    if kind < 0.4:
+        head = "".join(r.choice(ODD_IDS) for _ in range(r.randint(0, 3)))
+        return head + ("" if number == 0 else chr(0x20 + number % 90) + str(number))
+    if kind < 0.45:
+        return "k" * r.randint(300, 3000) + str(number)
+    return f"req-{number:0{r.randint(1, 6)}d}"
+
+
+def matching_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
+    """Requests in several files (some with 0 or 1 request), custom_ids that sort oddly, and
+    many result files whose custom_ids are one input's stretch, spread over every input,
+    interleaved, mostly orphans or repeated (within a file and across files), a file answering
+    nothing: how ``results.matching`` places them (``tiny_sizes`` shrinks ``PLACE_ROWS``)."""
+    r = gen.r
+    ids = list(dict.fromkeys(odd_id(gen, i) for i in range(r.choice([0, 1, 2, 5, 30, 120]))))
+    inputs, at = [], 0
+    for number in range(r.randint(1, 4)):
+        left = len(ids) - at
+        count = min(left, r.choice([0, 1, r.randint(0, left)])) if number < 3 else left
+        part = ids[at : at + count]
+        at += count
+        path = work / f"in{number}.jsonl"
+        lines = [
+            gen.dumps(
+                {
+                    "custom_id": cid,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "gpt-4o-mini", "messages": []},
+                }
+            )
+            for cid in part
+        ]
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
+        inputs.append(path)
+    if at < len(ids):
+        ids = ids[:at]
+    shapes = shape_lines()
+    results = []
+    for number in range(r.choice([1, 2, 3, 8])):
+        how = r.choice(["stretch", "spread", "interleaved", "orphans", "repeated", "nothing"])
+        size = r.choice([0, 1, 3, 20, 60])
+        if not ids or how == "nothing":
+            answered = [f"orphan-{number}-{i}" for i in range(size)]
+        elif how == "stretch":
+            start = r.randrange(len(ids))
+            answered = ids[start : start + size]
+            r.shuffle(answered)
+        elif how == "spread":
+            answered = r.sample(ids, min(size, len(ids)))
+        elif how == "interleaved":
+            answered = [ids[i] for i in range(number % 2, len(ids), 2)][:size]
+        elif how == "orphans":
+            answered = [
+                r.choice(ids) if r.random() < 0.1 else r.choice(ids) + r.choice(ODD_IDS[1:])
+                for _ in range(size)
+            ]
+        else:
+            answered = [r.choice(ids[:3]) for _ in range(size)]
+        lines = [answer_line(gen, cid, shapes, r.random() < 0.05) for cid in answered]
+        path = work / f"out{number}.jsonl"
+        path.write_bytes(b"\n".join(lines) + (b"\n" if r.random() < 0.85 else b""))
+        results.append(path)
+    return inputs, results, False
+
+
 def join_outcome(run: Callable[[], Any], legacy: bool = False) -> Any:
     """What a join gave (schema, rows, summary; for ``legacy``, without what the streaming
     join added), or its error, as text comparable across runs (NaN equal to NaN, the cost
@@ -1482,15 +1573,16 @@ def forget_rare_fields(gen: Gen) -> None:
         readers._PROJECTION.kept.clear()
 
 
-def run_answers(gen: Gen, work: Path) -> str:
-    """Join the case as shipped, with tiny engines, with the line-by-line readers and (no
-    structured output asked) with the whole-table join of ``tests/legacy_join.py``: the same
-    table, summary and anomalies; the Parquet file written is the table."""
+def run_answers(gen: Gen, work: Path, case: Case | None = None) -> str:
+    """Join the case (``answers_case``, or ``case``) as shipped, with tiny engines, with the
+    line-by-line readers and (no structured output asked) with the whole-table join of
+    ``tests/legacy_join.py``: the same table, summary and anomalies; the Parquet file written
+    is the table."""
     import jsonl_batch
     from jsonl_batch.results.join import join
 
     r = gen.r
-    inputs, results, structured = answers_case(gen, work)
+    inputs, results, structured = (case or answers_case)(gen, work)
     options: dict[str, Any] = {"max_anomalies": r.choice([None, 1, 100])}
     for option in ("include_bodies", "include_tool_calls", "include_embeddings"):
         options[option] = r.random() < 0.15
@@ -1538,6 +1630,13 @@ def run_answers(gen: Gen, work: Path) -> str:
     return "joined" + (", structured" if structured else "")
 
 
+def run_matching(gen: Gen, work: Path) -> str:
+    """``run_answers`` on ``matching_case``: results placed on requests they answer oddly."""
+    return run_answers(gen, work, matching_case)
+
+
+Case = Callable[[Gen, Path], tuple[list[Path], list[Path], bool]]
+
 RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "validate": run_validate,
     "split": run_split,
@@ -1547,6 +1646,7 @@ RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "stats": run_stats,
     "structured": run_structured,
     "answers": run_answers,
+    "matching": run_matching,
 }
 
 # ---------------------------------------------------------------- crash-isolated runs
@@ -1982,11 +2082,11 @@ def campaign(
     """Run the campaign; returns the tally (runs, outcomes, failures)."""
     tally = Tally()
     if only is not None:
-        command, _, index = only.partition("#")
+        command, _, number = only.partition("#")
         if command.startswith("kill-"):
-            run_kill(seed, command[5:], int(index), keep, tally, log)
+            run_kill(seed, command[5:], int(number), keep, tally, log)
         else:
-            run_many(seed, command, [int(index)], keep, tally, log)
+            run_many(seed, command, [int(number)], keep, tally, log)
         return tally
     for command in commands:
         if command not in RUNNERS:
