@@ -387,6 +387,9 @@ class _Part:
             self._out = split_part(stream.getvalue())
             if not self.keep:
                 self.table = None  # its memory back as soon as it is encoded
+            # what the encoding freed, given back now: this thread's allocator pages would
+            # otherwise stay with the process (the 2M join's peak was ~80 MB higher)
+            pa.default_memory_pool().release_unused()
         except BaseException as exc:  # raised by ``result``, in the appending thread
             self._out = exc
         finally:
