@@ -67,6 +67,25 @@ def test_unknown_models_get_no_cost_and_a_note() -> None:
     assert "my-azure-deployment (2)" in summary["notes"][0]
 
 
+def test_rows_of_one_model_cost_as_among_other_models() -> None:
+    # One model (null rows aside) is priced with scalars, rows of many models by lookup:
+    # the same cost for the same row, and a row without a model is unpriced either way.
+    rows = [
+        ("gpt-4o-mini", 1200, 80, 1024),
+        (None, 5, 5, None),
+        ("gpt-4o-mini", 900, 0, -3),
+        ("gpt-4o-mini", None, None, None),
+        ("gpt-4o-mini", 10, 2**60, 20),
+    ]
+    alone, cost = tally_of(rows)
+    mixed, among = tally_of([*rows, ("gpt-5-mini", 1, 1, 0)])
+    assert cost == among[:-1] and cost[1] is None and cost[3] is None
+    assert alone.unpriced == mixed.unpriced == {"unknown model": 1}
+    no_price, unpriced = tally_of([("my-deployment", 7, 7, 0), (None, 1, 1, 0)])
+    assert unpriced == [None, None]
+    assert no_price.unpriced == {"my-deployment": 1, "unknown model": 1}
+
+
 def test_rows_without_usage_cost_nothing_and_are_not_counted() -> None:
     tally, cost = tally_of([("gpt-4o", None, None, None), (None, None, None, None)])
     assert cost == [None, None]

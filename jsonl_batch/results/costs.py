@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import compute as pc
 from ..lines.reading import Source
-from ..tokens.pricing import PriceTable, round_cost
+from ..tokens.pricing import Price, PriceTable, round_cost
 
 Column: TypeAlias = pa.Array | pa.ChunkedArray
 """An Arrow column, whole or in chunks."""
@@ -54,20 +54,12 @@ class CostTally:
         prompt, completion, cached = (
             pc.cast(c, pa.float64(), safe=False) for c in (prompt, completion, cached)
         )
-        models = pc.unique(model).to_pylist()
-        prices = [self.prices.price(m) for m in models]
-        where = pc.index_in(model, value_set=pa.array(models, pa.string()))
-
-        def unit(values: list[float | None]) -> pa.Array:
-            return pc.take(pa.array(values, pa.float64()), where)
-
+        input_unit, cached_unit, output_unit, known = self._units(model)
         has_usage = pc.or_(pc.is_valid(prompt), pc.is_valid(completion))
+        priced = has_usage if known is None else pc.and_(has_usage, known)
         prompt_in = pc.fill_null(prompt, 0)
         cached_in = pc.max_element_wise(pc.fill_null(cached, 0), 0)  # a server's nonsense
         cached_in = pc.min_element_wise(cached_in, prompt_in)
-        input_unit = unit([p.input if p else None for p in prices])
-        cached_unit = unit([p.cached_input if p else None for p in prices])
-        output_unit = unit([p.output if p else None for p in prices])
         out_tokens = pc.fill_null(completion, 0)
         output_cost = pc.if_else(pc.equal(out_tokens, 0), 0.0, pc.multiply(out_tokens, output_unit))
         total = pc.add(
@@ -77,9 +69,25 @@ class CostTally:
             ),
             output_cost,
         )
-        cost = pc.if_else(has_usage, pc.divide(total, float(self.prices.per_tokens)), None)
+        cost = pc.if_else(priced, pc.divide(total, float(self.prices.per_tokens)), None)
         self._count(model, cost, has_usage, cached_in, cached_unit)
         return cost.combine_chunks() if isinstance(cost, pa.ChunkedArray) else cost
+
+    def _units(self, model: Column) -> tuple[Any, Any, Any, Any]:
+        """Each row's price per token of input, cached input and output (null: none), and
+        which rows have them (``None``: all the rows' units are as given). Rows that name one
+        model (a batch's usual case) get one scalar each, valid where ``model`` is: no
+        per-row lookup."""
+        low, high = (m.as_py() for m in pc.min_max(model).values())
+        if low == high:  # one model (null rows aside), or none
+            price = self.prices.price(low)
+            known = pc.is_valid(model) if model.null_count else None
+            return (*(pa.scalar(u, pa.float64()) for u in _units_of(price)), known)
+        models = pc.unique(model).to_pylist()
+        prices = [self.prices.price(m) for m in models]
+        where = pc.index_in(model, value_set=pa.array(models, pa.string()))
+        columns = zip(*(_units_of(p) for p in prices), strict=True)
+        return (*(pc.take(pa.array(c, pa.float64()), where) for c in columns), None)
 
     def _count(
         self,
@@ -87,7 +95,7 @@ class CostTally:
         cost: Column,
         has_usage: Column,
         cached: Column,
-        cached_unit: pa.Array,
+        cached_unit: pa.Scalar | pa.Array,
     ) -> None:
         self.total += pc.sum(cost).as_py() or 0.0
         self.priced += len(cost) - cost.null_count
@@ -153,6 +161,11 @@ class CostTally:
             "prices": self.prices.describe(),
             "notes": self.notes(),
         }
+
+
+def _units_of(price: Price | None) -> tuple[float | None, float | None, float | None]:
+    """A price's input, cached-input and output units (``None``: no price)."""
+    return (None, None, None) if price is None else (price.input, price.cached_input, price.output)
 
 
 def input_estimates(

@@ -50,7 +50,7 @@ from .matching import Requests
 from .origins import Origin, find_origins
 from .readers import Anomaly
 from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_of
-from .tables import COLUMN, COLUMNS, DatasetWriter, TableWriter, join_schema
+from .tables import COLUMN, COLUMNS, STATUSES, DatasetWriter, TableWriter, join_schema
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -377,7 +377,8 @@ def join_into(
                 )
             table = _rows(plan, f, plan.first[number], start, found, bodies, table_schema)
             table = answers.columns(table, number, parsed, table_schema)
-            _tally(summary, table)  # here: the writing thread has the most to do
+            # here: the writing thread has the most to do
+            _tally(summary, table, found.column("ok"))
             done += table.num_rows
             writing.write(table)  # while the next block is taken
             del found, parsed, bodies, table  # their memory goes with the block's encoding
@@ -764,10 +765,7 @@ def _rows(
     schema: pa.Schema,
 ) -> pa.Table:
     """A block's rows in the join's schema: the request's columns, then its answer's."""
-    ok = answers.column("ok")
-    status = pc.if_else(
-        pc.is_null(ok), "missing", pc.if_else(pc.fill_null(ok, False), "succeeded", "failed")
-    )
+    status = pc.take(_STATUS_OF_OK, pc.fill_null(pc.cast(answers.column("ok"), pa.int8()), 2))
     assert f.table is not None
     rows = answers.num_rows
     columns = {
@@ -785,11 +783,17 @@ def _rows(
     )
 
 
-def _tally(summary: JoinSummary, table: pa.Table) -> None:
-    """Add a block's counts to the summary (statuses, error codes, tokens)."""
-    for r in pc.value_counts(table.column("status")).to_pylist():
-        name = r["values"]
-        setattr(summary, name, getattr(summary, name) + r["counts"])
+_STATUS_OF_OK = pa.array([STATUSES[1], STATUSES[0], STATUSES[2]], pa.string())
+"""A row's ``status`` by its answer's ``ok``: false (0), true (1), null (2)."""
+
+
+def _tally(summary: JoinSummary, table: pa.Table, ok: pa.ChunkedArray) -> None:
+    """Add a block's counts to the summary (statuses, from the answers' ``ok``; error codes,
+    tokens)."""
+    succeeded = pc.sum(ok).as_py() or 0
+    summary.succeeded += succeeded
+    summary.missing += ok.null_count
+    summary.failed += len(ok) - ok.null_count - succeeded
     codes = Counter(summary.error_codes)
     for r in pc.value_counts(pc.drop_null(table.column("error_code"))).to_pylist():
         codes[r["values"]] += r["counts"]
