@@ -101,14 +101,14 @@ def test_a_link_is_not_followed(temp: Path, tmp_path: Path) -> None:
 # A join stopped once its answers are spilled: it says so, then sleeps until killed.
 PAUSED_JOIN = """
 import sys, time
-from jsonl_batch.results import join as module
-real = module.take_answers
+from jsonl_batch.results import gather, join
+real = gather.AnswerTaker.take
 def paused(*args, **kwargs):
     print("spilled", flush=True)
     time.sleep(600)
     return real(*args, **kwargs)
-module.take_answers = paused
-module.join([sys.argv[1]], [sys.argv[2]])
+gather.AnswerTaker.take = paused
+join.join([sys.argv[1]], [sys.argv[2]])
 """
 
 

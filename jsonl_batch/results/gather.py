@@ -1,8 +1,8 @@
 """The answers of a block of requests, taken from where the index set them aside.
 
 ``indexing`` wrote each result line's answer columns to spill files (Arrow IPC); for a block
-of requests (in input order) ``take_answers`` takes each kept answer's row from them,
-memory-mapping only the spill files the block needs, for as long as it needs them, and
+of requests (in input order) ``AnswerTaker.take`` takes each kept answer's row from them,
+reading only the spill files the block needs, and
 ``request_bodies`` copies the requests' bodies from their lines (``--include-bodies``).
 """
 
@@ -18,21 +18,46 @@ from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
 
 
-def take_answers(spills: list[str], spill: pa.Array, row: pa.Array, schema: pa.Schema) -> pa.Table:
-    """The answer rows ``(spill[i], row[i])`` in order, a row of nulls where ``spill[i]`` is
-    null (a request without an answer)."""
-    used = pc.unique(pc.drop_null(spill)).to_pylist()
-    if not used:
-        return pa.Table.from_arrays([pa.nulls(len(spill), f.type) for f in schema], schema=schema)
-    tables, first = [], [0] * len(spills)
-    at = 0
-    with ExitStack() as stack:  # the spill files mapped while their rows are taken
-        for number in sorted(used):
-            source = stack.enter_context(pa.memory_map(spills[number]))
-            tables.append(pa.ipc.open_file(source).read_all())
-            first[number], at = at, at + tables[-1].num_rows
-        where = pc.add(pc.take(pa.array(first, pa.int64()), spill), pc.cast(row, pa.int64()))
-        return pc.take(pa.concat_tables(tables), where)  # one take; null where no answer
+class AnswerTaker:
+    """``take(spill, row)``: the answer rows ``(spill[i], row[i])`` of a block in order, a
+    row of nulls where ``spill[i]`` is null (a request without an answer). With ``keep``,
+    the spill files the block used, read into one table, are kept for the next block, which
+    mostly needs the same ones (the blocks of one input file): not read and joined again."""
+
+    def __init__(self, spills: list[str], schema: pa.Schema) -> None:
+        self.spills, self.schema = spills, schema
+        self.held: set[int] = set()
+        self.table = schema.empty_table()
+        self.first = pa.array([0] * len(spills), pa.int64())
+        """Per spill file, its first row in ``table``."""
+
+    def take(self, spill: pa.Array, row: pa.Array, keep: bool = False) -> pa.Table:
+        used = pc.unique(pc.drop_null(spill)).to_pylist()
+        if not used:
+            schema = self.schema
+            return pa.Table.from_arrays(
+                [pa.nulls(len(spill), f.type) for f in schema], schema=schema
+            )
+        if not self.held.issuperset(used):
+            self._read(sorted(used))
+        where = pc.add(pc.take(self.first, spill), pc.cast(row, pa.int64()))
+        taken = pc.take(self.table, where)  # one take; null where no answer
+        if not keep:  # its memory is not held while the block is written
+            self.table, self.held = self.schema.empty_table(), set()
+        return taken
+
+    def _read(self, used: list[int]) -> None:
+        """Hold the spill files ``used`` (those held before are let go first)."""
+        self.table, self.held = self.schema.empty_table(), set()
+        tables, first, at = [], [0] * len(self.spills), 0
+        with ExitStack() as stack:  # the spill files mapped while they are read
+            for number in used:
+                source = stack.enter_context(pa.memory_map(self.spills[number]))
+                tables.append(pa.ipc.open_file(source).read_all())
+                first[number], at = at, at + tables[-1].num_rows
+            # one chunk: a take from several joins their strings anew each time
+            self.table = pa.concat_tables(tables).combine_chunks()
+        self.first, self.held = pa.array(first, pa.int64()), set(used)
 
 
 def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Anomaly]) -> pa.Array:

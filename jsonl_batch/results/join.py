@@ -36,7 +36,7 @@ from ..outputs.scratch import scratch_folder
 from ..tokens.pricing import PriceTable, load_prices
 from .answers import OUTPUT_PROBLEMS, check_answers
 from .costs import CostTally, exact_sum, input_estimates, json_int
-from .gather import request_bodies, take_answers
+from .gather import AnswerTaker, request_bodies
 from .index import (
     RESULT_SCHEMA,
     FileIndex,
@@ -353,15 +353,15 @@ def join_into(
         summary.invalid_lines += len(blank)
         plan.input_anomalies += blank
         sink.begin(table_schema)
-        answer_columns = spill_schema(extras)
+        taker = AnswerTaker(spills, spill_schema(extras))
         done = 0
         writing = stack.enter_context(_Behind(sink))
-        for number, start, rows in _blocks(plan, indexed):
+        blocks = _blocks(plan, indexed)
+        for at, (number, start, rows) in enumerate(blocks):
             f = indexed[number]
             assert f.table is not None
-            found = take_answers(
-                spills, plan.spill.slice(start, rows), plan.row.slice(start, rows), answer_columns
-            )
+            more = at + 1 < len(blocks) and blocks[at + 1][0] == number  # of the same file
+            found = taker.take(plan.spill.slice(start, rows), plan.row.slice(start, rows), more)
             parsed = None
             if answers.structured.active:
                 lines = f.table.column("line").slice(start - plan.first[number], rows)

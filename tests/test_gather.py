@@ -1,0 +1,48 @@
+"""``gather.AnswerTaker``: a block's answers taken from spill files, held ones reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from jsonl_batch.results.gather import AnswerTaker
+
+SCHEMA = pa.schema([("content", pa.string()), ("tokens", pa.int64())])
+
+
+def spill_files(tmp_path: Path, sizes: list[int]) -> list[str]:
+    paths = []
+    for number, size in enumerate(sizes):
+        path = str(tmp_path / f"answers-{number}.arrow")
+        rows = [f"{number}:{r}" for r in range(size)]
+        table = pa.table([rows, [100 * number + r for r in range(size)]], schema=SCHEMA)
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+            writer.write_table(table)
+        paths.append(path)
+    return paths
+
+
+def test_blocks_take_the_same_rows_with_spill_files_held_or_not(tmp_path: Path) -> None:
+    taker = AnswerTaker(spill_files(tmp_path, [3, 2, 4]), SCHEMA)
+    blocks = [
+        ([0, None, 2, 0], [2, None, 1, 0]),
+        ([2, 0], [3, 1]),  # files held: reused
+        ([1, 2, None], [1, 0, None]),  # file 1 was not held: read again
+        ([None], [None]),  # no answer at all
+        ([0], [0]),
+    ]
+    expected = [
+        ["0:2", None, "2:1", "0:0"],
+        ["2:3", "0:1"],
+        ["1:1", "2:0", None],
+        [None],
+        ["0:0"],
+    ]
+    for keep in (False, True):
+        for (spill, row), contents in zip(blocks, expected, strict=True):
+            taken = taker.take(pa.array(spill, pa.int32()), pa.array(row, pa.int32()), keep)
+            assert taken.schema == SCHEMA and taken.column("content").to_pylist() == contents
+            tokens = [None if s is None else 100 * s + r for s, r in zip(spill, row, strict=True)]
+            assert taken.column("tokens").to_pylist() == tokens
+    assert taker.held == {0}
