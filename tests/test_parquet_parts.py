@@ -14,12 +14,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from answer_bodies import chat_body
+from helpers import jsonl, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jsonl_batch.outputs import parquet_parts
 from jsonl_batch.outputs.atomic import WriteError
 from jsonl_batch.outputs.parquet_parts import StitchedWriter, Unstitchable, decode, encode
+from jsonl_batch.results.join import join_to
 from jsonl_batch.results.tables import SUMMARY_KEY, TableWriter, join_schema, parquet_writer
 
 PARSED = pa.field(
@@ -201,3 +204,35 @@ def test_an_encoding_error_leaves_the_old_file_and_no_temporary(
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
     assert threading.active_count() == threads
     assert calls[2] is not threading.main_thread()
+
+
+def test_ctrl_c_while_a_join_writes_parquet_keeps_the_old_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the join's thread while row groups are being encoded (at the fourth block,
+    two still in the threads): the old table stays, no temporary file, no thread left."""
+    n = 40_000
+    inputs, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_bytes(jsonl(*(request(f"r{i}") for i in range(n))))
+    answer = {"status_code": 200, "body": chat_body("an answer " * 20)}
+    results.write_bytes(
+        jsonl(*({"id": f"b{i}", "custom_id": f"r{i}", "response": answer} for i in range(n)))
+    )
+    output = tmp_path / "t.parquet"
+    output.write_bytes(b"old")
+    write, blocks = StitchedWriter.write_table, []
+
+    def interrupted(self: StitchedWriter, table: pa.Table) -> None:
+        blocks.append(len(self._pending))
+        if len(blocks) == 4:
+            raise KeyboardInterrupt
+        write(self, table)
+
+    monkeypatch.setattr(StitchedWriter, "write_table", interrupted)
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        join_to([inputs], [results], output, force=True)
+    assert blocks[-1] == 2  # two row groups given to the threads
+    assert output.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "t.parquet"]
+    assert threading.active_count() == threads
