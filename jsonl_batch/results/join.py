@@ -770,7 +770,7 @@ def _rows(
     rows = answers.num_rows
     columns = {
         "custom_id": f.table.column("custom_id").slice(start - first, rows),
-        "input_file": pa.repeat(pa.scalar(f.name), rows),
+        "input_file": pa.repeat(pa.scalar(f.name, pa.string()), rows),
         "line": f.table.column("line").slice(start - first, rows),
         "status": status,
     }
@@ -882,7 +882,9 @@ class _Answers:
                 added["original_line"] = pa.nulls(table.num_rows, pa.int64())
             else:
                 held = self._cached(("origin", number), lambda: _origin_lines(origin))
-                added["original_file"] = pa.repeat(pa.scalar(origin.input), table.num_rows)
+                added["original_file"] = pa.repeat(
+                    pa.scalar(origin.input, pa.string()), table.num_rows
+                )
                 added["original_line"] = pc.take(held, pc.min_element_wise(lines, len(held) - 1))
         counted = self.estimates[number] if self.estimates is not None else None
         if counted is not None:
