@@ -25,6 +25,7 @@ def test_short_campaign(tmp_path: Path) -> None:
     assert tally.runs["validate"] == 60 and tally.runs["join"] == 3
     assert tally.runs["stats"] == 3 and tally.runs["structured"] == 3
     assert tally.runs["answers"] == 3 and tally.runs["matching"] == 3
+    assert tally.runs["parquet"] == 3
     assert not tally.failures, fuzz.report(tally)
 
 

@@ -54,6 +54,36 @@ def test_positions_are_index_in(
     assert found.to_pylist() == expected(ids, wanted)
 
 
+ODD = st.lists(
+    st.sampled_from(["", "a", "ab", "\x00", "\x7f", "\x80", "é", "\ue000", "\uffff", "\U0001f600"]),
+    max_size=4,
+).map("".join)
+"""custom_ids that sort oddly: empty, prefixes of each other, NUL, and code points whose UTF-8
+bytes sort otherwise than they (U+E000..U+FFFF against U+10000 and above)."""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(ODD | st.text(max_size=3), unique=True, max_size=80),
+    others=st.lists(st.none() | ODD, max_size=60),
+    picks=st.lists(st.integers(0, 79), max_size=60),
+    sample=st.sampled_from([1, 3, 64]),
+    span=st.sampled_from([1, 8]),
+)
+def test_positions_of_custom_ids_that_sort_oddly(
+    names: list[str], others: list[str | None], picks: list[int], sample: int, span: int
+) -> None:
+    """Found by byte order (the sort, the binary search) as by the hash table."""
+    ids = chunked(names, 3)
+    wanted = chunked([names[p] for p in picks if p < len(names)] + others)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matching, "SAMPLE", sample)
+        patch.setattr(matching, "SPAN", span)
+        found = Requests(ids).positions(wanted)
+    assert found is not None
+    assert found.to_pylist() == expected(ids, wanted)
+
+
 def test_a_stretch_with_answers_from_elsewhere_and_orphans(monkeypatch: Any) -> None:
     """A file answering one stretch (its table) and, beyond it, other requests and none
     (found by search)."""

@@ -97,6 +97,7 @@ COMMANDS = (
     "structured",
     "answers",
     "matching",
+    "parquet",
 )
 KILLED = ("split", "build", "join", "retry", "partition")
 
@@ -1630,6 +1631,84 @@ def run_answers(gen: Gen, work: Path, case: Case | None = None) -> str:
     return "joined" + (", structured" if structured else "")
 
 
+PARQUET_TYPES = {
+    "string": lambda gen: gen.r.choice(["a", "é", "", "failed"]) if gen.r.random() < 0.5
+    else gen.text(30) if gen.r.random() < 0.999 else "x" * gen.r.randint(10**5, 1_200_000),
+    "int64": lambda gen: gen.r.randint(-(2**63), 2**63 - 1),
+    "float64": lambda gen: gen.r.random(),
+    "bool": lambda gen: gen.r.random() < 0.5,
+    "list": lambda gen: [gen.r.random() for _ in range(gen.r.randint(0, 4))],
+    "struct": lambda gen: {"n": gen.r.randint(0, 9), "s": gen.r.choice(["a", None, "bc"])},
+    "dictionary": lambda gen: gen.r.choice(["one", "two", "three"]),
+}  # fmt: skip
+"""A value of each column type the stitched Parquet campaign draws (strings of a few bytes
+to over a megabyte: several pages, a dictionary given up for plain encoding)."""
+
+
+def parquet_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "list": pa.list_(pa.float32()),
+        "struct": pa.struct([("n", pa.int64()), ("s", pa.string())]),
+        "dictionary": pa.dictionary(pa.int32(), pa.string()),
+    }[kind]
+
+
+def run_parquet(gen: Gen, work: Path) -> str:
+    """Row groups of a random table (0 to 40 of them, empty ones, nulls, dictionaries, big
+    strings) stitched by ``outputs.parquet_parts`` are the bytes one writer makes of them."""
+    import pyarrow as pa
+
+    from jsonl_batch.outputs.parquet_parts import StitchedWriter
+    from jsonl_batch.results.tables import SUMMARY_KEY, parquet_writer
+
+    r = gen.r
+    kinds = [r.choice(list(PARQUET_TYPES)) for _ in range(r.randint(1, 20))]
+    schema = pa.schema([(f"c{i}", parquet_type(k)) for i, k in enumerate(kinds)])
+    parts = []
+    for _ in range(r.choice([0, 1, 2, 5, 14, 15, 16, 40])):
+        rows = r.choice([0, 0, 1, 3, 100, 2_000]) if r.random() < 0.97 else 25_000
+        nulls = [r.choice([0.0, 0.1, 1.0]) for _ in kinds]
+        columns = [
+            pa.array([None if r.random() < z else PARQUET_TYPES[k](gen) for _ in range(rows)],
+                     parquet_type(k) if k != "dictionary" else pa.string())
+            for k, z in zip(kinds, nulls, strict=True)
+        ]  # fmt: skip
+        columns = [
+            c.dictionary_encode() if k == "dictionary" else c
+            for c, k in zip(columns, kinds, strict=True)
+        ]
+        parts.append(pa.Table.from_arrays(columns, schema=schema))
+    summary = r.choice([None, b"{}", orjson.dumps({"rows": r.randint(0, 10**6)})])
+    outputs = []
+    for make in (StitchedWriter, None):
+        out = io.BytesIO()
+        writer: Any = make(out, schema, parquet_writer) if make else parquet_writer(out, schema)
+        for part in parts:
+            if make:
+                writer.write_table(part)
+            else:
+                writer.write_table(part, row_group_size=max(1, part.num_rows))
+        if summary is not None:
+            writer.add_key_value_metadata({SUMMARY_KEY: summary})
+        writer.close()
+        outputs.append(out.getvalue())
+    if outputs[0] != outputs[1]:
+        pairs = enumerate(zip(*outputs, strict=False))
+        at = next((i for i, (a, b) in pairs if a != b), min(map(len, outputs)))
+        raise Failure(
+            f"stitched Parquet ({len(parts)} row groups of {[p.num_rows for p in parts]}) "
+            f"is not one writer's bytes: {len(outputs[0])} against {len(outputs[1])} bytes, "
+            f"first difference at byte {at}"
+        )
+    return f"stitched {min(len(parts), 16)}{'+' if len(parts) > 16 else ''} row groups"
+
+
 def run_matching(gen: Gen, work: Path) -> str:
     """``run_answers`` on ``matching_case``: results placed on requests they answer oddly."""
     return run_answers(gen, work, matching_case)
@@ -1647,6 +1726,7 @@ RUNNERS: dict[str, Callable[[Gen, Path], str]] = {
     "structured": run_structured,
     "answers": run_answers,
     "matching": run_matching,
+    "parquet": run_parquet,
 }
 
 # ---------------------------------------------------------------- crash-isolated runs
