@@ -1470,6 +1470,26 @@ def odd_id(gen: Gen, number: int) -> str:
     return f"req-{number:0{r.randint(1, 6)}d}"
 
 
+def long_line(gen: Gen, line: bytes) -> bytes:
+    """``line`` (an object) made 2,050 bytes or longer with a field of padding, brackets in a
+    string or nesting near orjson's limit (1,024 levels) on either side."""
+    r = gen.r
+    depth = r.choice([1, 1000, 1023, 1024, 1025, 1100])
+    extra = r.choice(
+        [
+            b'"x" * 3000',
+            b'"' + b"[{" * r.randint(500, 700) + b'"',
+            b"[" * depth + b"]" * depth + b', "pad": "' + b"x" * 2100 + b'"',
+            b'"' + "é\\n".encode() * 1100 + b'"',
+        ]
+    )
+    if extra == b'"x" * 3000':
+        extra = b'"' + b"x" * r.randint(2050, 5000) + b'"'
+    if not line.endswith(b"}"):
+        return line
+    return line[:-1] + b', "long": ' + extra + b"}"
+
+
 def matching_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
     """Requests in several files (some with 0 or 1 request), custom_ids that sort oddly, and
     many result files whose custom_ids are one input's stretch, spread over every input,
@@ -1522,6 +1542,8 @@ def matching_case(gen: Gen, work: Path) -> tuple[list[Path], list[Path], bool]:
         else:
             answered = [r.choice(ids[:3]) for _ in range(size)]
         lines = [answer_line(gen, cid, shapes, r.random() < 0.05) for cid in answered]
+        if r.random() < 0.3:  # long lines, most of the file: their brackets counted at once
+            lines = [long_line(gen, line) for line in lines]
         path = work / f"out{number}.jsonl"
         path.write_bytes(b"\n".join(lines) + (b"\n" if r.random() < 0.85 else b""))
         results.append(path)
@@ -2014,7 +2036,8 @@ def kill_setup(
     other.write_bytes(big_results(rng, lines // 2))
     if command in ("join", "partition"):
         if command == "join":
-            target = str(out / rng.choice(["table.csv", "table.jsonl", "table.parquet"]))
+            kind = rng.choice(["csv", "jsonl", "parquet", "parquet"])  # stitched: half
+            target = str(out / f"table.{kind}")
             base = ["join", str(source), "-o", target, "--force"]
         else:  # a folder of Parquet files
             by = "status" if rng.random() < 0.7 else "input_file"
