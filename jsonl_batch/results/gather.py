@@ -21,8 +21,9 @@ from .readers import Anomaly, not_copied
 class AnswerTaker:
     """``take(spill, row)``: the answer rows ``(spill[i], row[i])`` of a block in order, a
     row of nulls where ``spill[i]`` is null (a request without an answer). With ``keep``,
-    the spill files the block used, read into one table, are kept for the next block, which
-    mostly needs the same ones (the blocks of one input file): not read and joined again."""
+    the spill files the block used are joined into one table and kept for the next block,
+    which mostly needs the same ones (the blocks of one input file): Arrow's take from
+    several chunks joins their strings anew on each call."""
 
     def __init__(self, spills: list[str], schema: pa.Schema) -> None:
         self.spills, self.schema = spills, schema
@@ -38,26 +39,26 @@ class AnswerTaker:
             return pa.Table.from_arrays(
                 [pa.nulls(len(spill), f.type) for f in schema], schema=schema
             )
-        if not self.held.issuperset(used):
-            self._read(sorted(used))
-        where = pc.add(pc.take(self.first, spill), pc.cast(row, pa.int64()))
-        taken = pc.take(self.table, where)  # one take; null where no answer
-        if not keep:  # its memory is not held while the block is written
-            self.table, self.held = self.schema.empty_table(), set()
-        return taken
-
-    def _read(self, used: list[int]) -> None:
-        """Hold the spill files ``used`` (those held before are let go first)."""
-        self.table, self.held = self.schema.empty_table(), set()
+        if self.held.issuperset(used):
+            return self._take(spill, row)
+        self.table, self.held = self.schema.empty_table(), set()  # let go first
         tables, first, at = [], [0] * len(self.spills), 0
-        with ExitStack() as stack:  # the spill files mapped while they are read
-            for number in used:
+        with ExitStack() as stack:  # the spill files mapped while their rows are taken
+            for number in sorted(used):
                 source = stack.enter_context(pa.memory_map(self.spills[number]))
                 tables.append(pa.ipc.open_file(source).read_all())
                 first[number], at = at, at + tables[-1].num_rows
-            # one chunk: a take from several joins their strings anew each time
-            self.table = pa.concat_tables(tables).combine_chunks()
-        self.first, self.held = pa.array(first, pa.int64()), set(used)
+            self.table, self.first = pa.concat_tables(tables), pa.array(first, pa.int64())
+            if not keep:  # one take from the chunks, nothing held while the block is written
+                taken = self._take(spill, row)
+                self.table = self.schema.empty_table()
+                return taken
+            self.table, self.held = self.table.combine_chunks(), set(used)
+        return self._take(spill, row)
+
+    def _take(self, spill: pa.Array, row: pa.Array) -> pa.Table:
+        where = pc.add(pc.take(self.first, spill), pc.cast(row, pa.int64()))
+        return pc.take(self.table, where)  # one take; null where no answer
 
 
 def request_bodies(path: str, name: str, requests: pa.Table, anomalies: list[Anomaly]) -> pa.Array:
