@@ -46,3 +46,17 @@ def test_blocks_take_the_same_rows_with_spill_files_held_or_not(tmp_path: Path) 
             tokens = [None if s is None else 100 * s + r for s, r in zip(spill, row, strict=True)]
             assert taken.column("tokens").to_pylist() == tokens
     assert taker.held == {0}
+
+
+def test_the_last_block_of_an_input_file_lets_go_of_held_spill_files(tmp_path: Path) -> None:
+    taker = AnswerTaker(spill_files(tmp_path, [3, 2]), SCHEMA)
+    int32 = pa.int32()
+    taker.take(pa.array([0, 1], int32), pa.array([0, 0], int32), keep=True)
+    assert taker.held == {0, 1} and taker.table.num_rows == 5
+    taken = taker.take(pa.array([0], int32), pa.array([1], int32), keep=False)  # held: reused
+    assert taken.column("content").to_pylist() == ["0:1"]
+    assert taker.held == set() and taker.table.num_rows == 0
+    taker.take(pa.array([0, 1], int32), pa.array([0, 0], int32), keep=True)
+    taken = taker.take(pa.array([None], int32), pa.array([None], int32), keep=False)  # no answer
+    assert taken.column("content").to_pylist() == [None]
+    assert taker.held == set() and taker.table.num_rows == 0

@@ -35,13 +35,18 @@ class AnswerTaker:
     def take(self, spill: pa.Array, row: pa.Array, keep: bool = False) -> pa.Table:
         used = pc.unique(pc.drop_null(spill)).to_pylist()
         if not used:
+            if not keep:
+                self._let_go()
             schema = self.schema
             return pa.Table.from_arrays(
                 [pa.nulls(len(spill), f.type) for f in schema], schema=schema
             )
         if self.held.issuperset(used):
-            return self._take(spill, row)
-        self.table, self.held = self.schema.empty_table(), set()  # let go first
+            taken = self._take(spill, row)
+            if not keep:  # the input file's last block: nothing held after it
+                self._let_go()
+            return taken
+        self._let_go()  # first
         tables, first, at = [], [0] * len(self.spills), 0
         with ExitStack() as stack:  # the spill files mapped while their rows are taken
             for number in sorted(used):
@@ -55,6 +60,9 @@ class AnswerTaker:
                 return taken
             self.table, self.held = self.table.combine_chunks(), set(used)
         return self._take(spill, row)
+
+    def _let_go(self) -> None:
+        self.table, self.held = self.schema.empty_table(), set()
 
     def _take(self, spill: pa.Array, row: pa.Array) -> pa.Table:
         where = pc.add(pc.take(self.first, spill), pc.cast(row, pa.int64()))
