@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,24 @@ def test_ctrl_c_while_a_join_writes_parquet_keeps_the_old_table(
     assert output.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "t.parquet"]
     assert threading.active_count() == threads
+
+
+def test_appended_row_groups_are_kept_as_their_bytes() -> None:
+    """Memory per row group kept until ``close`` is its footer entry's encoded bytes (~3 KB
+    here), not the decoded Python lists (~75 KB each): measured by tracemalloc between the
+    100th and 300th one-row part."""
+    table = pa.Table.from_pylist([{"custom_id": "r", "parsed": {"score": 1}}], schema=SCHEMA)
+    out = io.BytesIO()
+    writer = StitchedWriter(out, SCHEMA, parquet_writer)
+    tracemalloc.start()
+    try:
+        for i in range(300):
+            writer.write_table(table)
+            if i == 100:
+                before = tracemalloc.get_traced_memory()[0]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        writer.close()
+    assert grown / 200 < 8_000
+    assert out.getvalue() == one_writer([table] * 300, SCHEMA, None)  # a list of 15 or more

@@ -1,9 +1,9 @@
 """One Parquet file from row groups encoded in parallel: each row group is written as a
 whole Parquet file of its own (``make_writer``, in a thread: pyarrow encodes and compresses
 without the GIL) into memory, and the parts are stitched together in order: their row
-groups' bytes appended to the output, their footers' row groups kept with every file offset
-shifted, one footer at the end. The file is byte for byte the one a single writer makes of
-the same row groups and metadata (a test holds it).
+groups' bytes appended to the output, their footers' row groups kept (encoded at once) with
+every file offset shifted, one footer at the end. The file is byte for byte the one a single
+writer makes of the same row groups and metadata (a test holds it).
 
 The footer is Thrift's compact protocol; ``decode``/``encode`` keep every field, known or
 not, in its order, so an unchanged footer encodes to its own bytes. A footer with a field
@@ -38,6 +38,19 @@ _LIST, _SET, _MAP, _STRUCT = 9, 10, 11, 12
 _INTS = (_I16, _I32, _I64)
 
 Field = list[Any]
+
+
+class Encoded:
+    """A list's items already encoded (``count`` of them, ``data``): ``encode`` writes the
+    list's header and the bytes as they are."""
+
+    def __init__(self) -> None:
+        self.count, self.data = 0, bytearray()
+
+    def add(self, items: list[Any], elem: int) -> None:
+        for item in items:
+            _put(self.data, elem, item)
+        self.count += len(items)
 
 
 class Unstitchable(JsonlBatchError):
@@ -142,11 +155,15 @@ def _put(out: bytearray, kind: int, value: Any) -> None:
         _struct(out, value)
     elif kind in (_LIST, _SET):
         elem, items = value
-        if len(items) < 15:
-            out.append(len(items) << 4 | elem)
+        count = items.count if isinstance(items, Encoded) else len(items)
+        if count < 15:
+            out.append(count << 4 | elem)
         else:
             out.append(0xF0 | elem)
-            _put_varint(out, len(items))
+            _put_varint(out, count)
+        if isinstance(items, Encoded):
+            out += items.data
+            return
         for item in items:
             _put(out, elem, item)
     elif kind in (_BYTE, _BOOL_TRUE, _BOOL_FALSE):
@@ -271,7 +288,7 @@ class StitchedWriter:
         self._jobs: queue.SimpleQueue[_Part | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._plain: Any = None  # make_writer's, once the parts cannot be stitched
-        self._groups: list[list[Field]] = []
+        self._groups = Encoded()  # the row groups' footer entries, shifted
         self._first: list[Field] | None = None  # the first part's footer, its row groups left out
         self._rows = 0
         self._offset = len(MAGIC)
@@ -333,7 +350,7 @@ class StitchedWriter:
     def _append(self, part: _Part) -> None:
         try:
             body, meta = part.result()
-            groups = shifted_groups(meta, self._offset - len(MAGIC), len(self._groups))
+            groups = shifted_groups(meta, self._offset - len(MAGIC), self._groups.count)
             rest = [f for f in meta if f[0] not in (_FILE_NUM_ROWS, _FILE_ROW_GROUPS)]
             if self._first is not None and rest != self._first:
                 raise Unstitchable("the parts' footers differ")
@@ -349,7 +366,7 @@ class StitchedWriter:
             self._first = rest
         self.handle.write(body)
         self._offset += len(body)
-        self._groups += groups
+        self._groups.add(groups, _STRUCT)
         self._rows += _get(meta, _FILE_NUM_ROWS)
 
     def _footer(self, first: list[Field]) -> list[Field]:
