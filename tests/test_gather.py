@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from jsonl_batch.results import gather
 from jsonl_batch.results.gather import AnswerTaker
 
 SCHEMA = pa.schema([("content", pa.string()), ("tokens", pa.int64())])
@@ -23,7 +25,13 @@ def spill_files(tmp_path: Path, sizes: list[int]) -> list[str]:
     return paths
 
 
-def test_blocks_take_the_same_rows_with_spill_files_held_or_not(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limit", [gather.LIMIT, 0, 20])
+def test_blocks_take_the_same_rows_with_spill_files_held_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """With a small ``LIMIT`` (spill tables of more than 2 GiB) the rows are taken per
+    spill file, held apart: the same rows in the same order."""
+    monkeypatch.setattr(gather, "LIMIT", limit)
     taker = AnswerTaker(spill_files(tmp_path, [3, 2, 4]), SCHEMA)
     blocks = [
         ([0, None, 2, 0], [2, None, 1, 0]),
@@ -46,6 +54,7 @@ def test_blocks_take_the_same_rows_with_spill_files_held_or_not(tmp_path: Path) 
             tokens = [None if s is None else 100 * s + r for s, r in zip(spill, row, strict=True)]
             assert taken.column("tokens").to_pylist() == tokens
     assert taker.held == {0}
+    assert bool(taker.parts) == (limit < 2**31 - 1)
 
 
 def test_the_last_block_of_an_input_file_lets_go_of_held_spill_files(tmp_path: Path) -> None:

@@ -17,18 +17,26 @@ from ..lines.reading import loads_wide, read_range, strip_ending
 from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
 
+LIMIT = 2**31 - 1
+"""Bytes of a block's spill tables past which its rows are taken per spill file: Arrow's
+take from several chunks joins them first, and a string column of more than 2 GiB cannot
+be joined (32-bit offsets: "offset overflow while concatenating arrays")."""
+
 
 class AnswerTaker:
     """``take(spill, row)``: the answer rows ``(spill[i], row[i])`` of a block in order, a
     row of nulls where ``spill[i]`` is null (a request without an answer). With ``keep``,
     the spill files the block used are joined into one table and kept for the next block,
     which mostly needs the same ones (the blocks of one input file): Arrow's take from
-    several chunks joins their strings anew on each call."""
+    several chunks joins their strings anew on each call. Spill tables of more than
+    ``LIMIT`` bytes are held apart, one per spill file, and a block takes from each."""
 
     def __init__(self, spills: list[str], schema: pa.Schema) -> None:
         self.spills, self.schema = spills, schema
         self.held: set[int] = set()
         self.table = schema.empty_table()
+        self.parts: dict[int, pa.Table] = {}
+        """The held spill tables apart (more than ``LIMIT`` bytes), else empty."""
         self.first = pa.array([0] * len(spills), pa.int64())
         """Per spill file, its first row in ``table``."""
 
@@ -37,12 +45,9 @@ class AnswerTaker:
         if not used:
             if not keep:
                 self._let_go()
-            schema = self.schema
-            return pa.Table.from_arrays(
-                [pa.nulls(len(spill), f.type) for f in schema], schema=schema
-            )
+            return self._nulls(len(spill))
         if self.held.issuperset(used):
-            taken = self._take(spill, row)
+            taken = self._apart(used, spill, row) if self.parts else self._take(spill, row)
             if not keep:  # the input file's last block: nothing held after it
                 self._let_go()
             return taken
@@ -53,6 +58,14 @@ class AnswerTaker:
                 source = stack.enter_context(pa.memory_map(self.spills[number]))
                 tables.append(pa.ipc.open_file(source).read_all())
                 first[number], at = at, at + tables[-1].num_rows
+            if sum(table.nbytes for table in tables) > LIMIT:
+                parts = dict(zip(sorted(used), tables, strict=True))
+                if keep:
+                    parts = {
+                        n: t.combine_chunks() if t.nbytes <= LIMIT else t for n, t in parts.items()
+                    }
+                    self.parts, self.held = parts, set(used)
+                return self._apart(used, spill, row, parts)
             self.table, self.first = pa.concat_tables(tables), pa.array(first, pa.int64())
             if not keep:  # one take from the chunks, nothing held while the block is written
                 taken = self._take(spill, row)
@@ -62,7 +75,31 @@ class AnswerTaker:
         return self._take(spill, row)
 
     def _let_go(self) -> None:
-        self.table, self.held = self.schema.empty_table(), set()
+        self.table, self.parts, self.held = self.schema.empty_table(), {}, set()
+
+    def _nulls(self, count: int) -> pa.Table:
+        schema = self.schema
+        return pa.Table.from_arrays([pa.nulls(count, f.type) for f in schema], schema=schema)
+
+    def _apart(
+        self,
+        used: list[int],
+        spill: pa.Array,
+        row: pa.Array,
+        parts: dict[int, pa.Table] | None = None,
+    ) -> pa.Table:
+        """The block's rows taken from each spill file's table, then put in the block's order."""
+        parts = self.parts if parts is None else parts
+        at, taken = [], []
+        for number in used:
+            where = pc.indices_nonzero(pc.fill_null(pc.equal(spill, number), False))
+            at.append(where)
+            taken.append(pc.take(parts[number], pc.take(row, where)))
+        where = pc.indices_nonzero(pc.is_null(spill))
+        at.append(where)
+        taken.append(self._nulls(len(where)))
+        order = pc.sort_indices(pa.concat_arrays(at))  # the inverse of the rows' positions
+        return pc.take(pa.concat_tables(taken), order)
 
     def _take(self, spill: pa.Array, row: pa.Array) -> pa.Table:
         where = pc.add(pc.take(self.first, spill), pc.cast(row, pa.int64()))
