@@ -3,6 +3,7 @@ bytes of one writer, read by pyarrow, DuckDB and polars; failures leave nothing 
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import threading
@@ -258,3 +259,17 @@ def test_appended_row_groups_are_kept_as_their_bytes() -> None:
         writer.close()
     assert grown / 200 < 8_000
     assert out.getvalue() == one_writer([table] * 300, SCHEMA, None)  # a list of 15 or more
+
+
+def test_a_column_chunks_file_offset_is_refused() -> None:
+    """pyarrow 17 and older point a chunk's ``file_offset`` at a copy of its metadata after
+    its pages; stitching would shift the pointer, not the copy: such a part is refused
+    (pyarrow 26 writes 0, and its parts stitch)."""
+    data = one_writer([pa.table({"n": [1, 2]})], pa.schema([("n", pa.int64())]), None)
+    _, meta = parquet_parts.split_part(data)
+    chunk = meta[3][2][1][0][0][2][1][0]  # row groups, the first, its columns, the first
+    assert chunk[0] == [2, 6, 0]
+    parquet_parts.shifted_groups(copy.deepcopy(meta), 10, 0)
+    chunk[0][2] = 40
+    with pytest.raises(Unstitchable, match="copied"):
+        parquet_parts.shifted_groups(meta, 10, 0)

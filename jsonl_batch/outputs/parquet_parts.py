@@ -237,8 +237,10 @@ def split_part(data: bytes | memoryview) -> tuple[memoryview, list[Field]]:
 
 def shifted_groups(meta: list[Field], shift: int, first: int) -> list[list[Field]]:
     """The row groups of a part's footer, every offset moved by ``shift`` bytes and numbered
-    from ``first``. An offset 0 is none (no offset is before the magic bytes): pyarrow
-    writes 0 as a column chunk's deprecated ``file_offset`` and an empty one's page offset."""
+    from ``first``. An offset 0 is none (no offset is before the magic bytes): an empty
+    column chunk's page offset. A chunk's deprecated ``file_offset`` must be 0 (pyarrow 26
+    writes 0): pyarrow 17 and older point it at a copy of the chunk's metadata after its
+    pages, which would keep the old offsets."""
     _only(meta, _FILE_KNOWN, "file")
     groups = _get(meta, _FILE_ROW_GROUPS)[1]
     for ordinal, group in enumerate(groups, first):
@@ -252,8 +254,8 @@ def shifted_groups(meta: list[Field], shift: int, first: int) -> list[list[Field
             _only(chunk, _CHUNK_KNOWN, "column chunk")
             for f in chunk:
                 if f[0] == _CHUNK_FILE_OFFSET and f[2]:
-                    f[2] += shift
-                elif f[0] == _CHUNK_META:
+                    raise Unstitchable("a column chunk's metadata is copied after its pages")
+                if f[0] == _CHUNK_META:
                     _only(f[2], _META_KNOWN, "column metadata")
                     for g in f[2]:
                         if g[0] in _META_OFFSETS and g[2]:
