@@ -26,8 +26,8 @@ Datum = Any
 Python value Arrow turns into a scalar."""
 
 FUNCTIONS = frozenset(_compute.function_registry().list_functions())
-"""The names of this pyarrow's compute functions: ``scatter`` is in pyarrow 22 and later,
-``search_sorted`` in 23 and later."""
+"""The names of this pyarrow's compute functions: ``scatter`` is in pyarrow 21 and later,
+``search_sorted`` in 26 and later."""
 
 
 _TYPES = {
@@ -190,7 +190,7 @@ def index_in(x: Datum, value_set: Datum) -> Any:
 
 
 def scatter(values: Datum, indices: Datum, max_index: int) -> Any:
-    """Per ``r`` in ``0..max_index``: the value whose index is ``r`` (pyarrow 22 and later)."""
+    """Per ``r`` in ``0..max_index``: the value whose index is ``r`` (pyarrow 21 and later)."""
     options = _compute.ScatterOptions(max_index=max_index)
     return _call("scatter", values, indices, options=options)
 

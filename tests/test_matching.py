@@ -18,6 +18,8 @@ from jsonl_batch.results import index, matching
 from jsonl_batch.results import join as joining
 from jsonl_batch.results.matching import Requests
 
+SEARCHES = pytest.mark.skipif(not matching.SEARCH, reason="search_sorted: pyarrow 26 and later")
+
 
 def chunked(values: list[str | None], pieces: int = 3) -> pa.ChunkedArray:
     size = max(1, -(-len(values) // pieces))
@@ -29,6 +31,7 @@ def expected(ids: pa.ChunkedArray, wanted: pa.ChunkedArray) -> list[int | None]:
     return pc.index_in(wanted, value_set=ids).to_pylist()
 
 
+@SEARCHES
 @settings(max_examples=80, deadline=None)
 @given(
     n=st.integers(0, 300),
@@ -62,6 +65,7 @@ ODD = st.lists(
 bytes sort otherwise than they (U+E000..U+FFFF against U+10000 and above)."""
 
 
+@SEARCHES
 @settings(max_examples=60, deadline=None)
 @given(
     names=st.lists(ODD | st.text(max_size=3), unique=True, max_size=80),
@@ -84,6 +88,7 @@ def test_positions_of_custom_ids_that_sort_oddly(
     assert found.to_pylist() == expected(ids, wanted)
 
 
+@SEARCHES
 def test_a_stretch_with_answers_from_elsewhere_and_orphans(monkeypatch: Any) -> None:
     """A file answering one stretch (its table) and, beyond it, other requests and none
     (found by search)."""
@@ -100,6 +105,7 @@ def test_a_stretch_with_answers_from_elsewhere_and_orphans(monkeypatch: Any) -> 
     assert searched == [4, 7]  # the sample, then what the stretch (and its slack) did not hold
 
 
+@SEARCHES
 @pytest.mark.parametrize("values", [[], ["a"], ["a", "b"]])
 def test_no_requests_or_nothing_wanted(values: list[str]) -> None:
     empty = chunked([])
@@ -116,7 +122,7 @@ def test_twice() -> None:
 
 
 def test_a_pyarrow_without_search_joins_the_same(monkeypatch: Any, tmp_path: Any) -> None:
-    """Without ``search_sorted`` (pyarrow before 23) the join looks every result up at once."""
+    """Without ``search_sorted`` (pyarrow before 26) the join looks every result up at once."""
     monkeypatch.setattr(matching, "SEARCH", False)
     assert Requests(chunked(["a"])).positions(chunked(["a"])) is None
     inputs = tmp_path / "in.jsonl"

@@ -414,17 +414,21 @@ def _structured_files(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", ["plain", "structured"])
-def test_a_join_never_imports_pyarrow_compute(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("module", ["pyarrow.compute", "dateutil"])
+def test_a_join_never_imports_pyarrow_compute_or_dateutil(
+    tmp_path: Path, kind: str, module: str
+) -> None:
     """pyarrow.compute builds ~300 Python wrappers when imported (~30 ms, in the join's
     process and again in each worker's first task): the join calls Arrow's functions through
     ``jsonl_batch.compute`` instead, and never pyarrow's methods that import it (``take``,
     ``filter``, ``cast``, ``from_arrays(mask=...)`` ...). A worker forked from the process
-    inherits the watch."""
+    inherits the watch. Nor does it look for ``dateutil``: pyarrow does, to infer the type
+    of a bare Python value (``pa.array([True])``), on every call when it is not installed."""
     code = (
         "import sys\n"
         "class Watch:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'pyarrow.compute':\n"
+        f"        if name == {module!r}:\n"
         "            with open(sys.argv[1], 'a') as f:\n"
         "                f.write('imported\\n')\n"
         "sys.meta_path.insert(0, Watch())\n"

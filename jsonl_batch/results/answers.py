@@ -150,7 +150,9 @@ def refusal_texts(output: pa.ListArray) -> pa.Array:
     text = pc.struct_field(values, "refusal")
     text = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(text), 0), False), text, REFUSED)
     rows, text = pc.filter(rows, keep), pc.filter(text, keep)
-    first = pc.index_in(pc.subtract(pc.cumulative_sum(pa.repeat(1, len(output))), 1), rows)
+    first = pc.index_in(
+        pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), len(output))), 1), rows
+    )
     return pc.take(text, first)
 
 

@@ -169,7 +169,7 @@ _NO_FORMAT_SCHEMA = _request_schema(
 """``_FORMAT_SCHEMA`` for ranges without formats, read first: pyarrow appends no null to
 these fields' columns for each line that lacks them (about a tenth of its time), and stops
 at the first line that holds one (then the range is read on ``_FORMAT_SCHEMA``)."""
-_JSON_OUTPUT = pa.array(["json_object", "json_schema"])
+_JSON_OUTPUT = pa.array(["json_object", "json_schema"], pa.string())
 
 
 def fast_ids(

@@ -530,7 +530,7 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     if not n:
         return pa.array([], pa.int64())
     rows = counting(max(n, len(where)), 0)
-    if "scatter" in pc.FUNCTIONS:  # pyarrow 22 and later: no hash table
+    if "scatter" in pc.FUNCTIONS:  # pyarrow 21 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
 
@@ -727,7 +727,7 @@ def _dedup(
     keys = [("position", "ascending"), ("ok", "descending"), ("file", "descending")]
     ranked = pc.take(results, pc.sort_indices(results, sort_keys=[*keys, ("line", "descending")]))
     rows = ranked.column("position").combine_chunks()  # a request's row: its custom_id
-    keep = pa.concat_arrays([pa.array([True]), pc.not_equal(rows[1:], rows[:-1])])
+    keep = pa.concat_arrays([pa.array([True], pa.bool_()), pc.not_equal(rows[1:], rows[:-1])])
     kept, dropped = pc.filter(ranked, keep), pc.filter(ranked, pc.invert(keep))
     listed = dropped.select(["custom_id", "file", "line", "position"])
     listed = pc.take(

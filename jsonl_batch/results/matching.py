@@ -19,8 +19,8 @@ import pyarrow as pa
 from .. import compute as pc
 
 SEARCH = "search_sorted" in pc.FUNCTIONS
-"""pyarrow 23 and later: without it, ``Requests.positions`` gives ``None`` and the caller
-looks every result up in one hash table of the requests (``pc.index_in``)."""
+"""pyarrow 26 and later (not in 21 to 25): without it, ``Requests.positions`` gives ``None``
+and the caller looks every result up in one hash table of the requests (``pc.index_in``)."""
 SAMPLE = 64
 """custom_ids of a result file searched for to find its stretch of the requests."""
 SPAN = 8
@@ -53,7 +53,7 @@ class Requests:
         if not n or not self.size:
             return pa.nulls(n, pa.int32())
         step = max(1, n // SAMPLE)
-        seen = pc.drop_null(self._search(pc.take(wanted, pa.array(range(0, n, step)))))
+        seen = pc.drop_null(self._search(pc.take(wanted, pa.array(range(0, n, step), pa.int64()))))
         if not len(seen):
             return self._search(wanted)
         span = pc.min_max(seen).as_py()

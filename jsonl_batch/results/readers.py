@@ -883,7 +883,7 @@ def _problems(
     )
 
 
-_STOPPED = pa.array(["length", "content_filter"])
+_STOPPED = pa.array(["length", "content_filter"], pa.string())
 """Chat finish reasons that are output problems."""
 
 

@@ -123,7 +123,9 @@ def retry_mask(table: pa.Table, only: str = "all") -> pa.ChunkedArray:
         return pc.is_valid(table.column("output_problem"))
     code = table.column("status_code")
     retryable = pc.or_kleene(
-        pc.is_in(table.column("error_code"), value_set=pa.array(sorted(RETRYABLE_CODES))),
+        pc.is_in(
+            table.column("error_code"), value_set=pa.array(sorted(RETRYABLE_CODES), pa.string())
+        ),
         pc.or_kleene(
             pc.is_in(code, value_set=pa.array([408, 429], pa.int32())),
             pc.greater_equal(code, 500),
