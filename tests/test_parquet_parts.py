@@ -273,3 +273,19 @@ def test_a_column_chunks_file_offset_is_refused() -> None:
     chunk[0][2] = 40
     with pytest.raises(Unstitchable, match="copied"):
         parquet_parts.shifted_groups(meta, 10, 0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x13\x07\x00",  # field 1: a byte
+        b"\x1a\x25\x02\x04\x00",  # field 1: a set of two i32
+        b"\x1b\x01\x55\x02\x04\x00",  # field 1: a map of one i32 to i32
+        b"\x19\x21\x01\x02\x00",  # field 1: a list of two booleans
+    ],
+)
+def test_thrift_types_no_footer_holds_are_refused(data: bytes) -> None:
+    """Bytes, sets, maps and lists of booleans are in no Parquet footer: refused, not kept
+    by a code path no footer exercises."""
+    with pytest.raises(Unstitchable, match="no Parquet footer"):
+        decode(data)

@@ -33,8 +33,8 @@ until it is appended): the join's 2 cores, with the block the join is taking mea
 
 # -- Thrift compact protocol: a struct is a list of [field id, type, value]
 
-_BOOL_TRUE, _BOOL_FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY = 1, 2, 3, 4, 5, 6, 7, 8
-_LIST, _SET, _MAP, _STRUCT = 9, 10, 11, 12
+_BOOL_TRUE, _BOOL_FALSE, _I16, _I32, _I64, _DOUBLE, _BINARY = 1, 2, 4, 5, 6, 7, 8
+_LIST, _STRUCT = 9, 12  # not 3 (byte), 10 (set), 11 (map), a list's booleans: no footer has them
 _INTS = (_I16, _I32, _I64)
 
 Field = list[Any]
@@ -94,7 +94,7 @@ def _value(data: bytes, pos: int, kind: int) -> tuple[Any, int]:
         return data[pos : pos + size], pos + size
     if kind == _STRUCT:
         return decode(data, pos)
-    if kind in (_LIST, _SET):
+    if kind == _LIST:
         head = data[pos]
         pos += 1
         size, elem = head >> 4, head & 0x0F
@@ -105,23 +105,9 @@ def _value(data: bytes, pos: int, kind: int) -> tuple[Any, int]:
             item, pos = _value(data, pos, elem)
             items.append(item)
         return (elem, items), pos
-    if kind in (_BYTE, _BOOL_TRUE, _BOOL_FALSE):  # a list's booleans: one byte each
-        return data[pos], pos + 1
     if kind == _DOUBLE:
         return data[pos : pos + 8], pos + 8
-    if kind == _MAP:
-        size, pos = _varint(data, pos)
-        if not size:
-            return (0, 0, []), pos
-        types = data[pos]
-        pos += 1
-        pairs = []
-        for _ in range(size):
-            key, pos = _value(data, pos, types >> 4)
-            item, pos = _value(data, pos, types & 0x0F)
-            pairs.append((key, item))
-        return (types >> 4, types & 0x0F, pairs), pos
-    raise Unstitchable(f"unknown Thrift type {kind}")
+    raise Unstitchable(f"a Thrift type {kind} no Parquet footer holds")
 
 
 def encode(fields: list[Field]) -> bytes:
@@ -153,7 +139,7 @@ def _put(out: bytearray, kind: int, value: Any) -> None:
         out += value
     elif kind == _STRUCT:
         _struct(out, value)
-    elif kind in (_LIST, _SET):
+    elif kind == _LIST:
         elem, items = value
         count = items.count if isinstance(items, Encoded) else len(items)
         if count < 15:
@@ -166,18 +152,8 @@ def _put(out: bytearray, kind: int, value: Any) -> None:
             return
         for item in items:
             _put(out, elem, item)
-    elif kind in (_BYTE, _BOOL_TRUE, _BOOL_FALSE):
-        out.append(value)
-    elif kind == _DOUBLE:
+    else:  # _DOUBLE
         out += value
-    else:  # _MAP
-        key_kind, item_kind, pairs = value
-        _put_varint(out, len(pairs))
-        if pairs:
-            out.append(key_kind << 4 | item_kind)
-        for key, item in pairs:
-            _put(out, key_kind, key)
-            _put(out, item_kind, item)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
