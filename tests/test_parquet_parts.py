@@ -289,3 +289,18 @@ def test_thrift_types_no_footer_holds_are_refused(data: bytes) -> None:
     by a code path no footer exercises."""
     with pytest.raises(Unstitchable, match="no Parquet footer"):
         decode(data)
+
+
+def test_freed_memory_is_given_back_every_few_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread releases the allocator's unused pages after every ``RELEASE_EVERY``th part
+    of its own, not after each (each release faults the pages in again)."""
+    releases = []
+
+    class Pool:
+        def release_unused(self) -> None:
+            releases.append(1)
+
+    monkeypatch.setattr(parquet_parts.pa, "default_memory_pool", Pool)
+    table = pa.table({"n": [1]})
+    stitched([table] * 8, table.schema, None)
+    assert 0 < len(releases) <= 8 // parquet_parts.RELEASE_EVERY
