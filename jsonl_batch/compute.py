@@ -7,6 +7,10 @@ names, arguments and results as ``pyarrow.compute``'s: modules import this one a
 pyarrow's own methods that compute (``Array.take``, ``filter``, ``cast``, ``unique``,
 ``is_null``, ``is_valid``, ``drop_null``, ``fill_null``, ``Table.sort_by`` ...) import
 ``pyarrow.compute`` on first use: call the functions here instead (``pc.take(a, i)``).
+
+As in ``pyarrow.compute``, ``sum``, ``min``, ``max``, ``any``, ``all`` and ``filter`` here
+are Arrow's: inside this module they hide Python's builtins, so code here reaches those as
+``builtins.min`` (``tests/test_compute.py`` holds it).
 """
 
 from __future__ import annotations

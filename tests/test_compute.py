@@ -139,3 +139,21 @@ def test_bare_values_send_pyarrow_looking_for_no_module(monkeypatch: pytest.Monk
     compute.multiply(INTS, 0.5)
     compute.cumulative_sum(pa.array([1, 1], pa.int64()), start=2)
     assert looked == []
+
+
+def test_the_module_never_calls_a_builtin_it_hides() -> None:
+    """``compute.sum`` and the like hide Python's builtins inside the module: a bare call
+    there to one of them would run Arrow's function on Python values."""
+    import ast
+    import builtins
+    import inspect
+
+    hidden = {name for name in vars(compute) if hasattr(builtins, name)}
+    assert {"sum", "min", "max", "any", "all", "filter"} <= hidden
+    tree = ast.parse(inspect.getsource(compute))
+    calls = [
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    ]
+    assert not hidden & set(calls)
