@@ -159,6 +159,34 @@ def test_worker_processes_give_the_same_table(
     assert blocks[0] == blocks[1] == old
 
 
+def test_blocks_of_long_answers_hold_fewer_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block's answers are taken into memory as one row group: past ``BLOCK_BYTES`` (as
+    the spill files' sizes say) a block is cut into equal ones, short answers' blocks not;
+    the same table either way."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(joining, "BLOCK_BYTES", 20_000)
+    inputs, outputs = [], []
+    for k, size in enumerate((2_000, 1)):  # long answers to the first file's requests
+        ids = [f"r{k}-{i}" for i in range(30)]
+        lines = [answer(i, "ok", n) for n, i in enumerate(ids[:-2])]
+        for n, line in enumerate(lines):
+            line["response"]["body"]["choices"][0]["message"]["content"] = "x" * size + str(n)
+        inputs.append(tmp_path / f"in{k}.jsonl")
+        inputs[-1].write_bytes(jsonl(*(request(i) for i in ids)))
+        outputs.append(tmp_path / f"out{k}.jsonl")
+        outputs[-1].write_bytes(jsonl(*lines[::-1]))
+    same(inputs, outputs)
+    joining.join_to(inputs, outputs, tmp_path / "t.parquet")
+    meta = pq.ParquetFile(tmp_path / "t.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    *long, short = sizes  # ~60 KB of answers (and their spill files' other bytes) cut
+    assert sum(long) == short == 30 and len(long) >= 3 and max(long) - min(long) <= 2
+    assert pq.read_table(tmp_path / "t.parquet") == joining.join(inputs, outputs).table
+
+
 def test_a_small_join_in_several_blocks_gives_the_same_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import inspect
+import math
 import os
 import re
 import threading
@@ -356,7 +357,7 @@ def join_into(
         taker = AnswerTaker(spills, spill_schema(extras))
         done = 0
         writing = stack.enter_context(_Behind(sink))
-        blocks = _blocks(plan, indexed)
+        blocks = _blocks(plan, indexed, _row_bytes(plan.spill, spills))
         for at, (number, start, rows) in enumerate(blocks):
             f = indexed[number]
             assert f.table is not None
@@ -557,17 +558,25 @@ def _concat_index(answered: list[FileIndex]) -> pa.Table:
     return pa.concat_tables(tables)  # chunks: no copy
 
 
-def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]:
+def _blocks(
+    plan: _Plan, indexed: list[FileIndex], row_bytes: pa.Array | None = None
+) -> list[tuple[int, int, int]]:
     """``(input file number, first row, rows)`` of each block of requests, in input order:
     at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file. A join of fewer
     than ``MIN_BLOCKS`` full blocks is cut into about that many (of ``MIN_BLOCK_ROWS`` at
     least), so that taking a block's answers overlaps writing the one before; the first
-    block is cut in two (``FIRST_SHARE``)."""
+    block is cut in two (``FIRST_SHARE``). A block whose answers come to more than
+    ``BLOCK_BYTES`` (``row_bytes``: per spill file, the bytes of one of its answers) is cut
+    into equal blocks under it."""
     size = min(BLOCK_ROWS, max(MIN_BLOCK_ROWS, -(-len(plan.spill) // MIN_BLOCKS)))
     out = []
     for number, f in enumerate(indexed):
         rows, start = _rows_of(f), plan.first[number]
-        out += [(number, start + a, min(size, rows - a)) for a in range(0, rows, size)]
+        for a in range(0, rows, size):
+            n = min(size, rows - a)
+            cuts = _cuts(plan.spill.slice(start + a, n), row_bytes) if row_bytes is not None else 1
+            step = -(-n // cuts)
+            out += [(number, start + b, min(step, a + n - b)) for b in range(a, a + n, step)]
     head = max(1, size // FIRST_SHARE)
     if out and out[0][2] > head:  # the first block's quarter first: writing starts sooner
         number, start, rows = out[0]
@@ -575,7 +584,38 @@ def _blocks(plan: _Plan, indexed: list[FileIndex]) -> list[tuple[int, int, int]]
     return out
 
 
+def _row_bytes(spill: pa.Array, spills: list[str]) -> pa.Array | None:
+    """Per spill file, its size over the answers the table takes from it (at least their
+    bytes there), as float64; None when there are none."""
+    if not spills:
+        return None
+    counts = pc.value_counts(pc.drop_null(spill))
+    kept = [0] * len(spills)
+    for number, count in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        kept[number] = count
+    return pa.array(
+        [os.path.getsize(path) / (count or 1) for path, count in zip(spills, kept, strict=True)],
+        pa.float64(),
+    )
+
+
+def _cuts(spill: pa.Array, row_bytes: pa.Array) -> int:
+    """Into how many blocks a block of requests (``spill``: where their answers are) is cut
+    to keep its answers under ``BLOCK_BYTES``."""
+    counts = pc.value_counts(pc.drop_null(spill))
+    if not len(counts):
+        return 1
+    each = pc.take(row_bytes, counts.field("values"))
+    total = pc.sum(pc.multiply(each, pc.cast(counts.field("counts"), pa.float64()))).as_py()
+    return max(1, min(len(spill), math.ceil(total / BLOCK_BYTES)))
+
+
 BLOCK_ROWS = 65_536
+BLOCK_BYTES = 64 << 20
+"""A block's answers are taken into memory and written as one row group: blocks of long
+answers hold fewer requests (Arrow's strings also stop at 2 GiB a column)."""
 MIN_BLOCKS = 4
 MIN_BLOCK_ROWS = 8_192
 FIRST_SHARE = 4
