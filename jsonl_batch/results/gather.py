@@ -8,8 +8,6 @@ reading only the spill files the block needs, and
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import pyarrow as pa
 
 from .. import compute as pc
@@ -17,62 +15,62 @@ from ..lines.reading import loads_wide, read_range, strip_ending
 from ..lines.slices import NOT_COPIED, copy_value
 from .readers import Anomaly, not_copied
 
-LIMIT = 2**31 - 1
-"""Bytes of a block's spill tables past which its rows are taken per spill file: Arrow's
-take from several chunks joins them first, and a string column of more than 2 GiB cannot
-be joined (32-bit offsets: "offset overflow while concatenating arrays")."""
+HOLD_BYTES = 256 << 20
+"""Bytes of a block's spill tables past which they are not joined into one table (a copy
+in memory) but stay mapped from their files, a block's rows taken per spill file: the
+answers of a whole result file of long answers (gigabytes) are not copied, and Arrow's take
+from several chunks, which joins them first, never meets a string column of more than
+2 GiB (32-bit offsets: "offset overflow while concatenating arrays")."""
 
 
 class AnswerTaker:
     """``take(spill, row)``: the answer rows ``(spill[i], row[i])`` of a block in order, a
     row of nulls where ``spill[i]`` is null (a request without an answer). With ``keep``,
-    the spill files the block used are joined into one table and kept for the next block,
-    which mostly needs the same ones (the blocks of one input file): Arrow's take from
-    several chunks joins their strings anew on each call. Spill tables of more than
-    ``LIMIT`` bytes are held apart, one per spill file, and a block takes from each."""
+    the spill files the block used are kept for the next block, which mostly needs the
+    same ones (the blocks of one input file): joined into one table (Arrow's take from
+    several chunks joins their strings anew on each call), or, past ``HOLD_BYTES``,
+    mapped apart, one table per spill file, to which the next blocks' files are added."""
 
     def __init__(self, spills: list[str], schema: pa.Schema) -> None:
         self.spills, self.schema = spills, schema
         self.held: set[int] = set()
         self.table = schema.empty_table()
         self.parts: dict[int, pa.Table] = {}
-        """The held spill tables apart (more than ``LIMIT`` bytes), else empty."""
+        """The held spill tables apart (past ``HOLD_BYTES``), else empty."""
         self.first = pa.array([0] * len(spills), pa.int64())
         """Per spill file, its first row in ``table``."""
 
     def take(self, spill: pa.Array, row: pa.Array, keep: bool = False) -> pa.Table:
-        used = pc.unique(pc.drop_null(spill)).to_pylist()
+        used = set(pc.unique(pc.drop_null(spill)).to_pylist())
         if not used:
-            if not keep:
-                self._let_go()
-            return self._nulls(len(spill))
-        if self.held.issuperset(used):
-            taken = self._apart(used, spill, row) if self.parts else self._take(spill, row)
-            if not keep:  # the input file's last block: nothing held after it
-                self._let_go()
-            return taken
-        self._let_go()  # first
-        tables, first, at = [], [0] * len(self.spills), 0
-        with ExitStack() as stack:  # the spill files mapped while their rows are taken
-            for number in sorted(used):
-                source = stack.enter_context(pa.memory_map(self.spills[number]))
-                tables.append(pa.ipc.open_file(source).read_all())
-                first[number], at = at, at + tables[-1].num_rows
-            if sum(table.nbytes for table in tables) > LIMIT:
-                parts = dict(zip(sorted(used), tables, strict=True))
-                if keep:
-                    parts = {
-                        n: t.combine_chunks() if t.nbytes <= LIMIT else t for n, t in parts.items()
-                    }
-                    self.parts, self.held = parts, set(used)
-                return self._apart(used, spill, row, parts)
-            self.table, self.first = pa.concat_tables(tables), pa.array(first, pa.int64())
-            if not keep:  # one take from the chunks, nothing held while the block is written
-                taken = self._take(spill, row)
-                self.table = self.schema.empty_table()
-                return taken
-            self.table, self.held = self.table.combine_chunks(), set(used)
-        return self._take(spill, row)
+            taken = self._nulls(len(spill))
+        elif self.held.issuperset(used):
+            taken = self._apart(spill, row) if self.parts else self._take(spill, row)
+        else:
+            taken = self._read(used, spill, row, keep)
+        if not keep:  # the input file's last block: nothing held after it
+            self._let_go()
+        return taken
+
+    def _read(self, used: set[int], spill: pa.Array, row: pa.Array, keep: bool) -> pa.Table:
+        """The block's rows, the spill files it uses (and did not hold) read first."""
+        parts = self.parts  # mapped apart: the files held stay, the block's are added
+        if not parts:
+            self._let_go()
+        tables: dict[int, pa.Table] = {}
+        for number in sorted(used - parts.keys()):  # mapped: read when their rows are
+            with pa.memory_map(self.spills[number]) as source:
+                tables[number] = pa.ipc.open_file(source).read_all()
+        if parts or sum(t.nbytes for t in tables.values()) > HOLD_BYTES:
+            self.parts, self.held = parts | tables, set(parts) | used
+            return self._apart(spill, row)
+        at, first = 0, [0] * len(self.spills)
+        for number, table in tables.items():
+            first[number], at = at, at + table.num_rows
+        self.table, self.first = pa.concat_tables(tables.values()), pa.array(first, pa.int64())
+        if keep:
+            self.table, self.held = self.table.combine_chunks(), used
+        return self._take(spill, row)  # from the chunks: one take, nothing held after it
 
     def _let_go(self) -> None:
         self.table, self.parts, self.held = self.schema.empty_table(), {}, set()
@@ -81,24 +79,21 @@ class AnswerTaker:
         schema = self.schema
         return pa.Table.from_arrays([pa.nulls(count, f.type) for f in schema], schema=schema)
 
-    def _apart(
-        self,
-        used: list[int],
-        spill: pa.Array,
-        row: pa.Array,
-        parts: dict[int, pa.Table] | None = None,
-    ) -> pa.Table:
-        """The block's rows taken from each spill file's table, then put in the block's order."""
-        parts = self.parts if parts is None else parts
-        at, taken = [], []
-        for number in used:
-            where = pc.indices_nonzero(pc.fill_null(pc.equal(spill, number), False))
-            at.append(where)
-            taken.append(pc.take(parts[number], pc.take(row, where)))
-        where = pc.indices_nonzero(pc.is_null(spill))
-        at.append(where)
-        taken.append(self._nulls(len(where)))
-        order = pc.sort_indices(pa.concat_arrays(at))  # the inverse of the rows' positions
+    def _apart(self, spill: pa.Array, row: pa.Array) -> pa.Table:
+        """The block's rows taken from each held spill file's table (one take each), then
+        put in the block's order."""
+        answered = pc.indices_nonzero(pc.is_valid(spill))
+        at = pc.take(answered, pc.sort_indices(pc.take(spill, answered)))  # by spill file
+        files, rows = pc.value_counts(pc.take(spill, at)), pc.take(row, at)
+        taken, start = [], 0
+        for number, count in zip(
+            files.field("values").to_pylist(), files.field("counts").to_pylist(), strict=True
+        ):
+            taken.append(pc.take(self.parts[number], rows.slice(start, count)))
+            start += count
+        missing = pc.indices_nonzero(pc.is_null(spill))
+        taken.append(self._nulls(len(missing)))
+        order = pc.sort_indices(pa.concat_arrays([at, missing]))  # the inverse of the rows'
         return pc.take(pa.concat_tables(taken), order)
 
     def _take(self, spill: pa.Array, row: pa.Array) -> pa.Table:
