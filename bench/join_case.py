@@ -221,11 +221,13 @@ EXPLICIT = ("join-500k", "join-2m")
 
 _OURS = """
 import sys
-from jsonl_batch.cli import main
+from jsonl_batch.interrupts import launch
 inputs, results, target = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3]
 args = ["join", *inputs, *(x for r in results for x in ("-r", r)), "-o", target, "--force"]
-main(args)
+sys.argv = ["jsonl-batch", *args]
+launch()
 """
+"""Ours as the ``jsonl-batch`` program runs (``interrupts.launch``, as the installed command)."""
 
 _DUCKDB = """
 import sys

@@ -115,8 +115,12 @@ def _install(function: Handler) -> object:
 
 
 def launch() -> None:
-    """The ``jsonl-batch`` program: SIGINT handled from the first instruction, then the CLI."""
+    """The ``jsonl-batch`` program: SIGINT handled from the first instruction, then the CLI,
+    in small pages (``lines.parallel.small_pages``: the process is ours)."""
     _install(exit_now)
     from .cli import main
+    from .lines.parallel import small_pages
+
+    small_pages()
 
     main()

@@ -393,6 +393,48 @@ def test_workers_results_come_back_through_a_wide_pipe() -> None:
         assert list(workers.map(len, [b"x" * 300_000] * 4)) == [300_000] * 4
 
 
+def huge_pages() -> str | None:
+    """This process's ``THP_enabled`` (``/proc/self/status``: "0" once PR_SET_THP_DISABLE
+    is set), None where the system has no such line."""
+    with suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("THP_enabled:"):
+                return line.split()[1]
+    return None
+
+
+@pytest.mark.skipif(huge_pages() is None, reason="no transparent huge pages here")
+def test_workers_run_in_small_pages_but_not_the_caller() -> None:
+    """The workers (the join's indexes and answers) get no transparent huge pages: pyarrow's
+    allocator re-faulted 2 MiB pages, zeroing each, hundreds of times per 500k join; the
+    caller's process keeps its setting."""
+    from jsonl_batch.lines.parallel import Workers
+
+    before = huge_pages()
+    with Workers(2) as workers:
+        assert workers.pool is not None
+        assert set(workers.map(_huge_pages_of_task, range(4))) == {"0"}
+    assert huge_pages() == before
+
+
+def _huge_pages_of_task(_: int) -> str | None:
+    return huge_pages()
+
+
+@pytest.mark.skipif(huge_pages() is None, reason="no transparent huge pages here")
+def test_the_program_runs_in_small_pages() -> None:
+    """The ``jsonl-batch`` program (its own process) runs its command in small pages."""
+    code = (
+        "import re, jsonl_batch.cli\n"
+        "from jsonl_batch.interrupts import launch\n"
+        "status = lambda: re.search(r'THP_enabled:\\s*(\\d)', open('/proc/self/status').read())\n"
+        "jsonl_batch.cli.main = lambda: print(status()[1])\n"
+        "launch()\n"
+    )
+    done = python(code)
+    assert done.stdout == b"0\n", done.stderr
+
+
 def _pipe_max() -> int:
     try:
         return int(Path("/proc/sys/fs/pipe-max-size").read_text())
