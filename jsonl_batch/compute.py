@@ -29,9 +29,16 @@ Datum = Any
 """An Arrow array, chunked array, scalar, record batch or table (pyarrow has no types), or a
 Python value Arrow turns into a scalar."""
 
-FUNCTIONS = frozenset(_compute.function_registry().list_functions())
-"""The names of this pyarrow's compute functions: ``scatter`` is in pyarrow 21 and later,
-``search_sorted`` in 26 and later."""
+_OPTIONS = {"scatter": "ScatterOptions"}
+"""Functions called here with an options class that came to pyarrow later than they did."""
+
+FUNCTIONS = frozenset(
+    name
+    for name in _compute.function_registry().list_functions()
+    if hasattr(_compute, _OPTIONS.get(name, "call_function"))
+)
+"""The names of the compute functions this pyarrow can run here: ``scatter`` from pyarrow 23
+(the function is in 21, its ``ScatterOptions`` in 23), ``search_sorted`` from 26."""
 
 
 _TYPES = {
@@ -194,7 +201,7 @@ def index_in(x: Datum, value_set: Datum) -> Any:
 
 
 def scatter(values: Datum, indices: Datum, max_index: int) -> Any:
-    """Per ``r`` in ``0..max_index``: the value whose index is ``r`` (pyarrow 21 and later)."""
+    """Per ``r`` in ``0..max_index``: the value whose index is ``r`` (pyarrow 23 and later)."""
     options = _compute.ScatterOptions(max_index=max_index)
     return _call("scatter", values, indices, options=options)
 

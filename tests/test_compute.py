@@ -88,6 +88,31 @@ def test_scatter_when_there() -> None:
         assert compute.scatter(pa.array([0, 1]), where, max_index=3).equals(expected)
 
 
+def test_a_function_whose_options_class_this_pyarrow_lacks_is_not_offered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyarrow 21 and 22 have the ``scatter`` function but not ``ScatterOptions``: the join
+    places its answers with a hash table there, the same rows."""
+    import importlib
+
+    from pyarrow import _compute
+
+    from jsonl_batch.results import join as joining
+
+    where = pa.array([3, 0, 1])
+    expected = [1, 2, None, 0, None]
+    assert joining._place(where, 5).to_pylist() == expected
+    monkeypatch.delattr(_compute, "ScatterOptions", raising=False)
+    try:
+        importlib.reload(compute)
+        assert "scatter" not in compute.FUNCTIONS and "take" in compute.FUNCTIONS
+        assert joining._place(where, 5).to_pylist() == expected
+    finally:
+        monkeypatch.undo()
+        importlib.reload(compute)
+    assert "scatter" in compute.FUNCTIONS or not hasattr(_compute, "ScatterOptions")
+
+
 def test_struct_and_list_arrays_as_from_arrays_with_a_mask() -> None:
     valid = pa.array([True, False, True])
     kind = pa.struct([("i", pa.int64())])

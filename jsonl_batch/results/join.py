@@ -531,7 +531,7 @@ def _place(where: pa.Array, n: int) -> pa.Array:
     if not n:
         return pa.array([], pa.int64())
     rows = counting(max(n, len(where)), 0)
-    if "scatter" in pc.FUNCTIONS:  # pyarrow 21 and later: no hash table
+    if "scatter" in pc.FUNCTIONS:  # pyarrow 23 and later: no hash table
         return pc.scatter(rows.slice(0, len(where)), where, max_index=n - 1)
     return pc.index_in(rows.slice(0, n), value_set=pc.cast(where, pa.int64()))
 
