@@ -704,34 +704,62 @@ def plain_lines(data: bytes) -> pa.Array | None:
     """The length of each line of ``data`` (whole lines; ``\n`` not counted) if pyarrow may
     be given them (see ``safe_line_count``): valid UTF-8, every line starting with ``{``,
     none holding ``NaN``, ``Infinity`` or ``Inf`` as a value or able to nest deeper than orjson
-    reads. Else ``None``. Checked in Arrow, without a loop per line."""
+    reads. Else ``None``. UTF-8 is checked by Arrow over the whole range at once; the lines
+    are found by ``memchr`` (``_newlines``) and their first bytes checked in Arrow, so no line
+    is copied (Arrow's ``split_pattern`` copied the range into a new buffer of its size,
+    each range's allocation paid again in page faults)."""
     if data[:1] != b"{":
         return None
-    offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
-    whole = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
+    size = len(data)
+    buffer = pa.py_buffer(data)
+    whole = pa.LargeStringArray.from_buffers(1, pa.py_buffer(array("q", [0, size])), buffer)
     try:
         whole.validate(full=True)
     except pa.ArrowInvalid:
         return None  # not UTF-8
-    lines = pc.split_pattern(whole, "\n").values
-    if data.endswith(b"\n"):
-        lines = lines.slice(0, len(lines) - 1)  # what follows the last newline
-    if not pc.all(pc.starts_with(lines, "{")).as_py() or _holds_constant(data):
-        return None  # a blank line, ``null``, a BOM...
-    lengths = pc.binary_length(lines)
-    if pc.max(lengths).as_py() >= _DEEP_LINE and _too_deep(data, lines, lengths):
+    ends = _newlines(data)
+    if not ends or ends[-1] != size - 1:
+        ends.append(size)  # the last line, without a newline
+    n = len(ends)
+    end = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(ends)])
+    later = pc.add(end.slice(0, n - 1), _ONE)  # where each line but the first starts
+    if n > 1:
+        first = pc.take(pa.Array.from_buffers(pa.uint8(), size, [None, buffer]), later)
+        if not pc.all(pc.equal(first, _BRACE)).as_py():
+            return None  # a blank line, ``null``, a BOM...
+    if _holds_constant(data):
+        return None
+    starts = pa.concat_arrays([_ZERO, later])
+    lengths = pc.subtract(end, starts)
+    if pc.max(lengths).as_py() >= _DEEP_LINE and _too_deep(data, starts, lengths):
         return None
     return lengths
 
 
-def _too_deep(data: bytes, lines: pa.Array, lengths: pa.Array) -> bool:
-    """Whether a line of ``data`` (``lines``, ``lengths``) of at least ``_DEEP_LINE`` bytes
+_ZERO = pa.array([0], pa.int64())
+_ONE = pa.scalar(1, pa.int64())
+_BRACE = pa.scalar(ord("{"), pa.uint8())
+
+
+def _newlines(data: bytes) -> array[int]:
+    """Where each ``\n`` of ``data`` is: ``bytes.find`` (``memchr``) from one to the next."""
+    found = array("q")
+    find, add, newline = data.find, found.append, b"\n"
+    at = find(newline)
+    while at >= 0:
+        add(at)
+        at = find(newline, at + 1)
+    return found
+
+
+def _too_deep(data: bytes, starts: pa.Array, lengths: pa.Array) -> bool:
+    """Whether a line of ``data`` (``starts``, ``lengths``) of at least ``_DEEP_LINE`` bytes
     holds more than ``MAX_DEPTH`` brackets: counted on each such line's bytes, or on all of
     ``data`` at once when they are most of it (one pass, no copy of each line)."""
     long = pc.greater_equal(lengths, _DEEP_LINE)
     if pc.sum(pc.filter(lengths, long)).as_py() * 2 < len(data):
-        texts = pc.filter(lines, long).view(pa.large_binary()).to_pylist()  # bytes: not decoded
-        return any(_brackets(line) > MAX_DEPTH for line in texts)
+        at, sizes = pc.filter(starts, long).to_pylist(), pc.filter(lengths, long).to_pylist()
+        return any(_brackets(data[a : a + n]) > MAX_DEPTH for a, n in zip(at, sizes, strict=True))
     held = data.translate(None, _NOT_BRACKETS_NOR_NEWLINES).split(b"\n")  # a line's brackets
     pairs = zip(held[: len(lengths)], lengths.to_pylist(), strict=True)  # not after the last \n
     return any(len(h) > MAX_DEPTH and n >= _DEEP_LINE for h, n in pairs)
