@@ -187,16 +187,24 @@ def test_blocks_of_long_answers_hold_fewer_requests(
     assert pq.read_table(tmp_path / "t.parquet") == joining.join(inputs, outputs).table
 
 
+@pytest.mark.parametrize(
+    ("requests", "groups"),
+    [
+        (10, [1, 2, 3, 3, 1]),  # 3+3+3+1, the first block's quarter (at least 1) first
+        (12, [1, 2, 3, 3, 1, 2]),  # 3+3+3+3: the last block, twice the first's rows, halved
+    ],
+)
 def test_a_small_join_in_several_blocks_gives_the_same_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, requests: int, groups: list[int]
 ) -> None:
     """A join of fewer than ``MIN_BLOCKS`` full blocks is cut into about that many (taking
     one block's answers overlaps writing the one before), the first one in two (writing
-    starts sooner): the same table, a row group each."""
+    starts sooner), the last in halves when it is large enough (both encoding threads finish
+    it): the same table, a row group each."""
     import pyarrow.parquet as pq
 
     monkeypatch.setattr(joining, "MIN_BLOCK_ROWS", 1)
-    ids = [f"r{i}" for i in range(10)]
+    ids = [f"r{i}" for i in range(requests)]
     inp = tmp_path / "in.jsonl"
     inp.write_bytes(jsonl(*(request(i) for i in ids)))
     out = tmp_path / "out.jsonl"
@@ -205,4 +213,4 @@ def test_a_small_join_in_several_blocks_gives_the_same_table(
     joining.join_to([inp], [out], tmp_path / "t.parquet")
     row_groups = pq.ParquetFile(tmp_path / "t.parquet").metadata
     sizes = [row_groups.row_group(i).num_rows for i in range(row_groups.num_row_groups)]
-    assert sizes == [1, 2, 3, 3, 1]  # 3+3+3+1, the first block's quarter (at least 1) first
+    assert sizes == groups

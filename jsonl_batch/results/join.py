@@ -565,9 +565,11 @@ def _blocks(
     at most ``BLOCK_ROWS`` (a Parquet row group) and within one input file. A join of fewer
     than ``MIN_BLOCKS`` full blocks is cut into about that many (of ``MIN_BLOCK_ROWS`` at
     least), so that taking a block's answers overlaps writing the one before; the first
-    block is cut in two (``FIRST_SHARE``). A block whose answers come to more than
-    ``BLOCK_BYTES`` (``row_bytes``: per spill file, the bytes of one of its answers) is cut
-    into equal blocks under it."""
+    block is cut in two (``FIRST_SHARE``), and the last in halves when it has at least twice
+    the first's rows: the encoding threads (``parquet_parts.IN_FLIGHT``) finish it together,
+    where one would encode a whole last block while the other waits. A block whose answers
+    come to more than ``BLOCK_BYTES`` (``row_bytes``: per spill file, the bytes of one of its
+    answers) is cut into equal blocks under it."""
     size = min(BLOCK_ROWS, max(MIN_BLOCK_ROWS, -(-len(plan.spill) // MIN_BLOCKS)))
     out = []
     for number, f in enumerate(indexed):
@@ -581,6 +583,10 @@ def _blocks(
     if out and out[0][2] > head:  # the first block's quarter first: writing starts sooner
         number, start, rows = out[0]
         out[:1] = [(number, start, head), (number, start + head, rows - head)]
+    if len(out) > 2 and out[-1][2] >= 2 * head:  # the last in halves: encoded together
+        number, start, rows = out[-1]
+        half = rows // 2
+        out[-1:] = [(number, start, half), (number, start + half, rows - half)]
     return out
 
 
