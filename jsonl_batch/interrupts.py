@@ -115,12 +115,12 @@ def _install(function: Handler) -> object:
 
 
 def launch() -> None:
-    """The ``jsonl-batch`` program: SIGINT handled from the first instruction, then the CLI,
-    in small pages (``lines.parallel.small_pages``: the process is ours)."""
+    """The ``jsonl-batch`` program: SIGINT handled from the first instruction, then the CLI
+    in a process that is its own (``lines.parallel.own_process``)."""
     _install(exit_now)
     from .cli import main
-    from .lines.parallel import small_pages
+    from .lines.parallel import own_process
 
-    small_pages()
+    own_process()
 
     main()

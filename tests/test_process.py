@@ -404,35 +404,63 @@ def huge_pages() -> str | None:
 
 
 @pytest.mark.skipif(huge_pages() is None, reason="no transparent huge pages here")
-def test_workers_run_in_small_pages_but_not_the_caller() -> None:
-    """The workers (the join's indexes and answers) get no transparent huge pages: pyarrow's
-    allocator re-faulted 2 MiB pages, zeroing each, hundreds of times per 500k join; the
-    caller's process keeps its setting."""
-    from jsonl_batch.lines.parallel import Workers
-
-    before = huge_pages()
-    with Workers(2) as workers:
-        assert workers.pool is not None
-        assert set(workers.map(_huge_pages_of_task, range(4))) == {"0"}
-    assert huge_pages() == before
-
-
-def _huge_pages_of_task(_: int) -> str | None:
-    return huge_pages()
+def test_a_large_join_of_the_program_runs_in_small_pages_and_its_workers_too(
+    tmp_path: Path,
+) -> None:
+    """In the ``jsonl-batch`` program (``launch``), a join of ``SMALL_PAGES_BYTES`` or more
+    turns transparent huge pages off for its process, and its workers inherit it: pyarrow's
+    allocator re-faulted 2 MiB pages hundreds of times per 500k join. A smaller join keeps
+    them (they made it faster)."""
+    inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_bytes(jsonl(*(request(f"r{i}") for i in range(3))))
+    lines = [
+        {
+            "id": f"b{i}",
+            "custom_id": f"r{i}",
+            "response": {"status_code": 200, "request_id": "q", "body": chat_body("hi")},
+        }
+        for i in range(3)
+    ]
+    output.write_bytes(jsonl(*lines))
+    code = (
+        "import re, sys\n"
+        "import jsonl_batch.cli\n"
+        "from jsonl_batch.interrupts import launch\n"
+        "from jsonl_batch.lines.parallel import Workers\n"
+        "from jsonl_batch.results import join\n"
+        "def status(_=None):\n"
+        "    return re.search(r'THP_enabled:\\s*(\\d)', open('/proc/self/status').read())[1]\n"
+        "def command():\n"
+        "    inputs, results = sys.argv[1:2], sys.argv[2:]\n"
+        "    join.join_to(inputs, results, inputs[0] + '.small.parquet', workers=2)\n"
+        "    print(status())\n"
+        "    join.SMALL_PAGES_BYTES = 0\n"
+        "    join.join_to(inputs, results, inputs[0] + '.large.parquet', workers=2)\n"
+        "    with Workers(2) as workers:\n"
+        "        print(status(), *sorted(set(workers.map(status, range(4)))))\n"
+        "jsonl_batch.cli.main = command\n"
+        "launch()\n"
+    )
+    done = python(code, str(inputs), str(output))
+    assert done.stdout == b"1\n0 0\n", done.stderr
 
 
 @pytest.mark.skipif(huge_pages() is None, reason="no transparent huge pages here")
-def test_the_program_runs_in_small_pages() -> None:
-    """The ``jsonl-batch`` program (its own process) runs its command in small pages."""
-    code = (
-        "import re, jsonl_batch.cli\n"
-        "from jsonl_batch.interrupts import launch\n"
-        "status = lambda: re.search(r'THP_enabled:\\s*(\\d)', open('/proc/self/status').read())\n"
-        "jsonl_batch.cli.main = lambda: print(status()[1])\n"
-        "launch()\n"
-    )
-    done = python(code)
-    assert done.stdout == b"0\n", done.stderr
+def test_a_library_callers_process_keeps_its_huge_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``join_to`` called from a Python program never changes that process's settings,
+    however large the join."""
+    from jsonl_batch.results import join
+
+    monkeypatch.setattr(join, "SMALL_PAGES_BYTES", 0)
+    inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_bytes(jsonl(request("r0")))
+    body = {"status_code": 200, "request_id": "q", "body": chat_body("hi")}
+    output.write_bytes(jsonl({"id": "b0", "custom_id": "r0", "response": body}))
+    before = huge_pages()
+    join.join_to([inputs], [output], tmp_path / "t.parquet", workers=2)
+    assert huge_pages() == before
 
 
 def _pipe_max() -> int:

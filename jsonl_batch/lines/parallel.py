@@ -201,7 +201,6 @@ def _quiet_worker(parent: int) -> None:
     and a parent gone while a result is sent (killed: the worker ends on the broken pipe) is
     no news."""
     die_with_parent(parent)
-    small_pages()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -223,15 +222,27 @@ def _prctl(option: int, value: int) -> bool:
     return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
 
 
-def small_pages() -> None:
-    """Have the kernel give this process's memory (and its future children's) in 4 KiB
-    pages only. pyarrow's allocator (mimalloc) madvises its arena for transparent huge
-    pages, hands pieces of it back to the kernel when they fall idle and faults them in
-    again: each fault zeroes a whole 2 MiB page, however little of it is used (a 500k join
-    took ~400 such faults, ~30% of its system time and most of its swing from run to run).
-    Only for processes of ours: every worker of ``fork_pool`` and the ``jsonl-batch``
-    program itself (``interrupts.launch``), never a library caller's process."""
-    _prctl(PR_SET_THP_DISABLE, 1)
+_owned = False
+"""Whether this process is the ``jsonl-batch`` program (``own_process``), not a library
+caller's: only then may a command change its process-wide settings."""
+
+
+def own_process() -> None:
+    """Say that this process is the ``jsonl-batch`` program (``interrupts.launch``)."""
+    global _owned
+    _owned = True
+
+
+def small_pages() -> bool:
+    """In the ``jsonl-batch`` program (``own_process``), on Linux: have the kernel give this
+    process's memory, and that of the workers it forks from now on, in 4 KiB pages only;
+    whether it did. pyarrow's allocator (mimalloc) madvises its arena for transparent huge
+    pages, hands pieces back to the kernel when they fall idle and faults them in again,
+    each fault zeroing 2 MiB however little of it is used: a large join pays for that
+    (``results.join.SMALL_PAGES_BYTES``), a small one gains from the huge pages. A library
+    caller's process is never changed (nor are its workers: alone they gained nothing
+    consistent)."""
+    return _owned and _prctl(PR_SET_THP_DISABLE, 1)
 
 
 def die_with_parent(parent: int) -> None:
