@@ -30,10 +30,14 @@ MAGIC = b"PAR1"
 IN_FLIGHT = 2
 """Row groups encoded at once (each holds its table until it is encoded, then its bytes
 until it is appended): the join's 2 cores, with the block the join is taking meanwhile."""
-RELEASE_EVERY = 2
-"""Each thread gives back the allocator pages its encodings freed after every this many
-parts: they would otherwise stay with the process (2M join without: peaks 423-458 MB);
-after every part, they are faulted in again (2M join: 15% more page faults, ~1 s more sys)."""
+RELEASE_EVERY = 8
+"""Each thread gives back the allocator's unused pages after every this many parts: they
+would otherwise stay with the process (2M join, never: peaks 391-455 MB). A release purges
+every thread's freed pages, the next block's among them, which are then faulted in again:
+since the program runs in small pages (``lines.parallel.small_pages``), after every 2nd part
+the 2M join's writing took 330-350k page faults and 1.0-1.3 sys-s, after every 8th 135k
+and 0.5 (peaks 410-433 MB instead of 359-384; library callers, in huge pages: 32-38k faults
+instead of 98-102k, 0.5 sys-s instead of 1.2-1.5)."""
 
 # -- Thrift compact protocol: a struct is a list of [field id, type, value]
 
