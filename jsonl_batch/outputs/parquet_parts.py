@@ -34,10 +34,10 @@ RELEASE_EVERY = 8
 """Each thread gives back the allocator's unused pages after every this many parts: they
 would otherwise stay with the process (2M join, never: peaks 391-455 MB). A release purges
 every thread's freed pages, the next block's among them, which are then faulted in again:
-since the program runs in small pages (``lines.parallel.small_pages``), after every 2nd part
-the 2M join's writing took 330-350k page faults and 1.0-1.3 sys-s, after every 8th 135k
-and 0.5 (peaks 410-433 MB instead of 359-384; library callers, in huge pages: 32-38k faults
-instead of 98-102k, 0.5 sys-s instead of 1.2-1.5)."""
+the program's large joins run in small pages (``lines.parallel.small_pages``), and after
+every 2nd part the 2M join's writing took 330-350k page faults and 1.0-1.3 sys-s, after
+every 8th 135k and 0.5 (peaks 410-433 MB instead of 359-384; in huge pages, as a library
+caller's join: 32-38k faults instead of 98-102k, 0.5 sys-s instead of 1.2-1.5)."""
 
 # -- Thrift compact protocol: a struct is a list of [field id, type, value]
 
