@@ -624,11 +624,12 @@ BLOCK_ROWS = 65_536
 BLOCK_BYTES = 64 << 20
 """A block's answers are taken into memory and written as one row group: blocks of long
 answers hold fewer requests (Arrow's strings also stop at 2 GiB a column)."""
-SMALL_PAGES_BYTES = 256 << 20
+SMALL_PAGES_BYTES = 160 << 20
 """Input and result bytes from which the ``jsonl-batch`` program joins in small pages
-(``parallel.small_pages``). Alternating runs, median CPU-seconds with huge pages against
-without: 82 MB 0.75 vs 0.80, 200 MB 1.49 vs 1.51, 335 MB even (but the slowest of eight
-3.45 vs 3.04), 668 MB 5.36 vs 4.80, 2.7 GB 23.0 vs 21.4."""
+(``parallel.small_pages``). Alternating runs (2da3fc7, loaded machine), median CPU-seconds
+with huge pages against without: 82 MB 0.89 vs 0.88 (the fastest runs 0.64 vs 0.69 s), 134
+MB 1.19 vs 1.20 (0.84 vs 1.05 s), 200 MB 1.97 vs 1.73, 668 MB 5.73 vs 5.47, 2.7 GB 21.8 vs
+20.4."""
 
 MIN_BLOCKS = 4
 MIN_BLOCK_ROWS = 8_192
