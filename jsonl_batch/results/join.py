@@ -594,8 +594,10 @@ def _blocks(
 
 def _row_bytes(spill: pa.Array, spills: list[str]) -> pa.Array | None:
     """Per spill file, its size over the answers the table takes from it (at least their
-    bytes there), as float64; None when there are none."""
-    if not spills:
+    bytes there), as float64; None when all of them together stay under ``BLOCK_BYTES``
+    (no block can pass it: nothing to count)."""
+    sizes = [os.path.getsize(path) for path in spills]
+    if sum(sizes) <= BLOCK_BYTES:
         return None
     counts = pc.value_counts(pc.drop_null(spill))
     kept = [0] * len(spills)
@@ -604,8 +606,7 @@ def _row_bytes(spill: pa.Array, spills: list[str]) -> pa.Array | None:
     ):
         kept[number] = count
     return pa.array(
-        [os.path.getsize(path) / (count or 1) for path, count in zip(spills, kept, strict=True)],
-        pa.float64(),
+        [size / (count or 1) for size, count in zip(sizes, kept, strict=True)], pa.float64()
     )
 
 
