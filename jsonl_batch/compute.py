@@ -19,11 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
-
-try:
-    from pyarrow import _compute
-except ImportError:  # a pyarrow without pyarrow._compute (every one so far has it)
-    from pyarrow import compute as _compute  # type: ignore[no-redef]
+from pyarrow import _compute
 
 Datum = Any
 """An Arrow array, chunked array, scalar, record batch or table (pyarrow has no types), or a
@@ -117,7 +113,6 @@ list_flatten = _plain("list_flatten")
 list_parent_indices = _plain("list_parent_indices")
 list_value_length = _plain("list_value_length")
 list_element = _plain("list_element")
-binary_length = _plain("binary_length")
 utf8_length = _plain("utf8_length")
 binary_join = _plain("binary_join")
 binary_join_element_wise = _plain("binary_join_element_wise")
@@ -217,11 +212,3 @@ def struct_field(x: Datum, indices: str | int | list[str] | list[int]) -> Any:
 
 def make_struct(*args: Datum, field_names: list[str]) -> Any:
     return _call("make_struct", *args, options=_compute.MakeStructOptions(field_names))
-
-
-def starts_with(x: Datum, pattern: str) -> Any:
-    return _call("starts_with", x, options=_compute.MatchSubstringOptions(pattern))
-
-
-def split_pattern(x: Datum, pattern: str) -> Any:
-    return _call("split_pattern", x, options=_compute.SplitPatternOptions(pattern))

@@ -53,8 +53,6 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("list_flatten", (LISTS,), {}),
     ("list_parent_indices", (LISTS,), {}),
     ("list_element", (pa.array([[1], [2, 3]]), 0), {}),
-    ("starts_with", (TEXT, "{"), {}),
-    ("split_pattern", (pa.array(["a\nb", ""]), "\n"), {}),
     ("binary_join_element_wise", ("http_", TEXT, ""), {}),
     ("min_element_wise", (INTS, 2), {}),
     ("multiply", (INTS, 0.5), {}),
