@@ -31,6 +31,8 @@ PARAMETERS = {
     "split": "split=True",
     "output": "output=",
     "profile_azure": "profile='azure'",
+    "skip_invalid": "skip_invalid=True",
+    "no_check": "check=False",
 }
 """How a Python caller reads each option a message names (the CLI has its own table)."""
 

@@ -178,6 +178,28 @@ def test_usage_errors_exit_2(big: Path, args: tuple[str, ...], message: str) -> 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_no_check_splits_as_the_checked_split(big: Path, tmp_path: Path) -> None:
+    args = (str(big), "--max-requests", "2", "--format", "json")
+    checked = run(*args, "-o", str(tmp_path / "a"))
+    unchecked = run(*args, "-o", str(tmp_path / "b"), "--no-check")
+    assert checked.exit_code == unchecked.exit_code == 0, unchecked.output
+    a, b = orjson.loads(checked.stdout), orjson.loads(unchecked.stdout)
+    assert a.pop("manifest") != b.pop("manifest") and a == b
+    last = big.read_bytes().splitlines(keepends=True)[-1]
+    assert (tmp_path / "b" / "big.part-003-of-003.jsonl").read_bytes() == last
+
+
+def test_no_check_copies_any_line_and_refuses_skip_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(jsonl(request("r1")) + b"not json\n\n")
+    result = run(str(path), "--no-check", "--max-requests", "2", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0 and "3 requests -> 2 parts" in result.stdout
+    assert (tmp_path / "out" / "odd.part-002-of-002.jsonl").read_bytes() == b"\n"
+    result = run(str(path), "--no-check", "--skip-invalid")
+    assert result.exit_code == 2 and "--no-check" in result.output
+    assert "--skip-invalid needs the lines checked" in result.output
+
+
 def test_standard_input_is_refused(big: Path, tmp_path: Path) -> None:
     # found by hand: '-' was "<stdin>: no such file"
     result = CliRunner().invoke(main, ["split", "-", "-o", str(tmp_path)], input=big.read_bytes())

@@ -31,6 +31,8 @@ FLAGS = {
     "split": "--split",
     "output": "-o",
     "profile_azure": "--profile azure",
+    "skip_invalid": "--skip-invalid",
+    "no_check": "--no-check",
 }
 """How the command line words each option a library error names (its hints)."""
 

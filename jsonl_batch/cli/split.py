@@ -53,6 +53,16 @@ from .output import progress_bar, show
     help="Write invalid lines, unchanged, to STEM.rejected.jsonl instead of stopping "
     "(every line ends up in exactly one file).",
 )
+@click.option(
+    "--no-check",
+    "check",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="For a file validated before: copy its lines unchecked, near the speed of a "
+    "plain copy (the limits that need line content, --max-tokens, --by and embedding "
+    "inputs, still read every line).",
+)
 @force_option("Replace an earlier split of the same file (its parts, rejected lines, manifest).")
 @max_problems_option
 @jobs_option
@@ -64,9 +74,11 @@ def split(file: str, profile: str, overrides: dict[str, Any], fmt: str, **option
     Writes STEM.part-001-of-00N.jsonl, ... and STEM.manifest.json (sha256, line ranges,
     counts). --max-tokens counts each request's input tokens with tiktoken (an estimate;
     needs jsonl-batch[tokens]) and keeps each part's sum at or under N. A file with problems
-    is reported like validate and nothing is written, unless --skip-invalid. All files are
-    written under temporary names and renamed together, so a failure leaves an earlier split
-    as it was.
+    is reported like validate and nothing is written, unless --skip-invalid. --no-check
+    skips the validation, for a file validated before: every line is taken as a request and
+    only measured (its size, or with --max-tokens, --by or embeddings, its content). All
+    files are written under temporary names and renamed together, so a failure leaves an
+    earlier split as it was.
 
     Exit status: 0 parts written; 1 no part written: problems found (nothing written, or with
     --skip-invalid only STEM.rejected.jsonl and the manifest, when no line is valid) or an
@@ -77,6 +89,7 @@ def split(file: str, profile: str, overrides: dict[str, Any], fmt: str, **option
     \b
         jsonl-batch split big.jsonl --max-requests 10000 --max-bytes 100MB -o parts/
         jsonl-batch split big.jsonl --max-tokens 2000000
+        jsonl-batch validate big.jsonl && jsonl-batch split big.jsonl --no-check
     """
     try:
         with progress_bar("counting tokens", options["max_tokens"] is not None) as progress:

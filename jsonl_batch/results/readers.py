@@ -40,6 +40,7 @@ from ..lines.reading import (
     Source,
     explain_invalid,
     loads_wide,
+    newlines,
     open_source,
     source_name,
 )
@@ -705,9 +706,9 @@ def plain_lines(data: bytes) -> pa.Array | None:
     be given them (see ``safe_line_count``): valid UTF-8, every line starting with ``{``,
     none holding ``NaN``, ``Infinity`` or ``Inf`` as a value or able to nest deeper than orjson
     reads. Else ``None``. UTF-8 is checked by Arrow over the whole range at once; the lines
-    are found by ``memchr`` (``_newlines``) and their first bytes checked in Arrow, so no line
-    is copied (Arrow's ``split_pattern`` copied the range into a new buffer of its size,
-    each range's allocation paid again in page faults)."""
+    are found by ``memchr`` (``lines.reading.newlines``) and their first bytes checked in
+    Arrow, so no line is copied (Arrow's ``split_pattern`` copied the range into a new
+    buffer of its size, each range's allocation paid again in page faults)."""
     if data[:1] != b"{":
         return None
     size = len(data)
@@ -717,7 +718,7 @@ def plain_lines(data: bytes) -> pa.Array | None:
         whole.validate(full=True)
     except pa.ArrowInvalid:
         return None  # not UTF-8
-    ends = _newlines(data)
+    ends = newlines(data)
     if not ends or ends[-1] != size - 1:
         ends.append(size)  # the last line, without a newline
     n = len(ends)
@@ -739,17 +740,6 @@ def plain_lines(data: bytes) -> pa.Array | None:
 _ZERO = pa.array([0], pa.int64())
 _ONE = pa.scalar(1, pa.int64())
 _BRACE = pa.scalar(ord("{"), pa.uint8())
-
-
-def _newlines(data: bytes) -> array[int]:
-    """Where each ``\n`` of ``data`` is: ``bytes.find`` (``memchr``) from one to the next."""
-    found = array("q")
-    find, add, newline = data.find, found.append, b"\n"
-    at = find(newline)
-    while at >= 0:
-        add(at)
-        at = find(newline, at + 1)
-    return found
 
 
 def _too_deep(data: bytes, starts: pa.Array, lengths: pa.Array) -> bool:

@@ -6,7 +6,9 @@ token budget, embedding inputs) and says which have errors; ``cutting`` chooses 
 points from those numbers, a few bytes per line, without reading the file again, as the
 chunks come (with ``parts``, once all are in: the shares need the count of good lines), and
 each full part is hashed in a thread from then on; then ``ranges`` copies each part's byte
-ranges (in the kernel where it can, two parts at a time). Problems are not held
+ranges (in the kernel where it can, two parts at a time). A file validated before
+(``report``) or split unchecked (``check=False``) is only measured: by its line ends alone
+(``plan.size_lines``, nothing parsed) unless a limit reads the lines. Problems are not held
 (``--skip-invalid`` on a million invalid lines stays flat). Lines are never re-serialized: without
 ``by``, the parts concatenated are the input, byte for byte. Memory stays flat apart from
 the custom_id set (and, with ``parts``, the per-line measures). The parts, the rejected
@@ -43,10 +45,11 @@ from ..outputs.manifests import (
 )
 from ..rules.checks import Chunk, Context
 from ..rules.limits import LIMIT_CODES, Limits
-from ..rules.problems import Problem, Report
-from ..rules.profiles import Profile, check_endpoint, get_profile
+from ..rules.problems import Problem, Report, Stats
+from ..rules.profiles import EMBEDDINGS_URLS, Profile, check_endpoint, get_profile
+from ..rules.requests import RequestFacts, read_request
 from ..tokens.counting import TokenCounter
-from ..validate import validate_file
+from ..validate import Measured, validate_file
 from .plan import (
     By,
     Cutter,
@@ -56,6 +59,7 @@ from .plan import (
     SplitError,
     measure_lines,
     plan_cuts,
+    size_lines,
 )
 from .ranges import ByteRanges
 
@@ -106,6 +110,7 @@ def split_file(
     keep: Iterable[str | os.PathLike[str]] = (),
     replaces: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
+    check: bool = True,
     **limits: int | None,
 ) -> SplitResult:
     """Split a batch file into parts that each satisfy the profile's limits (or ``limits``).
@@ -130,6 +135,12 @@ def split_file(
     same step with ``force``. ``progress(bytes_done, size)`` follows the validation (and
     token counting). ``endpoint``: the batch's endpoint, as ``validate_file`` takes it (the
     endpoint of ``{custom_id, body}`` lines; default the profile's first).
+
+    ``check=False``: for a file validated before, the lines are not checked (the report has
+    no problems but a line no part can hold; its stats give the lines, the bytes and the
+    first line's endpoint and model): every line is a request, copied as it is. The limits
+    that need a line's content (``max_tokens``, ``by``, embedding inputs) still read every
+    line; the others need only the line sizes, found without parsing anything.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -144,6 +155,11 @@ def split_file(
             f"{option('parts')} cannot be combined with {option('by')} "
             "(each group is split as needed)"
         )
+    if skip_invalid and not check and report is None:
+        raise UsageError(
+            f"{option('skip_invalid')} needs the lines checked: unchecked lines "
+            f"({option('no_check')}) are never found invalid"
+        )
     _require_file(path)
     ignore = LIMIT_CODES + (TARGET_CODES if by else ())
     given = None
@@ -156,6 +172,10 @@ def split_file(
     result = SplitResult(report or Report(str(path)), None, folder)
     if report is not None and _nothing_to_write(report, skip_invalid):
         return result
+    unchecked = report is None and not check
+    if unchecked:
+        report = result.report = _unchecked(path, Context(profile, endpoint), endpoint)
+    sizes_only = report is not None and not _reads_lines(part_limits, profile, by, report)
     facts = LineFacts(by, given)
     cutter = Cutter(part_limits, profile, by) if parts is None else None
     with ExitStack() as stack:
@@ -163,7 +183,8 @@ def split_file(
 
         def measured(base: int, chunk: Chunk, errors: list[int]) -> None:
             if not hashing:  # its threads start once the workers are forked
-                hashing.append(stack.enter_context(closing(ByteRanges(path))))
+                ranges = ByteRanges(path, spread=sizes_only)
+                hashing.append(stack.enter_context(closing(ranges)))
             facts.add(base, chunk, errors)
             if cutter is not None:  # cut as the chunks come; hash each full part at once
                 cutter.feed(*facts.chunks.pop())
@@ -181,16 +202,16 @@ def split_file(
                 on_chunk=measured, progress=progress,
             )  # fmt: skip
         else:
-            counter = TokenCounter() if part_limits.max_tokens is not None else None
-            work = partial(measure_lines, Context(profile, endpoint), counter)
-            with open_source(path) as handle:
-                chunks = LineChunks(path, handle, work, workers=workers, prime=bool(counter))
-                base = 0
+            with _measures(path, profile, endpoint, part_limits, sizes_only, workers) as chunks:
+                base = done = 0
                 for chunk in chunks:
+                    done += sum(chunk.sizes)
                     measured(base, chunk, [])
                     base += chunk.lines
                     if progress is not None:
-                        progress(chunks.done, chunks.size)
+                        progress(done, report.stats.bytes or None)
+            if unchecked:
+                report.stats.lines = report.stats.requests = base
         if _nothing_to_write(report, skip_invalid) or not hashing:
             return result
         data = hashing[0]
@@ -234,6 +255,60 @@ def split_file(
         _write(data, manifest, outputs, planner.plans(), planner.rejected)
         result.manifest = manifest
     return result
+
+
+def _unchecked(path: Path, ctx: Context, endpoint: str | None) -> Report:
+    """The report of a file split unchecked: its bytes, and the batch's endpoint and model
+    as validation takes them (given, else the first line's); the lines come once measured."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            first = handle.readline()
+    except OSError as exc:
+        raise ReadError(describe_os_error(path, exc)) from None
+    try:
+        facts = read_request(loads(first), ctx)
+    except ValueError:
+        facts = None
+    found = model = None
+    if isinstance(facts, RequestFacts):
+        found, model = facts.endpoint, facts.model
+    endpoint = ctx.endpoint or endpoint or found
+    return Report(str(path), Stats(bytes=size, endpoint=endpoint, model=model))
+
+
+def _reads_lines(limits: Limits, profile: Profile, by: By | None, report: Report) -> bool:
+    """Whether cutting needs what the lines hold, not only their sizes: their tokens, their
+    groups, or their embedding inputs (limited, or counted in the manifest: wherever the
+    file's endpoint may be an embeddings one)."""
+    if limits.max_tokens is not None or by is not None:
+        return True
+    endpoint = report.stats.endpoint
+    mixed = endpoint is None or not profile.one_endpoint
+    return any(url in EMBEDDINGS_URLS for url in profile.endpoints) and (
+        mixed or endpoint in EMBEDDINGS_URLS
+    )
+
+
+@contextmanager
+def _measures(
+    path: Path,
+    profile: Profile,
+    endpoint: str | None,
+    limits: Limits,
+    sizes_only: bool,
+    workers: int | None,
+) -> Iterator[Iterable[Measured]]:
+    """Every line measured without checking it (a file validated before, or unchecked): only
+    its size where that is all cutting needs (``size_lines``), else parsed and measured
+    (``measure_lines``) in the workers."""
+    if sizes_only:
+        yield size_lines(path)
+        return
+    counter = TokenCounter() if limits.max_tokens is not None else None
+    work = partial(measure_lines, Context(profile, endpoint), counter)
+    with open_source(path) as handle:
+        yield LineChunks(path, handle, work, workers=workers, prime=bool(counter))
 
 
 def _nothing_to_write(report: Report, skip_invalid: bool) -> bool:
@@ -306,6 +381,7 @@ def _write(
     with outputs, _beside() as beside:
         for plan in plans:  # to the hashing thread, in order, before the input's digest
             source.hash(plan.runs)
+        whole = source.sha256  # the rest of the input, hashed while the parts are copied
         copies: list[Future[tuple[Part, Future[str]]]] = []
         failed: list[Future[Any]] = []
         for i, (plan, name) in enumerate(zip(plans, names, strict=False)):
@@ -329,7 +405,7 @@ def _write(
             hashes.append((manifest.rejected, digest))
         for part, digest in hashes:  # the parts are hashed in a thread as they are copied
             part.sha256 = digest.result()
-        manifest.sha256 = source.sha256.result()
+        manifest.sha256 = whole.result()
         outputs.add_manifest(manifest)
         outputs.commit()
 

@@ -11,15 +11,18 @@ for ``copying``.
 
 from __future__ import annotations
 
+import os
 from array import array
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import sub
 from typing import Any, Literal
 
 from orjson import JSONDecodeError, loads
 
 from ..errors import UsageError, option
-from ..lines.reading import ReadError
+from ..lines.reading import ReadError, describe_os_error, line_end, newlines
 from ..rules.checks import Chunk, Same, one_model
 from ..rules.limits import Limits, Totals
 from ..rules.problems import Problem, Report, problem
@@ -219,6 +222,47 @@ def measure_lines(ctx: Context, counter: TokenCounter | None, lines: Iterable[by
     tokens_at(tokens)
     inputs_at(inputs)
     return chunk
+
+
+SIZE_BYTES = 8 << 20
+"""``size_lines`` reads 8 MiB at a time (a chunk for ``Cutter``)."""
+
+
+def size_lines(path: str | os.PathLike[str]) -> Iterator[Measured]:
+    """Each line's size (ending included), found by ``memchr`` a chunk of ``SIZE_BYTES`` at
+    a time, without looking at what the lines hold: what cutting needs when no limit
+    counts tokens or embedding inputs and nothing groups the lines. A last line without a
+    newline is a line; so is a blank one. (Read, not mapped: a file cut short meanwhile
+    would kill a process reading its map.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ReadError(describe_os_error(path, exc)) from None
+    try:
+        size = os.fstat(fd).st_size
+        buffer = bytearray(SIZE_BYTES)
+        view = memoryview(buffer)
+        at = 0
+        while at < size:
+            try:
+                n = os.preadv(fd, [view], at)
+            except OSError as exc:
+                raise ReadError(describe_os_error(path, exc)) from None
+            if not n:
+                return  # cut short: the plan's end says the file changed
+            ends = newlines(buffer, 0, n)
+            if not ends:  # a line longer than a chunk
+                ends.append(line_end(fd, at + n, size) - at - 1)
+            elif at + n >= size and ends[-1] != n - 1:
+                ends.append(n - 1)  # the last line, without a newline
+            chunk = Measured(lines=len(ends), requests=len(ends))
+            chunk.sizes = array("q", map(sub, ends, chain((-1,), ends)))
+            chunk.tokens_before.append(0)
+            chunk.inputs_before.append(0)
+            yield chunk
+            at += ends[-1] + 1
+    finally:
+        os.close(fd)
 
 
 def plan_cuts(

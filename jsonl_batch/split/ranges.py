@@ -11,7 +11,9 @@ digest of the part it belongs to (parts handed over in file order: every part wi
 digest so far (one part: the input's). The part being filled is followed as it grows
 (``follow``), so that little is left to hash when the file is validated. A part out of that
 order is hashed on its own, and so is one handed over while the walker is busy with another
-(parts planned at once, with ``parts``: the two threads share them).
+(parts planned at once, with ``parts``: the two threads share them). Where the parts come
+faster than that (``spread``: split measuring only the line sizes), the walker takes the
+first part and then the rest of the input alone, and the other thread every other part.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ COPY_BYTES = 4 << 20
 handing each run to the kernel or to a thread would cost more."""
 SMALL_BYTES = 256 << 10
 HASH_BYTES = 256 << 10
-"""Read to hash in blocks of 256 KiB: a block read once is hashed twice (the input's
-digest and its part's) while it is still in the cache."""
+"""Read to hash in blocks of 256 KiB where a block read once is hashed twice (the input's
+digest and its part's) while it is still in the cache; else in blocks of ``ALONE_BYTES``
+(4 MiB): the thread takes the interpreter's lock once per block, and a thread running
+Python beside it (split finding the lines) gives it back only every few milliseconds."""
+ALONE_BYTES = 4 << 20
 Runs = list[list[int]]
 """Byte runs ``[start, end, first_line, last_line]``."""
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
@@ -45,8 +50,12 @@ class ByteRanges:
     the whole file's digest; a copy or a digest that finds the file changed (or cannot read
     it) is a ``ReadError``."""
 
-    def __init__(self, path: Path, size: int | None = None) -> None:
+    def __init__(self, path: Path, size: int | None = None, *, spread: bool = False) -> None:
         self.path = path
+        self.spread = spread
+        """Parts come faster than one thread hashes (split measuring only the line sizes):
+        the walker hashes the input alone from the first part on (which is the input's
+        first bytes: one digest), the pool every other part, each thread on its own core."""
         try:
             self.fd = os.open(path, os.O_RDONLY)
             self.size = os.fstat(self.fd).st_size if size is None else size
@@ -54,7 +63,7 @@ class ByteRanges:
             raise ReadError(describe_os_error(path, exc)) from None
         self.local = threading.local()
         """Each copying thread's two buffers (``_copy_buffered``), made on first use."""
-        self.blocks = [memoryview(bytearray(HASH_BYTES)) for _ in range(2)]
+        self.blocks = [memoryview(bytearray(ALONE_BYTES)) for _ in range(2)]
         """The walker's block, and the pool's."""
         self.stopped = False
         self.in_kernel = hasattr(os, "copy_file_range")
@@ -93,8 +102,11 @@ class ByteRanges:
         """Hash a part still being filled (its runs so far; they grow) with the input, in
         the walker, if it comes in file order: once it is full, ``hash`` has only its last
         bytes left to read (split follows the open part as the chunks come)."""
-        if self._whole is None and self.in_kernel_copy(runs) and runs[0][0] >= self.handed:
-            self.following = runs[0][0]
+        start = runs[0][0] if runs else 0
+        if self.spread and start:
+            return
+        if self._whole is None and self.in_kernel_copy(runs) and start >= self.handed:
+            self.following = start
             self.walker.submit(self._follow, [run[:2] for run in runs])
 
     def _follow(self, runs: Runs) -> None:
@@ -113,8 +125,12 @@ class ByteRanges:
             return
         in_order = self._whole is None and runs[0][0] >= self.handed
         idle = self.last is None or self.last.done()
+        if self.spread:
+            idle = runs[0][0] == 0
         if in_order and (runs[0][0] == self.following or idle):  # with the input
             digest = self.last = self.walker.submit(self._walk, runs)
+            if self.spread:
+                self.sha256  # noqa: B018 (and on through the file)
         else:  # on its own: out of order, or beside a busy walker (parts given at once)
             digest = self.pool.submit(self._hash, runs)
         if in_order:
@@ -158,9 +174,10 @@ class ByteRanges:
         """Feed bytes ``[start, end)`` of the file to each digest, one cached block at a
         time (``blocks[turn]``); ``walked`` follows each block the input's digest takes."""
         buffer = self.blocks[turn]
+        step = HASH_BYTES if len(digests) > 1 else ALONE_BYTES
         walking = digests[0] is self.input
         while start < end and not self.stopped:
-            n = self._pread(buffer[: min(end - start, HASH_BYTES)], start)
+            n = self._pread(buffer[: min(end - start, step)], start)
             block = buffer[:n]
             for digest in digests:
                 digest.update(block)
