@@ -139,7 +139,9 @@ def tiny_sizes(r: random.Random) -> dict[str, dict[str, int]]:
             "COPY_BYTES": r.randint(1, 200),
             "SMALL_BYTES": r.randint(1, 300),
             "HASH_BYTES": r.randint(1, 300),
+            "ALONE_BYTES": r.randint(1, 300),
         },
+        "jsonl_batch.split.plan": {"SIZE_BYTES": r.randint(1, 300)},
     }
 
 
@@ -355,6 +357,25 @@ class Gen:
         if r.random() < 0.05:
             data = b"\xef\xbb\xbf" + data
         return data
+
+    def valid_batch(self) -> bytes:
+        """A valid batch file: one endpoint and model, unique custom_ids, texts of any
+        length, CRLF or LF endings, with or without a final newline."""
+        r = self.r
+        embeddings = r.random() < 0.3
+        url = "/v1/embeddings" if embeddings else "/v1/chat/completions"
+        lines = []
+        for i in range(r.choice([1, 2, 5, 10, 30])):
+            text = self.text(r.choice([5, 30, 300]))
+            body: dict[str, Any] = (
+                {"model": "text-embedding-3-small", "input": [text] * r.randint(1, 3)}
+                if embeddings
+                else {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+            )
+            line = {"custom_id": f"r{i}", "method": "POST", "url": url, "body": body}
+            lines.append(orjson.dumps(line) + r.choice([b"\n", b"\r\n"]))
+        data = b"".join(lines)
+        return data if r.random() < 0.7 else data.rstrip(b"\r\n")
 
     def batch(self, clean: float = 0.0) -> bytes:
         """A batch file; with probability ``clean``, only well-formed request lines."""
@@ -682,6 +703,12 @@ def run_split(gen: Gen, work: Path) -> str:
     skip = r.random() < 0.8
     if skip:
         args.append("--skip-invalid")
+    unchecked = not skip and r.random() < 0.5  # every line a request, copied unchecked
+    if unchecked:
+        args.append("--no-check")
+        if r.random() < 0.5:  # a valid file: the checked split cuts the same parts
+            data = gen.valid_batch()
+            path.write_bytes(data)
     choice = r.random()
     if choice < 0.5:
         args += ["--max-requests", str(r.randint(1, 5))]
@@ -707,7 +734,30 @@ def run_split(gen: Gen, work: Path) -> str:
             raise Failure(f"files without a manifest: {written}")
         return f"exit {result.exit_code}, nothing written"
     check_split(out, manifests[0], data)
+    if unchecked and result.exit_code == 0:
+        check_unchecked(args, out, manifests[0])
     return f"exit {result.exit_code}, split"
+
+
+def check_unchecked(args: list[str], out: Path, manifest_path: Path) -> None:
+    """A file the checked split takes cuts the same unchecked: the same part files and
+    line ranges (the manifest's endpoint and model aside: unchecked, the first line's)."""
+    unchecked = orjson.loads(manifest_path.read_bytes())
+    again = out.with_name("checked")
+    at = args.index("-o") + 1
+    checked = [*args[:at], str(again), *args[at + 1 :]]
+    result = invoke([a for a in checked if a != "--no-check"])
+    if result.exit_code != 0:
+        return  # not valid: nothing to compare
+    manifest = orjson.loads(next(again.glob("*.manifest.json")).read_bytes())
+    keys = ("path", "requests", "bytes", "sha256", "line_ranges", "input_tokens")
+
+    def cuts(found: dict[str, Any]) -> Any:
+        return [{k: p.get(k) for k in keys} for p in found["parts"]], found["sha256"]
+
+    if cuts(unchecked) != cuts(manifest):
+        raise Failure("the unchecked split of a valid file cut other parts")
+    shutil.rmtree(again)
 
 
 def check_split(folder: Path, manifest_path: Path, data: bytes) -> None:
