@@ -195,6 +195,9 @@ def test_no_check_copies_any_line_and_refuses_skip_invalid(tmp_path: Path) -> No
     result = run(str(path), "--no-check", "--max-requests", "2", "-o", str(tmp_path / "out"))
     assert result.exit_code == 0 and "3 requests -> 2 parts" in result.stdout
     assert (tmp_path / "out" / "odd.part-002-of-002.jsonl").read_bytes() == b"\n"
+    result = run(str(path), "--no-check", "--max-bytes", "100", "-o", str(tmp_path / "b"))
+    assert result.exit_code == 1 and "line 1: This request alone has" in result.stdout
+    assert "use --skip-invalid without --no-check" in result.stderr
     result = run(str(path), "--no-check", "--skip-invalid")
     assert result.exit_code == 2 and "--no-check" in result.output
     assert "--skip-invalid needs the lines checked" in result.output

@@ -100,7 +100,7 @@ def split(file: str, profile: str, overrides: dict[str, Any], fmt: str, **option
     if result.report.error:
         raise CliError(result.report.error)
     show(result, fmt, split_text)
-    aside = split_aside(result, file) if fmt == "text" else ""
+    aside = split_aside(result, file, options["check"]) if fmt == "text" else ""
     if aside:
         click.echo(aside, err=True)
     raise SystemExit(0 if result.manifest is not None and result.manifest.parts else 1)

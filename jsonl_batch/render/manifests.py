@@ -39,13 +39,16 @@ def split_text(result: Any) -> str:
     return manifest_text(result.manifest, result.folder)
 
 
-def split_aside(result: Any, file: str) -> str:
+def split_aside(result: Any, file: str, checked: bool = True) -> str:
     """What a split says beside its result, on standard error: why nothing (or no part)
-    was written, the problems of the lines it rejected ("" when all went well)."""
+    was written, the problems of the lines it rejected ("" when all went well).
+    ``checked``: the lines were checked (not ``--no-check``, which --skip-invalid needs)."""
     manifest = result.manifest
     if manifest is None:
         if not result.report.stats.lines:
             return printable(f"Nothing was written: {file} is empty.")
+        if not checked:
+            return "Nothing was written; fix the problems or use --skip-invalid without --no-check."
         return "Nothing was written; fix the problems or use --skip-invalid."
     if manifest.rejected is None:
         return ""

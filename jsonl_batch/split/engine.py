@@ -303,7 +303,8 @@ def _measures(
     its size where that is all cutting needs (``size_lines``), else parsed and measured
     (``measure_lines``) in the workers."""
     if sizes_only:
-        yield size_lines(path)
+        with closing(size_lines(path)) as sizes:
+            yield sizes
         return
     counter = TokenCounter() if limits.max_tokens is not None else None
     work = partial(measure_lines, Context(profile, endpoint), counter)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import sub
@@ -228,7 +228,7 @@ SIZE_BYTES = 8 << 20
 """``size_lines`` reads 8 MiB at a time (a chunk for ``Cutter``)."""
 
 
-def size_lines(path: str | os.PathLike[str]) -> Iterator[Measured]:
+def size_lines(path: str | os.PathLike[str]) -> Generator[Measured, None, None]:
     """Each line's size (ending included), found by ``memchr`` a chunk of ``SIZE_BYTES`` at
     a time, without looking at what the lines hold: what cutting needs when no limit
     counts tokens or embedding inputs and nothing groups the lines. A last line without a
