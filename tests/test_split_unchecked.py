@@ -18,6 +18,7 @@ from jsonl_batch import split_file, validate_file
 from jsonl_batch.errors import UsageError
 from jsonl_batch.split import engine as splitting
 from jsonl_batch.split import plan
+from jsonl_batch.split import ranges as copying
 
 
 def embedding(custom_id: str, inputs: Any, model: str = "e") -> dict[str, Any]:
@@ -205,6 +206,7 @@ def test_a_body_shaped_profile_takes_the_given_endpoint(tmp_path: Path) -> None:
     st.integers(400, 3000),
     st.sampled_from([None, 1, 2, 3]),
     st.sampled_from([16, 64, 1 << 20]),
+    st.booleans(),
 )
 def test_property_unchecked_and_checked_splits_are_the_same(
     tmp_path_factory: pytest.TempPathFactory,
@@ -214,9 +216,12 @@ def test_property_unchecked_and_checked_splits_are_the_same(
     max_bytes: int,
     parts: int | None,
     chunk: int,
+    kernel: bool,
 ) -> None:
     """A valid file gives the same parts and manifest checked or not (by design: the cuts
-    come from the same sizes), whatever the sizes' chunks."""
+    come from the same sizes), whatever the sizes' chunks; ``kernel``: parts of these few
+    bytes copied in the kernel and hashed by the two threads (as ``spread`` shares them
+    when unchecked), in blocks of a few bytes."""
     raw = [orjson.dumps(padded(f"r{i}", pad)) + end for i, (pad, end) in enumerate(lines)]
     if not final:
         raw[-1] = raw[-1].rstrip(b"\r\n")
@@ -228,6 +233,9 @@ def test_property_unchecked_and_checked_splits_are_the_same(
     def split(out: str, **options: Any) -> Any:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(plan, "SIZE_BYTES", chunk)
+            if kernel:
+                for name, size in (("SMALL_BYTES", 1), ("HASH_BYTES", 7), ("ALONE_BYTES", 50)):
+                    patch.setattr(copying, name, size)
             try:
                 result = split_file(path, folder / out, **limits, **options)
             except UsageError as exc:  # parts that cannot be made
@@ -239,4 +247,9 @@ def test_property_unchecked_and_checked_splits_are_the_same(
     checked = split("checked")
     assert split("unchecked", check=False) == checked
     if not isinstance(checked, str) and checked[0] is not None:
-        assert b"".join(checked[1]) == path.read_bytes()
+        data = path.read_bytes()
+        assert b"".join(checked[1]) == data
+        manifest = orjson.loads(checked[0])
+        assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+        digests = [hashlib.sha256(b).hexdigest() for b in checked[1]]
+        assert [p["sha256"] for p in manifest["parts"]] == digests
