@@ -5,6 +5,7 @@ limit needs what the lines hold; the same parts and manifest as the checked spli
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from jsonl_batch import split_file, validate_file
 from jsonl_batch.errors import UsageError
+from jsonl_batch.lines.reading import ReadError
 from jsonl_batch.split import engine as splitting
 from jsonl_batch.split import plan
 from jsonl_batch.split import ranges as copying
@@ -118,8 +120,10 @@ def test_unchecked_edge_files(tmp_path: Path, data: bytes) -> None:
     path.write_bytes(data)
     result = split_file(path, tmp_path / "out", max_requests=1, check=False)
     assert result.report.stats.lines == len(data.splitlines())
-    if not data:
+    if not data:  # the one problem an unchecked file can have, as validation reports it
         assert not result.written and not (tmp_path / "out").exists()
+        assert result.report.flatten(["line", "code"]) == [[None, "empty_file"]]
+        assert not result.report.valid
         return
     assert parts_of(result) == data.splitlines(keepends=True)
 
@@ -134,6 +138,46 @@ def test_lines_longer_than_a_chunk(
     chat = "/v1/chat/completions"  # the endpoint given: no line needs reading
     result = split_file(path, tmp_path / "out", max_requests=1, check=False, endpoint=chat)
     assert parts_of(result) == lines
+
+
+def test_a_file_cut_short_while_measured_is_a_read_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last read finds no newline because the file lost its end meanwhile: the file
+    changed (exit 2), not one request too big for a part (it was read as a line covering
+    the lost bytes)."""
+    monkeypatch.setattr(plan, "SIZE_BYTES", 1000)
+    path = tmp_path / "in.jsonl"
+    data = jsonl(*(padded(f"r{i}", 60) for i in range(20)))
+    path.write_bytes(data)
+    real, calls = os.preadv, []
+
+    def preadv(fd: int, buffers: list[memoryview], at: int) -> int:
+        calls.append(at)
+        if len(calls) == 2:
+            os.truncate(path, len(data) - 1500)
+        return real(fd, buffers, at)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    with pytest.raises(ReadError, match="changed while it was being split"):
+        split_file(path, tmp_path / "out", check=False, max_bytes=1000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_first_line_too_long_to_hold_names_no_model(
+    tmp_path: Path, no_parsing: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first line is read for the batch's endpoint and model only if it is at most
+    ``FIRST_LINE_BYTES`` long (else it would be held whole, however long)."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(padded("r1", 300), request("r2")))
+    chat = "/v1/chat/completions"
+    held = split_file(path, tmp_path / "a", check=False, endpoint=chat)
+    assert held.manifest is not None and held.manifest.parts[0].model == "gpt-4o-mini"
+    monkeypatch.setattr(splitting, "FIRST_LINE_BYTES", 100)
+    result = split_file(path, tmp_path / "b", check=False, endpoint=chat)
+    assert result.manifest is not None and result.manifest.parts[0].model is None
+    assert parts_of(result) == parts_of(held)
 
 
 @pytest.mark.parametrize(

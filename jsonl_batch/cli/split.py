@@ -89,7 +89,8 @@ def split(file: str, profile: str, overrides: dict[str, Any], fmt: str, **option
     \b
         jsonl-batch split big.jsonl --max-requests 10000 --max-bytes 100MB -o parts/
         jsonl-batch split big.jsonl --max-tokens 2000000
-        jsonl-batch validate big.jsonl && jsonl-batch split big.jsonl --no-check
+        jsonl-batch validate big.jsonl --ignore too_many_tasks --ignore file_too_large \\
+            && jsonl-batch split big.jsonl --no-check
     """
     try:
         with progress_bar("counting tokens", options["max_tokens"] is not None) as progress:

@@ -45,7 +45,7 @@ from ..outputs.manifests import (
 )
 from ..rules.checks import Chunk, Context
 from ..rules.limits import LIMIT_CODES, Limits
-from ..rules.problems import Problem, Report, Stats
+from ..rules.problems import Problem, Report, Stats, problem
 from ..rules.profiles import EMBEDDINGS_URLS, Profile, check_endpoint, get_profile
 from ..rules.requests import RequestFacts, read_request
 from ..tokens.counting import TokenCounter
@@ -137,10 +137,10 @@ def split_file(
     endpoint of ``{custom_id, body}`` lines; default the profile's first).
 
     ``check=False``: for a file validated before, the lines are not checked (the report has
-    no problems but a line no part can hold; its stats give the lines, the bytes and the
-    first line's endpoint and model): every line is a request, copied as it is. The limits
-    that need a line's content (``max_tokens``, ``by``, embedding inputs) still read every
-    line; the others need only the line sizes, found without parsing anything.
+    no problems but a line no part can hold, or an empty file; its stats give the lines, the
+    bytes and the first line's endpoint and model): every line is a request, copied as it
+    is. The limits that need a line's content (``max_tokens``, ``by``, embedding inputs)
+    still read every line; the others need only the line sizes, found without parsing.
     """
     path = Path(source)
     profile = get_profile(profile, **limits)
@@ -174,8 +174,9 @@ def split_file(
         return result
     unchecked = report is None and not check
     if unchecked:
-        report = result.report = _unchecked(path, Context(profile, endpoint), endpoint)
+        report = result.report = _unchecked(path, profile, endpoint)
     sizes_only = report is not None and not _reads_lines(part_limits, profile, by, report)
+    known = (report.stats.bytes or None) if report is not None else None  # as measured
     facts = LineFacts(by, given)
     cutter = Cutter(part_limits, profile, by) if parts is None else None
     with ExitStack() as stack:
@@ -183,7 +184,7 @@ def split_file(
 
         def measured(base: int, chunk: Chunk, errors: list[int]) -> None:
             if not hashing:  # its threads start once the workers are forked
-                ranges = ByteRanges(path, spread=sizes_only)
+                ranges = ByteRanges(path, known, spread=sizes_only)
                 hashing.append(stack.enter_context(closing(ranges)))
             facts.add(base, chunk, errors)
             if cutter is not None:  # cut as the chunks come; hash each full part at once
@@ -257,24 +258,34 @@ def split_file(
     return result
 
 
-def _unchecked(path: Path, ctx: Context, endpoint: str | None) -> Report:
+FIRST_LINE_BYTES = 16 << 20
+"""An unchecked split reads the batch's endpoint and model from the first line if it is at
+most this long (a longer one is not held in memory for them: they stay unknown)."""
+
+
+def _unchecked(path: Path, profile: Profile, endpoint: str | None) -> Report:
     """The report of a file split unchecked: its bytes, and the batch's endpoint and model
-    as validation takes them (given, else the first line's); the lines come once measured."""
+    (the endpoint given, else the first line's; the first line's model); the lines come
+    once measured. An empty file is the one problem it can have (as validation says it)."""
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            first = handle.readline()
+            first = handle.readline(FIRST_LINE_BYTES + 1)
     except OSError as exc:
         raise ReadError(describe_os_error(path, exc)) from None
+    ctx = Context(profile, endpoint)
     try:
-        facts = read_request(loads(first), ctx)
+        facts = read_request(loads(first), ctx) if len(first) <= FIRST_LINE_BYTES else None
     except ValueError:
         facts = None
     found = model = None
     if isinstance(facts, RequestFacts):
         found, model = facts.endpoint, facts.model
     endpoint = ctx.endpoint or endpoint or found
-    return Report(str(path), Stats(bytes=size, endpoint=endpoint, model=model))
+    report = Report(str(path), Stats(bytes=size, endpoint=endpoint, model=model))
+    if not size and not profile.empty_file_ok:
+        _add_problems(report, [problem("empty_file", None, "The file contains no requests.")], 1)
+    return report
 
 
 def _reads_lines(limits: Limits, profile: Profile, by: By | None, report: Report) -> bool:

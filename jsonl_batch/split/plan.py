@@ -252,7 +252,10 @@ def size_lines(path: str | os.PathLike[str]) -> Generator[Measured, None, None]:
                 return  # cut short: the plan's end says the file changed
             ends = newlines(buffer, 0, n)
             if not ends:  # a line longer than a chunk
-                ends.append(line_end(fd, at + n, size) - at - 1)
+                end = line_end(fd, at + n, size)
+                if end == size and os.fstat(fd).st_size < size:
+                    return  # no newline because the file was cut short: not one long line
+                ends.append(end - at - 1)
             elif at + n >= size and ends[-1] != n - 1:
                 ends.append(n - 1)  # the last line, without a newline
             chunk = Measured(lines=len(ends), requests=len(ends))
