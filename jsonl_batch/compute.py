@@ -191,8 +191,8 @@ def is_in(x: Datum, value_set: Datum) -> Any:
     return _call("is_in", x, options=_compute.SetLookupOptions(value_set))
 
 
-def index_in(x: Datum, value_set: Datum) -> Any:
-    return _call("index_in", x, options=_compute.SetLookupOptions(value_set))
+def index_in(x: Datum, value_set: Datum, skip_nulls: bool = False) -> Any:
+    return _call("index_in", x, options=_compute.SetLookupOptions(value_set, skip_nulls=skip_nulls))
 
 
 def scatter(values: Datum, indices: Datum, max_index: int) -> Any:

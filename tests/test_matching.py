@@ -161,3 +161,18 @@ def test_a_file_is_placed_a_group_of_ranges_at_a_time(
     assert len(groups) > 3 and sum(groups) == 204 and groups[-1] == 3
     assert all(g >= 40 for g in groups[:-1])  # groups of PLACE_ROWS lines at least...
     same([inputs], results)  # ... and the same join
+
+
+@SEARCHES
+def test_custom_ids_past_32_bit_offsets(monkeypatch: Any) -> None:
+    """custom_ids whose bytes would overflow one ``string`` array are sorted and searched as
+    ``large_string``: the same positions, duplicates still found."""
+    monkeypatch.setattr(matching, "STRING_BYTES", 16)
+    monkeypatch.setattr(matching, "SAMPLE", 2)
+    names = [f"id-{i:03d}" for i in range(50)][::-1]
+    ids = chunked(names, 5)
+    found = Requests(ids)
+    assert found.sorted.type == pa.large_string()
+    wanted = chunked([*names[10:20], "nobody", None, *names[::7]])
+    assert found.positions(wanted).to_pylist() == expected(ids, wanted)  # type: ignore[union-attr]
+    assert not found.twice() and Requests(chunked([*names, "id-007"])).twice()

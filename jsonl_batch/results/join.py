@@ -47,7 +47,7 @@ from .index import (
     index_results_of,
     spill_schema,
 )
-from .matching import Requests
+from .matching import Requests, one_array
 from .origins import Origin, find_origins
 from .readers import Anomaly
 from .structured import StructuredPlan, flat_names, flatten, output_schema, plan_of
@@ -735,7 +735,7 @@ def no_match(results: int, requests: int) -> str:
 def _check_unique(requests: Requests, files: list[FileIndex]) -> None:
     if not requests.twice():
         return
-    ids = requests.ids.combine_chunks()
+    ids = one_array(requests.ids)
     counts = pc.value_counts(ids)
     dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
     rows = pc.indices_nonzero(pc.equal(ids, dup)).to_pylist()[:2]

@@ -26,6 +26,8 @@ SAMPLE = 64
 SPAN = 8
 """A stretch longer than this many times the file's lines is not worth a table of its own:
 the file is searched for line by line."""
+STRING_BYTES = 2**31 - 1
+"""The most bytes of strings one ``string`` array holds (32-bit offsets)."""
 
 
 class Requests:
@@ -33,7 +35,7 @@ class Requests:
 
     def __init__(self, ids: pa.ChunkedArray) -> None:
         self.ids, self.size = ids, len(ids)
-        whole = ids.combine_chunks()  # taking from one chunk is several times faster
+        whole = one_array(ids)  # taking from one chunk is several times faster
         self.order = pc.sort_indices(whole)  # a sort holds less memory than a hash table
         self.sorted = pc.take(whole, self.order)
 
@@ -63,7 +65,8 @@ class Requests:
         if high - low > SPAN * n:
             return self._search(wanted)
         stretch = self.ids.slice(low, high - low)
-        found = pc.add(pc.index_in(wanted, value_set=stretch), pa.scalar(low, pa.int32()))
+        found = pc.index_in(wanted, value_set=stretch, skip_nulls=True)  # as ``_search``
+        found = pc.add(found, pa.scalar(low, pa.int32()))
         elsewhere = pc.is_null(found)
         if not found.null_count:
             return found
@@ -72,7 +75,16 @@ class Requests:
     def _search(self, wanted: pa.Array) -> pa.Array:
         """``positions`` by binary search in the sorted custom_ids."""
         last = pa.scalar(self.size - 1, pa.uint64())  # past the end: compared with the last
+        wanted = pc.cast(wanted, self.sorted.type)  # ``large_string`` past 2 GiB of ids
         at = pc.min_element_wise(pc.search_sorted(self.sorted, wanted), last)
         hit = pc.equal(pc.take(self.sorted, at), wanted)  # null for a null custom_id
         rows = pc.cast(pc.take(self.order, at), pa.int32())
         return pc.if_else(hit, rows, pa.scalar(None, pa.int32()))
+
+
+def one_array(ids: pa.ChunkedArray) -> pa.Array:
+    """``ids`` (strings) joined into one array: ``string`` while their bytes fit its 32-bit
+    offsets, else ``large_string`` (joining them as ``string`` would overflow)."""
+    if ids.nbytes < STRING_BYTES:  # at least the strings' bytes
+        return ids.combine_chunks()
+    return pc.cast(ids, pa.large_string()).combine_chunks()
