@@ -86,6 +86,27 @@ def test_parquet_keeps_types_descriptions_and_summary(chat: Any, tmp_path: Path)
     assert pq.ParquetFile(target).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+def test_parquet_dictionary_encodes_the_repeating_columns(tmp_path: Path) -> None:
+    """Answers, token counts and costs that repeat (a label per request) are stored once per
+    row group; unique ones (custom_id) as plain values."""
+    rows = 600
+    table = pa.table(
+        {
+            "custom_id": [f"request-{i}" for i in range(rows)],
+            "content": [("positive", "negative", "neutral")[i % 3] for i in range(rows)],
+            "prompt_tokens": [12 + i % 2 for i in range(rows)],
+        }
+    )
+    target = tmp_path / "r.parquet"
+    write_table(table, target)
+    group = pq.ParquetFile(target).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" in encodings["content"]
+    assert "RLE_DICTIONARY" in encodings["prompt_tokens"]
+    assert "RLE_DICTIONARY" not in encodings["custom_id"]
+    assert pq.read_table(target).equals(table)
+
+
 def test_parquet_opens_in_duckdb(chat: Any, tmp_path: Path) -> None:
     duckdb = pytest.importorskip("duckdb")
     target = tmp_path / "r.parquet"
